@@ -1,0 +1,124 @@
+// Command idp is the identity provider: `idp serve` runs the OpenID
+// provider; the other commands administer users, clients, keys and the
+// audit trail of the same database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/storage"
+	"github.com/totp-idp/idp/storage/sqlite"
+)
+
+const usage = `idp: an OpenID Connect provider with password + TOTP login.
+
+Usage:
+  idp serve   [--config FILE] [--db PATH] [--issuer URL] [--listen ADDR] [--dev] [policy flags]
+  idp user add USERNAME [--email E] [--name N] [--password-stdin] [--json]
+  idp user list | show USERNAME | unlock USERNAME | delete USERNAME
+  idp client add CLIENT_ID --redirect-uri URI [--redirect-uri URI …] [--post-logout-redirect-uri URI …]
+                 [--name N] [--public] [--pkce=required|optional] [--json]
+  idp client list | delete CLIENT_ID
+  idp keys rotate | list
+  idp audit [--user USERNAME] [--since TIME] [--limit N] [--json]
+
+Every flag can also be set by an IDP_-prefixed environment variable
+(--db → IDP_DB, --trusted-proxies → IDP_TRUSTED_PROXIES). Flags may stand
+before or after positional arguments. --db defaults to ./idp.db.
+Run "idp COMMAND -h" for the flags of a command.
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "idp:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError marks a mistake in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+// env is what every command gets.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		return e.serve(ctx, args[1:])
+	case "user":
+		return e.user(ctx, args[1:])
+	case "client":
+		return e.client(ctx, args[1:])
+	case "keys":
+		return e.keys(ctx, args[1:])
+	case "audit":
+		return e.audit(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+}
+
+// newFlags returns a flag set with the flags every command shares.
+func (e *env) newFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("idp "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	db := fs.String("db", "./idp.db", "SQLite database file")
+	return fs, db
+}
+
+func openStore(ctx context.Context, path string) (storage.Store, error) {
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// newAdmin returns the operator API over an opened store. The CLI hashes
+// passwords with the same OWASP argon2id parameters as the server.
+func newAdmin(st storage.Store, product string) (*op.Admin, error) {
+	h, err := op.NewHasher(op.OWASPArgon2, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &op.Admin{Store: st, Hasher: h, Product: product, Log: slog.Default()}, nil
+}
+
+func needArgs(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return usageError{fmt.Sprintf("expected %s, got %q", what, strings.Join(pos, " "))}
+	}
+	return nil
+}

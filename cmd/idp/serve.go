@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/storage"
+)
+
+// Demo client and user created by --dev on an empty database; make demo
+// points the example relying party at them.
+const (
+	devClientID    = "demo"
+	devRedirectURI = "http://127.0.0.1:9000/callback"
+	devLogoutURI   = "http://127.0.0.1:9000/"
+	devUsername    = "demo"
+)
+
+func (e *env) serve(ctx context.Context, args []string) error {
+	fs, db := e.newFlags("serve")
+	cfg := op.DefaultConfig("")
+	var (
+		configFile, issuer, listen, proxies, logFormat, logLevel string
+		dev                                                      bool
+		totpLock, pwLock                                         policyFlags
+	)
+	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
+	fs.StringVar(&issuer, "issuer", "", "issuer URL (https, or http for loopback hosts); default http://LISTEN for a loopback listener")
+	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
+	fs.BoolVar(&dev, "dev", false, "development mode: on an empty database create a demo user and client and print how to sign in")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is honoured (default: none)")
+	fs.StringVar(&cfg.ProductName, "product-name", cfg.ProductName, "name shown on pages and in authenticator apps")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&cfg.HashConcurrency, "hash-concurrency", 0, "password hashes computed at once (0: number of CPUs)")
+	fs.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", cfg.AccessTokenLifetime, "access token lifetime")
+	fs.DurationVar(&cfg.IDTokenLifetime, "id-token-lifetime", cfg.IDTokenLifetime, "ID token lifetime")
+	fs.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family")
+	fs.DurationVar(&cfg.SessionLifetime, "session-lifetime", cfg.SessionLifetime, "absolute lifetime of an SSO session")
+	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
+	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
+	totpLock.register(fs, "totp", &cfg.TOTPPolicy)
+	pwLock.register(fs, "password", &cfg.PasswordPolicy)
+	pos, err := parseArgs(fs, args, "config")
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, logFormat, logLevel)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	slog.SetDefault(log)
+	cfg.Logger = log
+	if cfg.TrustedProxies, err = op.ParseCIDRs(proxies); err != nil {
+		return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
+	}
+	if err := totpLock.validate("totp"); err != nil {
+		return err
+	}
+	if err := pwLock.validate("password"); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	defer ln.Close()
+	if issuer == "" {
+		host, _, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return usageError{"--issuer is required unless the listener is on a loopback address"}
+		}
+		issuer = "http://" + ln.Addr().String()
+	}
+	cfg.Issuer = issuer
+
+	st, err := openStore(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := op.New(ctx, cfg, st)
+	if err != nil {
+		return err
+	}
+	if dev {
+		if err := e.devSetup(ctx, st, srv, cfg); err != nil {
+			return fmt.Errorf("dev setup: %w", err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go gcLoop(ctx, st, log)
+
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", *db)
+	fmt.Fprintf(e.stderr, "idp listening on %s (issuer %s)\n", ln.Addr(), issuer)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// policyFlags are the --totp-* / --password-* lock policy flags.
+type policyFlags struct{ p *storage.LockPolicy }
+
+func (f *policyFlags) register(fs *flag.FlagSet, factor string, p *storage.LockPolicy) {
+	f.p = p
+	fs.IntVar(&p.FreeFailures, factor+"-max-failures", p.FreeFailures, "consecutive "+factor+" failures before the first lock")
+	fs.DurationVar(&p.BaseLock, factor+"-lock", p.BaseLock, "first "+factor+" lock duration; each further failure doubles it")
+	fs.DurationVar(&p.MaxLock, factor+"-lock-max", p.MaxLock, "longest "+factor+" lock")
+	fs.IntVar(&p.HardLimit, factor+"-hard-limit", p.HardLimit, "consecutive "+factor+" failures that lock until an operator unlocks (0: never)")
+}
+
+func (f *policyFlags) validate(factor string) error {
+	p := f.p
+	if p.FreeFailures < 1 || p.BaseLock <= 0 || p.MaxLock < p.BaseLock || p.HardLimit < 0 ||
+		(p.HardLimit > 0 && p.HardLimit < p.FreeFailures) {
+		return usageError{fmt.Sprintf("--%s-* policy is inconsistent: need max-failures ≥ 1, lock > 0, lock-max ≥ lock, hard-limit 0 or ≥ max-failures", factor)}
+	}
+	if factor == "password" && (p.HardLimit == 0 || p.HardLimit > 100) {
+		return usageError{"--password-hard-limit must be between max-failures and 100 (NIST SP 800-63B §5.2.2)"}
+	}
+	return nil
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %v", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	}
+}
+
+func gcLoop(ctx context.Context, st storage.Store, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := st.GC(ctx, time.Now().UTC()); err != nil && ctx.Err() == nil {
+			log.Warn("garbage collection", "err", err)
+		} else if n > 0 {
+			log.Info("garbage collection", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// devSetup creates the demo user and client on an empty database and
+// prints how to sign in.
+func (e *env) devSetup(ctx context.Context, st storage.Store, srv *op.Server, cfg op.Config) error {
+	users, err := st.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	clients, err := st.ListClients(ctx)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 || len(clients) > 0 {
+		fmt.Fprintf(e.stderr, "--dev: the database already has users or clients; nothing created.\n")
+		return nil
+	}
+	admin := &op.Admin{Store: st, Hasher: srv.Hasher(), Product: cfg.ProductName, Log: cfg.Logger}
+	if _, err := admin.AddClient(ctx, op.NewClient{
+		ID: devClientID, Name: "Demo app", Public: true,
+		RedirectURIs: []string{devRedirectURI}, PostLogoutRedirectURIs: []string{devLogoutURI},
+	}); err != nil {
+		return err
+	}
+	password := devPassword()
+	u, err := admin.AddUser(ctx, op.NewUser{Username: devUsername, Name: "Demo User", Email: "demo@example.com", Password: password})
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n=== Development mode ===\nDemo client %q (public, PKCE) redirects to %s\n", devClientID, devRedirectURI)
+	fmt.Fprintf(&b, "Demo user:  %s\nPassword:   %s\n\nAdd the TOTP secret to an authenticator app (scan the code or enter the URI):\n\n", u.Username, password)
+	fmt.Fprint(e.stderr, b.String())
+	if err := printQR(e.stderr, u.TOTPURI); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "\n%s\n\nThen open http://127.0.0.1:9000/ (the demo app) and sign in.\n========================\n\n", u.TOTPURI)
+	return nil
+}

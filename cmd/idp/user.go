@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/storage"
+)
+
+func (e *env) user(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{"idp user: expected add, list, show, unlock or delete"}
+	}
+	sub, args := args[0], args[1:]
+	fs, db := e.newFlags("user " + sub)
+	var (
+		email, name, product  string
+		passwordStdin, asJSON bool
+		enrollAtLogin         bool
+	)
+	if sub == "add" {
+		fs.StringVar(&email, "email", "", "e-mail address")
+		fs.StringVar(&name, "name", "", "display name")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "let the user enrol TOTP at first login (not available yet)")
+		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
+	}
+	if sub == "add" || sub == "list" || sub == "show" {
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	}
+	pos, err := parseArgs(fs, args, "")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	admin, err := newAdmin(st, product)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		if enrollAtLogin {
+			return errors.New("--enroll-at-login is not available yet: the user would have no way to sign in")
+		}
+		pw, err := e.readPassword(passwordStdin)
+		if err != nil {
+			return err
+		}
+		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, Password: pw})
+		if errors.Is(err, storage.ErrConflict) {
+			return fmt.Errorf("user %q already exists", pos[0])
+		}
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return json.NewEncoder(e.stdout).Encode(u)
+		}
+		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", u.Username, u.ID)
+		if err := printQR(e.stdout, u.TOTPURI); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "\n%s\n", u.TOTPURI)
+		return nil
+	case "list":
+		if err := needArgs(pos, 0, "no arguments"); err != nil {
+			return err
+		}
+		users, err := st.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			type row struct {
+				ID       string `json:"id"`
+				Username string `json:"username"`
+				Name     string `json:"name,omitempty"`
+				Email    string `json:"email,omitempty"`
+			}
+			out := []row{}
+			for _, u := range users {
+				out = append(out, row{u.ID, u.Username, u.Name, u.Email})
+			}
+			return json.NewEncoder(e.stdout).Encode(out)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USERNAME\tID\tNAME\tEMAIL")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.ID, u.Name, u.Email)
+		}
+		return tw.Flush()
+	case "show":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, err := admin.UserByName(ctx, pos[0])
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		return e.showUser(ctx, st, u, asJSON)
+	case "unlock":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, err := admin.Unlock(ctx, pos[0])
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		fmt.Fprintf(e.stdout, "Unlocked %s: failure counts and locks cleared.\n", u.Username)
+		return nil
+	case "delete":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, err := admin.DeleteUser(ctx, pos[0])
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		fmt.Fprintf(e.stdout, "Deleted %s.\n", u.Username)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("idp user: unknown subcommand %q", sub)}
+	}
+}
+
+func notFound(kind, name string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%s %q not found", kind, name)
+	}
+	return err
+}
+
+func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, asJSON bool) error {
+	states, err := st.AttemptStates(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	_, terr := st.TOTPByUser(ctx, u.ID)
+	hasTOTP := terr == nil
+	now := time.Now().UTC()
+	type factorView struct {
+		Factor      string `json:"factor"`
+		Failures    int    `json:"failures"`
+		Locked      bool   `json:"locked"`
+		LockedUntil string `json:"locked_until,omitempty"`
+		HardLocked  bool   `json:"hard_locked"`
+		LastFailure string `json:"last_failure,omitempty"`
+		LastSuccess string `json:"last_success,omitempty"`
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	var fv []factorView
+	for _, s := range states {
+		fv = append(fv, factorView{
+			Factor: string(s.Factor), Failures: s.Failures,
+			Locked:      s.HardLocked || s.LockedUntil.After(now),
+			LockedUntil: ts(s.LockedUntil), HardLocked: s.HardLocked,
+			LastFailure: ts(s.LastFailureAt), LastSuccess: ts(s.LastSuccessAt),
+		})
+	}
+	if asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{
+			"id": u.ID, "username": u.Username, "name": u.Name, "email": u.Email,
+			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "factors": fv,
+		})
+	}
+	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
+		u.Username, u.ID, u.Name, u.Email, ts(u.CreatedAt), hasTOTP)
+	if len(fv) == 0 {
+		fmt.Fprintln(e.stdout, "attempts:   none recorded")
+	}
+	for _, f := range fv {
+		state := "not locked"
+		switch {
+		case f.HardLocked:
+			state = "LOCKED until an operator unlocks (idp user unlock)"
+		case f.Locked:
+			state = "LOCKED until " + f.LockedUntil
+		}
+		fmt.Fprintf(e.stdout, "%-10s  failures %d, %s; last failure %s; last success %s\n",
+			f.Factor+":", f.Failures, state, orNone(f.LastFailure), orNone(f.LastSuccess))
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "never"
+	}
+	return s
+}
+
+// readPassword reads the new user's password: one line from standard input
+// with --password-stdin, otherwise twice from the terminal without echo.
+func (e *env) readPassword(fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(io.LimitReader(e.stdin, op.MaxPasswordBytes+2)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if len(pw) > op.MaxPasswordBytes {
+			return "", op.ErrPasswordTooLong
+		}
+		if pw == "" {
+			return "", errors.New("no password on standard input")
+		}
+		return pw, nil
+	}
+	f, ok := e.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usageError{"standard input is not a terminal: use --password-stdin"}
+	}
+	fmt.Fprint(e.stderr, "Password: ")
+	a, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(e.stderr)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(e.stderr, "Repeat password: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(e.stderr)
+	if err != nil {
+		return "", err
+	}
+	if string(a) != string(b) {
+		return "", errors.New("the passwords do not match")
+	}
+	return string(a), nil
+}

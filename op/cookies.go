@@ -1,0 +1,125 @@
+package op
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// Cookie names get the __Host- prefix whenever the issuer is https: Secure,
+// Path=/, no Domain, so no sibling host can plant them.
+func (s *Server) cookieName(base string) string {
+	if s.cfg.secureCookies() {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (s *Server) ssoCookieName() string { return s.cookieName("idp_session") }
+
+// flowCookieName is per auth request, so several sign-ins in several tabs
+// each keep their own binding.
+func (s *Server) flowCookieName(authReqID string) string {
+	short := authReqID
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	return s.cookieName("idp_flow_" + short)
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
+		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (s *Server) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// boundToBrowser reports whether r carries the cookie the auth request was
+// bound to (threat model rule 7).
+func (s *Server) boundToBrowser(r *http.Request, a *storage.AuthRequest) bool {
+	if len(a.BindingHash) == 0 {
+		return false
+	}
+	c, err := r.Cookie(s.flowCookieName(a.ID))
+	if err != nil || c.Value == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare(hashSecret(c.Value), a.BindingHash) == 1
+}
+
+// csrfToken is the per-flow form token: an HMAC of the flow id under the
+// browser-binding secret, so it is valid only with that browser's cookie.
+func csrfToken(flowSecret, authReqID string) string {
+	m := hmac.New(sha256.New, []byte(flowSecret))
+	m.Write([]byte("csrf:" + authReqID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) csrfValid(r *http.Request, a *storage.AuthRequest) bool {
+	c, err := r.Cookie(s.flowCookieName(a.ID))
+	if err != nil {
+		return false
+	}
+	want := csrfToken(c.Value, a.ID)
+	return subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(want)) == 1
+}
+
+// usableSession returns the browser's SSO session if it may satisfy the
+// auth request without a new login: alive, not idle too long, within
+// max_age (prompt=login arrives as max_age=0), and of the id_token_hint's
+// subject when one was sent (OpenID Connect Core §3.1.2.1).
+func (s *Server) usableSession(ctx context.Context, a *storage.AuthRequest) (storage.Session, bool) {
+	v := ssoCookieFromContext(ctx)
+	if v == "" {
+		return storage.Session{}, false
+	}
+	now := s.cfg.now()
+	sess, err := s.store.SessionByHash(ctx, hashSecret(v), now)
+	if err != nil {
+		return storage.Session{}, false
+	}
+	if now.Sub(sess.LastSeenAt) > s.cfg.SessionIdleTimeout {
+		return storage.Session{}, false
+	}
+	if a.MaxAge != nil && now.Sub(sess.AuthTime) >= time.Duration(*a.MaxAge)*time.Second {
+		return storage.Session{}, false
+	}
+	if a.HintSubject != "" && a.HintSubject != sess.UserID {
+		return storage.Session{}, false
+	}
+	return sess, true
+}
+
+// openSession starts an SSO session after a full login and sets its cookie.
+func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, now time.Time) error {
+	v := randomID(32)
+	sess := storage.Session{
+		IDHash: hashSecret(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime),
+	}
+	if err := s.store.CreateSession(ctx, sess); err != nil {
+		return err
+	}
+	// The previous session of this browser, if any, ends here.
+	if old := ssoCookieFromContext(ctx); old != "" {
+		if err := s.store.DeleteSession(ctx, hashSecret(old)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("delete previous session", "err", err)
+		}
+	}
+	s.setCookie(w, s.ssoCookieName(), v, s.cfg.SessionLifetime)
+	return nil
+}

@@ -1,0 +1,37 @@
+package op
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// claim asks the attempt guard for the right to verify factor f of userID
+// (threat model rules 1–4): the store counts the attempt as a failure
+// before anything is verified, keyed by the account id alone. No IP,
+// session or submitted string takes part.
+func (s *Server) claim(ctx context.Context, userID, username, clientID string, f storage.Factor) (storage.AttemptClaim, error) {
+	p := s.cfg.PasswordPolicy
+	if f == storage.FactorTOTP {
+		p = s.cfg.TOTPPolicy
+	}
+	c, err := s.store.ClaimAttempt(ctx, userID, f, s.cfg.now(), p)
+	if err != nil {
+		return c, fmt.Errorf("claim attempt: %w", err)
+	}
+	if !c.Allowed {
+		s.audit(ctx, "locked_refused", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d retry_after=%s hard=%t", f, c.Failures, c.RetryAfter, c.HardLocked))
+	}
+	return c, nil
+}
+
+// failed records the audit trail of a failed, already counted attempt.
+func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor) {
+	s.audit(ctx, event, userID, username, clientID, fmt.Sprintf("failures=%d", c.Failures))
+	if c.HardLocked {
+		s.audit(ctx, "hard_lock", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
+	} else if c.RetryAfter > 0 {
+		s.audit(ctx, "lock_started", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
+	}
+}

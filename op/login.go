@@ -1,0 +1,335 @@
+package op
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// amrPasswordTOTP is the RFC 8176 amr of a password + TOTP login.
+var amrPasswordTOTP = []string{"pwd", "otp", "mfa"}
+
+// loginHandler serves the login UI. State-changing requests pass Go's
+// cross-origin protection (Sec-Fetch-Site / Origin) and a per-flow token
+// bound to the browser's flow cookie.
+func (s *Server) loginHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login/{$}", s.loginPage)
+	mux.HandleFunc("POST /login/password", s.passwordStep)
+	mux.HandleFunc("POST /login/totp", s.totpStep)
+	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
+	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
+		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "Signed out"})
+	})
+	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
+		s.pages.errorPage(w, r, http.StatusNotFound, "This page does not exist.", "")
+	})
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
+	}))
+	return cop.Handler(mux)
+}
+
+func (s *Server) callbackURL(id string) string {
+	return s.cfg.Issuer + callbackPath + "?id=" + url.QueryEscape(id)
+}
+
+func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.QueryEscape(id) }
+
+// loginPage shows the step the auth request is at. The first visit binds
+// the request to this browser with a fresh cookie.
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.URL.Query().Get("id")
+	a, err := s.store.AuthRequestByID(ctx, id, s.cfg.now())
+	if err != nil {
+		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		return
+	}
+	var flowSecret string
+	if len(a.BindingHash) == 0 {
+		flowSecret = randomID(32)
+		if err := s.store.BindAuthRequest(ctx, a.ID, hashSecret(flowSecret)); err != nil {
+			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+			return
+		}
+		a.BindingHash = hashSecret(flowSecret)
+		s.setCookie(w, s.flowCookieName(a.ID), flowSecret, s.cfg.AuthRequestLifetime)
+	} else {
+		if !s.boundToBrowser(r, &a) {
+			s.audit(ctx, "binding_mismatch", a.UserID, "", a.ClientID, "login page")
+			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+			return
+		}
+		c, _ := r.Cookie(s.flowCookieName(a.ID))
+		flowSecret = c.Value
+	}
+	switch a.Stage {
+	case storage.StageDone:
+		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
+		return
+	case storage.StagePasswordOK:
+		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		return
+	}
+	// A live SSO session may satisfy the request without any page.
+	if sess, ok := s.usableSession(ctx, &a); ok {
+		if err := s.store.CompleteFromSession(ctx, a.ID, sess); err == nil {
+			_ = s.store.TouchSession(ctx, sess.IDHash, s.cfg.now())
+			s.audit(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
+			http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
+			return
+		}
+	}
+	if slices.Contains(a.Prompt, oidc.PromptNone) {
+		s.redirectError(w, r, &a, oidc.ErrLoginRequired())
+		return
+	}
+	s.renderPassword(w, r, &a, flowSecret, http.StatusOK, a.LoginHint, "")
+}
+
+// redirectError sends an OAuth error to the client's (already validated)
+// redirect URI.
+func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
+	q := url.Values{"error": {string(e.ErrorType)}}
+	if e.Description != "" {
+		q.Set("error_description", e.Description)
+	}
+	if a.State != "" {
+		q.Set("state", a.State)
+	}
+	sep := "?"
+	if strings.Contains(a.RedirectURI, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, a.RedirectURI+sep+q.Encode(), http.StatusFound)
+}
+
+func (s *Server) clientName(ctx context.Context, id string) string {
+	c, err := s.clients.get(ctx, id)
+	if err != nil {
+		return ""
+	}
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ID
+}
+
+func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
+	s.pages.render(w, status, "password", pageData{
+		Title: "Sign in", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: csrfToken(flowSecret, a.ID), Username: username, Error: msg,
+	})
+}
+
+func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	s.pages.render(w, status, "totp", pageData{
+		Title: "Verification code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
+	})
+}
+
+// loadFlow reads the posted auth request and checks the browser binding and
+// the form token. It answers the request itself when they fail.
+func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthRequest, string, bool) {
+	if err := r.ParseForm(); err != nil {
+		s.pages.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", "")
+		return storage.AuthRequest{}, "", false
+	}
+	a, err := s.store.AuthRequestByID(r.Context(), r.PostFormValue("id"), s.cfg.now())
+	if err != nil {
+		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		return a, "", false
+	}
+	if !s.boundToBrowser(r, &a) {
+		s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return a, "", false
+	}
+	if !s.csrfValid(r, &a) {
+		s.audit(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
+		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, s.loginURL(a.ID))
+		return a, "", false
+	}
+	c, _ := r.Cookie(s.flowCookieName(a.ID))
+	return a, c.Value, true
+}
+
+// passwordStep verifies the first factor. It never completes a login: on
+// success the request moves to password_ok and the browser to the TOTP
+// page (threat model rule 7).
+func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, flowSecret, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if a.Stage == storage.StageDone {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	rawUser := r.PostFormValue("username")
+	password := r.PostFormValue("password")
+	username, err := storage.CanonicalUsername(rawUser)
+	if err != nil {
+		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", msgNoUsername)
+		return
+	}
+	if len(password) > MaxPasswordBytes {
+		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, msgLongPassword)
+		return
+	}
+	u, err := s.store.UserByUsername(ctx, username)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Same cost and same answer as a wrong password (rule 11).
+		if _, err := s.hasher.Verify(ctx, "", password); errors.Is(err, ErrHashBusy) {
+			s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
+			return
+		}
+		s.audit(ctx, "password_failed", "", username, a.ClientID, "unknown user")
+		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "user lookup", err)
+		return
+	}
+	claim, err := s.claim(ctx, u.ID, u.Username, a.ClientID, storage.FactorPassword)
+	if err != nil {
+		s.internalError(w, r, "password claim", err)
+		return
+	}
+	if !claim.Allowed {
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		return
+	}
+	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)
+	if errors.Is(err, ErrHashBusy) {
+		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "password verify", err)
+		return
+	}
+	if !match {
+		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword)
+		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
+		return
+	}
+	now := s.cfg.now()
+	if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, now); err != nil {
+		s.internalError(w, r, "password success", err)
+		return
+	}
+	if err := s.store.PasswordVerified(ctx, a.ID, u.ID, now); err != nil {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
+	if s.hasher.NeedsRehash(u.PasswordHash) {
+		if h, err := s.hasher.Hash(ctx, password); err == nil {
+			if err := s.store.SetPasswordHash(ctx, u.ID, h); err != nil {
+				s.log.Warn("password rehash", "err", err)
+			}
+		}
+	}
+	http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+}
+
+// normalizeCode strips the spaces people type or paste; anything but six
+// digits is malformed.
+func normalizeCode(s string) (string, bool) {
+	s = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '-' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) != totpDigits {
+		return "", false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// totpStep verifies the second factor. The account is the one the password
+// step recorded server-side, never a form field (R-T5). Only here does an
+// auth request become done.
+func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, flowSecret, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	code, ok := normalizeCode(r.PostFormValue("code"))
+	if !ok {
+		s.renderTOTP(w, r, &a, flowSecret, http.StatusBadRequest, msgBadCode)
+		return
+	}
+	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
+	if err != nil {
+		s.internalError(w, r, "totp claim", err)
+		return
+	}
+	if !claim.Allowed {
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		return
+	}
+	cred, err := s.store.TOTPByUser(ctx, a.UserID)
+	if err != nil || !cred.Confirmed {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgNoTOTP, "")
+		return
+	}
+	now := s.cfg.now()
+	step, match := matchTOTP(cred.Secret, code, now)
+	if !match {
+		s.failed(ctx, claim, "totp_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		return
+	}
+	err = s.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, s.cfg.ACR)
+	switch {
+	case errors.Is(err, storage.ErrReplay):
+		// RFC 6238 §5.2: a code is accepted once; the claim already
+		// counted this attempt as a failure.
+		s.failed(ctx, claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		return
+	case errors.Is(err, storage.ErrWrongState):
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	case err != nil:
+		s.internalError(w, r, "complete totp", err)
+		return
+	}
+	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
+	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
+	if err := s.openSession(ctx, w, &a, now); err != nil {
+		s.log.Warn("open sso session", "err", err)
+	}
+	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,otp,mfa")
+	http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.Error(what, "request_id", infoFrom(r.Context()).id, "err", err)
+	s.pages.errorPage(w, r, http.StatusInternalServerError, msgInternal, "")
+}

@@ -1,0 +1,376 @@
+package op
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	zop "github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// oidcStorage implements zitadel's op.Storage over storage.Store and
+// closes the library's gaps listed in ZITADEL-OIDC-NOTES.md: PKCE S256
+// required, atomic single-use codes, one code per auth request, refresh
+// rotation with reuse detection, expiry and revocation checked everywhere,
+// client ownership checked on revocation and introspection, the JWT-bearer
+// grant refused.
+type oidcStorage struct {
+	s *Server
+}
+
+var _ zop.Storage = (*oidcStorage)(nil)
+var _ zop.CanSetUserinfoFromRequest = (*oidcStorage)(nil)
+
+// errPKCERequired: RFC 9700 §2.1.1; S256 only, plain is refused.
+var errPKCERequired = oidc.ErrInvalidRequest().WithDescription("PKCE with code_challenge_method=S256 is required for this client")
+
+func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSub string) (zop.AuthRequest, error) {
+	s := o.s
+	client, err := s.store.ClientByID(ctx, req.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if req.CodeChallenge != "" && req.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
+		return nil, errPKCERequired
+	}
+	if req.CodeChallenge == "" && (client.Public || client.PKCERequired) {
+		return nil, errPKCERequired
+	}
+	if req.ResponseType != oidc.ResponseTypeCode {
+		return nil, oidc.ErrUnauthorizedClient().WithDescription("only response_type=code is supported")
+	}
+	now := s.cfg.now()
+	a := storage.AuthRequest{
+		ID:                  randomID(24),
+		ClientID:            req.ClientID,
+		RedirectURI:         req.RedirectURI,
+		Scopes:              keepSupportedScopes(req.Scopes),
+		State:               req.State,
+		Nonce:               req.Nonce,
+		ResponseType:        string(req.ResponseType),
+		ResponseMode:        string(req.ResponseMode),
+		CodeChallenge:       req.CodeChallenge,
+		CodeChallengeMethod: string(req.CodeChallengeMethod),
+		Prompt:              []string(req.Prompt),
+		ACRValues:           []string(req.ACRValues),
+		LoginHint:           req.LoginHint,
+		HintSubject:         hintSub,
+		Stage:               storage.StageCreated,
+		CreatedAt:           now,
+		ExpiresAt:           now.Add(s.cfg.AuthRequestLifetime),
+	}
+	if req.MaxAge != nil {
+		v := int64(*req.MaxAge)
+		a.MaxAge = &v
+	}
+	for _, t := range req.UILocales {
+		a.UILocales = append(a.UILocales, t.String())
+	}
+	if slices.Contains(a.Prompt, oidc.PromptNone) {
+		// OpenID Connect Core §3.1.2.1: without a usable session the
+		// answer is login_required, never a page.
+		if _, ok := s.usableSession(ctx, &a); !ok {
+			return nil, oidc.ErrLoginRequired()
+		}
+	}
+	if err := s.store.CreateAuthRequest(ctx, a); err != nil {
+		return nil, err
+	}
+	return &authRequest{a: a, acr: s.cfg.ACR}, nil
+}
+
+func (o *oidcStorage) AuthRequestByID(ctx context.Context, id string) (zop.AuthRequest, error) {
+	a, err := o.s.store.AuthRequestByID(ctx, id, o.s.cfg.now())
+	if err != nil {
+		return nil, err
+	}
+	return &authRequest{a: a, acr: o.s.cfg.ACR}, nil
+}
+
+func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.AuthRequest, error) {
+	a, err := o.s.store.ConsumeAuthCode(ctx, hashSecret(code), o.s.cfg.now())
+	if errors.Is(err, storage.ErrReused) {
+		// RFC 9700 §4.2.4 / oidcc-codereuse: the tokens issued from the
+		// code are already revoked by the store.
+		o.s.audit(ctx, "code_reused", a.UserID, "", a.ClientID, "tokens issued from the code revoked")
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !a.Done() {
+		return nil, storage.ErrWrongState
+	}
+	return &authRequest{a: a, acr: o.s.cfg.ACR}, nil
+}
+
+// SaveAuthCode stores one code per auth request, only once both factors are
+// recorded (defence in depth behind Done()).
+func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
+	now := o.s.cfg.now()
+	return o.s.store.SaveAuthCode(ctx, id, hashSecret(code), now.Add(o.s.cfg.CodeLifetime))
+}
+
+// DeleteAuthRequest keeps the row: a consumed request must stay to detect
+// code reuse; GC removes it after expiry.
+func (o *oidcStorage) DeleteAuthRequest(context.Context, string) error { return nil }
+
+func (o *oidcStorage) CreateAccessToken(ctx context.Context, req zop.TokenRequest) (string, time.Time, error) {
+	at := o.newAccessToken(req)
+	if err := o.s.store.CreateAccessToken(ctx, at); err != nil {
+		return "", time.Time{}, err
+	}
+	return at.ID, at.ExpiresAt, nil
+}
+
+func (o *oidcStorage) newAccessToken(req zop.TokenRequest) storage.AccessToken {
+	now := o.s.cfg.now()
+	at := storage.AccessToken{
+		ID:        randomID(24),
+		UserID:    req.GetSubject(),
+		Scopes:    req.GetScopes(),
+		Audience:  req.GetAudience(),
+		CreatedAt: now,
+		ExpiresAt: now.Add(o.s.cfg.AccessTokenLifetime),
+	}
+	switch r := req.(type) {
+	case *authRequest:
+		at.ClientID = r.a.ClientID
+		at.AuthRequestID = r.a.ID
+	case *refreshRequest:
+		at.ClientID = r.t.ClientID
+		at.AuthRequestID = r.t.AuthRequestID
+	}
+	return at
+}
+
+func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.TokenRequest, current string) (string, string, time.Time, error) {
+	now := o.s.cfg.now()
+	at := o.newAccessToken(req)
+	value := randomID(32)
+	rt := storage.RefreshToken{
+		ID:        randomID(16),
+		TokenHash: hashSecret(value),
+		UserID:    req.GetSubject(),
+		Scopes:    req.GetScopes(),
+		Audience:  req.GetAudience(),
+		CreatedAt: now,
+	}
+	at.RefreshTokenID = rt.ID
+	switch r := req.(type) {
+	case *authRequest:
+		if current != "" {
+			return "", "", time.Time{}, errors.New("refresh token rotation without a refresh request")
+		}
+		rt.FamilyID = randomID(16)
+		rt.ClientID = r.a.ClientID
+		rt.AMR, rt.ACR, rt.AuthTime = r.GetAMR(), r.GetACR(), r.a.AuthTime
+		rt.AuthRequestID = r.a.ID
+		rt.ExpiresAt = now.Add(o.s.cfg.RefreshTokenLifetime)
+		if err := o.s.store.CreateRefreshToken(ctx, rt, at); err != nil {
+			return "", "", time.Time{}, err
+		}
+	case *refreshRequest:
+		old := r.t
+		rt.FamilyID, rt.ClientID = old.FamilyID, old.ClientID
+		rt.AMR, rt.ACR, rt.AuthTime = old.AMR, old.ACR, old.AuthTime
+		rt.AuthRequestID = old.AuthRequestID
+		// The family keeps its absolute expiry (RFC 9700 §4.14.2).
+		rt.ExpiresAt = old.ExpiresAt
+		err := o.s.store.RotateRefreshToken(ctx, hashSecret(current), rt, at, now)
+		if errors.Is(err, storage.ErrReused) {
+			o.s.audit(ctx, "refresh_token_reused", old.UserID, "", old.ClientID, "token family revoked")
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
+		}
+		if err != nil {
+			return "", "", time.Time{}, err
+		}
+	default:
+		return "", "", time.Time{}, fmt.Errorf("unsupported token request %T", req)
+	}
+	return at.ID, value, at.ExpiresAt, nil
+}
+
+func (o *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, value string) (zop.RefreshTokenRequest, error) {
+	t, err := o.s.store.RefreshTokenByHash(ctx, hashSecret(value), o.s.cfg.now())
+	if errors.Is(err, storage.ErrReused) {
+		o.s.audit(ctx, "refresh_token_reused", t.UserID, "", t.ClientID, "token family revoked")
+		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
+	}
+	if err != nil {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid refresh token")
+	}
+	return &refreshRequest{t: t}, nil
+}
+
+func (o *oidcStorage) TerminateSession(ctx context.Context, userID, clientID string) error {
+	now := o.s.cfg.now()
+	if userID != "" && clientID != "" {
+		if err := o.s.store.RevokeUserClientTokens(ctx, userID, clientID, now); err != nil {
+			return err
+		}
+	}
+	if v := ssoCookieFromContext(ctx); v != "" {
+		if err := o.s.store.DeleteSession(ctx, hashSecret(v)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	o.s.audit(ctx, "logout", userID, "", clientID, "")
+	return nil
+}
+
+func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value string) (string, string, error) {
+	t, err := o.s.store.RefreshTokenByHash(ctx, hashSecret(value), o.s.cfg.now())
+	if err != nil || t.ClientID != clientID {
+		return "", "", zop.ErrInvalidRefreshToken
+	}
+	return t.UserID, t.ID, nil
+}
+
+// RevokeToken revokes a refresh token's family or an access token, only
+// for the client it was issued to (RFC 7009 §2.1); unknown tokens are not
+// an error.
+func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
+	now := o.s.cfg.now()
+	if t, err := o.s.store.RefreshTokenByID(ctx, tokenOrID); err == nil {
+		if t.ClientID != clientID {
+			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
+		}
+		if err := o.s.store.RevokeRefreshFamily(ctx, t.FamilyID, now); err != nil {
+			return oidc.ErrServerError()
+		}
+		return nil
+	}
+	if t, err := o.s.store.AccessTokenByID(ctx, tokenOrID, now); err == nil {
+		if t.ClientID != clientID {
+			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
+		}
+		if err := o.s.store.RevokeAccessToken(ctx, t.ID, now); err != nil {
+			return oidc.ErrServerError()
+		}
+	}
+	return nil
+}
+
+func (o *oidcStorage) SigningKey(ctx context.Context) (zop.SigningKey, error) {
+	return o.s.keys.SigningKey(ctx)
+}
+
+func (o *oidcStorage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	return []jose.SignatureAlgorithm{jose.RS256}, nil
+}
+
+func (o *oidcStorage) KeySet(ctx context.Context) ([]zop.Key, error) {
+	return o.s.keys.KeySet(ctx)
+}
+
+func (o *oidcStorage) GetClientByClientID(ctx context.Context, id string) (zop.Client, error) {
+	c, err := o.s.clients.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &client{c: c, cfg: &o.s.cfg}, nil
+}
+
+// AuthorizeClientIDSecret compares sha256(secret) with the stored digest in
+// constant time; client secrets are random 256-bit values, so a fast hash
+// is the right store (DESIGN.md, performance budget).
+func (o *oidcStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	c, err := o.s.clients.get(ctx, id)
+	if err != nil {
+		return oidc.ErrInvalidClient()
+	}
+	if c.Public || len(c.SecretHash) == 0 || secret == "" ||
+		subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) != 1 {
+		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
+	}
+	return nil
+}
+
+func (o *oidcStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
+	return nil
+}
+
+func (o *oidcStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req zop.IDTokenRequest, scopes []string) error {
+	return o.fillUserinfo(ctx, info, req.GetSubject(), scopes)
+}
+
+// SetUserinfoFromToken serves /userinfo: the library only decrypts the
+// opaque token, so expiry and revocation are checked here.
+func (o *oidcStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
+	t, err := o.s.store.AccessTokenByID(ctx, tokenID, o.s.cfg.now())
+	if err != nil || t.UserID != subject {
+		return errors.New("access token invalid, expired or revoked")
+	}
+	return o.fillUserinfo(ctx, info, t.UserID, t.Scopes)
+}
+
+// SetIntrospectionFromToken answers active only for a live token issued to
+// the client asking (or naming it in its audience).
+func (o *oidcStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	t, err := o.s.store.AccessTokenByID(ctx, tokenID, o.s.cfg.now())
+	if err != nil || t.UserID != subject {
+		return errors.New("access token invalid, expired or revoked")
+	}
+	if t.ClientID != clientID && !slices.Contains(t.Audience, clientID) {
+		return errors.New("token not issued to this client")
+	}
+	var info oidc.UserInfo
+	if err := o.fillUserinfo(ctx, &info, t.UserID, t.Scopes); err != nil {
+		return err
+	}
+	resp.SetUserInfo(&info)
+	resp.Scope = t.Scopes
+	resp.ClientID = t.ClientID
+	resp.TokenType = oidc.BearerToken
+	resp.Expiration = oidc.FromTime(t.ExpiresAt)
+	resp.IssuedAt = oidc.FromTime(t.CreatedAt)
+	resp.Audience = t.Audience
+	resp.Issuer = o.s.cfg.Issuer
+	return nil
+}
+
+func (o *oidcStorage) fillUserinfo(ctx context.Context, info *oidc.UserInfo, userID string, scopes []string) error {
+	u, err := o.s.store.UserByID(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("user %s: %w", userID, err)
+	}
+	info.Subject = u.ID
+	for _, sc := range scopes {
+		switch sc {
+		case oidc.ScopeProfile:
+			info.Name = u.Name
+			info.PreferredUsername = u.Username
+		case oidc.ScopeEmail:
+			if u.Email != "" {
+				info.Email = u.Email
+				info.EmailVerified = oidc.Bool(u.EmailVerified)
+			}
+		}
+	}
+	return nil
+}
+
+func (o *oidcStorage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil
+}
+
+// errNoJWTBearer: the JWT-bearer grant (RFC 7523) is not offered.
+var errNoJWTBearer = errors.New("the JWT bearer grant is not supported")
+
+func (o *oidcStorage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
+	return nil, errNoJWTBearer
+}
+
+func (o *oidcStorage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, errNoJWTBearer
+}
+
+func (o *oidcStorage) Health(ctx context.Context) error { return o.s.store.Ping(ctx) }

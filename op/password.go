@@ -1,0 +1,176 @@
+package op
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// MaxPasswordBytes bounds a password before any hashing (threat model
+// rule 12): long enough for any passphrase, short enough that nobody can
+// make us hash megabytes.
+const MaxPasswordBytes = 1024
+
+// ErrPasswordTooLong is returned before hashing an over-long password.
+var ErrPasswordTooLong = fmt.Errorf("password longer than %d bytes", MaxPasswordBytes)
+
+// ErrHashBusy: no hashing slot was free within the queue timeout.
+var ErrHashBusy = errors.New("password hashing capacity exhausted")
+
+// Hasher computes and verifies argon2id password hashes (PHC strings) with
+// a bounded number running at once, since each costs m MiB and a core for
+// tens of milliseconds (threat model rule 12).
+type Hasher struct {
+	params  Argon2Params
+	slots   chan struct{}
+	timeout time.Duration
+	dummy   string
+
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	computed    atomic.Int64
+}
+
+// NewHasher returns a hasher allowing concurrency hashes at once; a caller
+// waits at most queueTimeout for a slot (0: as long as its context lives).
+func NewHasher(p Argon2Params, concurrency int, queueTimeout time.Duration) (*Hasher, error) {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	h := &Hasher{params: p, slots: make(chan struct{}, concurrency), timeout: queueTimeout}
+	d, err := h.hashUnbounded("dummy password for unknown users")
+	if err != nil {
+		return nil, err
+	}
+	h.dummy = d
+	return h, nil
+}
+
+// Hash returns the PHC string of password.
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
+	if len(password) > MaxPasswordBytes {
+		return "", ErrPasswordTooLong
+	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	return h.hashUnbounded(password)
+}
+
+// Verify reports whether password matches the PHC string encoded. An
+// empty encoded (unknown user) is checked against a dummy hash so that the
+// answer costs the same as for a real account (threat model rule 11).
+func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, error) {
+	if len(password) > MaxPasswordBytes {
+		return false, ErrPasswordTooLong
+	}
+	real := encoded != ""
+	if !real {
+		encoded = h.dummy
+	}
+	p, salt, want, err := parsePHC(encoded)
+	if err != nil {
+		return false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer h.release()
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
+	ok := subtle.ConstantTimeCompare(got, want) == 1
+	return ok && real, nil
+}
+
+// NeedsRehash reports whether encoded uses weaker parameters than the
+// hasher's, so a successful login can upgrade it.
+func (h *Hasher) NeedsRehash(encoded string) bool {
+	p, _, _, err := parsePHC(encoded)
+	return err != nil || p.MemoryKiB < h.params.MemoryKiB || p.Time < h.params.Time
+}
+
+// Stats reports hashes running now, the most ever running at once, and the
+// total computed.
+func (h *Hasher) Stats() (inFlight, maxInFlight, computed int64) {
+	return h.inFlight.Load(), h.maxInFlight.Load(), h.computed.Load()
+}
+
+// Capacity is the number of hashes allowed at once.
+func (h *Hasher) Capacity() int { return cap(h.slots) }
+
+func (h *Hasher) acquire(ctx context.Context) error {
+	var expired <-chan time.Time
+	if h.timeout > 0 {
+		t := time.NewTimer(h.timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case h.slots <- struct{}{}:
+	case <-expired:
+		return ErrHashBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	n := h.inFlight.Add(1)
+	for {
+		m := h.maxInFlight.Load()
+		if n <= m || h.maxInFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	h.computed.Add(1)
+	return nil
+}
+
+func (h *Hasher) release() {
+	h.inFlight.Add(-1)
+	<-h.slots
+}
+
+func (h *Hasher) hashUnbounded(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	p := h.params
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, 32)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+func parsePHC(s string) (Argon2Params, []byte, []byte, error) {
+	var p Argon2Params
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, errors.New("not an argon2id PHC string")
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, errors.New("unsupported argon2 version")
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, fmt.Errorf("argon2 parameters: %w", err)
+	}
+	if p.MemoryKiB == 0 || p.MemoryKiB > 4<<20 || p.Time == 0 || p.Time > 64 || p.Threads == 0 {
+		return p, nil, nil, errors.New("argon2 parameters out of range")
+	}
+	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
+	if err != nil {
+		return p, nil, nil, fmt.Errorf("argon2 salt: %w", err)
+	}
+	key, err := base64.RawStdEncoding.DecodeString(parts[5])
+	if err != nil || len(key) < 16 {
+		return p, nil, nil, errors.New("argon2 key malformed")
+	}
+	return p, salt, key, nil
+}

@@ -1,0 +1,369 @@
+// Package storage defines the persistence contract of the identity provider:
+// users and their credentials, the attempt guard's counters, OAuth/OIDC
+// protocol state (auth requests, codes, tokens, sessions), clients, signing
+// keys and the audit trail.
+//
+// Backends live in sub-packages (storage/sqlite). Every backend must pass the
+// suite in storage/conformance unchanged. All times cross this interface as
+// time.Time and are stored as UTC unix seconds.
+//
+// Security decisions that depend on atomicity live here, each in one
+// operation: claiming a login attempt (ClaimAttempt), completing the TOTP step
+// with replay protection (CompleteTOTP), consuming an authorization code
+// (ConsumeAuthCode) and rotating a refresh token (RotateRefreshToken).
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every backend. Callers test them with errors.Is.
+var (
+	// ErrNotFound: the row does not exist (or has expired, where expiry is
+	// part of the lookup's contract).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique value (username, client id) already exists.
+	ErrConflict = errors.New("already exists")
+	// ErrWrongState: a guarded state transition found the row in another
+	// state (for example an auth request that has not passed the password
+	// step, or that already has a code).
+	ErrWrongState = errors.New("wrong state")
+	// ErrReplay: a TOTP time step at or before the last accepted one
+	// (RFC 6238 §5.2: a one-time password is accepted once only).
+	ErrReplay = errors.New("one-time code already used")
+	// ErrReused: a single-use secret (authorization code, refresh token)
+	// was presented again; the backend has revoked what was issued from it.
+	ErrReused = errors.New("single-use credential reused")
+)
+
+// Factor names an authentication factor with its own failure counter.
+type Factor string
+
+// Factors counted by the attempt guard. Recovery codes count on FactorTOTP:
+// every path that accepts a second factor shares one counter (threat model
+// rule 1; SECURITY-RESEARCH R-A8).
+const (
+	FactorPassword Factor = "password"
+	FactorTOTP     Factor = "totp"
+)
+
+// Auth request stages: created → password_ok → done (DESIGN.md, the login
+// state machine). Each transition is one guarded update.
+const (
+	StageCreated    = "created"
+	StagePasswordOK = "password_ok"
+	StageDone       = "done"
+)
+
+// User is an account. Username is the canonical form (CanonicalUsername).
+type User struct {
+	ID            string
+	Username      string
+	Name          string
+	Email         string
+	EmailVerified bool
+	PasswordHash  string // argon2id PHC string
+	CreatedAt     time.Time
+}
+
+// TOTPCredential is a user's TOTP secret. Secret is the raw key bytes; a
+// backend stores it as given (encryption at rest is layered above).
+// LastStep is the last accepted RFC 6238 time step (T = unix/30).
+type TOTPCredential struct {
+	UserID    string
+	Secret    []byte
+	Confirmed bool
+	LastStep  int64
+	CreatedAt time.Time
+}
+
+// LockPolicy is the attempt guard's policy for one factor.
+//
+// The first FreeFailures consecutive failures cost nothing. The claim that
+// brings the count to FreeFailures+k (k ≥ 0) locks the factor for
+// BaseLock·2^k, capped at MaxLock; the lock is set when the attempt is
+// claimed, before its answer is known, so concurrent claims can never exceed
+// the budget. At HardLimit consecutive failures the lock has no end until
+// an operator unlocks (HardLimit 0 disables it).
+type LockPolicy struct {
+	FreeFailures int
+	BaseLock     time.Duration
+	MaxLock      time.Duration
+	HardLimit    int
+}
+
+// AttemptClaim is the answer of ClaimAttempt.
+type AttemptClaim struct {
+	// Allowed is true when the caller may verify the factor now.
+	Allowed bool
+	// RetryAfter is, when refused, how long the lock still lasts; when
+	// allowed, how long the lock this claim set will last should the
+	// attempt fail (0 if none was set).
+	RetryAfter time.Duration
+	// Failures counts consecutive failures including this claim.
+	Failures int
+	// HardLocked: refused until an operator unlocks.
+	HardLocked bool
+}
+
+// AttemptState is the guard's row for one account and factor (operator view).
+type AttemptState struct {
+	UserID        string
+	Factor        Factor
+	Failures      int
+	LockedUntil   time.Time // zero when not locked
+	HardLocked    bool
+	LastFailureAt time.Time
+	LastSuccessAt time.Time
+}
+
+// Client is a registered relying party.
+type Client struct {
+	ID                     string
+	SecretHash             []byte // sha256 of the secret; empty for public clients
+	Name                   string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	Public                 bool
+	PKCERequired           bool
+	CreatedAt              time.Time
+}
+
+// AuthRequest is an authorization request from /authorize and the login
+// flow's state.
+type AuthRequest struct {
+	ID                  string
+	ClientID            string
+	RedirectURI         string
+	Scopes              []string
+	State               string
+	Nonce               string
+	ResponseType        string
+	ResponseMode        string
+	CodeChallenge       string
+	CodeChallengeMethod string
+	Prompt              []string
+	MaxAge              *int64 // seconds; nil when absent
+	ACRValues           []string
+	LoginHint           string
+	HintSubject         string // sub of a verified id_token_hint
+	UILocales           []string
+
+	Stage       string
+	UserID      string
+	BindingHash []byte // sha256 of the browser-binding cookie
+	PasswordAt  time.Time
+	AuthTime    time.Time
+	AMR         []string
+	ACR         string
+
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Done reports whether both factors are recorded; only then may a code exist.
+func (a *AuthRequest) Done() bool {
+	return a.Stage == StageDone && a.UserID != "" && !a.AuthTime.IsZero()
+}
+
+// AccessToken is an issued opaque access token (the client holds an
+// encrypted reference to ID).
+type AccessToken struct {
+	ID             string
+	ClientID       string
+	UserID         string
+	Scopes         []string
+	Audience       []string
+	AuthRequestID  string // set when issued from a code
+	RefreshTokenID string // set when issued together with a refresh token
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	RevokedAt      time.Time
+}
+
+// RefreshToken is one link in a rotation family. The client holds the
+// secret whose sha256 is TokenHash.
+type RefreshToken struct {
+	ID            string
+	TokenHash     []byte
+	FamilyID      string
+	ClientID      string
+	UserID        string
+	Scopes        []string
+	Audience      []string
+	AMR           []string
+	ACR           string
+	AuthTime      time.Time
+	AuthRequestID string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        time.Time
+	RevokedAt     time.Time
+}
+
+// Session is a browser's single sign-on session, opened after a full login.
+// The cookie holds a random value whose sha256 is IDHash.
+type Session struct {
+	IDHash     []byte
+	UserID     string
+	AuthTime   time.Time
+	AMR        []string
+	ACR        string
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time
+}
+
+// SigningKey is a key pair for ID tokens. PrivateKey is a PKCS#8 DER blob
+// as the caller gives it; PublicJWK is the public JSON Web Key.
+type SigningKey struct {
+	ID         string
+	Algorithm  string
+	PrivateKey []byte
+	PublicJWK  []byte
+	CreatedAt  time.Time
+	// RetiredAt is when the key stopped signing (zero while active).
+	RetiredAt time.Time
+	// ExpiresAt is when the public key leaves JWKS (zero while active).
+	ExpiresAt time.Time
+}
+
+// AuditEvent is one row of the append-only audit trail. It never carries a
+// password, a code or a token.
+type AuditEvent struct {
+	ID        int64
+	Time      time.Time
+	Type      string
+	UserID    string
+	Username  string
+	ClientID  string
+	ClientIP  string
+	RequestID string
+	Detail    string
+}
+
+// AuditFilter selects audit events; zero fields match everything.
+type AuditFilter struct {
+	UserID string
+	Since  time.Time
+	Limit  int
+}
+
+// Store is the contract every backend implements. Methods are safe for
+// concurrent use by several goroutines and by several processes sharing the
+// same database.
+type Store interface {
+	// Users.
+	CreateUser(ctx context.Context, u User) error
+	UserByID(ctx context.Context, id string) (User, error)
+	// UserByUsername looks up the canonical username.
+	UserByUsername(ctx context.Context, username string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// DeleteUser removes the user with credentials, counters, sessions and
+	// tokens.
+	DeleteUser(ctx context.Context, id string) error
+	SetPasswordHash(ctx context.Context, userID, hash string) error
+
+	// TOTP credentials.
+	PutTOTP(ctx context.Context, c TOTPCredential) error
+	TOTPByUser(ctx context.Context, userID string) (TOTPCredential, error)
+
+	// Attempt guard (threat model rules 1–4, 8–9). ClaimAttempt atomically
+	// refuses while locked, or counts the attempt as a failure (setting the
+	// next lock per policy) before the caller verifies anything.
+	ClaimAttempt(ctx context.Context, userID string, f Factor, now time.Time, p LockPolicy) (AttemptClaim, error)
+	// AttemptSucceeded resets the factor's failures and lock.
+	AttemptSucceeded(ctx context.Context, userID string, f Factor, now time.Time) error
+	// AttemptStates lists the user's guard rows (empty when never used).
+	AttemptStates(ctx context.Context, userID string) ([]AttemptState, error)
+	// Unlock clears every lock and failure count of the user.
+	Unlock(ctx context.Context, userID string) error
+
+	// Clients.
+	CreateClient(ctx context.Context, c Client) error
+	ClientByID(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context) ([]Client, error)
+	DeleteClient(ctx context.Context, id string) error
+
+	// Auth requests and the login state machine.
+	CreateAuthRequest(ctx context.Context, a AuthRequest) error
+	// AuthRequestByID returns ErrNotFound for unknown or expired requests.
+	AuthRequestByID(ctx context.Context, id string, now time.Time) (AuthRequest, error)
+	// BindAuthRequest stores the browser binding once; ErrWrongState when
+	// the request is already bound.
+	BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error
+	// PasswordVerified moves created|password_ok → password_ok for userID.
+	PasswordVerified(ctx context.Context, id, userID string, now time.Time) error
+	// CompleteTOTP, in one transaction: requires stage password_ok with
+	// userID, advances the user's TOTP last step to step (ErrReplay unless
+	// step is strictly later), resets the TOTP failure counter, and moves
+	// the request to done with auth_time=now, amr and acr.
+	CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error
+	// CompleteFromSession moves created → done from a live SSO session.
+	CompleteFromSession(ctx context.Context, id string, s Session) error
+	// SaveAuthCode stores the code's hash; only for done requests without a
+	// code (one code per auth request).
+	SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error
+	// ConsumeAuthCode atomically marks the code used and returns its
+	// request. A second use returns ErrReused and revokes every token issued
+	// from that request; an expired or unknown code returns ErrNotFound.
+	ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.Time) (AuthRequest, error)
+
+	// Tokens.
+	CreateAccessToken(ctx context.Context, t AccessToken) error
+	// AccessTokenByID returns ErrNotFound for unknown, expired or revoked
+	// tokens.
+	AccessTokenByID(ctx context.Context, id string, now time.Time) (AccessToken, error)
+	RevokeAccessToken(ctx context.Context, id string, now time.Time) error
+	// CreateRefreshToken stores a new token (and its access token, if
+	// at.ID is set) in one transaction.
+	CreateRefreshToken(ctx context.Context, rt RefreshToken, at AccessToken) error
+	// RefreshTokenByHash returns a live token. A used token returns
+	// ErrReused after revoking its family; expired, revoked or unknown
+	// return ErrNotFound.
+	RefreshTokenByHash(ctx context.Context, hash []byte, now time.Time) (RefreshToken, error)
+	RefreshTokenByID(ctx context.Context, id string) (RefreshToken, error)
+	// RotateRefreshToken atomically marks oldHash used and stores next
+	// (same family) with its access token. If the old token was already
+	// used, the family is revoked and ErrReused returned.
+	RotateRefreshToken(ctx context.Context, oldHash []byte, next RefreshToken, at AccessToken, now time.Time) error
+	// RevokeRefreshFamily revokes every refresh token of the family and the
+	// access tokens issued with them.
+	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
+	// RevokeUserClientTokens revokes every token of the user at the client.
+	RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error
+
+	// SSO sessions.
+	CreateSession(ctx context.Context, s Session) error
+	// SessionByHash returns a live session (ErrNotFound when expired).
+	SessionByHash(ctx context.Context, idHash []byte, now time.Time) (Session, error)
+	TouchSession(ctx context.Context, idHash []byte, now time.Time) error
+	DeleteSession(ctx context.Context, idHash []byte) error
+
+	// Signing keys.
+	// AddSigningKey inserts k as the active key. If retireOthers, the
+	// previous active key is retired at k.CreatedAt and its public key
+	// kept until expireOldAt; otherwise k is inserted only if no key is
+	// active (ErrConflict), so concurrent processes create one key.
+	AddSigningKey(ctx context.Context, k SigningKey, retireOthers bool, expireOldAt time.Time) error
+	// SigningKeys lists active keys and retired keys whose public part is
+	// still published, newest first.
+	SigningKeys(ctx context.Context, now time.Time) ([]SigningKey, error)
+
+	// Settings holds small named values (for example the opaque-token
+	// encryption key). PutSettingIfAbsent returns the stored value, which is
+	// value unless another writer was first.
+	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+
+	// Audit trail (append-only).
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	// GC deletes rows that expired before now; it returns how many.
+	GC(ctx context.Context, now time.Time) (int64, error)
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
