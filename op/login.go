@@ -195,6 +195,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
 			return
 		}
+		s.metrics.attempt("password", "failed")
 		s.audit(ctx, "password_failed", "", username, a.ClientID, "unknown user")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
@@ -209,6 +210,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !claim.Allowed {
+		s.metrics.attempt("password", "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
 		return
 	}
@@ -222,6 +224,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
+		s.metrics.attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword)
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
@@ -235,6 +238,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
 	}
+	s.metrics.attempt("password", "ok")
 	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
@@ -290,6 +294,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !claim.Allowed {
+		s.metrics.attempt("totp", "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
 		return
 	}
@@ -300,7 +305,9 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.now()
 	step, match := matchTOTP(cred.Secret, code, now)
+	s.metrics.attempt("totp", "evaluated")
 	if !match {
+		s.metrics.attempt("totp", "failed")
 		s.failed(ctx, claim, "totp_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
@@ -310,6 +317,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, storage.ErrReplay):
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
+		s.metrics.attempt("totp", "replay")
 		s.failed(ctx, claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP)
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
@@ -321,6 +329,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
+	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
 	if err := s.openSession(ctx, w, &a, now); err != nil {
 		s.log.Warn("open sso session", "err", err)

@@ -44,6 +44,7 @@ type Server struct {
 	hasher  *Hasher
 	clients *clientCache
 	pages   *pages
+	metrics *metrics
 	handler http.Handler
 }
 
@@ -60,7 +61,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency <= 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger}
+	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics()}
 	s.keys = NewKeyManager(store, s.cfg.now, cfg.KeyRetention)
 	if err := s.keys.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)

@@ -31,13 +31,14 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs, db := e.newFlags("serve")
 	cfg := op.DefaultConfig("")
 	var (
-		configFile, issuer, listen, proxies, logFormat, logLevel string
-		dev                                                      bool
-		totpLock, pwLock                                         policyFlags
+		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen string
+		dev                                                                     bool
+		totpLock, pwLock                                                        policyFlags
 	)
 	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
 	fs.StringVar(&issuer, "issuer", "", "issuer URL (https, or http for loopback hosts); default http://LISTEN for a loopback listener")
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics on a separate, private listener (default: off)")
 	fs.BoolVar(&dev, "dev", false, "development mode: on an empty database create a demo user and client and print how to sign in")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is honoured (default: none)")
 	fs.StringVar(&cfg.ProductName, "product-name", cfg.ProductName, "name shown on pages and in authenticator apps")
@@ -117,8 +118,20 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if metricsListen != "" {
+		mln, err := net.Listen("tcp", metricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", metricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		fmt.Fprintf(e.stderr, "idp metrics on http://%s/metrics\n", mln.Addr())
+	}
 	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", *db)
 	fmt.Fprintf(e.stderr, "idp listening on %s (issuer %s)\n", ln.Addr(), issuer)
 
