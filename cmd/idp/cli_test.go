@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// TestCLIUserLifecycle drives the user commands against a temporary
+// database: add (JSON contract), show, unlock, delete, audit.
+func TestCLIUserLifecycle(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	out, _, err := runCLI(t, "s3cret-password\n", "user", "add", "Alice", "--db", db, "--password-stdin", "--json", "--email", "a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u struct {
+		ID       string `json:"id"`
+		Username string `json:"username"`
+		TOTPURI  string `json:"totp_uri"`
+	}
+	if err := json.Unmarshal([]byte(out), &u); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	if u.ID == "" || u.Username != "alice" || !strings.HasPrefix(u.TOTPURI, "otpauth://totp/") {
+		t.Fatalf("user add json: %+v", u)
+	}
+	if _, _, err := runCLI(t, "s3cret-password\n", "user", "add", "ALICE", "--db", db, "--password-stdin"); err == nil {
+		t.Error("duplicate username (other case) accepted")
+	}
+	if _, _, err := runCLI(t, "short\n", "user", "add", "bob", "--db", db, "--password-stdin"); err == nil {
+		t.Error("7-character password accepted")
+	}
+	out, _, err = runCLI(t, "", "user", "show", " ALICE ", "--db", db)
+	if err != nil || !strings.Contains(out, "username:   alice") || !strings.Contains(out, "totp:       true") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	if out, _, err = runCLI(t, "", "user", "unlock", "alice", "--db", db); err != nil || !strings.Contains(out, "Unlocked alice") {
+		t.Fatalf("unlock: %v %s", err, out)
+	}
+	out, _, err = runCLI(t, "", "audit", "--db", db, "--user", "alice", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{`"event":"user_created"`, `"event":"totp_enrolled"`, `"event":"unlock"`} {
+		if !strings.Contains(out, ev) {
+			t.Errorf("audit lacks %s:\n%s", ev, out)
+		}
+	}
+	if strings.Contains(out, "s3cret-password") {
+		t.Error("audit contains the password")
+	}
+	if _, _, err := runCLI(t, "", "user", "delete", "alice", "--db", db); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "", "user", "show", "alice", "--db", db); err == nil {
+		t.Error("deleted user still shown")
+	}
+}
+
+func TestCLIClientAdd(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	out, _, err := runCLI(t, "", "client", "add", "web", "--redirect-uri", "https://app.example/cb", "--json", "--db", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.ClientID != "web" || len(c.ClientSecret) < 43 {
+		t.Fatalf("client add json %q: %v", out, err)
+	}
+	out, _, err = runCLI(t, "", "client", "list", "--db", db)
+	if err != nil || !strings.Contains(out, "web") || strings.Contains(out, c.ClientSecret) {
+		t.Fatalf("client list: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI(t, "", "client", "add", "spa", "--public", "--pkce=optional", "--redirect-uri", "http://127.0.0.1/cb", "--db", db); err == nil {
+		t.Error("public client with optional PKCE accepted")
+	}
+	if _, _, err := runCLI(t, "", "client", "add", "nouri", "--db", db); err == nil {
+		t.Error("client without redirect URI accepted")
+	}
+	if _, _, err := runCLI(t, "", "client", "add", "frag", "--redirect-uri", "https://app.example/cb#x", "--db", db); err == nil {
+		t.Error("redirect URI with fragment accepted")
+	}
+}
+
+func TestCLIUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"user"}, {"user", "frobnicate"}, {"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"}} {
+		_, _, err := runCLI(t, "", args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: err %v (exit %d), want usage error", args, err, exitCode(err))
+		}
+	}
+}
+
+func TestServeRejectsNonLoopbackHTTPIssuer(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	_, _, err := runCLI(t, "", "serve", "--db", db, "--listen", "127.0.0.1:0", "--issuer", "http://id.example.com")
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,27 @@
+package storage
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCanonicalUsernameVariantsShareOneKey(t *testing.T) {
+	for _, v := range []string{"alice", "Alice", "ALICE", " alice", "alice ", "\talice\n", "ａｌｉｃｅ", "ＡＬＩＣＥ"} {
+		got, err := CanonicalUsername(v)
+		if err != nil || got != "alice" {
+			t.Errorf("CanonicalUsername(%q) = %q, %v; want alice", v, got, err)
+		}
+	}
+	// NFKC folds compatibility forms: "ﬁ" ligature → "fi".
+	if got, _ := CanonicalUsername("ﬁona"); got != "fiona" {
+		t.Errorf("ligature: %q", got)
+	}
+}
+
+func TestCanonicalUsernameRejects(t *testing.T) {
+	for _, v := range []string{"", "   ", "a\x00b", "a\nb", "\xff\xfe", strings.Repeat("a", MaxUsernameLen+1)} {
+		if got, err := CanonicalUsername(v); err == nil {
+			t.Errorf("CanonicalUsername(%q) = %q, want error", v, got)
+		}
+	}
+}
