@@ -5,7 +5,7 @@ BIN      := bin
 DB       ?= ./idp.db
 ISSUER   ?= http://127.0.0.1:8080
 LISTEN   ?= 127.0.0.1:8080
-RACE_PKGS := ./storage/... ./op/... ./cmd/demo-rp/...
+RACE_PKGS := ./storage/... ./op/... ./cmd/...
 
 .PHONY: build run demo test test-race test-e2e bench lint tidy-check clean
 
