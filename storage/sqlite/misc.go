@@ -1,0 +1,183 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// ---------------------------------------------------------------------------
+// Signing keys
+
+// AddSigningKey inserts k as the active key. With retireOthers the previous
+// active key is retired at k.CreatedAt and published until expireOldAt;
+// without, k is inserted only if no key is active (ErrConflict otherwise),
+// so processes starting together create one key.
+func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireOthers bool, expireOldAt time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if retireOthers {
+			if _, err := tx.exec(`UPDATE signing_keys SET retired_at = ?, expires_at = ? WHERE retired_at = 0`,
+				max(unix(k.CreatedAt), 1), unix(expireOldAt)); err != nil {
+				return err
+			}
+		} else {
+			row, err := tx.queryRow(`SELECT COUNT(*) FROM signing_keys WHERE retired_at = 0`)
+			if err != nil {
+				return err
+			}
+			var n int
+			if err := row.Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return storage.ErrConflict
+			}
+		}
+		// An active key has neither retirement nor expiry.
+		_, err := tx.exec(`INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, 0, 0)`, k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, unix(k.CreatedAt))
+		return err
+	})
+	return mapErr("add signing key", err)
+}
+
+// SigningKeys lists the active key and the retired keys still published
+// (ExpiresAt > now), newest first.
+func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.SigningKey, error) {
+	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at
+		FROM signing_keys WHERE retired_at = 0 OR expires_at > ?
+		ORDER BY CASE WHEN retired_at = 0 THEN 0 ELSE 1 END, created_at DESC, retired_at DESC, id`, now.Unix())
+	if err != nil {
+		return nil, mapErr("signing keys", err)
+	}
+	defer rows.Close()
+	var out []storage.SigningKey
+	for rows.Next() {
+		var k storage.SigningKey
+		var created, retired, exp int64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &retired, &exp); err != nil {
+			return nil, mapErr("signing keys", err)
+		}
+		k.CreatedAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(retired), fromUnix(exp)
+		out = append(out, k)
+	}
+	return out, mapErr("signing keys", rows.Err())
+}
+
+// ---------------------------------------------------------------------------
+// Settings
+
+// PutSettingIfAbsent stores value under name unless a value exists, and
+// returns the stored value (the first writer's). Settings are never
+// updated, so the read after the insert sees the winner.
+func (s *Store) PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if value == nil {
+		value = []byte{}
+	}
+	var out []byte
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
+			name, value); err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT value FROM settings WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		return row.Scan(&out)
+	})
+	if err != nil {
+		return nil, mapErr("put setting", err)
+	}
+	return out, nil
+}
+
+// ---------------------------------------------------------------------------
+// Audit trail
+
+// AppendAudit appends e; the store assigns the id (e.ID is ignored). The
+// table has no update or delete path, and triggers refuse both.
+func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
+	if e.Type == "" {
+		return errors.New("sqlite: append audit: event without type")
+	}
+	_, err := s.exec(ctx, `INSERT INTO audit_events (time, type, user_id, username, client_id, client_ip, request_id, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		unix(e.Time), e.Type, e.UserID, e.Username, e.ClientID, e.ClientIP, e.RequestID, e.Detail)
+	return mapErr("append audit", err)
+}
+
+// ListAudit returns the events matching f, oldest first (by id). A positive
+// Limit returns at most that many: the first ones in that order.
+func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEvent, error) {
+	// The WHERE clause is built from fixed fragments; values are bound.
+	var where []string
+	var args []any
+	if f.UserID != "" {
+		where = append(where, "user_id = ?")
+		args = append(args, f.UserID)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, f.Since.Unix())
+	}
+	q := `SELECT id, time, type, user_id, username, client_id, client_ip, request_id, detail FROM audit_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr("list audit", err)
+	}
+	defer rows.Close()
+	var out []storage.AuditEvent
+	for rows.Next() {
+		var e storage.AuditEvent
+		var t int64
+		if err := rows.Scan(&e.ID, &t, &e.Type, &e.UserID, &e.Username, &e.ClientID, &e.ClientIP, &e.RequestID, &e.Detail); err != nil {
+			return nil, mapErr("list audit", err)
+		}
+		e.Time = fromUnix(t)
+		out = append(out, e)
+	}
+	return out, mapErr("list audit", rows.Err())
+}
+
+// ---------------------------------------------------------------------------
+// Garbage collection
+
+// GC deletes expired rows and returns how many: auth requests an hour after
+// they expired (so a late replay of their code is still recognised), access
+// and refresh tokens and sessions once expired, and retired signing keys no
+// longer published. Audit events are never deleted. Each table is its own
+// short transaction so GC never holds the write lock for long.
+func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
+	n := now.Unix()
+	var total int64
+	for _, d := range []struct {
+		query string
+		arg   int64
+	}{
+		{`DELETE FROM auth_requests WHERE expires_at <= ?`, n - int64(authRequestGrace/time.Second)},
+		{`DELETE FROM access_tokens WHERE expires_at <= ?`, n},
+		{`DELETE FROM refresh_tokens WHERE expires_at <= ?`, n},
+		{`DELETE FROM sessions WHERE expires_at <= ?`, n},
+		{`DELETE FROM signing_keys WHERE retired_at <> 0 AND expires_at <= ?`, n},
+	} {
+		c, err := s.exec(ctx, d.query, d.arg)
+		if err != nil {
+			return total, mapErr(fmt.Sprintf("gc (%s)", strings.Fields(d.query)[2]), err)
+		}
+		total += c
+	}
+	return total, nil
+}

@@ -1,0 +1,534 @@
+// Package sqlite is the embedded SQLite backend of storage.Store, on the
+// pure-Go driver modernc.org/sqlite.
+//
+// Concurrency model: the database runs in WAL mode (many readers, one
+// writer). Every read-modify-write is one short BEGIN IMMEDIATE transaction,
+// so it takes the write lock before it reads and can never fail half-way with
+// SQLITE_BUSY_SNAPSHOT. Within one process, writers queue on a Go semaphore
+// instead of SQLite's sleeping busy handler, which keeps lock hand-over in
+// microseconds; between processes the busy_timeout does the queueing, and a
+// residual SQLITE_BUSY is retried a few times before it is returned.
+//
+// Representation: times are INTEGER unix seconds UTC (0 is the zero time),
+// string lists are JSON arrays, booleans 0/1.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// Compile-time proof that *Store implements the contract.
+var _ storage.Store = (*Store)(nil)
+
+// migrationFS holds the numbered schema migrations (NNNN_name.sql), applied
+// in order by Open.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+const (
+	// maxOpenConns bounds the pool; WAL readers run in parallel, writers
+	// queue on writeSem anyway.
+	maxOpenConns = 8
+	// busyAttempts is how often a write that met SQLITE_BUSY (the
+	// busy_timeout ran out, another process held the lock) is tried in all.
+	busyAttempts = 3
+	// busyBackoff is the first pause between such attempts; it doubles.
+	busyBackoff = 20 * time.Millisecond
+	// authRequestGrace keeps an expired auth request this long so that a
+	// late replay of its code is still recognised as reuse.
+	authRequestGrace = time.Hour
+)
+
+// dsnParams are the connection settings; see ZITADEL-OIDC-NOTES §9.
+// busy_timeout comes first so the later pragmas (journal_mode=WAL needs the
+// lock on a fresh file) already wait instead of failing.
+const dsnParams = "_pragma=busy_timeout(10000)" +
+	"&_pragma=journal_mode(WAL)" +
+	"&_pragma=foreign_keys(1)" +
+	"&_pragma=synchronous(NORMAL)" +
+	"&_txlock=immediate"
+
+func init() {
+	// Our DSN is a constant apart from the escaped path, but refuse
+	// multi-statement _pragma values process-wide as a second line of
+	// defence (the driver runs them verbatim).
+	sqlite.StrictPragmas(true)
+}
+
+// Store is a storage.Store on one SQLite database file. It is safe for
+// concurrent use, also by several processes sharing the file.
+type Store struct {
+	db *sql.DB
+	// writeSem serialises this process's write transactions (capacity 1).
+	writeSem chan struct{}
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the database file at path, applies pending
+// migrations and returns the store. Several processes may open the same file
+// at once.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn, err := buildDSN(path)
+	if err != nil {
+		return nil, err
+	}
+	return openDSN(ctx, dsn, path)
+}
+
+// openDSN opens the store on a ready DSN; label names it in errors. Tests
+// use it to vary the connection settings.
+func openDSN(ctx context.Context, dsn, label string) (*Store, error) {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", label, err)
+	}
+	db.SetMaxOpenConns(maxOpenConns)
+	// Keep idle connections: a new one re-runs the pragmas and loses its
+	// prepared statements.
+	db.SetMaxIdleConns(maxOpenConns)
+	s := &Store{db: db, writeSem: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", label, err)
+	}
+	return s, nil
+}
+
+// buildDSN turns a file path into a driver DSN. The path is made absolute and
+// percent-encoded, so '?', '&', '#' or '%' in it cannot end the path and
+// inject query parameters (and with them pragmas).
+func buildDSN(p string) (string, error) {
+	if p == "" || p == ":memory:" || strings.HasPrefix(p, "file:") {
+		return "", fmt.Errorf("sqlite: %q is not a database file path", p)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", errors.New("sqlite: database path contains NUL")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: %w", err)
+	}
+	abs = filepath.ToSlash(abs)
+	if !strings.HasPrefix(abs, "/") {
+		abs = "/" + abs // Windows "C:/x" becomes the URI path "/C:/x"
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.WriteString("file:")
+	for i := 0; i < len(abs); i++ {
+		c := abs[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '/', c == '-', c == '.', c == '_', c == '~':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	b.WriteByte('?')
+	b.WriteString(dsnParams)
+	return b.String(), nil
+}
+
+// Close closes the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.stmtMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = nil
+		s.stmtMu.Unlock()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Ping reports whether the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Migrations
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	seen := map[int]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %q: name must be NNNN_name.sql", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %q and %q share version %d", prev, name, v)
+		}
+		seen[v] = name
+		text, err := migrationFS.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(text)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrate applies the pending migrations in one IMMEDIATE transaction. The
+// write lock is taken before schema_migrations is read, so a second process
+// opening the same fresh file waits and then finds everything applied.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *txn) error {
+		if _, err := tx.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			applied_at INTEGER NOT NULL)`); err != nil {
+			return err
+		}
+		applied := map[int]bool{}
+		maxApplied := 0
+		rows, err := tx.tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var v int
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return err
+			}
+			applied[v] = true
+			maxApplied = max(maxApplied, v)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ms) > 0 && maxApplied > ms[len(ms)-1].version {
+			return fmt.Errorf("database schema version %d is newer than this program (%d)",
+				maxApplied, ms[len(ms)-1].version)
+		}
+		for _, m := range ms {
+			if applied[m.version] {
+				continue
+			}
+			if _, err := tx.tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			if _, err := tx.tx.ExecContext(ctx,
+				`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+				m.version, time.Now().Unix()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Statements and transactions
+
+// prepared returns a cached prepared statement for query. All queries are
+// constants, so the cache is bounded by the source code.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if s.stmts == nil {
+		return nil, errors.New("sqlite: store is closed")
+	}
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// queryRow runs a single-row read outside any transaction.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
+// query runs a read outside any transaction.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// txn is a write transaction with the store's statement cache.
+type txn struct {
+	ctx context.Context
+	s   *Store
+	tx  *sql.Tx
+}
+
+func (t *txn) stmt(query string) (*sql.Stmt, error) {
+	st, err := t.s.prepared(t.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return t.tx.StmtContext(t.ctx, st), nil
+}
+
+// exec runs a statement and returns the number of rows it changed.
+func (t *txn) exec(query string, args ...any) (int64, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.ExecContext(t.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// queryRow runs a single-row query inside the transaction.
+func (t *txn) queryRow(query string, args ...any) (*sql.Row, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(t.ctx, args...), nil
+}
+
+// commitThen wraps an error that a transaction function returns after
+// making changes that must be kept (revoking a token family on reuse): the
+// transaction commits and the caller gets err.
+type commitThen struct{ err error }
+
+// Error returns the wrapped error's message.
+func (c commitThen) Error() string { return c.err.Error() }
+
+// Unwrap returns the wrapped error.
+func (c commitThen) Unwrap() error { return c.err }
+
+// write runs fn in one BEGIN IMMEDIATE transaction, retrying a few times on
+// SQLITE_BUSY. fn may run more than once and must not keep state across
+// runs other than by overwriting its results.
+func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
+	wait := busyBackoff
+	for attempt := 1; ; attempt++ {
+		err := s.writeOnce(ctx, fn)
+		if err == nil || !isBusy(err) {
+			return err
+		}
+		if attempt == busyAttempts {
+			return fmt.Errorf("sqlite: database busy after %d attempts: %w", attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sqlite: database busy: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func (s *Store) writeOnce(ctx context.Context, fn func(*txn) error) (err error) {
+	select {
+	case s.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writeSem }()
+
+	// The DSN's _txlock=immediate makes BeginTx send BEGIN IMMEDIATE.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	err = fn(&txn{ctx: ctx, s: s, tx: tx})
+	var keep commitThen
+	if err != nil && !errors.As(err, &keep) {
+		tx.Rollback()
+		return err
+	}
+	if cerr := tx.Commit(); cerr != nil {
+		return cerr
+	}
+	if keep.err != nil {
+		return keep.err
+	}
+	return nil
+}
+
+// exec runs one write statement as its own transaction (with the BUSY
+// retry) and returns the number of rows changed.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		n, err = tx.exec(query, args...)
+		return err
+	})
+	return n, err
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
+// isBusy reports SQLITE_BUSY in any of its extended forms.
+func isBusy(err error) bool {
+	return sqliteCode(err)&0xff == sqlite3.SQLITE_BUSY
+}
+
+// mapErr translates constraint violations into the storage sentinels:
+// a duplicate key is ErrConflict, a reference to a missing row (a user that
+// does not exist) ErrNotFound. Other errors are wrapped with op.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch code := sqliteCode(err); code {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return fmt.Errorf("sqlite: %s: %w", op, storage.ErrConflict)
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("sqlite: %s: referenced row: %w", op, storage.ErrNotFound)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
+	}
+	// Sentinels from our own logic pass through unwrapped so messages stay
+	// short; errors.Is works either way.
+	for _, e := range []error{storage.ErrNotFound, storage.ErrConflict, storage.ErrWrongState,
+		storage.ErrReplay, storage.ErrReused} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// ---------------------------------------------------------------------------
+// Value encoding
+
+// unix encodes a time as unix seconds; the zero time is 0.
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// fromUnix decodes unix seconds; 0 is the zero time.
+func fromUnix(x int64) time.Time {
+	if x == 0 {
+		return time.Time{}
+	}
+	return time.Unix(x, 0).UTC()
+}
+
+// list encodes a string list as a JSON array ("[]" for none).
+func list(v []string) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // []string always marshals
+	}
+	return string(b)
+}
+
+// unlist decodes a JSON array; an empty array is nil.
+func unlist(s string) ([]string, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("sqlite: corrupt string list %q: %w", s, err)
+	}
+	return v, nil
+}
+
+// nullStr stores "" as NULL for nullable references (foreign keys).
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullBytes stores an empty slice as NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

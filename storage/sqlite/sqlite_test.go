@@ -1,0 +1,351 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+	"github.com/totp-idp/idp/storage/conformance"
+)
+
+func openTemp(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestConformance runs the backend-independent suite on a fresh file per subtest.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) storage.Store {
+		return openTemp(t, filepath.Join(t.TempDir(), "idp.db"))
+	})
+}
+
+var policy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.Minute, MaxLock: 4 * time.Hour, HardLimit: 20}
+
+var t0 = time.Unix(1_900_000_000, 0).UTC()
+
+// Two stores on one file stand in for two processes: separate pools,
+// separate in-process write queues, SQLite's file locks between them.
+func TestTwoStoresShareFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	a := openTemp(t, path)
+	b := openTemp(t, path)
+
+	if err := a.CreateUser(ctx, storage.User{ID: "u1", Username: "alice", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := b.UserByUsername(ctx, "alice")
+	if err != nil || u.ID != "u1" {
+		t.Fatalf("second store does not see the first's write: %+v, %v", u, err)
+	}
+	if err := b.CreateUser(ctx, storage.User{ID: "u2", Username: "alice"}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("duplicate username across stores: %v", err)
+	}
+
+	const n = 100
+	allowed := make(chan int, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := s.ClaimAttempt(ctx, "u1", storage.FactorPassword, t0, policy)
+			if err != nil {
+				t.Errorf("ClaimAttempt: %v", err)
+				return
+			}
+			if c.Allowed {
+				allowed <- c.Failures
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(allowed)
+	seen := map[int]bool{}
+	for f := range allowed {
+		seen[f] = true
+	}
+	if len(seen) != policy.FreeFailures {
+		t.Fatalf("claims across two stores: %d allowed (%v), want %d", len(seen), seen, policy.FreeFailures)
+	}
+	st, err := a.AttemptStates(ctx, "u1")
+	if err != nil || len(st) != 1 || st[0].Failures != policy.FreeFailures {
+		t.Fatalf("AttemptStates: %+v, %v", st, err)
+	}
+}
+
+// TestReopenKeepsData: data, including a hard lock, survives closing the file.
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idp.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, storage.User{ID: "u1", Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	p := storage.LockPolicy{FreeFailures: 1, HardLimit: 2}
+	for range 2 {
+		if _, err := s.ClaimAttempt(ctx, "u1", storage.FactorTOTP, t0, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTemp(t, path)
+	if _, err := s.UserByUsername(ctx, "alice"); err != nil {
+		t.Fatalf("user lost on reopen: %v", err)
+	}
+	c, err := s.ClaimAttempt(ctx, "u1", storage.FactorTOTP, t0.Add(1000*time.Hour), p)
+	if err != nil || c.Allowed || !c.HardLocked {
+		t.Fatalf("hard lock lost on reopen: %+v, %v", c, err)
+	}
+}
+
+func countMigrations(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMigrationsIdempotent: concurrent first opens, re-running and reopening
+// apply each migration once; a newer schema is refused.
+func TestMigrationsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	ms, err := migrations()
+	if err != nil || len(ms) == 0 || ms[0].version != 1 {
+		t.Fatalf("embedded migrations: %v, %v", ms, err)
+	}
+	path := filepath.Join(t.TempDir(), "idp.db")
+
+	// Several "processes" opening one fresh file at once.
+	const n = 6
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			stores[i], errs[i] = Open(ctx, path)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	s := stores[0]
+	if got := countMigrations(t, s); got != len(ms) {
+		t.Fatalf("schema_migrations has %d rows, want %d", got, len(ms))
+	}
+	if err := s.migrate(ctx); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	s2 := openTemp(t, path)
+	if got := countMigrations(t, s2); got != len(ms) {
+		t.Fatalf("schema_migrations after reopen: %d rows, want %d", got, len(ms))
+	}
+	if err := s2.CreateUser(ctx, storage.User{ID: "u", Username: "u"}); err != nil {
+		t.Fatalf("store unusable after repeated migration: %v", err)
+	}
+
+	// A database from a newer program is refused rather than used.
+	if _, err := s.db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if s3, err := Open(ctx, path); err == nil {
+		s3.Close()
+		t.Fatalf("Open accepted a schema newer than the program")
+	}
+}
+
+// TestPathWithSpecialCharacters: '?', '&', '#', '%' and quotes in the path
+// name the file literally and cannot inject DSN parameters.
+func TestPathWithSpecialCharacters(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "a?b&c=d#e%41 f'g")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x?_pragma=journal_mode(DELETE)&_txlock=deferred&mode=ro.db")
+	s := openTemp(t, path)
+	if err := s.CreateUser(ctx, storage.User{ID: "u1", Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at the literal path: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), filepath.Base(path)) {
+			t.Fatalf("stray file %q next to the database", e.Name())
+		}
+	}
+	var mode string
+	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v: the path injected a pragma", mode, err)
+	}
+	s.Close()
+	s = openTemp(t, path)
+	if _, err := s.UserByUsername(ctx, "alice"); err != nil {
+		t.Fatalf("reopen by the same path: %v", err)
+	}
+}
+
+// TestOpenRejectsNonPaths: Open takes a file path, not a URI or :memory:.
+func TestOpenRejectsNonPaths(t *testing.T) {
+	for _, p := range []string{"", ":memory:", "file:x.db?mode=memory", "a\x00b"} {
+		if s, err := Open(context.Background(), p); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", p)
+		}
+	}
+}
+
+// TestPragmas checks the connection settings the DSN asks for.
+func TestPragmas(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "idp.db"))
+	conn, err := s.db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "1",
+	} {
+		var got string
+		if err := conn.QueryRowContext(context.Background(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
+		}
+	}
+}
+
+// TestAuditAppendOnly: the schema's triggers refuse UPDATE and DELETE.
+func TestAuditAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "idp.db"))
+	if err := s.AppendAudit(ctx, storage.AuditEvent{Time: t0, Type: "x", UserID: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`UPDATE audit_events SET type = 'y'`); err == nil {
+		t.Errorf("UPDATE of audit_events succeeded")
+	}
+	if _, err := s.db.Exec(`DELETE FROM audit_events`); err == nil {
+		t.Errorf("DELETE from audit_events succeeded")
+	}
+	evs, err := s.ListAudit(ctx, storage.AuditFilter{})
+	if err != nil || len(evs) != 1 || evs[0].Type != "x" {
+		t.Fatalf("audit trail changed: %+v, %v", evs, err)
+	}
+}
+
+// TestBusyRetry holds the write lock from a foreign connection and checks
+// that a store without busy_timeout retries, then gives up with a wrapped
+// SQLITE_BUSY.
+func TestBusyRetry(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idp.db")
+	openTemp(t, path).Close() // create the schema
+
+	dsn, err := buildDSN(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impatient, err := openDSN(ctx, strings.Replace(dsn, "busy_timeout(10000)", "busy_timeout(0)", 1), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impatient.Close()
+
+	other, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	hold := func() *sql.Tx {
+		tx, err := other.BeginTx(ctx, nil) // BEGIN IMMEDIATE: takes the write lock
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+
+	// Released after 10 ms: a retry succeeds.
+	tx := hold()
+	go func() { time.Sleep(10 * time.Millisecond); tx.Rollback() }()
+	if err := impatient.CreateUser(ctx, storage.User{ID: "u1", Username: "alice"}); err != nil {
+		t.Fatalf("CreateUser while briefly locked: %v", err)
+	}
+
+	// Held throughout: a bounded number of attempts, then a busy error.
+	tx = hold()
+	defer tx.Rollback()
+	begin := time.Now()
+	err = impatient.CreateUser(ctx, storage.User{ID: "u2", Username: "bob"})
+	if err == nil || !isBusy(err) || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("CreateUser while locked: %v, want a wrapped SQLITE_BUSY", err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("gave up only after %v", d)
+	}
+	// Reads are not blocked by a writer (WAL).
+	if _, err := impatient.UserByUsername(ctx, "alice"); err != nil {
+		t.Fatalf("read during a foreign write transaction: %v", err)
+	}
+}
+
+// TestLockFor checks the doubling and its caps.
+func TestLockFor(t *testing.T) {
+	for _, tc := range []struct {
+		failures int
+		p        storage.LockPolicy
+		want     time.Duration
+	}{
+		{4, policy, 0},
+		{5, policy, 15 * time.Minute},
+		{6, policy, 30 * time.Minute},
+		{9, policy, 4 * time.Hour},
+		{1000, policy, 4 * time.Hour},
+		{3, storage.LockPolicy{FreeFailures: 1}, 0},
+	} {
+		if got := lockFor(tc.failures, tc.p); got != tc.want {
+			t.Errorf("lockFor(%d, %+v) = %v, want %v", tc.failures, tc.p, got, tc.want)
+		}
+	}
+	// Uncapped doubling saturates instead of overflowing.
+	if got := lockFor(1000, storage.LockPolicy{FreeFailures: 1, BaseLock: time.Hour}); got < 100*365*24*time.Hour {
+		t.Errorf("uncapped lockFor overflowed: %v", got)
+	}
+}

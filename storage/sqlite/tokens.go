@@ -1,0 +1,313 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// ---------------------------------------------------------------------------
+// Access tokens
+
+const accessTokenCols = `id, client_id, COALESCE(user_id, ''), scopes, audience, auth_request_id, refresh_token_id,
+	created_at, expires_at, revoked_at`
+
+func scanAccessToken(sc interface{ Scan(...any) error }) (storage.AccessToken, error) {
+	var t storage.AccessToken
+	var scopes, aud string
+	var created, exp, revoked int64
+	if err := sc.Scan(&t.ID, &t.ClientID, &t.UserID, &scopes, &aud, &t.AuthRequestID, &t.RefreshTokenID,
+		&created, &exp, &revoked); err != nil {
+		return t, err
+	}
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromUnix(created), fromUnix(exp), fromUnix(revoked)
+	var err error
+	if t.Scopes, err = unlist(scopes); err != nil {
+		return t, err
+	}
+	t.Audience, err = unlist(aud)
+	return t, err
+}
+
+func insertAccessToken(tx *txn, t storage.AccessToken) error {
+	_, err := tx.exec(`INSERT INTO access_tokens (id, client_id, user_id, scopes, audience, auth_request_id,
+		refresh_token_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.ClientID, nullStr(t.UserID), list(t.Scopes), list(t.Audience), t.AuthRequestID,
+		t.RefreshTokenID, unix(t.CreatedAt), unix(t.ExpiresAt), unix(t.RevokedAt))
+	return err
+}
+
+// CreateAccessToken inserts t; ErrConflict when the id exists, ErrNotFound
+// when t.UserID names no user.
+func (s *Store) CreateAccessToken(ctx context.Context, t storage.AccessToken) error {
+	err := s.write(ctx, func(tx *txn) error { return insertAccessToken(tx, t) })
+	return mapErr("create access token", err)
+}
+
+// AccessTokenByID returns a live token; ErrNotFound for unknown, expired
+// (ExpiresAt <= now) or revoked tokens.
+func (s *Store) AccessTokenByID(ctx context.Context, id string, now time.Time) (storage.AccessToken, error) {
+	row, err := s.queryRow(ctx, `SELECT `+accessTokenCols+` FROM access_tokens WHERE id = ?`, id)
+	if err != nil {
+		return storage.AccessToken{}, mapErr("access token by id", err)
+	}
+	t, err := scanAccessToken(row)
+	if err != nil {
+		return storage.AccessToken{}, mapErr("access token by id", err)
+	}
+	if !t.RevokedAt.IsZero() || unix(t.ExpiresAt) <= now.Unix() {
+		return storage.AccessToken{}, fmt.Errorf("sqlite: access token by id: expired or revoked: %w", storage.ErrNotFound)
+	}
+	return t, nil
+}
+
+// RevokeAccessToken revokes the token; revoking a revoked token is a no-op,
+// an unknown id ErrNotFound.
+func (s *Store) RevokeAccessToken(ctx context.Context, id string, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0`,
+			revokedAt(now), id); err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT 1 FROM access_tokens WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		var one int
+		return row.Scan(&one) // ErrNoRows: unknown
+	})
+	return mapErr("revoke access token", err)
+}
+
+// ---------------------------------------------------------------------------
+// Refresh tokens
+
+const refreshTokenCols = `id, token_hash, family_id, client_id, COALESCE(user_id, ''), scopes, audience, amr, acr,
+	auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at`
+
+func scanRefreshToken(sc interface{ Scan(...any) error }) (storage.RefreshToken, error) {
+	var t storage.RefreshToken
+	var scopes, aud, amr string
+	var authTime, created, exp, used, revoked int64
+	if err := sc.Scan(&t.ID, &t.TokenHash, &t.FamilyID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR,
+		&authTime, &t.AuthRequestID, &created, &exp, &used, &revoked); err != nil {
+		return t, err
+	}
+	t.AuthTime, t.CreatedAt, t.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(exp)
+	t.UsedAt, t.RevokedAt = fromUnix(used), fromUnix(revoked)
+	var err error
+	if t.Scopes, err = unlist(scopes); err != nil {
+		return t, err
+	}
+	if t.Audience, err = unlist(aud); err != nil {
+		return t, err
+	}
+	t.AMR, err = unlist(amr)
+	return t, err
+}
+
+// insertRefreshToken stores rt and, if at.ID is set, its access token. An
+// empty FamilyID starts a family named after the token; an access token
+// without RefreshTokenID is linked to rt so family revocation reaches it.
+func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken) error {
+	if len(rt.TokenHash) == 0 {
+		return fmt.Errorf("refresh token %q without hash", rt.ID)
+	}
+	if rt.FamilyID == "" {
+		rt.FamilyID = rt.ID
+	}
+	if _, err := tx.exec(`INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, user_id, scopes, audience,
+		amr, acr, auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rt.ID, rt.TokenHash, rt.FamilyID, rt.ClientID, nullStr(rt.UserID), list(rt.Scopes), list(rt.Audience),
+		list(rt.AMR), rt.ACR, unix(rt.AuthTime), rt.AuthRequestID, unix(rt.CreatedAt), unix(rt.ExpiresAt),
+		unix(rt.UsedAt), unix(rt.RevokedAt)); err != nil {
+		return err
+	}
+	if at.ID == "" {
+		return nil
+	}
+	if at.RefreshTokenID == "" {
+		at.RefreshTokenID = rt.ID
+	}
+	return insertAccessToken(tx, at)
+}
+
+// CreateRefreshToken stores rt and its access token (if at.ID is set) in
+// one transaction: both or neither.
+func (s *Store) CreateRefreshToken(ctx context.Context, rt storage.RefreshToken, at storage.AccessToken) error {
+	err := s.write(ctx, func(tx *txn) error { return insertRefreshToken(tx, rt, at) })
+	return mapErr("create refresh token", err)
+}
+
+// refreshByHash reads a token by hash outside a transaction.
+func (s *Store) refreshByHash(ctx context.Context, hash []byte) (storage.RefreshToken, error) {
+	row, err := s.queryRow(ctx, `SELECT `+refreshTokenCols+` FROM refresh_tokens WHERE token_hash = ?`, hash)
+	if err != nil {
+		return storage.RefreshToken{}, err
+	}
+	return scanRefreshToken(row)
+}
+
+// RefreshTokenByHash returns a live token. A used token revokes its family
+// and returns ErrReused; expired (ExpiresAt <= now), revoked or unknown
+// tokens return ErrNotFound. The common, live case is a plain read.
+func (s *Store) RefreshTokenByHash(ctx context.Context, hash []byte, now time.Time) (storage.RefreshToken, error) {
+	t, err := s.refreshByHash(ctx, hash)
+	if err != nil {
+		return storage.RefreshToken{}, mapErr("refresh token by hash", err)
+	}
+	if !t.UsedAt.IsZero() {
+		err := s.write(ctx, func(tx *txn) error { return revokeFamily(tx, t.FamilyID, now) })
+		if err != nil {
+			return storage.RefreshToken{}, mapErr("refresh token by hash", err)
+		}
+		return storage.RefreshToken{}, fmt.Errorf("sqlite: refresh token by hash: %w", storage.ErrReused)
+	}
+	if !t.RevokedAt.IsZero() || unix(t.ExpiresAt) <= now.Unix() {
+		return storage.RefreshToken{}, fmt.Errorf("sqlite: refresh token by hash: expired or revoked: %w", storage.ErrNotFound)
+	}
+	return t, nil
+}
+
+// RefreshTokenByID returns the token in whatever state it is (used,
+// revoked, expired); ErrNotFound when unknown.
+func (s *Store) RefreshTokenByID(ctx context.Context, id string) (storage.RefreshToken, error) {
+	row, err := s.queryRow(ctx, `SELECT `+refreshTokenCols+` FROM refresh_tokens WHERE id = ?`, id)
+	if err != nil {
+		return storage.RefreshToken{}, mapErr("refresh token by id", err)
+	}
+	t, err := scanRefreshToken(row)
+	return t, mapErr("refresh token by id", err)
+}
+
+// RotateRefreshToken, in one transaction, marks the live token oldHash used
+// and stores next in the same family (next.FamilyID is overwritten) with its
+// access token. A used old token revokes the family, including the tokens
+// rotated from it, and returns ErrReused; an expired, revoked or unknown one
+// ErrNotFound.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next storage.RefreshToken, at storage.AccessToken, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		row, err := tx.queryRow(`SELECT id, family_id, used_at, revoked_at, expires_at FROM refresh_tokens
+			WHERE token_hash = ?`, oldHash)
+		if err != nil {
+			return err
+		}
+		var id, family string
+		var used, revoked, exp int64
+		if err := row.Scan(&id, &family, &used, &revoked, &exp); err != nil {
+			return err // ErrNoRows: ErrNotFound
+		}
+		if used != 0 {
+			if err := revokeFamily(tx, family, now); err != nil {
+				return err
+			}
+			return commitThen{storage.ErrReused}
+		}
+		if revoked != 0 || exp <= now.Unix() {
+			return storage.ErrNotFound
+		}
+		if _, err := tx.exec(`UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at = 0`,
+			max(now.Unix(), 1), id); err != nil {
+			return err
+		}
+		next.FamilyID = family
+		return insertRefreshToken(tx, next, at)
+	})
+	return mapErr("rotate refresh token", err)
+}
+
+// revokeFamily revokes every refresh token of the family and the access
+// tokens issued with them.
+func revokeFamily(tx *txn, family string, now time.Time) error {
+	t := revokedAt(now)
+	if _, err := tx.exec(`UPDATE access_tokens SET revoked_at = ?
+		WHERE revoked_at = 0 AND refresh_token_id IN (SELECT id FROM refresh_tokens WHERE family_id = ?)`,
+		t, family); err != nil {
+		return err
+	}
+	_, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, t, family)
+	return err
+}
+
+// RevokeRefreshFamily revokes every refresh token of the family and the
+// access tokens issued with them. An unknown family is a no-op.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error { return revokeFamily(tx, familyID, now) })
+	return mapErr("revoke refresh family", err)
+}
+
+// RevokeUserClientTokens revokes every access and refresh token of the user
+// at the client.
+func (s *Store) RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		t := revokedAt(now)
+		if _, err := tx.exec(`UPDATE access_tokens SET revoked_at = ?
+			WHERE user_id = ? AND client_id = ? AND revoked_at = 0`, t, userID, clientID); err != nil {
+			return err
+		}
+		_, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ?
+			WHERE user_id = ? AND client_id = ? AND revoked_at = 0`, t, userID, clientID)
+		return err
+	})
+	return mapErr("revoke user client tokens", err)
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+const sessionCols = `id_hash, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at`
+
+// CreateSession inserts s; ErrConflict when the hash exists, ErrNotFound
+// when the user does not.
+func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
+	if len(sess.IDHash) == 0 {
+		return fmt.Errorf("sqlite: create session: empty id hash")
+	}
+	_, err := s.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
+		unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+	return mapErr("create session", err)
+}
+
+// SessionByHash returns a live session; ErrNotFound when unknown or
+// expired (ExpiresAt <= now).
+func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (storage.Session, error) {
+	row, err := s.queryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id_hash = ? AND expires_at > ?`,
+		idHash, now.Unix())
+	if err != nil {
+		return storage.Session{}, mapErr("session by hash", err)
+	}
+	var sess storage.Session
+	var amr string
+	var authTime, created, seen, exp int64
+	if err := row.Scan(&sess.IDHash, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &seen, &exp); err != nil {
+		return storage.Session{}, mapErr("session by hash", err)
+	}
+	sess.AuthTime, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(seen), fromUnix(exp)
+	sess.AMR, err = unlist(amr)
+	return sess, mapErr("session by hash", err)
+}
+
+// TouchSession records activity on a live session; ErrNotFound when unknown
+// or expired. It does not extend the session.
+func (s *Store) TouchSession(ctx context.Context, idHash []byte, now time.Time) error {
+	n, err := s.exec(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND expires_at > ?`,
+		unix(now), idHash, now.Unix())
+	if err != nil {
+		return mapErr("touch session", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: touch session: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteSession removes the session; deleting an unknown session is not an
+// error (logout must be idempotent).
+func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
+	_, err := s.exec(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
+	return mapErr("delete session", err)
+}

@@ -1,0 +1,281 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+const userCols = `id, username, name, email, email_verified, password_hash, created_at`
+
+func scanUser(sc interface{ Scan(...any) error }) (storage.User, error) {
+	var u storage.User
+	var created int64
+	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created)
+	u.CreatedAt = fromUnix(created)
+	return u, err
+}
+
+// CreateUser inserts u; ErrConflict when the id or username exists.
+func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
+	_, err := s.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt))
+	return mapErr("create user", err)
+}
+
+// UserByID returns the user or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id string) (storage.User, error) {
+	row, err := s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id)
+	if err != nil {
+		return storage.User{}, mapErr("user by id", err)
+	}
+	u, err := scanUser(row)
+	return u, mapErr("user by id", err)
+}
+
+// UserByUsername returns the user with the canonical username or
+// ErrNotFound.
+func (s *Store) UserByUsername(ctx context.Context, username string) (storage.User, error) {
+	row, err := s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username)
+	if err != nil {
+		return storage.User{}, mapErr("user by username", err)
+	}
+	u, err := scanUser(row)
+	return u, mapErr("user by username", err)
+}
+
+// ListUsers returns all users ordered by username.
+func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
+	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users ORDER BY username`)
+	if err != nil {
+		return nil, mapErr("list users", err)
+	}
+	defer rows.Close()
+	var out []storage.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, mapErr("list users", err)
+		}
+		out = append(out, u)
+	}
+	return out, mapErr("list users", rows.Err())
+}
+
+// DeleteUser removes the user; the schema's ON DELETE CASCADE removes the
+// TOTP credential, attempt counters, auth requests, sessions and tokens in
+// the same statement. ErrNotFound for an unknown id.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	n, err := s.exec(ctx, `DELETE FROM users WHERE id = ?`, id)
+	if err != nil {
+		return mapErr("delete user", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: delete user: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// SetPasswordHash replaces the user's password hash; ErrNotFound for an
+// unknown user.
+func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error {
+	n, err := s.exec(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+	if err != nil {
+		return mapErr("set password hash", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: set password hash: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// PutTOTP stores the user's TOTP credential, replacing an existing one
+// (re-enrolment). ErrNotFound when the user does not exist.
+func (s *Store) PutTOTP(ctx context.Context, c storage.TOTPCredential) error {
+	secret := c.Secret
+	if secret == nil {
+		secret = []byte{} // NOT NULL column
+	}
+	_, err := s.exec(ctx, `INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, confirmed = excluded.confirmed,
+			last_step = excluded.last_step, created_at = excluded.created_at`,
+		c.UserID, secret, boolInt(c.Confirmed), c.LastStep, unix(c.CreatedAt))
+	return mapErr("put totp", err)
+}
+
+// TOTPByUser returns the user's TOTP credential or ErrNotFound.
+func (s *Store) TOTPByUser(ctx context.Context, userID string) (storage.TOTPCredential, error) {
+	row, err := s.queryRow(ctx, `SELECT user_id, secret, confirmed, last_step, created_at
+		FROM totp_credentials WHERE user_id = ?`, userID)
+	if err != nil {
+		return storage.TOTPCredential{}, mapErr("totp by user", err)
+	}
+	var c storage.TOTPCredential
+	var created int64
+	err = row.Scan(&c.UserID, &c.Secret, &c.Confirmed, &c.LastStep, &created)
+	c.CreatedAt = fromUnix(created)
+	return c, mapErr("totp by user", err)
+}
+
+// ---------------------------------------------------------------------------
+// Attempt guard
+
+// lockFor is the lock a claim sets when it brings the consecutive failure
+// count to failures: BaseLock·2^(failures-FreeFailures), capped at MaxLock
+// (MaxLock ≤ 0: no cap), and 0 below FreeFailures.
+func lockFor(failures int, p storage.LockPolicy) time.Duration {
+	if failures < p.FreeFailures || p.BaseLock <= 0 {
+		return 0
+	}
+	d := p.BaseLock
+	for k := failures - p.FreeFailures; k > 0; k-- {
+		if p.MaxLock > 0 && d >= p.MaxLock {
+			break
+		}
+		if d > math.MaxInt64/2 {
+			break // no overflow when uncapped
+		}
+		d *= 2
+	}
+	if p.MaxLock > 0 && d > p.MaxLock {
+		d = p.MaxLock
+	}
+	return d
+}
+
+// ceilSeconds rounds a lock up to whole seconds (locks are stored in unix
+// seconds; rounding down could shorten a lock to nothing).
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// refusal builds the answer for a locked factor.
+func refusal(failures int, lockedUntil int64, hard bool, now time.Time, p storage.LockPolicy) storage.AttemptClaim {
+	c := storage.AttemptClaim{Allowed: false, Failures: failures, HardLocked: hard}
+	if hard {
+		// The lock has no end; MaxLock is a sensible Retry-After hint.
+		c.RetryAfter = max(p.MaxLock, time.Duration(lockedUntil-now.Unix())*time.Second, time.Second)
+	} else {
+		c.RetryAfter = time.Duration(lockedUntil-now.Unix()) * time.Second
+	}
+	return c
+}
+
+// ClaimAttempt refuses while the factor is locked; otherwise it counts the
+// attempt as a failure, setting the next lock per p, before the caller
+// verifies anything. A refused claim changes nothing.
+//
+// A lock ends when now reaches locked_until (whole seconds). A hard lock
+// (HardLimit reached) refuses regardless of time until Unlock or a success;
+// its RetryAfter is MaxLock as a hint. The user must exist (ErrNotFound).
+func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Factor, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
+	nowU := now.Unix()
+
+	// Cheap refusal path: a locked factor is refused from a plain read,
+	// without the write lock. Refusing on a slightly stale read is safe:
+	// locks only ever end by time or by an explicit reset.
+	row, err := s.queryRow(ctx, `SELECT failures, locked_until, hard_locked FROM attempts
+		WHERE user_id = ? AND factor = ?`, userID, string(f))
+	if err != nil {
+		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+	}
+	var failures int
+	var lockedUntil int64
+	var hard bool
+	switch err := row.Scan(&failures, &lockedUntil, &hard); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+	case hard || lockedUntil > nowU:
+		return refusal(failures, lockedUntil, hard, now, p), nil
+	}
+
+	var claim storage.AttemptClaim
+	err = s.write(ctx, func(tx *txn) error {
+		// Re-read under the write lock: this is the decision that counts.
+		row, err := tx.queryRow(`SELECT failures, locked_until, hard_locked FROM attempts
+			WHERE user_id = ? AND factor = ?`, userID, string(f))
+		if err != nil {
+			return err
+		}
+		failures, lockedUntil, hard = 0, 0, false
+		if err := row.Scan(&failures, &lockedUntil, &hard); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if hard || lockedUntil > nowU {
+			claim = refusal(failures, lockedUntil, hard, now, p)
+			return nil
+		}
+		failures++
+		lock := lockFor(failures, p)
+		newUntil := int64(0)
+		if lock > 0 {
+			newUntil = nowU + ceilSeconds(lock)
+		}
+		hard = p.HardLimit > 0 && failures >= p.HardLimit
+		if _, err := tx.exec(`INSERT INTO attempts (user_id, factor, failures, locked_until, hard_locked, last_failure_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, factor) DO UPDATE SET failures = excluded.failures,
+				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
+				last_failure_at = excluded.last_failure_at`,
+			userID, string(f), failures, newUntil, boolInt(hard), nowU); err != nil {
+			return err
+		}
+		claim = storage.AttemptClaim{Allowed: true, RetryAfter: lock, Failures: failures, HardLocked: hard}
+		return nil
+	})
+	if err != nil {
+		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+	}
+	return claim, nil
+}
+
+// resetAttempt clears one factor's failures and locks (hard lock included:
+// the attempt that reached HardLimit may itself succeed) and records the
+// success. No row means nothing to reset.
+func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error {
+	_, err := tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0, last_success_at = ?
+		WHERE user_id = ? AND factor = ?`, unix(now), userID, string(f))
+	return err
+}
+
+// AttemptSucceeded resets the factor's failures and lock.
+func (s *Store) AttemptSucceeded(ctx context.Context, userID string, f storage.Factor, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error { return resetAttempt(tx, userID, f, now) })
+	return mapErr("attempt succeeded", err)
+}
+
+// AttemptStates lists the user's guard rows ordered by factor.
+func (s *Store) AttemptStates(ctx context.Context, userID string) ([]storage.AttemptState, error) {
+	rows, err := s.query(ctx, `SELECT user_id, factor, failures, locked_until, hard_locked, last_failure_at, last_success_at
+		FROM attempts WHERE user_id = ? ORDER BY factor`, userID)
+	if err != nil {
+		return nil, mapErr("attempt states", err)
+	}
+	defer rows.Close()
+	var out []storage.AttemptState
+	for rows.Next() {
+		var a storage.AttemptState
+		var factor string
+		var until, lastFail, lastOK int64
+		if err := rows.Scan(&a.UserID, &factor, &a.Failures, &until, &a.HardLocked, &lastFail, &lastOK); err != nil {
+			return nil, mapErr("attempt states", err)
+		}
+		a.Factor = storage.Factor(factor)
+		a.LockedUntil, a.LastFailureAt, a.LastSuccessAt = fromUnix(until), fromUnix(lastFail), fromUnix(lastOK)
+		out = append(out, a)
+	}
+	return out, mapErr("attempt states", rows.Err())
+}
+
+// Unlock clears every lock and failure count of the user (operator action).
+func (s *Store) Unlock(ctx context.Context, userID string) error {
+	_, err := s.exec(ctx, `UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0 WHERE user_id = ?`, userID)
+	return mapErr("unlock", err)
+}
