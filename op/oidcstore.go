@@ -271,8 +271,14 @@ func (o *oidcStorage) KeySet(ctx context.Context) ([]zop.Key, error) {
 	return o.s.keys.KeySet(ctx)
 }
 
+// GetClientByClientID answers an unknown client with invalid_client: some
+// library paths (end_session, the refresh grant) turn any other plain
+// error into a 500.
 func (o *oidcStorage) GetClientByClientID(ctx context.Context, id string) (zop.Client, error) {
 	c, err := o.s.clients.get(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client").WithParent(err)
+	}
 	if err != nil {
 		return nil, err
 	}

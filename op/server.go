@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.bearerErrors, s.callbackBinding, s.endSessionCookie)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -209,6 +209,55 @@ func (s *Server) protocolHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// bearerErrors makes userinfo refuse tokens as RFC 6750 §3.1 asks: 401
+// with a WWW-Authenticate challenge. The library answers 403 with "{}"
+// when the storage refuses a token it could decrypt (expired, revoked), and
+// 401 without a challenge when there is no token or it cannot be decrypted.
+func (s *Server) bearerErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/userinfo" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&bearerErrorWriter{ResponseWriter: w, sent: r.Header.Get("Authorization") != ""}, r)
+	})
+}
+
+// bearerErrorWriter rewrites a 401 or 403 into 401 with a challenge and an
+// RFC 6750 error body, and drops the library's body.
+type bearerErrorWriter struct {
+	http.ResponseWriter
+	sent     bool // a token came in the Authorization header
+	replaced bool
+}
+
+func (w *bearerErrorWriter) WriteHeader(code int) {
+	if w.replaced || (code != http.StatusUnauthorized && code != http.StatusForbidden) {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "application/json")
+	body := `{"error":"invalid_token"}`
+	if code == http.StatusForbidden || w.sent {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	} else {
+		h.Set("WWW-Authenticate", "Bearer")
+		body = `{"error":"invalid_request"}`
+	}
+	w.ResponseWriter.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.ResponseWriter.Write([]byte(body))
+}
+
+func (w *bearerErrorWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
 // callbackBinding lets the library's callback issue a code only to the
 // browser that went through the login (threat model rule 7).
 func (s *Server) callbackBinding(next http.Handler) http.Handler {
@@ -232,10 +281,15 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	})
 }
 
-// endSessionCookie clears the SSO cookie on logout.
+// endSessionCookie clears the SSO cookie on logout. A request whose form
+// cannot be parsed is refused here: the library answers it with a 500.
 func (s *Server) endSessionCookie(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/end_session" {
+			if err := r.ParseForm(); err != nil {
+				s.pages.errorPage(w, r, http.StatusBadRequest, "The sign-out request could not be read.", "")
+				return
+			}
 			s.clearCookie(w, s.ssoCookieName())
 		}
 		next.ServeHTTP(w, r)
