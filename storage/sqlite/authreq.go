@@ -98,7 +98,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 const authRequestCols = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 	code_challenge, code_challenge_method, prompt, max_age, acr_values, login_hint, hint_subject, ui_locales,
-	stage, COALESCE(user_id, ''), binding_hash, password_at, auth_time, amr, acr, created_at, expires_at`
+	stage, COALESCE(user_id, ''), binding_hash, password_at, pending_totp, auth_time, amr, acr, created_at, expires_at`
 
 // authRequestRow is an auth request with the code columns, which the
 // storage type does not carry.
@@ -119,7 +119,7 @@ func scanAuthRequest(sc interface{ Scan(...any) error }, withCode bool) (authReq
 	var passwordAt, authTime, created int64
 	dest := []any{&a.ID, &a.ClientID, &a.RedirectURI, &scopes, &a.State, &a.Nonce, &a.ResponseType, &a.ResponseMode,
 		&a.CodeChallenge, &a.CodeChallengeMethod, &prompt, &maxAge, &acrValues, &a.LoginHint, &a.HintSubject, &uiLocales,
-		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &authTime, &amr, &a.ACR, &created, &r.expiresAt}
+		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &a.PendingTOTP, &authTime, &amr, &a.ACR, &created, &r.expiresAt}
 	if withCode {
 		dest = append(dest, &r.codeExpiresAt, &r.codeUsedAt)
 	}
