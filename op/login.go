@@ -24,6 +24,10 @@ func (s *Server) loginHandler() http.Handler {
 	mux.HandleFunc("GET /login/{$}", s.loginPage)
 	mux.HandleFunc("POST /login/password", s.passwordStep)
 	mux.HandleFunc("POST /login/totp", s.totpStep)
+	mux.HandleFunc("GET /login/enroll/qr.png", s.enrollQR)
+	mux.HandleFunc("POST /login/enroll", s.enrollStep)
+	mux.HandleFunc("GET /login/recovery", s.recoveryPage)
+	mux.HandleFunc("POST /login/recovery", s.recoveryStep)
 	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
 		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "Signed out"})
@@ -77,6 +81,15 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 		return
 	case storage.StagePasswordOK:
+		enrolled, err := s.hasTOTP(ctx, a.UserID)
+		if err != nil {
+			s.internalError(w, r, "totp lookup", err)
+			return
+		}
+		if !enrolled {
+			s.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
+			return
+		}
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
 		return
 	}
@@ -299,12 +312,22 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
-	if err != nil || !cred.Confirmed {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgNoTOTP, "")
+	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
+		// Not enrolled (reset by an operator): the login page enrols.
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "totp lookup", err)
+		return
+	}
+	secret, err := s.cfg.Sealer.Open(aadTOTP(a.UserID), cred.Secret)
+	if err != nil {
+		s.internalError(w, r, "open totp secret", err)
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(cred.Secret, code, now)
+	step, match := matchTOTP(secret, code, now)
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")

@@ -26,6 +26,8 @@ const (
 	msgBusy          = "The service is busy. Please try again in a moment."
 	msgNoTOTP        = "No authenticator app is set up for this account. Ask your administrator."
 	msgInternal      = "Something went wrong on our side. Please try again."
+	msgBadRecovery   = "Enter a recovery code: 26 letters and digits, dashes optional."
+	msgWrongRecovery = "That recovery code is not valid or has been used."
 )
 
 // pageData is what every page template may use.
@@ -41,6 +43,13 @@ type pageData struct {
 	RetryAt    string
 	RetryIn    string
 	BackURL    string
+	// Enrolment and recovery pages.
+	QRURL       string
+	Secret      string
+	Codes       []string
+	DownloadURL template.URL
+	ContinueURL string
+	Left        int
 }
 
 type pages struct {
@@ -51,7 +60,7 @@ type pages struct {
 
 func newPages(product string) (*pages, error) {
 	p := &pages{product: product, byName: map[string]*template.Template{}}
-	for _, name := range []string{"password", "totp", "locked", "error", "loggedout"} {
+	for _, name := range []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout"} {
 		t, err := template.ParseFS(templates.FS, "layout.html", name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
@@ -130,3 +139,5 @@ func (p *pages) serveCSS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(p.css)
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -349,7 +349,8 @@ type Store interface {
 	// BindAuthRequest stores the browser binding once; ErrWrongState when
 	// the request is already bound.
 	BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error
-	// PasswordVerified moves created|password_ok → password_ok for userID.
+	// PasswordVerified moves created|password_ok → password_ok for userID;
+	// a pending TOTP secret survives only if the user is the same.
 	PasswordVerified(ctx context.Context, id, userID string, now time.Time) error
 	// CompleteTOTP, in one transaction: requires stage password_ok with
 	// userID, advances the user's TOTP last step to step (ErrReplay unless

@@ -36,6 +36,18 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	if !bytes.Equal(a.PendingTOTP, []byte("sealed-1")) {
 		t.Fatalf("PendingTOTP = %q", a.PendingTOTP)
 	}
+	// A password step for another user in the same flow drops the pending
+	// secret; the same user keeps it.
+	passwordOK(t, s, "enr-switch", u.ID, now)
+	ok(t, s.SetPendingTOTP(ctx, "enr-switch", u.ID, []byte("sealed-u"), false, now), "SetPendingTOTP switch")
+	ok(t, s.PasswordVerified(ctx, "enr-switch", u.ID, now), "PasswordVerified same user")
+	if a, _ := s.AuthRequestByID(ctx, "enr-switch", now); string(a.PendingTOTP) != "sealed-u" {
+		t.Fatalf("pending lost for the same user: %q", a.PendingTOTP)
+	}
+	ok(t, s.PasswordVerified(ctx, "enr-switch", other.ID, now), "PasswordVerified other user")
+	if a, _ := s.AuthRequestByID(ctx, "enr-switch", now); a.PendingTOTP != nil {
+		t.Fatalf("pending kept for another user: %q", a.PendingTOTP)
+	}
 	// Confirmation completes the request, stores the credential with the
 	// confirming step, the recovery codes, and clears the counter.
 	p := storage.LockPolicy{FreeFailures: 5, BaseLock: time.Minute, MaxLock: time.Hour}

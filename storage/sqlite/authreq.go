@@ -233,13 +233,14 @@ func (s *Store) BindAuthRequest(ctx context.Context, id string, bindingHash []by
 }
 
 // PasswordVerified moves a live request from created or password_ok to
-// password_ok for userID. ErrWrongState from done; ErrNotFound when
+// password_ok for userID, dropping a pending TOTP secret of another user. ErrWrongState from done; ErrNotFound when
 // unknown, expired or when the user does not exist.
 func (s *Store) PasswordVerified(ctx context.Context, id, userID string, now time.Time) error {
 	return s.guarded(ctx, "password verified", id, &now,
-		`UPDATE auth_requests SET stage = ?, user_id = ?, password_at = ?
+		`UPDATE auth_requests SET stage = ?, password_at = ?,
+			pending_totp = CASE WHEN user_id = ? THEN pending_totp ELSE NULL END, user_id = ?
 		WHERE id = ? AND stage IN (?, ?) AND expires_at > ?`,
-		storage.StagePasswordOK, userID, unix(now), id, storage.StageCreated, storage.StagePasswordOK, now.Unix())
+		storage.StagePasswordOK, unix(now), userID, userID, id, storage.StageCreated, storage.StagePasswordOK, now.Unix())
 }
 
 // CompleteTOTP, in one transaction: requires the live request in
