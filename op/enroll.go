@@ -102,7 +102,7 @@ func (s *Server) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage
 		return
 	}
 	s.pages.render(w, status, "enroll", pageData{
-		Title: "Set up your authenticator", ClientName: s.clientName(ctx, a.ClientID), ID: a.ID,
+		Title: "title.enroll", ClientName: s.clientName(ctx, a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
 		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
 	})
@@ -211,7 +211,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,otp,mfa (enrolment)")
 	text := strings.Join(codes, "\n") + "\n"
 	s.pages.render(w, http.StatusOK, "codes", pageData{
-		Title: "Recovery codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
+		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
 		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.callbackURL(a.ID),
 	})
 }
@@ -238,7 +238,7 @@ func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	s.pages.render(w, status, "recovery", pageData{
-		Title: "Recovery code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		Title: "title.recovery", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg, BackURL: s.loginURL(a.ID),
 	})
 }
@@ -293,6 +293,6 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,rc,mfa")
 	s.pages.render(w, http.StatusOK, "recovered", pageData{
-		Title: "Recovery code used", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
+		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
 	})
 }

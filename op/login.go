@@ -30,10 +30,10 @@ func (s *Server) loginHandler() http.Handler {
 	mux.HandleFunc("POST /login/recovery", s.recoveryStep)
 	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "Signed out"})
+		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "title.loggedout"})
 	})
 	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.errorPage(w, r, http.StatusNotFound, "This page does not exist.", "")
+		s.pages.errorPage(w, r, http.StatusNotFound, msgNotFound, "")
 	})
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,14 +139,14 @@ func (s *Server) clientName(ctx context.Context, id string) string {
 
 func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
 	s.pages.render(w, status, "password", pageData{
-		Title: "Sign in", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		Title: "title.signin", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Username: username, Error: msg,
 	})
 }
 
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	s.pages.render(w, status, "totp", pageData{
-		Title: "Verification code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		Title: "title.code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
 	})
 }
@@ -155,7 +155,7 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.A
 // the form token. It answers the request itself when they fail.
 func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthRequest, string, bool) {
 	if err := r.ParseForm(); err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", "")
+		s.pages.errorPage(w, r, http.StatusBadRequest, msgUnreadable, "")
 		return storage.AuthRequest{}, "", false
 	}
 	a, err := s.store.AuthRequestByID(r.Context(), r.PostFormValue("id"), s.cfg.now())
