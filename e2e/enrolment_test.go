@@ -200,7 +200,7 @@ func TestRecoveryCodes(t *testing.T) {
 
 	f := enrRecoveryFlow(t, s, c, u)
 	p := enrPost(f, "/login/recovery", url.Values{"recovery_code": {strings.ToUpper(codes[0])}})
-	if p.Status != http.StatusOK || !strings.Contains(p.Body, "<strong>9</strong>") {
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "Recovery codes left: 9.") {
 		t.Fatalf("recovery login: %d\n%s", p.Status, p.Body)
 	}
 	link := enrLinkRe.FindStringSubmatch(p.Body)
