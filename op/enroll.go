@@ -204,6 +204,10 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
 	if err := s.openSession(ctx, w, &a, now); err != nil {
 		s.log.Warn("open sso session", "err", err)
@@ -221,7 +225,7 @@ func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a, err := s.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), s.cfg.now())
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		s.linkProblem(w, r, r.URL.Query().Get("id"))
 		return
 	}
 	if !s.boundToBrowser(r, &a) {
@@ -287,6 +291,10 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("recovery", "ok")
 	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	a.AMR, a.ACR = amrPasswordRecovery, s.cfg.ACR
 	if err := s.openSession(ctx, w, &a, now); err != nil {
 		s.log.Warn("open sso session", "err", err)

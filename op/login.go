@@ -55,7 +55,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("id")
 	a, err := s.store.AuthRequestByID(ctx, id, s.cfg.now())
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		s.linkProblem(w, r, id)
 		return
 	}
 	var flowSecret string
@@ -160,7 +160,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthR
 	}
 	a, err := s.store.AuthRequestByID(r.Context(), r.PostFormValue("id"), s.cfg.now())
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		s.linkProblem(w, r, r.PostFormValue("id"))
 		return a, "", false
 	}
 	if !s.boundToBrowser(r, &a) {
@@ -253,6 +253,10 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("password", "ok")
 	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
 			if err := s.store.SetPasswordHash(ctx, u.ID, h); err != nil {
@@ -354,6 +358,10 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	if err := s.openSession(ctx, w, &a, now); err != nil {
 		s.log.Warn("open sso session", "err", err)
 	}

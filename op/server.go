@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -241,7 +241,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 		id := r.URL.Query().Get("id")
 		a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 		if err != nil {
-			s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+			s.linkProblem(w, r, id)
 			return
 		}
 		if !s.boundToBrowser(r, &a) {

@@ -349,6 +349,10 @@ type Store interface {
 	// BindAuthRequest stores the browser binding once; ErrWrongState when
 	// the request is already bound.
 	BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error
+	// RebindAuthRequest replaces the browser binding, only if it is still
+	// oldHash (ErrWrongState otherwise): the login renews the flow cookie
+	// after each step, and the old value stops working (session fixation).
+	RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error
 	// PasswordVerified moves created|password_ok → password_ok for userID;
 	// a pending TOTP secret survives only if the user is the same.
 	PasswordVerified(ctx context.Context, id, userID string, now time.Time) error

@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Audit", testAudit},
 		{"GC", testGC},
 		{"Enrollment", testEnrollment},
+		{"AuthRequests/Rebind", testRebind},
 		{"RecoveryCodes", testRecoveryCodes},
 		{"ReencryptSecrets", testReencryptSecrets},
 		{"PingClose", testPingClose},

@@ -194,3 +194,25 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 		t.Fatalf("after re-encryption: %q %q %q %q %q", c.Secret, a.PendingTOTP, keys[0].PrivateKey, st, plain)
 	}
 }
+
+func testRebind(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addAuthRequest(t, s, "rb", t0)
+	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), storage.ErrWrongState, "rebind unbound")
+	ok(t, s.BindAuthRequest(ctx, "rb", hash("a")), "BindAuthRequest")
+	ok(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), "RebindAuthRequest")
+	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("c")), storage.ErrWrongState, "rebind with the old value")
+	a, err := s.AuthRequestByID(ctx, "rb", t0)
+	ok(t, err, "AuthRequestByID")
+	if !bytes.Equal(a.BindingHash, hash("b")) {
+		t.Fatalf("binding %x", a.BindingHash)
+	}
+	isErr(t, s.RebindAuthRequest(ctx, "nope", hash("a"), hash("b")), storage.ErrNotFound, "rebind unknown")
+	// Concurrent renewals from one old value: exactly one wins.
+	errs := together(10, func(i int) error {
+		return s.RebindAuthRequest(ctx, "rb", hash("b"), hash(fmt.Sprint("n", i)))
+	})
+	if got := tally(errs); got["nil"] != 1 || got["wrongstate"] != 9 {
+		t.Fatalf("concurrent rebind: %v", got)
+	}
+}

@@ -232,6 +232,15 @@ func (s *Store) BindAuthRequest(ctx context.Context, id string, bindingHash []by
 		`UPDATE auth_requests SET binding_hash = ? WHERE id = ? AND binding_hash IS NULL`, bindingHash, id)
 }
 
+// RebindAuthRequest swaps the binding hash from oldHash to newHash.
+func (s *Store) RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error {
+	if len(oldHash) == 0 || len(newHash) == 0 {
+		return errors.New("sqlite: rebind auth request: empty binding hash")
+	}
+	return s.guarded(ctx, "rebind auth request", id, nil,
+		`UPDATE auth_requests SET binding_hash = ? WHERE id = ? AND binding_hash = ?`, newHash, id, oldHash)
+}
+
 // PasswordVerified moves a live request from created or password_ok to
 // password_ok for userID, dropping a pending TOTP secret of another user. ErrWrongState from done; ErrNotFound when
 // unknown, expired or when the user does not exist.
