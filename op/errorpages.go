@@ -28,10 +28,10 @@ func (s *Server) htmlErrors(next http.Handler) http.Handler {
 		text := strings.ToLower(c.body.String())
 		msg := msgBadRequest
 		switch {
-		case strings.Contains(text, "client"):
-			msg = msgUnknownClient
 		case strings.Contains(text, "redirect_uri") || strings.Contains(text, "redirect uri"):
 			msg = msgBadRedirect
+		case strings.Contains(text, "client"):
+			msg = msgUnknownClient
 		}
 		s.log.Info("protocol error page", "path", r.URL.Path, "status", c.status, "detail", strings.TrimSpace(c.body.String()))
 		s.pages.errorPage(w, r, c.status, msg, "")

@@ -46,6 +46,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&cfg.HashConcurrency, "hash-concurrency", 0, "password hashes computed at once (0: number of CPUs)")
+	fs.DurationVar(&cfg.AuthRequestLifetime, "auth-request-lifetime", cfg.AuthRequestLifetime, "how long a sign-in may take from /authorize to the code")
 	fs.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", cfg.AccessTokenLifetime, "access token lifetime")
 	fs.DurationVar(&cfg.IDTokenLifetime, "id-token-lifetime", cfg.IDTokenLifetime, "ID token lifetime")
 	fs.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family")
