@@ -47,6 +47,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build idp:", err)
 		os.Exit(1)
 	}
+	// The example relying party, for the browser tests.
+	brDemoRPBin = filepath.Join(dir, "demo-rp")
+	buildRP := exec.Command("go", "build", "-o", brDemoRPBin, "../cmd/demo-rp")
+	buildRP.Stdout, buildRP.Stderr = os.Stdout, os.Stderr
+	if err := buildRP.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build demo-rp:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
