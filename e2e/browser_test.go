@@ -162,7 +162,7 @@ func TestBrowserWrongThenRightCode(t *testing.T) {
 	b.shot("claims", "")
 }
 
-var brRetryRe = regexp.MustCompile(`You can try again after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC) \(in about (\d+) minutes\)\.`)
+var brRetryRe = regexp.MustCompile(`You can try again in about (\d+) minutes, after (\d\d:\d\d UTC on \d{1,2} [A-Z][a-z]{2} \d{4})\.`)
 
 // TestBrowserLockoutPage: after --totp-max-failures wrong codes the next
 // attempt, even with the right code, gets the locked page (HTTP 429) that
@@ -206,15 +206,16 @@ func TestBrowserLockoutPage(t *testing.T) {
 	if m == nil {
 		t.Fatalf("locked page has no retry time:\n%s", body)
 	}
-	retryAt, err := time.Parse("2006-01-02 15:04:05 UTC", m[1])
+	retryAt, err := time.Parse("15:04 UTC on 2 Jan 2006", m[2])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lo, hi := before.Add(10*time.Minute-2*time.Second), after.Add(10*time.Minute+2*time.Second); retryAt.Before(lo) || retryAt.After(hi) {
+	// The page shows minutes: the time is the lock's end truncated to the minute.
+	if lo, hi := before.Add(10*time.Minute-62*time.Second), after.Add(10*time.Minute+2*time.Second); retryAt.Before(lo) || retryAt.After(hi) {
 		t.Errorf("retry time %s, want 10 minutes after the attempt (%s … %s)", retryAt, lo.UTC(), hi.UTC())
 	}
-	if m[2] != "10" {
-		t.Errorf("retry in about %s minutes, want 10", m[2])
+	if m[1] != "10" {
+		t.Errorf("retry in about %s minutes, want 10", m[1])
 	}
 	if !strings.Contains(b.text(`p.error[role=alert]`), "Too many failed attempts") {
 		t.Error("locked page lacks the alert")

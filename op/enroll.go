@@ -166,7 +166,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("totp", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
@@ -271,7 +271,7 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("recovery", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	now := s.cfg.now()

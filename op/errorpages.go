@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/totp-idp/idp/storage"
 )
 
 // htmlErrors turns the protocol library's plain-text error answers on the
@@ -74,7 +76,18 @@ func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) 
 		s.pages.errorPage(w, r, http.StatusBadRequest, msgInvalidLink, "")
 		return
 	}
-	q := url.Values{"error": {"access_denied"}, "error_description": {"the sign-in link expired"}}
+	back := appErrorURL(&a, "access_denied", "the sign-in link expired")
+	s.pages.errorPageFor(w, http.StatusBadRequest, msgExpired, back, s.clientName(r.Context(), a.ClientID))
+}
+
+// appErrorURL is the client's (registered, already validated) redirect URI
+// carrying an OAuth error and the request's state (RFC 6749 §4.1.2.1): the
+// way back to the application, which can start a new sign-in.
+func appErrorURL(a *storage.AuthRequest, code, description string) string {
+	q := url.Values{"error": {code}}
+	if description != "" {
+		q.Set("error_description", description)
+	}
 	if a.State != "" {
 		q.Set("state", a.State)
 	}
@@ -82,6 +95,5 @@ func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) 
 	if strings.Contains(a.RedirectURI, "?") {
 		sep = "&"
 	}
-	back := a.RedirectURI + sep + q.Encode()
-	s.pages.errorPageFor(w, http.StatusBadRequest, msgExpired, back, s.clientName(r.Context(), a.ClientID))
+	return a.RedirectURI + sep + q.Encode()
 }

@@ -112,18 +112,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // redirectError sends an OAuth error to the client's (already validated)
 // redirect URI.
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
-	q := url.Values{"error": {string(e.ErrorType)}}
-	if e.Description != "" {
-		q.Set("error_description", e.Description)
-	}
-	if a.State != "" {
-		q.Set("state", a.State)
-	}
-	sep := "?"
-	if strings.Contains(a.RedirectURI, "?") {
-		sep = "&"
-	}
-	http.Redirect(w, r, a.RedirectURI+sep+q.Encode(), http.StatusFound)
+	http.Redirect(w, r, appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
 }
 
 func (s *Server) clientName(ctx context.Context, id string) string {
@@ -224,7 +213,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("password", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)
@@ -312,7 +301,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("totp", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)

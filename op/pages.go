@@ -164,7 +164,7 @@ func (p *pages) locked(w http.ResponseWriter, retry time.Duration, hard bool, no
 			secs = 1
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		d.RetryAt = now.Add(time.Duration(secs) * time.Second).UTC().Format("2006-01-02 15:04:05 UTC")
+		d.RetryAt = now.Add(time.Duration(secs) * time.Second).UTC().Format("15:04 UTC on 2 Jan 2006")
 		d.RetryIn = p.humanDuration(time.Duration(secs) * time.Second)
 	} else {
 		w.Header().Set("Retry-After", strconv.Itoa(365*24*3600))
