@@ -421,18 +421,6 @@ func (b *brBrowser) elementShot(sel string) []byte {
 	return img
 }
 
-// frameTree is the page's current frame tree.
-func (b *brBrowser) frameTree() *page.FrameTree {
-	b.t.Helper()
-	var tree *page.FrameTree
-	b.step("frame tree", func(ctx context.Context) error {
-		res, err := chromedp.Call(ctx, page.GetFrameTree, cdp.Empty{})
-		tree = res.FrameTree
-		return err
-	})
-	return tree
-}
-
 // brDecodeQR finds and decodes a QR code in a PNG image.
 func brDecodeQR(png []byte) (string, error) {
 	img, _, err := image.Decode(bytes.NewReader(png))

@@ -286,7 +286,7 @@ func TestKeysRotate(t *testing.T) {
 
 func secKid(t *testing.T, raw string) string {
 	t.Helper()
-	sig, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	sig, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
