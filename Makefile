@@ -7,7 +7,7 @@ ISSUER   ?= http://127.0.0.1:8080
 LISTEN   ?= 127.0.0.1:8080
 RACE_PKGS := ./storage/... ./op/... ./cmd/...
 
-.PHONY: build run demo test test-race test-e2e bench lint tidy-check clean
+.PHONY: build run demo test test-race test-e2e bench lint tidy-check clean screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -29,6 +29,13 @@ demo: build
 test: lint
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 ./e2e/...
+
+# Regenerate the README's images (docs/screenshots/*.png) with the browser
+# tests; needs chromium at /usr/bin/chromium. Every test's pages are also
+# saved under testout/screenshots/<Test>/.
+screenshots:
+	@mkdir -p docs/screenshots
+	IDP_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestBrowser' ./e2e/
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./storage/sqlite/

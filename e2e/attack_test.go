@@ -63,7 +63,7 @@ func TestAttackTOTPBruteForce(t *testing.T) {
 			if ra := atkRetryAfter(t, p); ra > int(lock/time.Second) {
 				t.Errorf("Retry-After %d s exceeds the configured first lock %s", ra, lock)
 			}
-			if !strings.Contains(p.Body, "try again after <time") {
+			if !strings.Contains(p.Body, "You can try again in about") {
 				t.Errorf("the locked page does not say when to retry:\n%s", p.Body)
 			}
 		default:

@@ -47,6 +47,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build idp:", err)
 		os.Exit(1)
 	}
+	// The example relying party, for the browser tests.
+	brDemoRPBin = filepath.Join(dir, "demo-rp")
+	buildRP := exec.Command("go", "build", "-o", brDemoRPBin, "../cmd/demo-rp")
+	buildRP.Stdout, buildRP.Stderr = os.Stdout, os.Stderr
+	if err := buildRP.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build demo-rp:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -76,6 +84,7 @@ func StartServer(t testing.TB, args ...string) *Server {
 // StartServerOn starts idp serve on db, listening on a free loopback port.
 func StartServerOn(t testing.TB, db string, args ...string) *Server {
 	t.Helper()
+	ensureKey(t, db)
 	s := &Server{t: t, DB: db, args: args}
 	s.start("127.0.0.1:0")
 	t.Cleanup(s.Stop)
@@ -174,6 +183,20 @@ func CLI(t testing.TB, db, stdin string, args ...string) string {
 		t.Fatalf("idp %s: %v\nstderr: %s", strings.Join(args, " "), err, errOut)
 	}
 	return out
+}
+
+// ensureKey creates the secret key file DB.key, which idp uses when no
+// --secret-key-file is given.
+func ensureKey(t testing.TB, db string) {
+	t.Helper()
+	if _, err := os.Stat(db + ".key"); err == nil {
+		return
+	}
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(db+".key", []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // CLIResult runs an idp subcommand and returns its output and error.

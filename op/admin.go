@@ -20,6 +20,7 @@ import (
 // commands). Every action is audited.
 type Admin struct {
 	Store   storage.Store
+	Sealer  *Sealer
 	Hasher  *Hasher
 	Product string
 	Log     *slog.Logger
@@ -106,7 +107,14 @@ func (a *Admin) enrollTOTP(ctx context.Context, u storage.User) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	cred := storage.TOTPCredential{UserID: u.ID, Secret: secret, Confirmed: true, CreatedAt: a.now()}
+	if a.Sealer == nil {
+		return "", fmt.Errorf("%w: needed to store a TOTP secret", ErrSecretKey)
+	}
+	sealed, err := a.Sealer.Seal(aadTOTP(u.ID), secret)
+	if err != nil {
+		return "", err
+	}
+	cred := storage.TOTPCredential{UserID: u.ID, Secret: sealed, Confirmed: true, CreatedAt: a.now()}
 	if err := a.Store.PutTOTP(ctx, cred); err != nil {
 		return "", err
 	}

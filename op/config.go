@@ -52,6 +52,10 @@ type Config struct {
 	// (rule 10). Empty by default.
 	TrustedProxies []netip.Prefix
 
+	// Sealer holds the secret key that seals TOTP secrets, signing keys
+	// and the opaque-token key (threat model rule 12). Required.
+	Sealer *Sealer
+
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -123,3 +123,16 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 	s.setCookie(w, s.ssoCookieName(), v, s.cfg.SessionLifetime)
 	return nil
 }
+
+// renewFlowCookie gives the flow a new binding secret after a completed
+// step (ASVS session renewal, SECURITY-RESEARCH R-W2): the old cookie value
+// stops working server-side at once.
+func (s *Server) renewFlowCookie(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, oldSecret string) (string, error) {
+	fresh := randomID(32)
+	if err := s.store.RebindAuthRequest(ctx, a.ID, hashSecret(oldSecret), hashSecret(fresh)); err != nil {
+		return "", err
+	}
+	a.BindingHash = hashSecret(fresh)
+	s.setCookie(w, s.flowCookieName(a.ID), fresh, s.cfg.AuthRequestLifetime)
+	return fresh, nil
+}

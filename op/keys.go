@@ -20,12 +20,13 @@ import (
 // keyCacheTTL bounds how long a process serves a key set before reading
 // it again, so that `idp keys rotate` in another process takes effect
 // without a restart while JWKS and signing stay served from memory.
-const keyCacheTTL = 15 * time.Second
+const keyCacheTTL = 5 * time.Second
 
 // KeyManager keeps the RS256 signing keys: the active private key and the
 // published public keys, cached in memory.
 type KeyManager struct {
 	store     storage.Store
+	sealer    *Sealer
 	now       func() time.Time
 	retention time.Duration
 
@@ -35,9 +36,10 @@ type KeyManager struct {
 	public  []zop.Key
 }
 
-// NewKeyManager returns a key manager over store.
-func NewKeyManager(store storage.Store, now func() time.Time, retention time.Duration) *KeyManager {
-	return &KeyManager{store: store, now: now, retention: retention}
+// NewKeyManager returns a key manager over store; private keys are sealed
+// with sealer.
+func NewKeyManager(store storage.Store, sealer *Sealer, now func() time.Time, retention time.Duration) *KeyManager {
+	return &KeyManager{store: store, sealer: sealer, now: now, retention: retention}
 }
 
 type signingKey struct {
@@ -73,7 +75,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 			return nil
 		}
 	}
-	k, err := newRSAKey(m.now())
+	k, err := m.newRSAKey(m.now())
 	if err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 // the retention period so tokens it signed still verify.
 func (m *KeyManager) Rotate(ctx context.Context) (string, error) {
 	now := m.now()
-	k, err := newRSAKey(now)
+	k, err := m.newRSAKey(now)
 	if err != nil {
 		return "", err
 	}
@@ -139,7 +141,11 @@ func (m *KeyManager) load(ctx context.Context) error {
 	var signing *signingKey
 	public := make([]zop.Key, 0, len(rows))
 	for _, r := range rows {
-		priv, err := x509.ParsePKCS8PrivateKey(r.PrivateKey)
+		der, err := m.sealer.Open(aadSigningKey(r.ID), r.PrivateKey)
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w", r.ID, err)
+		}
+		priv, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
 			return fmt.Errorf("signing key %s: %w", r.ID, err)
 		}
@@ -158,7 +164,7 @@ func (m *KeyManager) load(ctx context.Context) error {
 	return nil
 }
 
-func newRSAKey(now time.Time) (storage.SigningKey, error) {
+func (m *KeyManager) newRSAKey(now time.Time) (storage.SigningKey, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return storage.SigningKey{}, err
@@ -172,5 +178,9 @@ func newRSAKey(now time.Time) (storage.SigningKey, error) {
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	return storage.SigningKey{ID: id, Algorithm: string(jose.RS256), PrivateKey: der, PublicJWK: jwk, CreatedAt: now}, nil
+	sealed, err := m.sealer.Seal(aadSigningKey(id), der)
+	if err != nil {
+		return storage.SigningKey{}, err
+	}
+	return storage.SigningKey{ID: id, Algorithm: string(jose.RS256), PrivateKey: sealed, PublicJWK: jwk, CreatedAt: now}, nil
 }

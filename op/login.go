@@ -24,12 +24,16 @@ func (s *Server) loginHandler() http.Handler {
 	mux.HandleFunc("GET /login/{$}", s.loginPage)
 	mux.HandleFunc("POST /login/password", s.passwordStep)
 	mux.HandleFunc("POST /login/totp", s.totpStep)
+	mux.HandleFunc("GET /login/enroll/qr.png", s.enrollQR)
+	mux.HandleFunc("POST /login/enroll", s.enrollStep)
+	mux.HandleFunc("GET /login/recovery", s.recoveryPage)
+	mux.HandleFunc("POST /login/recovery", s.recoveryStep)
 	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "Signed out"})
+		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "title.loggedout"})
 	})
 	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.errorPage(w, r, http.StatusNotFound, "This page does not exist.", "")
+		s.pages.errorPage(w, r, http.StatusNotFound, msgNotFound, "")
 	})
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +55,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("id")
 	a, err := s.store.AuthRequestByID(ctx, id, s.cfg.now())
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		s.linkProblem(w, r, id)
 		return
 	}
 	var flowSecret string
@@ -77,6 +81,15 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 		return
 	case storage.StagePasswordOK:
+		enrolled, err := s.hasTOTP(ctx, a.UserID)
+		if err != nil {
+			s.internalError(w, r, "totp lookup", err)
+			return
+		}
+		if !enrolled {
+			s.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
+			return
+		}
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
 		return
 	}
@@ -99,18 +112,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // redirectError sends an OAuth error to the client's (already validated)
 // redirect URI.
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
-	q := url.Values{"error": {string(e.ErrorType)}}
-	if e.Description != "" {
-		q.Set("error_description", e.Description)
-	}
-	if a.State != "" {
-		q.Set("state", a.State)
-	}
-	sep := "?"
-	if strings.Contains(a.RedirectURI, "?") {
-		sep = "&"
-	}
-	http.Redirect(w, r, a.RedirectURI+sep+q.Encode(), http.StatusFound)
+	http.Redirect(w, r, appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
 }
 
 func (s *Server) clientName(ctx context.Context, id string) string {
@@ -126,14 +128,14 @@ func (s *Server) clientName(ctx context.Context, id string) string {
 
 func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
 	s.pages.render(w, status, "password", pageData{
-		Title: "Sign in", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		Title: "title.signin", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Username: username, Error: msg,
 	})
 }
 
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	s.pages.render(w, status, "totp", pageData{
-		Title: "Verification code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		Title: "title.code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
 	})
 }
@@ -142,12 +144,12 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.A
 // the form token. It answers the request itself when they fail.
 func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthRequest, string, bool) {
 	if err := r.ParseForm(); err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", "")
+		s.pages.errorPage(w, r, http.StatusBadRequest, msgUnreadable, "")
 		return storage.AuthRequest{}, "", false
 	}
 	a, err := s.store.AuthRequestByID(r.Context(), r.PostFormValue("id"), s.cfg.now())
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+		s.linkProblem(w, r, r.PostFormValue("id"))
 		return a, "", false
 	}
 	if !s.boundToBrowser(r, &a) {
@@ -211,7 +213,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("password", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)
@@ -240,6 +242,10 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("password", "ok")
 	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
 			if err := s.store.SetPasswordHash(ctx, u.ID, h); err != nil {
@@ -295,16 +301,26 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("totp", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), "")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
-	if err != nil || !cred.Confirmed {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgNoTOTP, "")
+	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
+		// Not enrolled (reset by an operator): the login page enrols.
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "totp lookup", err)
+		return
+	}
+	secret, err := s.cfg.Sealer.Open(aadTOTP(a.UserID), cred.Secret)
+	if err != nil {
+		s.internalError(w, r, "open totp secret", err)
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(cred.Secret, code, now)
+	step, match := matchTOTP(secret, code, now)
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
@@ -331,6 +347,10 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
 	if err := s.openSession(ctx, w, &a, now); err != nil {
 		s.log.Warn("open sso session", "err", err)
 	}

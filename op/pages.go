@@ -2,6 +2,7 @@ package op
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -12,20 +13,29 @@ import (
 	"github.com/totp-idp/idp/templates"
 )
 
-// Messages shown to people: plain sentences; details go to the log.
+// Messages shown to people are keys of the message catalogue
+// (templates/messages/LANG.json): plain sentences; details go to the log.
 const (
-	msgExpired       = "This sign-in link has expired or is not valid. Go back to the application and sign in again."
-	msgOtherBrowser  = "This sign-in was started in another browser. Go back to the application and sign in again."
-	msgForgery       = "The form could not be verified. Reload the page and try again."
-	msgWrongPassword = "The username or password is not correct."
-	msgWrongCode     = "That code is not correct. Wait for a new code and try again."
-	msgBadCode       = "Enter the 6-digit code from your authenticator app."
-	msgNoUsername    = "Enter a username of at most 128 characters."
-	msgLongPassword  = "Passwords can be at most 1024 bytes long."
-	msgLocked        = "Too many failed attempts for this account."
-	msgBusy          = "The service is busy. Please try again in a moment."
-	msgNoTOTP        = "No authenticator app is set up for this account. Ask your administrator."
-	msgInternal      = "Something went wrong on our side. Please try again."
+	msgExpired       = "msg.expired"
+	msgInvalidLink   = "msg.invalid_link"
+	msgOtherBrowser  = "msg.other_browser"
+	msgForgery       = "msg.forgery"
+	msgUnreadable    = "msg.form_unreadable"
+	msgWrongPassword = "msg.wrong_password"
+	msgWrongCode     = "msg.wrong_code"
+	msgBadCode       = "msg.bad_code"
+	msgNoUsername    = "msg.no_username"
+	msgLongPassword  = "msg.long_password"
+	msgLocked        = "msg.locked"
+	msgBusy          = "msg.busy"
+	msgInternal      = "msg.internal"
+	msgBadRecovery   = "msg.bad_recovery"
+	msgWrongRecovery = "msg.wrong_recovery"
+	msgNotFound      = "msg.not_found"
+	msgUnknownClient = "msg.unknown_client"
+	msgBadRedirect   = "msg.bad_redirect"
+	msgBadRequest    = "msg.bad_request"
+	msgBadLogout     = "msg.bad_logout"
 )
 
 // pageData is what every page template may use.
@@ -41,18 +51,62 @@ type pageData struct {
 	RetryAt    string
 	RetryIn    string
 	BackURL    string
+	// Enrolment and recovery pages.
+	QRURL       string
+	Secret      string
+	Codes       []string
+	DownloadURL template.URL
+	ContinueURL string
+	Left        int
 }
 
 type pages struct {
 	product string
+	msgs    catalogue
 	byName  map[string]*template.Template
 	css     []byte
 }
 
+// pageNames are the templates, each rendered inside layout.html.
+var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout"}
+
+// catalogue maps message keys to sentences of one language.
+type catalogue map[string]string
+
+// t formats message key with args; an unknown key shows as itself (a test
+// keeps the catalogue complete).
+func (c catalogue) t(key string, args ...any) string {
+	f, ok := c[key]
+	if !ok {
+		return key
+	}
+	if len(args) == 0 {
+		return f
+	}
+	return fmt.Sprintf(f, args...)
+}
+
+func loadCatalogue(lang string) (catalogue, error) {
+	b, err := fs.ReadFile(templates.FS, "messages/"+lang+".json")
+	if err != nil {
+		return nil, err
+	}
+	var c catalogue
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("messages/%s.json: %w", lang, err)
+	}
+	return c, nil
+}
+
 func newPages(product string) (*pages, error) {
-	p := &pages{product: product, byName: map[string]*template.Template{}}
-	for _, name := range []string{"password", "totp", "locked", "error", "loggedout"} {
-		t, err := template.ParseFS(templates.FS, "layout.html", name+".html")
+	msgs, err := loadCatalogue("en")
+	if err != nil {
+		return nil, err
+	}
+	p := &pages{product: product, msgs: msgs, byName: map[string]*template.Template{}}
+	funcs := template.FuncMap{"t": msgs.t}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templates.FS, "layout.html", name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
 		}
@@ -81,7 +135,7 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, d pageDat
 	d.Product = p.product
 	var buf bytes.Buffer
 	if err := p.byName[name].ExecuteTemplate(&buf, "layout", d); err != nil {
-		http.Error(w, msgInternal, http.StatusInternalServerError)
+		http.Error(w, p.msgs.t(msgInternal), http.StatusInternalServerError)
 		return
 	}
 	htmlHeaders(w)
@@ -90,38 +144,43 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, d pageDat
 }
 
 func (p *pages) errorPage(w http.ResponseWriter, _ *http.Request, status int, msg, back string) {
-	title := "Sign-in problem"
+	p.errorPageFor(w, status, msg, back, "")
+}
+
+// errorPageFor is errorPage with a link back to a named application.
+func (p *pages) errorPageFor(w http.ResponseWriter, status int, msg, back, clientName string) {
+	title := "title.error"
 	if status >= 500 {
-		title = "Service problem"
+		title = "title.service_error"
 	}
-	p.render(w, status, "error", pageData{Title: title, Message: msg, BackURL: back})
+	p.render(w, status, "error", pageData{Title: title, Message: msg, BackURL: back, ClientName: clientName})
 }
 
 // locked answers 429 with Retry-After (threat model rule 4).
 func (p *pages) locked(w http.ResponseWriter, retry time.Duration, hard bool, now time.Time, back string) {
-	d := pageData{Title: "Too many attempts", Message: msgLocked, BackURL: back}
+	d := pageData{Title: "title.locked", Message: msgLocked, BackURL: back}
 	if !hard {
 		secs := int((retry + time.Second - 1) / time.Second)
 		if secs < 1 {
 			secs = 1
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		d.RetryAt = now.Add(time.Duration(secs) * time.Second).UTC().Format("2006-01-02 15:04:05 UTC")
-		d.RetryIn = humanDuration(time.Duration(secs) * time.Second)
+		d.RetryAt = now.Add(time.Duration(secs) * time.Second).UTC().Format("15:04 UTC on 2 Jan 2006")
+		d.RetryIn = p.humanDuration(time.Duration(secs) * time.Second)
 	} else {
 		w.Header().Set("Retry-After", strconv.Itoa(365*24*3600))
 	}
 	p.render(w, http.StatusTooManyRequests, "locked", d)
 }
 
-func humanDuration(d time.Duration) string {
+func (p *pages) humanDuration(d time.Duration) string {
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%d seconds", int(d.Seconds()))
+		return p.msgs.t("duration.seconds", int(d.Seconds()))
 	case d < time.Hour:
-		return fmt.Sprintf("%d minutes", int((d+time.Minute-1)/time.Minute))
+		return p.msgs.t("duration.minutes", int((d+time.Minute-1)/time.Minute))
 	default:
-		return fmt.Sprintf("%.1f hours", d.Hours())
+		return p.msgs.t("duration.hours", d.Hours())
 	}
 }
 
@@ -130,3 +189,5 @@ func (p *pages) serveCSS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(p.css)
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

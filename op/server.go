@@ -61,8 +61,14 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency <= 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
+	if cfg.Sealer == nil {
+		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
+	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics()}
-	s.keys = NewKeyManager(store, s.cfg.now, cfg.KeyRetention)
+	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
+		return nil, err
+	}
+	s.keys = NewKeyManager(store, cfg.Sealer, s.cfg.now, cfg.KeyRetention)
 	if err := s.keys.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -76,21 +82,10 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, err
 	}
 
-	// The opaque-token key is shared by every process on the database so
-	// that any of them can read a token another issued.
-	var fresh [32]byte
-	if _, err := rand.Read(fresh[:]); err != nil {
+	tokenKey, err := s.openSettings(ctx)
+	if err != nil {
 		return nil, err
 	}
-	stored, err := store.PutSettingIfAbsent(ctx, "oidc_token_key", fresh[:])
-	if err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	var tokenKey [32]byte
-	if len(stored) != 32 {
-		return nil, errors.New("token key: stored value has the wrong length")
-	}
-	copy(tokenKey[:], stored)
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
@@ -121,7 +116,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.bearerErrors, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -139,6 +134,32 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
 	return s, nil
+}
+
+// openSettings returns the opaque-token key, shared by every process on the
+// database (any of them can read a token another issued) and sealed like
+// every secret; the first process creates it.
+func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
+	var key [32]byte
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return key, err
+	}
+	name := storage.SealedSettingPrefix + "oidc_token_key"
+	sealed, err := s.cfg.Sealer.Seal(aadSetting(name), fresh)
+	if err != nil {
+		return key, err
+	}
+	stored, err := s.store.PutSettingIfAbsent(ctx, name, sealed)
+	if err != nil {
+		return key, fmt.Errorf("token key: %w", err)
+	}
+	plain, err := s.cfg.Sealer.Open(aadSetting(name), stored)
+	if err != nil || len(plain) != 32 {
+		return key, fmt.Errorf("token key: %w", errors.Join(ErrSecretKey, err))
+	}
+	copy(key[:], plain)
+	return key, nil
 }
 
 // Handler is the provider's HTTP handler.
@@ -269,7 +290,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 		id := r.URL.Query().Get("id")
 		a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 		if err != nil {
-			s.pages.errorPage(w, r, http.StatusBadRequest, msgExpired, "")
+			s.linkProblem(w, r, id)
 			return
 		}
 		if !s.boundToBrowser(r, &a) {
@@ -287,7 +308,7 @@ func (s *Server) endSessionCookie(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/end_session" {
 			if err := r.ParseForm(); err != nil {
-				s.pages.errorPage(w, r, http.StatusBadRequest, "The sign-out request could not be read.", "")
+				s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
 				return
 			}
 			s.clearCookie(w, s.ssoCookieName())

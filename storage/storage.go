@@ -38,6 +38,22 @@ var (
 	ErrReused = errors.New("single-use credential reused")
 )
 
+// SecretKind names a kind of sealed (encrypted) value for ReencryptSecrets.
+type SecretKind string
+
+// Sealed values in the store. The store keeps them as opaque bytes; the
+// caller seals them with a key that never lives in the database.
+const (
+	SecretTOTP        SecretKind = "totp"         // id: user id
+	SecretPendingTOTP SecretKind = "totp-pending" // id: auth request id
+	SecretSigningKey  SecretKind = "signing-key"  // id: key id
+	SecretSetting     SecretKind = "setting"      // id: setting name (SealedSettingPrefix…)
+)
+
+// SealedSettingPrefix marks settings whose values are sealed; only those
+// are passed to ReencryptSecrets.
+const SealedSettingPrefix = "sealed."
+
 // Factor names an authentication factor with its own failure counter.
 type Factor string
 
@@ -68,8 +84,8 @@ type User struct {
 	CreatedAt     time.Time
 }
 
-// TOTPCredential is a user's TOTP secret. Secret is the raw key bytes; a
-// backend stores it as given (encryption at rest is layered above).
+// TOTPCredential is a user's TOTP secret. Secret is stored as given: the
+// provider passes an AES-256-GCM ciphertext bound to the user id.
 // LastStep is the last accepted RFC 6238 time step (T = unix/30).
 type TOTPCredential struct {
 	UserID    string
@@ -155,6 +171,9 @@ type AuthRequest struct {
 	UserID      string
 	BindingHash []byte // sha256 of the browser-binding cookie
 	PasswordAt  time.Time
+	// PendingTOTP is a sealed TOTP secret offered for enrolment in this
+	// flow, not yet confirmed; it dies with the request.
+	PendingTOTP []byte
 	AuthTime    time.Time
 	AMR         []string
 	ACR         string
@@ -216,8 +235,9 @@ type Session struct {
 	ExpiresAt  time.Time
 }
 
-// SigningKey is a key pair for ID tokens. PrivateKey is a PKCS#8 DER blob
-// as the caller gives it; PublicJWK is the public JSON Web Key.
+// SigningKey is a key pair for ID tokens. PrivateKey is stored as given
+// (the provider passes a sealed PKCS#8 DER blob); PublicJWK is the public
+// JSON Web Key.
 type SigningKey struct {
 	ID         string
 	Algorithm  string
@@ -270,6 +290,41 @@ type Store interface {
 	PutTOTP(ctx context.Context, c TOTPCredential) error
 	TOTPByUser(ctx context.Context, userID string) (TOTPCredential, error)
 
+	// DeleteTOTP removes the user's TOTP credential and recovery codes, so
+	// the next login enrols a new authenticator. ErrNotFound when the user
+	// has none.
+	DeleteTOTP(ctx context.Context, userID string) error
+
+	// Enrolment at login. SetPendingTOTP stores a sealed secret on a live
+	// request in password_ok for userID whose user has no TOTP credential
+	// (ErrWrongState otherwise); it replaces an earlier pending secret only
+	// if replace is true.
+	SetPendingTOTP(ctx context.Context, id, userID string, sealed []byte, replace bool, now time.Time) error
+	// ConfirmEnrollment, in one transaction: requires the live request in
+	// password_ok for cred.UserID with a pending secret, and the user
+	// without a TOTP credential (ErrWrongState otherwise); stores cred
+	// (its LastStep is the confirming code's step, so that code cannot be
+	// replayed), replaces the user's recovery codes with recoveryHashes,
+	// clears the pending secret, resets the TOTP failure counter and moves
+	// the request to done with auth_time=now, amr and acr.
+	ConfirmEnrollment(ctx context.Context, id string, cred TOTPCredential, recoveryHashes [][]byte, now time.Time, amr []string, acr string) error
+
+	// Recovery codes are stored as SHA-256 digests and used once.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) error
+	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
+	// CompleteRecovery, in one transaction: requires the live request in
+	// password_ok for userID (ErrWrongState); marks the user's unused code
+	// with codeHash used, changing exactly one row (ErrNotFound when there
+	// is none: wrong or already used); resets the TOTP failure counter; and
+	// moves the request to done. It returns the number of codes left.
+	CompleteRecovery(ctx context.Context, id, userID string, codeHash []byte, now time.Time, amr []string, acr string) (int, error)
+
+	// ReencryptSecrets passes every sealed value (TOTP secrets, pending
+	// secrets, signing private keys, sealed settings) to fn and stores what
+	// it returns, in one transaction: an error from fn changes nothing.
+	// It returns how many values were rewritten.
+	ReencryptSecrets(ctx context.Context, fn func(kind SecretKind, id string, sealed []byte) ([]byte, error)) (int, error)
+
 	// Attempt guard (threat model rules 1–4, 8–9). ClaimAttempt atomically
 	// refuses while locked, or counts the attempt as a failure (setting the
 	// next lock per policy) before the caller verifies anything.
@@ -294,7 +349,12 @@ type Store interface {
 	// BindAuthRequest stores the browser binding once; ErrWrongState when
 	// the request is already bound.
 	BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error
-	// PasswordVerified moves created|password_ok → password_ok for userID.
+	// RebindAuthRequest replaces the browser binding, only if it is still
+	// oldHash (ErrWrongState otherwise): the login renews the flow cookie
+	// after each step, and the old value stops working (session fixation).
+	RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error
+	// PasswordVerified moves created|password_ok → password_ok for userID;
+	// a pending TOTP secret survives only if the user is the same.
 	PasswordVerified(ctx context.Context, id, userID string, now time.Time) error
 	// CompleteTOTP, in one transaction: requires stage password_ok with
 	// userID, advances the user's TOTP last step to step (ErrReplay unless

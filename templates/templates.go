@@ -4,7 +4,8 @@ package templates
 
 import "embed"
 
-// FS holds every page template (*.html) and the stylesheet (style.css).
+// FS holds every page template (*.html), the stylesheet (style.css) and
+// the message catalogues (messages/LANG.json).
 //
-//go:embed *.html style.css
+//go:embed *.html style.css messages/*.json
 var FS embed.FS

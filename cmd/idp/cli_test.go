@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/totp-idp/idp/op"
 )
 
 func mustTime(t *testing.T, s string) time.Time {
@@ -30,6 +32,12 @@ func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) 
 // database: add (JSON contract), show, unlock, delete, audit.
 func TestCLIUserLifecycle(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "idp.db")
+	if _, _, err := runCLI(t, "s3cret-password\n", "user", "add", "nokey", "--db", db, "--password-stdin"); err == nil || !strings.Contains(err.Error(), "secret key") {
+		t.Fatalf("user add without a secret key: %v", err)
+	}
+	if err := op.GenerateKeyFile(db + ".key"); err != nil {
+		t.Fatal(err)
+	}
 	out, _, err := runCLI(t, "s3cret-password\n", "user", "add", "Alice", "--db", db, "--password-stdin", "--json", "--email", "a@example.com")
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ func (e *env) keys(ctx context.Context, args []string) error {
 	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("keys " + sub)
 	retention := fs.Duration("key-retention", 48*time.Hour, "how long a retired key stays in JWKS")
+	keyFile := fs.String("secret-key-file", "", "secret key that seals signing keys (default: DB.key if it exists)")
 	pos, err := parseArgs(fs, args, "")
 	if err != nil {
 		return err
@@ -31,13 +32,20 @@ func (e *env) keys(ctx context.Context, args []string) error {
 	now := func() time.Time { return time.Now().UTC() }
 	switch sub {
 	case "rotate":
-		km := op.NewKeyManager(st, now, *retention)
+		sealer, _, err := loadSealer(*keyFile, *db, false)
+		if err != nil {
+			return err
+		}
+		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+			return err
+		}
+		km := op.NewKeyManager(st, sealer, now, *retention)
 		id, err := km.Rotate(ctx)
 		if err != nil {
 			return err
 		}
 		(&op.Admin{Store: st}).Audit(ctx, "signing_key_rotated", "new kid "+id)
-		fmt.Fprintf(e.stdout, "New signing key %s is active; running servers pick it up within 15 s. Retired keys stay in JWKS for %s.\n", id, *retention)
+		fmt.Fprintf(e.stdout, "New signing key %s is active; running servers pick it up within 5 s. Retired keys stay in JWKS for %s.\n", id, *retention)
 		return nil
 	case "list":
 		keys, err := st.SigningKeys(ctx, now())

@@ -21,13 +21,14 @@ import (
 const usage = `idp: an OpenID Connect provider with password + TOTP login.
 
 Usage:
-  idp serve   [--config FILE] [--db PATH] [--issuer URL] [--listen ADDR] [--dev] [policy flags]
-  idp user add USERNAME [--email E] [--name N] [--password-stdin] [--json]
-  idp user list | show USERNAME | unlock USERNAME | delete USERNAME
+  idp serve   [--config FILE] [--db PATH] [--issuer URL] [--listen ADDR] [--secret-key-file F] [--dev] [policy flags]
+  idp user add USERNAME [--email E] [--name N] [--password-stdin] [--enroll-at-login] [--json]
+  idp user list | show USERNAME | unlock USERNAME | reset-totp USERNAME | recovery-codes USERNAME | delete USERNAME
   idp client add CLIENT_ID --redirect-uri URI [--redirect-uri URI …] [--post-logout-redirect-uri URI …]
                  [--name N] [--public] [--pkce=required|optional] [--json]
   idp client list | delete CLIENT_ID
   idp keys rotate | list
+  idp secrets rotate --new-key-file F
   idp audit [--user USERNAME] [--since TIME] [--limit N] [--json]
 
 Every flag can also be set by an IDP_-prefixed environment variable
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.keys(ctx, args[1:])
 	case "audit":
 		return e.audit(ctx, args[1:])
+	case "secrets":
+		return e.secrets(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -108,12 +111,12 @@ func openStore(ctx context.Context, path string) (storage.Store, error) {
 
 // newAdmin returns the operator API over an opened store. The CLI hashes
 // passwords with the same OWASP argon2id parameters as the server.
-func newAdmin(st storage.Store, product string) (*op.Admin, error) {
+func newAdmin(st storage.Store, sealer *op.Sealer, product string) (*op.Admin, error) {
 	h, err := op.NewHasher(op.OWASPArgon2, 1, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &op.Admin{Store: st, Hasher: h, Product: product, Log: slog.Default()}, nil
+	return &op.Admin{Store: st, Sealer: sealer, Hasher: h, Product: product, Log: slog.Default()}, nil
 }
 
 func needArgs(pos []string, n int, what string) error {

@@ -31,20 +31,22 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs, db := e.newFlags("serve")
 	cfg := op.DefaultConfig("")
 	var (
-		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen string
-		dev                                                                     bool
-		totpLock, pwLock                                                        policyFlags
+		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen, keyFile string
+		dev                                                                              bool
+		totpLock, pwLock                                                                 policyFlags
 	)
 	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
 	fs.StringVar(&issuer, "issuer", "", "issuer URL (https, or http for loopback hosts); default http://LISTEN for a loopback listener")
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics on a separate, private listener (default: off)")
+	fs.StringVar(&keyFile, "secret-key-file", "", "file with the 256-bit key that seals secrets in the database (default: DB.key if it exists; --dev creates it)")
 	fs.BoolVar(&dev, "dev", false, "development mode: on an empty database create a demo user and client and print how to sign in")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is honoured (default: none)")
 	fs.StringVar(&cfg.ProductName, "product-name", cfg.ProductName, "name shown on pages and in authenticator apps")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&cfg.HashConcurrency, "hash-concurrency", 0, "password hashes computed at once (0: number of CPUs)")
+	fs.DurationVar(&cfg.AuthRequestLifetime, "auth-request-lifetime", cfg.AuthRequestLifetime, "how long a sign-in may take from /authorize to the code")
 	fs.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", cfg.AccessTokenLifetime, "access token lifetime")
 	fs.DurationVar(&cfg.IDTokenLifetime, "id-token-lifetime", cfg.IDTokenLifetime, "ID token lifetime")
 	fs.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family")
@@ -89,7 +91,15 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		issuer = "http://" + ln.Addr().String()
 	}
 	cfg.Issuer = issuer
+	if err := op.ValidateIssuer(issuer); err != nil {
+		return usageError{err.Error()}
+	}
 
+	sealer, keyPath, err := loadSealer(keyFile, *db, dev)
+	if err != nil {
+		return err
+	}
+	cfg.Sealer = sealer
 	st, err := openStore(ctx, *db)
 	if err != nil {
 		return err
@@ -132,7 +142,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		defer ms.Close()
 		fmt.Fprintf(e.stderr, "idp metrics on http://%s/metrics\n", mln.Addr())
 	}
-	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", *db)
+	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", *db, "secret_key_file", keyPath, "secret_key_id", sealer.CurrentKeyID())
 	fmt.Fprintf(e.stderr, "idp listening on %s (issuer %s)\n", ln.Addr(), issuer)
 
 	select {
@@ -223,7 +233,7 @@ func (e *env) devSetup(ctx context.Context, st storage.Store, srv *op.Server, cf
 		fmt.Fprintf(e.stderr, "--dev: the database already has users or clients; nothing created.\n")
 		return nil
 	}
-	admin := &op.Admin{Store: st, Hasher: srv.Hasher(), Product: cfg.ProductName, Log: cfg.Logger}
+	admin := &op.Admin{Store: st, Sealer: cfg.Sealer, Hasher: srv.Hasher(), Product: cfg.ProductName, Log: cfg.Logger}
 	if _, err := admin.AddClient(ctx, op.NewClient{
 		ID: devClientID, Name: "Demo app", Public: true,
 		RedirectURIs: []string{devRedirectURI}, PostLogoutRedirectURIs: []string{devLogoutURI},

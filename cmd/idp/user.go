@@ -20,21 +20,22 @@ import (
 
 func (e *env) user(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{"idp user: expected add, list, show, unlock or delete"}
+		return usageError{"idp user: expected add, list, show, unlock, reset-totp, recovery-codes or delete"}
 	}
 	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("user " + sub)
 	var (
-		email, name, product  string
-		passwordStdin, asJSON bool
-		enrollAtLogin         bool
+		email, name, product, keyFile string
+		passwordStdin, asJSON         bool
+		enrollAtLogin                 bool
 	)
 	if sub == "add" {
 		fs.StringVar(&email, "email", "", "e-mail address")
 		fs.StringVar(&name, "name", "", "display name")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
-		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "let the user enrol TOTP at first login (not available yet)")
+		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "no authenticator now: the user sets one up at first login, after the password")
 		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
+		fs.StringVar(&keyFile, "secret-key-file", "", "secret key that seals TOTP secrets (default: DB.key if it exists)")
 	}
 	if sub == "add" || sub == "list" || sub == "show" {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -48,7 +49,16 @@ func (e *env) user(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	admin, err := newAdmin(st, product)
+	var sealer *op.Sealer
+	if sub == "add" && !enrollAtLogin {
+		if sealer, _, err = loadSealer(keyFile, *db, false); err != nil {
+			return err
+		}
+		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+			return err
+		}
+	}
+	admin, err := newAdmin(st, sealer, product)
 	if err != nil {
 		return err
 	}
@@ -57,14 +67,11 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		if enrollAtLogin {
-			return errors.New("--enroll-at-login is not available yet: the user would have no way to sign in")
-		}
 		pw, err := e.readPassword(passwordStdin)
 		if err != nil {
 			return err
 		}
-		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, Password: pw})
+		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, Password: pw, SkipTOTP: enrollAtLogin})
 		if errors.Is(err, storage.ErrConflict) {
 			return fmt.Errorf("user %q already exists", pos[0])
 		}
@@ -73,6 +80,10 @@ func (e *env) user(ctx context.Context, args []string) error {
 		}
 		if asJSON {
 			return json.NewEncoder(e.stdout).Encode(u)
+		}
+		if enrollAtLogin {
+			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in.\n", u.Username, u.ID)
+			return nil
 		}
 		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", u.Username, u.ID)
 		if err := printQR(e.stdout, u.TOTPURI); err != nil {
@@ -125,6 +136,29 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return notFound("user", pos[0], err)
 		}
 		fmt.Fprintf(e.stdout, "Unlocked %s: failure counts and locks cleared.\n", u.Username)
+		return nil
+	case "reset-totp":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, err := admin.ResetTOTP(ctx, pos[0])
+		if err != nil {
+			return notFound("user or authenticator", pos[0], err)
+		}
+		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", u.Username)
+		return nil
+	case "recovery-codes":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, codes, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", u.Username)
+		for _, c := range codes {
+			fmt.Fprintln(e.stdout, c)
+		}
 		return nil
 	case "delete":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {

@@ -64,6 +64,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Settings", testSettings},
 		{"Audit", testAudit},
 		{"GC", testGC},
+		{"Enrollment", testEnrollment},
+		{"AuthRequests/Rebind", testRebind},
+		{"RecoveryCodes", testRecoveryCodes},
+		{"ReencryptSecrets", testReencryptSecrets},
 		{"PingClose", testPingClose},
 	}
 	for _, tc := range tests {

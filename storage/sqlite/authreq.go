@@ -98,7 +98,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 const authRequestCols = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 	code_challenge, code_challenge_method, prompt, max_age, acr_values, login_hint, hint_subject, ui_locales,
-	stage, COALESCE(user_id, ''), binding_hash, password_at, auth_time, amr, acr, created_at, expires_at`
+	stage, COALESCE(user_id, ''), binding_hash, password_at, pending_totp, auth_time, amr, acr, created_at, expires_at`
 
 // authRequestRow is an auth request with the code columns, which the
 // storage type does not carry.
@@ -119,7 +119,7 @@ func scanAuthRequest(sc interface{ Scan(...any) error }, withCode bool) (authReq
 	var passwordAt, authTime, created int64
 	dest := []any{&a.ID, &a.ClientID, &a.RedirectURI, &scopes, &a.State, &a.Nonce, &a.ResponseType, &a.ResponseMode,
 		&a.CodeChallenge, &a.CodeChallengeMethod, &prompt, &maxAge, &acrValues, &a.LoginHint, &a.HintSubject, &uiLocales,
-		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &authTime, &amr, &a.ACR, &created, &r.expiresAt}
+		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &a.PendingTOTP, &authTime, &amr, &a.ACR, &created, &r.expiresAt}
 	if withCode {
 		dest = append(dest, &r.codeExpiresAt, &r.codeUsedAt)
 	}
@@ -232,14 +232,24 @@ func (s *Store) BindAuthRequest(ctx context.Context, id string, bindingHash []by
 		`UPDATE auth_requests SET binding_hash = ? WHERE id = ? AND binding_hash IS NULL`, bindingHash, id)
 }
 
+// RebindAuthRequest swaps the binding hash from oldHash to newHash.
+func (s *Store) RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error {
+	if len(oldHash) == 0 || len(newHash) == 0 {
+		return errors.New("sqlite: rebind auth request: empty binding hash")
+	}
+	return s.guarded(ctx, "rebind auth request", id, nil,
+		`UPDATE auth_requests SET binding_hash = ? WHERE id = ? AND binding_hash = ?`, newHash, id, oldHash)
+}
+
 // PasswordVerified moves a live request from created or password_ok to
-// password_ok for userID. ErrWrongState from done; ErrNotFound when
+// password_ok for userID, dropping a pending TOTP secret of another user. ErrWrongState from done; ErrNotFound when
 // unknown, expired or when the user does not exist.
 func (s *Store) PasswordVerified(ctx context.Context, id, userID string, now time.Time) error {
 	return s.guarded(ctx, "password verified", id, &now,
-		`UPDATE auth_requests SET stage = ?, user_id = ?, password_at = ?
+		`UPDATE auth_requests SET stage = ?, password_at = ?,
+			pending_totp = CASE WHEN user_id = ? THEN pending_totp ELSE NULL END, user_id = ?
 		WHERE id = ? AND stage IN (?, ?) AND expires_at > ?`,
-		storage.StagePasswordOK, userID, unix(now), id, storage.StageCreated, storage.StagePasswordOK, now.Unix())
+		storage.StagePasswordOK, unix(now), userID, userID, id, storage.StageCreated, storage.StagePasswordOK, now.Unix())
 }
 
 // CompleteTOTP, in one transaction: requires the live request in

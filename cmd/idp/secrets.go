@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/totp-idp/idp/op"
+)
+
+// keyFileFor resolves the secret key file: the flag's value, else the file
+// that --dev creates beside the database (DB.key) if it exists.
+func keyFileFor(flagValue, db string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	dev := db + ".key"
+	if _, err := os.Stat(dev); err == nil {
+		return dev
+	}
+	return ""
+}
+
+// loadSealer reads the secret key. With create (idp serve --dev) a missing
+// DB.key is generated with mode 0600.
+func loadSealer(flagValue, db string, create bool) (*op.Sealer, string, error) {
+	path := keyFileFor(flagValue, db)
+	if path == "" && create {
+		path = db + ".key"
+		if err := op.GenerateKeyFile(path); err != nil {
+			return nil, "", fmt.Errorf("create secret key %s: %w", path, err)
+		}
+	}
+	if path == "" {
+		return nil, "", fmt.Errorf("%w: none given; pass --secret-key-file F (or IDP_SECRET_KEY_FILE) naming a file with 32 random bytes in base64, e.g. made by: head -c 32 /dev/urandom | base64 > F && chmod 600 F", op.ErrSecretKey)
+	}
+	s, err := op.LoadSealer(path)
+	return s, path, err
+}
+
+func (e *env) secrets(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return usageError{"idp secrets: expected rotate"}
+	}
+	fs, db := e.newFlags("secrets rotate")
+	keyFile := fs.String("secret-key-file", "", "the current secret key file (default: DB.key if it exists)")
+	newKeyFile := fs.String("new-key-file", "", "file with the new key (32 random bytes, base64)")
+	pos, err := parseArgs(fs, args[1:], "")
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *newKeyFile == "" {
+		return usageError{"--new-key-file is required"}
+	}
+	newKey, err := op.ReadKeyFile(*newKeyFile)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sealer, path, err := loadSealer(*keyFile, *db, false)
+	if err != nil {
+		return err
+	}
+	if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+		return err
+	}
+	if op.KeyID(newKey) == sealer.CurrentKeyID() {
+		return errors.New("the new key is the current key")
+	}
+	n, err := (&op.Admin{Store: st, Sealer: sealer}).RotateSecrets(ctx, newKey)
+	if err != nil {
+		return fmt.Errorf("rotation failed, nothing changed: %w", err)
+	}
+	// Running servers re-read their key file when they meet a value sealed
+	// with a key they do not know: replace the file's content atomically.
+	if err := replaceFile(path, *newKeyFile); err != nil {
+		return fmt.Errorf("re-encrypted %d secrets under key %s, but could not update %s: %w; copy %s over it before restarting servers",
+			n, op.KeyID(newKey), path, err, *newKeyFile)
+	}
+	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nThe old key no longer opens anything; destroy every copy of it.\n", n, op.KeyID(newKey), path)
+	return nil
+}
+
+// replaceFile atomically replaces dst's content with src's (mode 0600).
+func replaceFile(dst, src string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".idp-key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}

@@ -1,0 +1,306 @@
+package op
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"html/template"
+	"image/png"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// amrPasswordRecovery is the amr of a login finished with a recovery code:
+// a password and a look-up secret, two factors, but no OTP device.
+var amrPasswordRecovery = []string{"pwd", "rc", "mfa"}
+
+// hasTOTP reports whether the user has a confirmed authenticator.
+func (s *Server) hasTOTP(ctx context.Context, userID string) (bool, error) {
+	c, err := s.store.TOTPByUser(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return c.Confirmed, nil
+}
+
+// pendingSecret returns the request's pending enrolment secret, creating
+// one on first use. The secret is not regenerated while the flow lives
+// (other products' hole: a new secret behind a pending challenge).
+func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]byte, error) {
+	if a.PendingTOTP != nil {
+		if secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP); err == nil {
+			return secret, nil
+		}
+	}
+	secret := make([]byte, 20) // 160 bits, RFC 4226 R6
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	sealed, err := s.cfg.Sealer.Seal(aadPendingTOTP(a.ID), secret)
+	if err != nil {
+		return nil, err
+	}
+	// replace only a value that did not open (sealed under a lost key).
+	replace := a.PendingTOTP != nil
+	err = s.store.SetPendingTOTP(ctx, a.ID, a.UserID, sealed, replace, s.cfg.now())
+	if errors.Is(err, storage.ErrWrongState) && !replace {
+		// Another tab was first: use its secret.
+		fresh, err := s.store.AuthRequestByID(ctx, a.ID, s.cfg.now())
+		if err != nil || fresh.PendingTOTP == nil {
+			return nil, storage.ErrWrongState
+		}
+		return s.cfg.Sealer.Open(aadPendingTOTP(a.ID), fresh.PendingTOTP)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.PendingTOTP = sealed
+	return secret, nil
+}
+
+func (s *Server) totpKey(ctx context.Context, userID string, secret []byte) (*otp.Key, error) {
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return totp.Generate(totp.GenerateOpts{
+		Issuer: s.cfg.ProductName, AccountName: u.Username, Secret: secret,
+		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
+	})
+}
+
+func groupSecret(b32 string) string {
+	var parts []string
+	for i := 0; i < len(b32); i += 4 {
+		parts = append(parts, b32[i:min(i+4, len(b32))])
+	}
+	return strings.Join(parts, " ")
+}
+
+// renderEnroll shows the enrolment page: only reachable in password_ok,
+// that is after a correct password in this very flow (R-T4).
+func (s *Server) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	ctx := r.Context()
+	secret, err := s.pendingSecret(ctx, a)
+	if err != nil {
+		s.internalError(w, r, "pending totp", err)
+		return
+	}
+	key, err := s.totpKey(ctx, a.UserID, secret)
+	if err != nil {
+		s.internalError(w, r, "totp key", err)
+		return
+	}
+	s.pages.render(w, status, "enroll", pageData{
+		Title: "title.enroll", ClientName: s.clientName(ctx, a.ClientID), ID: a.ID,
+		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
+		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
+	})
+}
+
+// enrollQR serves the QR code as a PNG rendered here: no external service
+// ever sees the secret.
+func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, err := s.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), s.cfg.now())
+	if err != nil || !s.boundToBrowser(r, &a) || a.Stage != storage.StagePasswordOK || a.PendingTOTP == nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
+	if err != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	key, err := s.totpKey(ctx, a.UserID, secret)
+	if err != nil {
+		s.internalError(w, r, "totp key", err)
+		return
+	}
+	img, err := key.Image(200, 200)
+	if err != nil {
+		s.internalError(w, r, "qr image", err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		s.internalError(w, r, "qr png", err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// enrollStep confirms the pending secret with a code from it. Attempts go
+// through the guard like any TOTP attempt; the code's step is consumed.
+func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, flowSecret, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if a.Stage != storage.StagePasswordOK || a.UserID == "" || a.PendingTOTP == nil {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	code, ok := normalizeCode(r.PostFormValue("code"))
+	if !ok {
+		s.renderEnroll(w, r, &a, flowSecret, http.StatusBadRequest, msgBadCode)
+		return
+	}
+	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
+	if err != nil {
+		s.internalError(w, r, "enrol claim", err)
+		return
+	}
+	if !claim.Allowed {
+		s.metrics.attempt("totp", "locked")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		return
+	}
+	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
+	if err != nil {
+		s.internalError(w, r, "open pending totp", err)
+		return
+	}
+	now := s.cfg.now()
+	step, match := matchTOTP(secret, code, now)
+	s.metrics.attempt("totp", "evaluated")
+	if !match {
+		s.metrics.attempt("totp", "failed")
+		s.failed(ctx, claim, "enrollment_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderEnroll(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		return
+	}
+	sealed, err := s.cfg.Sealer.Seal(aadTOTP(a.UserID), secret)
+	if err != nil {
+		s.internalError(w, r, "seal totp", err)
+		return
+	}
+	codes, hashes, err := newRecoveryCodes()
+	if err != nil {
+		s.internalError(w, r, "recovery codes", err)
+		return
+	}
+	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
+	if err := s.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now, amrPasswordTOTP, s.cfg.ACR); err != nil {
+		if errors.Is(err, storage.ErrWrongState) {
+			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+			return
+		}
+		s.internalError(w, r, "confirm enrollment", err)
+		return
+	}
+	s.metrics.attempt("totp", "ok")
+	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued")
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
+	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
+	if err := s.openSession(ctx, w, &a, now); err != nil {
+		s.log.Warn("open sso session", "err", err)
+	}
+	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,otp,mfa (enrolment)")
+	text := strings.Join(codes, "\n") + "\n"
+	s.pages.render(w, http.StatusOK, "codes", pageData{
+		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.callbackURL(a.ID),
+	})
+}
+
+// recoveryPage shows the recovery-code form at the TOTP step.
+func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, err := s.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), s.cfg.now())
+	if err != nil {
+		s.linkProblem(w, r, r.URL.Query().Get("id"))
+		return
+	}
+	if !s.boundToBrowser(r, &a) {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
+	if a.Stage != storage.StagePasswordOK {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	c, _ := r.Cookie(s.flowCookieName(a.ID))
+	s.renderRecovery(w, r, &a, c.Value, http.StatusOK, "")
+}
+
+func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	s.pages.render(w, status, "recovery", pageData{
+		Title: "title.recovery", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: csrfToken(flowSecret, a.ID), Error: msg, BackURL: s.loginURL(a.ID),
+	})
+}
+
+// recoveryStep accepts a recovery code instead of a TOTP code. A wrong code
+// counts on the same guard counter as a wrong TOTP code (R-A8).
+func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, flowSecret, ok := s.loadFlow(w, r)
+	if !ok {
+		return
+	}
+	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
+	code, ok := normalizeRecoveryCode(r.PostFormValue("recovery_code"))
+	if !ok {
+		s.renderRecovery(w, r, &a, flowSecret, http.StatusBadRequest, msgBadRecovery)
+		return
+	}
+	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
+	if err != nil {
+		s.internalError(w, r, "recovery claim", err)
+		return
+	}
+	if !claim.Allowed {
+		s.metrics.attempt("recovery", "locked")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		return
+	}
+	now := s.cfg.now()
+	left, err := s.store.CompleteRecovery(ctx, a.ID, a.UserID, recoveryHash(code), now, amrPasswordRecovery, s.cfg.ACR)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		s.metrics.attempt("recovery", "failed")
+		s.failed(ctx, claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderRecovery(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongRecovery)
+		return
+	case errors.Is(err, storage.ErrWrongState):
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	case err != nil:
+		s.internalError(w, r, "complete recovery", err)
+		return
+	}
+	s.metrics.attempt("recovery", "ok")
+	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
+	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return
+	}
+	a.AMR, a.ACR = amrPasswordRecovery, s.cfg.ACR
+	if err := s.openSession(ctx, w, &a, now); err != nil {
+		s.log.Warn("open sso session", "err", err)
+	}
+	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,rc,mfa")
+	s.pages.render(w, http.StatusOK, "recovered", pageData{
+		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
+	})
+}

@@ -1,0 +1,99 @@
+package op
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// htmlErrors turns the protocol library's plain-text error answers on the
+// browser-facing endpoints (an unknown client, an unregistered redirect
+// URI: errors that must not be redirected, RFC 6749 §4.1.2.1) into the
+// login UI's error page, with its security headers.
+func (s *Server) htmlErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/authorize", callbackPath, "/end_session":
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		c := &errorCapture{ResponseWriter: w}
+		next.ServeHTTP(c, r)
+		if !c.captured {
+			return
+		}
+		text := strings.ToLower(c.body.String())
+		msg := msgBadRequest
+		switch {
+		case strings.Contains(text, "redirect_uri") || strings.Contains(text, "redirect uri"):
+			msg = msgBadRedirect
+		case strings.Contains(text, "client"):
+			msg = msgUnknownClient
+		}
+		s.log.Info("protocol error page", "path", r.URL.Path, "status", c.status, "detail", strings.TrimSpace(c.body.String()))
+		s.pages.errorPage(w, r, c.status, msg, "")
+	})
+}
+
+// errorCapture holds back a plain-text error answer so that htmlErrors can
+// replace it.
+type errorCapture struct {
+	http.ResponseWriter
+	captured bool
+	status   int
+	body     bytes.Buffer
+}
+
+func (c *errorCapture) WriteHeader(code int) {
+	if code >= 400 && strings.HasPrefix(c.Header().Get("Content-Type"), "text/plain") {
+		c.captured, c.status = true, code
+		return
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *errorCapture) Write(b []byte) (int, error) {
+	if c.captured {
+		return c.body.Write(b)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *errorCapture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// linkProblem answers a login URL whose auth request is unusable. For an
+// expired request it says so and offers the way back to the application:
+// its redirect URI with error=access_denied, which the application can
+// answer by starting a new sign-in.
+func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) {
+	a, err := s.store.AuthRequestByID(r.Context(), id, time.Time{})
+	if err != nil || a.ExpiresAt.After(s.cfg.now()) {
+		s.pages.errorPage(w, r, http.StatusBadRequest, msgInvalidLink, "")
+		return
+	}
+	back := appErrorURL(&a, "access_denied", "the sign-in link expired")
+	s.pages.errorPageFor(w, http.StatusBadRequest, msgExpired, back, s.clientName(r.Context(), a.ClientID))
+}
+
+// appErrorURL is the client's (registered, already validated) redirect URI
+// carrying an OAuth error and the request's state (RFC 6749 §4.1.2.1): the
+// way back to the application, which can start a new sign-in.
+func appErrorURL(a *storage.AuthRequest, code, description string) string {
+	q := url.Values{"error": {code}}
+	if description != "" {
+		q.Set("error_description", description)
+	}
+	if a.State != "" {
+		q.Set("state", a.State)
+	}
+	sep := "?"
+	if strings.Contains(a.RedirectURI, "?") {
+		sep = "&"
+	}
+	return a.RedirectURI + sep + q.Encode()
+}

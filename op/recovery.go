@@ -1,0 +1,130 @@
+package op
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// recoveryCodeCount codes of 128 random bits each are issued at enrolment
+// (SECURITY-RESEARCH R-S4): enough entropy that SHA-256 is the right store.
+const recoveryCodeCount = 10
+
+var recoveryEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newRecoveryCodes returns codes to show once, grouped for reading, and
+// their digests to store.
+func newRecoveryCodes() ([]string, [][]byte, error) {
+	codes := make([]string, recoveryCodeCount)
+	hashes := make([][]byte, recoveryCodeCount)
+	for i := range codes {
+		raw := make([]byte, 16)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, nil, err
+		}
+		c := strings.ToLower(recoveryEncoding.EncodeToString(raw)) // 26 characters
+		codes[i] = c[:5] + "-" + c[5:10] + "-" + c[10:15] + "-" + c[15:20] + "-" + c[20:]
+		hashes[i] = recoveryHash(c)
+	}
+	return codes, hashes, nil
+}
+
+// normalizeRecoveryCode accepts what people type: any case, with or
+// without the dashes and spaces.
+func normalizeRecoveryCode(s string) (string, bool) {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '-' || r == ' ' || r == '\t':
+			return -1
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+	if len(s) != 26 {
+		return "", false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+func recoveryHash(normalized string) []byte {
+	h := sha256.Sum256([]byte("recovery-code:v1:" + normalized))
+	return h[:]
+}
+
+// RegenerateRecoveryCodes replaces the user's recovery codes (the old set
+// stops working) and returns the new ones to show once.
+func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (storage.User, []string, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, nil, err
+	}
+	codes, hashes, err := newRecoveryCodes()
+	if err != nil {
+		return u, nil, err
+	}
+	if err := a.Store.ReplaceRecoveryCodes(ctx, u.ID, hashes, a.now()); err != nil {
+		return u, nil, err
+	}
+	a.audit(ctx, "recovery_codes_regenerated", u.ID, u.Username, "", "by operator")
+	return u, codes, nil
+}
+
+// ResetTOTP removes the user's authenticator and recovery codes; the next
+// login, after a correct password, enrols a new one.
+func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, err
+	}
+	if err := a.Store.DeleteTOTP(ctx, u.ID); err != nil {
+		return u, err
+	}
+	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrolment at next login")
+	return u, nil
+}
+
+// RotateSecrets re-seals every secret of the database under newKey in one
+// transaction and returns how many values were rewritten. Values that do
+// not open with the current key abort the rotation unchanged.
+func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
+	newID := KeyID(newKey)
+	n, err := a.Store.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error) {
+		var aad string
+		switch kind {
+		case storage.SecretTOTP:
+			aad = aadTOTP(id)
+		case storage.SecretPendingTOTP:
+			aad = aadPendingTOTP(id)
+		case storage.SecretSigningKey:
+			aad = aadSigningKey(id)
+		case storage.SecretSetting:
+			aad = aadSetting(id)
+		default:
+			return nil, errUnknownSecretKind(kind)
+		}
+		plain, err := a.Sealer.Open(aad, sealed)
+		if err != nil {
+			return nil, err
+		}
+		return seal(newKey, newID, aad, plain)
+	})
+	if err != nil {
+		return 0, err
+	}
+	a.audit(ctx, "secrets_rotated", "", "", "", "new key "+newID)
+	return n, nil
+}
+
+type errUnknownSecretKind storage.SecretKind
+
+func (e errUnknownSecretKind) Error() string { return "unknown secret kind " + string(e) }

@@ -1,0 +1,244 @@
+package op
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// Sealed values (threat model rule 12, SECURITY-RESEARCH R-S2) are
+//
+//	"s1" | key id (8 bytes) | nonce (12 bytes) | AES-256-GCM ciphertext
+//
+// under a 256-bit key that lives in a file, never in the database. The
+// associated data binds each value to its row ("totp:v1:"+user id, …), so
+// a ciphertext copied onto another row does not open.
+const (
+	sealVersion = "s1"
+	keyIDLen    = 8
+)
+
+// ErrSecretKey: the secret key is missing, malformed or not the one the
+// database was sealed with.
+var ErrSecretKey = errors.New("secret key")
+
+// Sealer seals and opens values with the secret key. When a value names a
+// key id it does not know, it re-reads its key file once (rate-limited), so
+// that `idp secrets rotate`, which re-encrypts the database and then
+// replaces the key file, does not stop running servers.
+type Sealer struct {
+	path string
+
+	mu         sync.Mutex
+	current    []byte
+	currentID  string
+	known      map[string][]byte
+	lastReload time.Time
+}
+
+// NewSealer returns a sealer for key (32 bytes), reloading from path when
+// path is not empty.
+func NewSealer(key []byte, path string) (*Sealer, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("%w: need 32 bytes, have %d", ErrSecretKey, len(key))
+	}
+	s := &Sealer{path: path, known: map[string][]byte{}}
+	s.setCurrent(key)
+	return s, nil
+}
+
+// LoadSealer reads the key file at path.
+func LoadSealer(path string) (*Sealer, error) {
+	key, err := ReadKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewSealer(key, path)
+}
+
+func (s *Sealer) setCurrent(key []byte) {
+	id := KeyID(key)
+	s.current, s.currentID = key, id
+	s.known[id] = key
+}
+
+// KeyID is the identifier a sealed value records: the first 8 bytes of a
+// SHA-256 over a fixed label and the key, hex-encoded.
+func KeyID(key []byte) string {
+	h := sha256.Sum256(append([]byte("idp secret key id\x00"), key...))
+	return hex.EncodeToString(h[:keyIDLen])
+}
+
+// CurrentKeyID is the id of the key new values are sealed with.
+func (s *Sealer) CurrentKeyID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.currentID
+}
+
+// Seal encrypts plaintext bound to aad.
+func (s *Sealer) Seal(aad string, plaintext []byte) ([]byte, error) {
+	s.mu.Lock()
+	key, id := s.current, s.currentID
+	s.mu.Unlock()
+	return seal(key, id, aad, plaintext)
+}
+
+func seal(key []byte, id, aad string, plaintext []byte) ([]byte, error) {
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	rawID, _ := hex.DecodeString(id)
+	out := make([]byte, 0, len(sealVersion)+keyIDLen+gcm.NonceSize()+len(plaintext)+gcm.Overhead())
+	out = append(out, sealVersion...)
+	out = append(out, rawID...)
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out = append(out, nonce...)
+	return gcm.Seal(out, nonce, plaintext, []byte(aad)), nil
+}
+
+// Open decrypts a sealed value bound to aad.
+func (s *Sealer) Open(aad string, sealed []byte) ([]byte, error) {
+	id, err := SealedKeyID(sealed)
+	if err != nil {
+		return nil, err
+	}
+	key := s.keyFor(id)
+	if key == nil {
+		return nil, fmt.Errorf("%w: value sealed with key %s, which this server does not have", ErrSecretKey, id)
+	}
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	rest := sealed[len(sealVersion)+keyIDLen:]
+	if len(rest) < gcm.NonceSize()+gcm.Overhead() {
+		return nil, errors.New("sealed value truncated")
+	}
+	pt, err := gcm.Open(nil, rest[:gcm.NonceSize()], rest[gcm.NonceSize():], []byte(aad))
+	if err != nil {
+		return nil, errors.New("sealed value does not open: wrong row or tampered")
+	}
+	return pt, nil
+}
+
+// SealedKeyID returns the key id recorded in a sealed value.
+func SealedKeyID(sealed []byte) (string, error) {
+	if len(sealed) < len(sealVersion)+keyIDLen || string(sealed[:len(sealVersion)]) != sealVersion {
+		return "", errors.New("not a sealed value")
+	}
+	return hex.EncodeToString(sealed[len(sealVersion) : len(sealVersion)+keyIDLen]), nil
+}
+
+func (s *Sealer) keyFor(id string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.known[id]; ok {
+		return k
+	}
+	if s.path == "" || time.Since(s.lastReload) < time.Second {
+		return nil
+	}
+	s.lastReload = time.Now()
+	key, err := ReadKeyFile(s.path)
+	if err != nil {
+		return nil
+	}
+	s.setCurrent(key)
+	return s.known[id]
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// ReadKeyFile reads a secret key: 32 bytes written as base64 (what
+// GenerateKeyFile writes) or hex, surrounding white space ignored.
+func ReadKeyFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: no key file given (--secret-key-file or IDP_SECRET_KEY_FILE)", ErrSecretKey)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+	}
+	txt := strings.TrimSpace(string(b))
+	if k, err := base64.StdEncoding.DecodeString(txt); err == nil && len(k) == 32 {
+		return k, nil
+	}
+	if k, err := hex.DecodeString(txt); err == nil && len(k) == 32 {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: %s must hold 32 random bytes as base64 or hex (create one with: head -c 32 /dev/urandom | base64 > %s)", ErrSecretKey, path, path)
+}
+
+// GenerateKeyFile writes a new random key to path with mode 0600; it
+// refuses to overwrite an existing file.
+func GenerateKeyFile(path string) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// AAD builders: one place names what each sealed value is bound to.
+func aadTOTP(userID string) string           { return "totp:v1:" + userID }
+func aadPendingTOTP(authReqID string) string { return "totp-pending:v1:" + authReqID }
+func aadSigningKey(kid string) string        { return "signing-key:v1:" + kid }
+func aadSetting(name string) string          { return "setting:v1:" + name }
+
+// keyCheckSetting holds a value sealed with the database's secret key, so
+// a process started with another key refuses to run instead of failing
+// on the first login.
+const keyCheckSetting = storage.SealedSettingPrefix + "key_check"
+
+// CheckSecretKey verifies that sealer's key is the database's (recording
+// it on first use) and fails with a clear message otherwise.
+func CheckSecretKey(ctx context.Context, st storage.Store, sealer *Sealer) error {
+	probe, err := sealer.Seal(aadSetting(keyCheckSetting), []byte("idp key check"))
+	if err != nil {
+		return err
+	}
+	stored, err := st.PutSettingIfAbsent(ctx, keyCheckSetting, probe)
+	if err != nil {
+		return fmt.Errorf("secret key check: %w", err)
+	}
+	if _, err := sealer.Open(aadSetting(keyCheckSetting), stored); err != nil {
+		id, _ := SealedKeyID(stored)
+		return fmt.Errorf("%w: the database was sealed with key %s but the key file holds key %s; start with the right --secret-key-file", ErrSecretKey, id, sealer.CurrentKeyID())
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// passwordOK creates an auth request in password_ok for userID.
+func passwordOK(t *testing.T, s storage.Store, id, userID string, now time.Time) {
+	t.Helper()
+	addAuthRequest(t, s, id, now)
+	ok(t, s.PasswordVerified(context.Background(), id, userID, now), "PasswordVerified %s", id)
+}
+
+func testEnrollment(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	u := addUser(t, s, "enrol")
+	other := addUser(t, s, "enrol-other")
+	addAuthRequest(t, s, "fresh", now)
+	isErr(t, s.SetPendingTOTP(ctx, "fresh", u.ID, []byte("sealed-1"), false, now), storage.ErrWrongState, "pending before password")
+	passwordOK(t, s, "enr", u.ID, now)
+	isErr(t, s.SetPendingTOTP(ctx, "enr", other.ID, []byte("sealed-1"), false, now), storage.ErrWrongState, "pending for another user")
+	isErr(t, s.SetPendingTOTP(ctx, "enr", u.ID, []byte("sealed-1"), false, now.Add(time.Hour)), storage.ErrNotFound, "pending on expired request")
+	ok(t, s.SetPendingTOTP(ctx, "enr", u.ID, []byte("sealed-1"), false, now), "SetPendingTOTP")
+	// A pending secret is not regenerated behind the user's back.
+	isErr(t, s.SetPendingTOTP(ctx, "enr", u.ID, []byte("sealed-2"), false, now), storage.ErrWrongState, "second pending without replace")
+	a, err := s.AuthRequestByID(ctx, "enr", now)
+	ok(t, err, "AuthRequestByID")
+	if !bytes.Equal(a.PendingTOTP, []byte("sealed-1")) {
+		t.Fatalf("PendingTOTP = %q", a.PendingTOTP)
+	}
+	// A password step for another user in the same flow drops the pending
+	// secret; the same user keeps it.
+	passwordOK(t, s, "enr-switch", u.ID, now)
+	ok(t, s.SetPendingTOTP(ctx, "enr-switch", u.ID, []byte("sealed-u"), false, now), "SetPendingTOTP switch")
+	ok(t, s.PasswordVerified(ctx, "enr-switch", u.ID, now), "PasswordVerified same user")
+	if a, _ := s.AuthRequestByID(ctx, "enr-switch", now); string(a.PendingTOTP) != "sealed-u" {
+		t.Fatalf("pending lost for the same user: %q", a.PendingTOTP)
+	}
+	ok(t, s.PasswordVerified(ctx, "enr-switch", other.ID, now), "PasswordVerified other user")
+	if a, _ := s.AuthRequestByID(ctx, "enr-switch", now); a.PendingTOTP != nil {
+		t.Fatalf("pending kept for another user: %q", a.PendingTOTP)
+	}
+	// Confirmation completes the request, stores the credential with the
+	// confirming step, the recovery codes, and clears the counter.
+	p := storage.LockPolicy{FreeFailures: 5, BaseLock: time.Minute, MaxLock: time.Hour}
+	claim(t, s, u.ID, storage.FactorTOTP, now, p)
+	cred := storage.TOTPCredential{UserID: u.ID, Secret: []byte("sealed-final"), Confirmed: true, LastStep: 1000}
+	hashes := [][]byte{hash("rc1"), hash("rc2"), hash("rc3")}
+	isErr(t, s.ConfirmEnrollment(ctx, "fresh", storage.TOTPCredential{UserID: u.ID, Secret: []byte("x")}, nil, now, nil, ""), storage.ErrWrongState, "confirm without pending")
+	ok(t, s.ConfirmEnrollment(ctx, "enr", cred, hashes, now, []string{"pwd", "otp", "mfa"}, "acr"), "ConfirmEnrollment")
+	a, err = s.AuthRequestByID(ctx, "enr", now)
+	ok(t, err, "AuthRequestByID")
+	if !a.Done() || a.PendingTOTP != nil {
+		t.Fatalf("after confirm: stage %s done %v pending %q", a.Stage, a.Done(), a.PendingTOTP)
+	}
+	got, err := s.TOTPByUser(ctx, u.ID)
+	ok(t, err, "TOTPByUser")
+	if !bytes.Equal(got.Secret, cred.Secret) || !got.Confirmed || got.LastStep != 1000 {
+		t.Fatalf("credential %+v", got)
+	}
+	n, err := s.RecoveryCodesLeft(ctx, u.ID)
+	ok(t, err, "RecoveryCodesLeft")
+	if n != 3 {
+		t.Fatalf("codes left %d, want 3", n)
+	}
+	states, err := s.AttemptStates(ctx, u.ID)
+	ok(t, err, "AttemptStates")
+	for _, st := range states {
+		if st.Factor == storage.FactorTOTP && st.Failures != 0 {
+			t.Fatalf("totp failures %d after enrolment", st.Failures)
+		}
+	}
+	// Once a credential exists, no enrolment can start or finish.
+	passwordOK(t, s, "enr2", u.ID, now)
+	isErr(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), storage.ErrWrongState, "pending with existing credential")
+	// The confirming step is consumed: the same step is a replay.
+	isErr(t, s.CompleteTOTP(ctx, "enr2", u.ID, 1000, now, nil, ""), storage.ErrReplay, "replay of confirming step")
+	// Reset: credential and codes gone, enrolment possible again.
+	ok(t, s.DeleteTOTP(ctx, u.ID), "DeleteTOTP")
+	isErr(t, s.DeleteTOTP(ctx, u.ID), storage.ErrNotFound, "second DeleteTOTP")
+	_, err = s.TOTPByUser(ctx, u.ID)
+	isErr(t, err, storage.ErrNotFound, "TOTPByUser after reset")
+	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 0 {
+		t.Fatalf("codes left after reset %d", n)
+	}
+	ok(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), "SetPendingTOTP after reset")
+}
+
+func testRecoveryCodes(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	u := addUser(t, s, "rc")
+	isErr(t, s.ReplaceRecoveryCodes(ctx, "nobody", [][]byte{hash("x")}, now), storage.ErrNotFound, "codes for unknown user")
+	ok(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{hash("a"), hash("b")}, now), "ReplaceRecoveryCodes")
+	addAuthRequest(t, s, "rc-created", now)
+	_, err := s.CompleteRecovery(ctx, "rc-created", u.ID, hash("a"), now, nil, "")
+	isErr(t, err, storage.ErrWrongState, "recovery before password")
+	passwordOK(t, s, "rc1", u.ID, now)
+	_, err = s.CompleteRecovery(ctx, "rc1", u.ID, hash("wrong"), now, nil, "")
+	isErr(t, err, storage.ErrNotFound, "wrong code")
+	left, err := s.CompleteRecovery(ctx, "rc1", u.ID, hash("a"), now, []string{"pwd", "mfa"}, "acr")
+	ok(t, err, "CompleteRecovery")
+	if left != 1 {
+		t.Fatalf("left %d, want 1", left)
+	}
+	a, _ := s.AuthRequestByID(ctx, "rc1", now)
+	if !a.Done() || a.AMR[1] != "mfa" {
+		t.Fatalf("request after recovery: %+v", a)
+	}
+	passwordOK(t, s, "rc2", u.ID, now)
+	_, err = s.CompleteRecovery(ctx, "rc2", u.ID, hash("a"), now, nil, "")
+	isErr(t, err, storage.ErrNotFound, "used code")
+	// Regeneration invalidates the old set.
+	ok(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{hash("c")}, now), "ReplaceRecoveryCodes again")
+	_, err = s.CompleteRecovery(ctx, "rc2", u.ID, hash("b"), now, nil, "")
+	isErr(t, err, storage.ErrNotFound, "code of the old set")
+	// 20 concurrent uses of one code: exactly one success.
+	for i := range 20 {
+		passwordOK(t, s, fmt.Sprintf("rcc%d", i), u.ID, now)
+	}
+	for round := range 5 {
+		code := fmt.Sprintf("race-%d", round)
+		ok(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{hash(code)}, now), "ReplaceRecoveryCodes race")
+		for i := range 20 {
+			id := fmt.Sprintf("rcr%d-%d", round, i)
+			passwordOK(t, s, id, u.ID, now)
+		}
+		errs := together(20, func(i int) error {
+			_, err := s.CompleteRecovery(ctx, fmt.Sprintf("rcr%d-%d", round, i), u.ID, hash(code), now, nil, "")
+			return err
+		})
+		if got := tally(errs); got["nil"] != 1 || got["notfound"] != 19 {
+			t.Fatalf("round %d: %v, want 1 nil and 19 notfound", round, got)
+		}
+	}
+}
+
+func testReencryptSecrets(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	u := addUser(t, s, "sec")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("old:totp"), Confirmed: true, CreatedAt: now}), "PutTOTP")
+	v := addUser(t, s, "sec2")
+	passwordOK(t, s, "sec-pend", v.ID, now)
+	ok(t, s.SetPendingTOTP(ctx, "sec-pend", v.ID, []byte("old:pending"), false, now), "SetPendingTOTP")
+	k := newKey("kid-sec", now)
+	k.PrivateKey = []byte("old:key")
+	ok(t, s.AddSigningKey(ctx, k, false, time.Time{}), "AddSigningKey")
+	_, err := s.PutSettingIfAbsent(ctx, storage.SealedSettingPrefix+"x", []byte("old:setting"))
+	ok(t, err, "PutSettingIfAbsent")
+	_, err = s.PutSettingIfAbsent(ctx, "plain", []byte("plain-value"))
+	ok(t, err, "PutSettingIfAbsent")
+
+	// An error rolls everything back.
+	_, err = s.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, b []byte) ([]byte, error) {
+		if kind == storage.SecretSetting {
+			return nil, errors.New("boom")
+		}
+		return append([]byte("new:"), b...), nil
+	})
+	if err == nil {
+		t.Fatal("ReencryptSecrets: error from fn not returned")
+	}
+	if c, _ := s.TOTPByUser(ctx, u.ID); string(c.Secret) != "old:totp" {
+		t.Fatalf("partial re-encryption kept: %q", c.Secret)
+	}
+	seen := map[storage.SecretKind]string{}
+	n, err := s.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, b []byte) ([]byte, error) {
+		seen[kind] = id
+		return append([]byte("new:"), bytes.TrimPrefix(b, []byte("old:"))...), nil
+	})
+	ok(t, err, "ReencryptSecrets")
+	if n != 4 {
+		t.Fatalf("rewrote %d values, want 4 (%v)", n, seen)
+	}
+	want := map[storage.SecretKind]string{storage.SecretTOTP: u.ID, storage.SecretPendingTOTP: "sec-pend",
+		storage.SecretSigningKey: "kid-sec", storage.SecretSetting: storage.SealedSettingPrefix + "x"}
+	same(t, "kinds seen", seen, want)
+	c, _ := s.TOTPByUser(ctx, u.ID)
+	a, _ := s.AuthRequestByID(ctx, "sec-pend", now)
+	keys, _ := s.SigningKeys(ctx, now)
+	st, _ := s.PutSettingIfAbsent(ctx, storage.SealedSettingPrefix+"x", []byte("ignored"))
+	plain, _ := s.PutSettingIfAbsent(ctx, "plain", []byte("ignored"))
+	if string(c.Secret) != "new:totp" || string(a.PendingTOTP) != "new:pending" || string(keys[0].PrivateKey) != "new:key" ||
+		string(st) != "new:setting" || string(plain) != "plain-value" {
+		t.Fatalf("after re-encryption: %q %q %q %q %q", c.Secret, a.PendingTOTP, keys[0].PrivateKey, st, plain)
+	}
+}
+
+func testRebind(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addAuthRequest(t, s, "rb", t0)
+	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), storage.ErrWrongState, "rebind unbound")
+	ok(t, s.BindAuthRequest(ctx, "rb", hash("a")), "BindAuthRequest")
+	ok(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), "RebindAuthRequest")
+	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("c")), storage.ErrWrongState, "rebind with the old value")
+	a, err := s.AuthRequestByID(ctx, "rb", t0)
+	ok(t, err, "AuthRequestByID")
+	if !bytes.Equal(a.BindingHash, hash("b")) {
+		t.Fatalf("binding %x", a.BindingHash)
+	}
+	isErr(t, s.RebindAuthRequest(ctx, "nope", hash("a"), hash("b")), storage.ErrNotFound, "rebind unknown")
+	// Concurrent renewals from one old value: exactly one wins.
+	errs := together(10, func(i int) error {
+		return s.RebindAuthRequest(ctx, "rb", hash("b"), hash(fmt.Sprint("n", i)))
+	})
+	if got := tally(errs); got["nil"] != 1 || got["wrongstate"] != 9 {
+		t.Fatalf("concurrent rebind: %v", got)
+	}
+}
