@@ -1,5 +1,6 @@
 # Build, run, test and measure the identity provider. `make demo` and
 # `make test` are the two commands a newcomer needs.
+SHELL    := /bin/bash
 GO       ?= go
 BIN      := bin
 DB       ?= ./idp.db
@@ -21,10 +22,10 @@ run: build
 demo: build
 	@rm -rf .demo && mkdir -p .demo
 	@echo "Starting the provider on http://127.0.0.1:8080 and the demo app on http://127.0.0.1:9000 (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(BIN)/idp serve --dev --db .demo/idp.db --issuer http://127.0.0.1:8080 --listen 127.0.0.1:8080 & \
-	  $(BIN)/demo-rp --issuer http://127.0.0.1:8080 --client-id demo --listen 127.0.0.1:9000 & \
-	  wait
+	@$(BIN)/idp serve --dev --db .demo/idp.db --issuer http://127.0.0.1:8080 --listen 127.0.0.1:8080 & idp=$$!; \
+	  $(BIN)/demo-rp --issuer http://127.0.0.1:8080 --client-id demo --listen 127.0.0.1:9000 & rp=$$!; \
+	  trap 'kill $$idp $$rp 2>/dev/null' INT TERM; \
+	  wait -n $$idp $$rp; status=$$?; kill $$idp $$rp 2>/dev/null; wait; exit $$status
 
 test: lint
 	$(GO) test -race -count=1 $(RACE_PKGS)
