@@ -46,7 +46,10 @@ type NewUser struct {
 	Username string
 	Name     string
 	Email    string
-	Password string
+	// EmailVerified marks the address as checked by the operator
+	// (the email_verified claim).
+	EmailVerified bool
+	Password      string
 	// SkipTOTP leaves the account without a TOTP credential (enrolment at
 	// first login).
 	SkipTOTP bool
@@ -79,7 +82,7 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 		return CreatedUser{}, err
 	}
 	now := a.now()
-	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, PasswordHash: hash, CreatedAt: now}
+	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified, PasswordHash: hash, CreatedAt: now}
 	if err := a.Store.CreateUser(ctx, u); err != nil {
 		return CreatedUser{}, err
 	}

@@ -48,6 +48,12 @@ type Config struct {
 	// ACR is the acr claim value of a password + TOTP login.
 	ACR string
 
+	// LoginRatePerIP, when positive, limits login form posts per client
+	// address (per minute, with LoginBurstPerIP at once): an outer layer
+	// only, off by default since clients behind one proxy share an address.
+	LoginRatePerIP  int
+	LoginBurstPerIP int
+
 	// TrustedProxies are the peers whose X-Forwarded-For is honoured
 	// (rule 10). Empty by default.
 	TrustedProxies []netip.Prefix

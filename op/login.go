@@ -35,11 +35,30 @@ func (s *Server) loginHandler() http.Handler {
 	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
 		s.pages.errorPage(w, r, http.StatusNotFound, msgNotFound, "")
 	})
+	var h http.Handler = mux
+	if s.ipLimit != nil {
+		h = s.limitPosts(mux)
+	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
 	}))
-	return cop.Handler(mux)
+	return cop.Handler(h)
+}
+
+// limitPosts applies the optional per-address limit to login form posts.
+func (s *Server) limitPosts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			ip := infoFrom(r.Context()).ip
+			if ok, wait := s.ipLimit.allow(ip, s.cfg.now()); !ok {
+				s.metrics.inc("idp_login_ip_limited_total", "")
+				s.pages.limited(w, wait, s.cfg.now())
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) callbackURL(id string) string {

@@ -115,7 +115,13 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 // recorded (defence in depth behind Done()).
 func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 	now := o.s.cfg.now()
-	return o.s.store.SaveAuthCode(ctx, id, hashSecret(code), now.Add(o.s.cfg.CodeLifetime))
+	err := o.s.store.SaveAuthCode(ctx, id, hashSecret(code), now.Add(o.s.cfg.CodeLifetime))
+	if errors.Is(err, storage.ErrWrongState) {
+		// The callback was hit again after its code was issued: no second
+		// code, and a plain answer to the client instead of a server error.
+		return oidc.ErrAccessDenied().WithDescription("this sign-in was already completed; start a new one")
+	}
+	return err
 }
 
 // DeleteAuthRequest keeps the row: a consumed request must stay to detect

@@ -36,6 +36,7 @@ const (
 	msgBadRedirect   = "msg.bad_redirect"
 	msgBadRequest    = "msg.bad_request"
 	msgBadLogout     = "msg.bad_logout"
+	msgIPLimited     = "msg.ip_limited"
 )
 
 // pageData is what every page template may use.
@@ -158,7 +159,16 @@ func (p *pages) errorPageFor(w http.ResponseWriter, status int, msg, back, clien
 
 // locked answers 429 with Retry-After (threat model rule 4).
 func (p *pages) locked(w http.ResponseWriter, retry time.Duration, hard bool, now time.Time, back string) {
-	d := pageData{Title: "title.locked", Message: msgLocked, BackURL: back}
+	p.tooMany(w, msgLocked, retry, hard, now, back)
+}
+
+// limited answers 429 for the per-address limit (the outer layer).
+func (p *pages) limited(w http.ResponseWriter, retry time.Duration, now time.Time) {
+	p.tooMany(w, msgIPLimited, retry, false, now, "")
+}
+
+func (p *pages) tooMany(w http.ResponseWriter, msg string, retry time.Duration, hard bool, now time.Time, back string) {
+	d := pageData{Title: "title.locked", Message: msg, BackURL: back}
 	if !hard {
 		secs := int((retry + time.Second - 1) / time.Second)
 		if secs < 1 {

@@ -29,7 +29,7 @@ func TestCatalogueComplete(t *testing.T) {
 	}
 	for _, k := range []string{msgExpired, msgInvalidLink, msgOtherBrowser, msgForgery, msgUnreadable, msgWrongPassword,
 		msgWrongCode, msgBadCode, msgNoUsername, msgLongPassword, msgLocked, msgBusy, msgInternal, msgBadRecovery,
-		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout,
+		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout",
 		"duration.seconds", "duration.minutes", "duration.hours"} {

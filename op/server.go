@@ -45,6 +45,7 @@ type Server struct {
 	clients *clientCache
 	pages   *pages
 	metrics *metrics
+	ipLimit *ipLimiter
 	handler http.Handler
 }
 
@@ -64,7 +65,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.Sealer == nil {
 		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics()}
+	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
 	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
 		return nil, err
 	}
@@ -302,7 +303,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	})
 }
 
-// endSessionCookie clears the SSO cookie on logout. A request whose form
+// endSessionCookie clears the SSO cookie on a successful logout. A request whose form
 // cannot be parsed is refused here: the library answers it with a 500.
 func (s *Server) endSessionCookie(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -311,11 +312,31 @@ func (s *Server) endSessionCookie(next http.Handler) http.Handler {
 				s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
 				return
 			}
-			s.clearCookie(w, s.ssoCookieName())
+			// Clear the SSO cookie only when the logout went through (the
+			// library then redirects); a refused logout keeps the session.
+			next.ServeHTTP(&onRedirect{ResponseWriter: w, before: func() { s.clearCookie(w, s.ssoCookieName()) }}, r)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// onRedirect runs before() just before a 3xx status is written.
+type onRedirect struct {
+	http.ResponseWriter
+	before func()
+	done   bool
+}
+
+func (w *onRedirect) WriteHeader(code int) {
+	if code >= 300 && code < 400 && !w.done {
+		w.done = true
+		w.before()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *onRedirect) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // corsAllowed admits registered client origins on the API endpoints only.
 func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {

@@ -45,6 +45,8 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ProductName, "product-name", cfg.ProductName, "name shown on pages and in authenticator apps")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&cfg.LoginRatePerIP, "login-rate-per-ip", 0, "login form posts per minute per client address (0: no limit); an outer layer only")
+	fs.IntVar(&cfg.LoginBurstPerIP, "login-burst-per-ip", 20, "posts a client address may send at once under --login-rate-per-ip")
 	fs.IntVar(&cfg.HashConcurrency, "hash-concurrency", 0, "password hashes computed at once (0: number of CPUs)")
 	fs.DurationVar(&cfg.AuthRequestLifetime, "auth-request-lifetime", cfg.AuthRequestLifetime, "how long a sign-in may take from /authorize to the code")
 	fs.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", cfg.AccessTokenLifetime, "access token lifetime")

@@ -27,11 +27,13 @@ func (e *env) user(ctx context.Context, args []string) error {
 	var (
 		email, name, product, keyFile string
 		passwordStdin, asJSON         bool
+		emailVerified                 bool
 		enrollAtLogin                 bool
 	)
 	if sub == "add" {
 		fs.StringVar(&email, "email", "", "e-mail address")
 		fs.StringVar(&name, "name", "", "display name")
+		fs.BoolVar(&emailVerified, "email-verified", false, "the e-mail address is known to be the user's (email_verified claim)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "no authenticator now: the user sets one up at first login, after the password")
 		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
@@ -71,7 +73,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, Password: pw, SkipTOTP: enrollAtLogin})
+		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, EmailVerified: emailVerified, Password: pw, SkipTOTP: enrollAtLogin})
 		if errors.Is(err, storage.ErrConflict) {
 			return fmt.Errorf("user %q already exists", pos[0])
 		}

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestPerIPLimitIsAnOuterLayer: with --login-rate-per-ip, an address that
+// posts too fast gets 429 before anything is evaluated, other addresses
+// are unaffected, and the per-account counter is untouched by refused
+// posts.
+func TestPerIPLimitIsAnOuterLayer(t *testing.T) {
+	const burst = 3
+	s := StartServer(t, append(fastPolicy, "--login-rate-per-ip", "1", "--login-burst-per-ip", fmt.Sprint(burst))...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "olga", "correct horse battery")
+	noisy := NewBrowser(t, "127.0.0.21")
+	f := noisy.StartFlow(s, c, AuthParams{})
+	for i := 0; i < burst; i++ {
+		if p := f.Password(u.Name, "wrong password!"); p.Status != http.StatusUnauthorized {
+			t.Fatalf("post %d: %d, want 401", i+1, p.Status)
+		}
+	}
+	p := f.Password(u.Name, "wrong password!")
+	if p.Status != http.StatusTooManyRequests || p.Header.Get("Retry-After") == "" || !strings.Contains(p.Body, "from your network") {
+		t.Fatalf("post %d: %d %q", burst+1, p.Status, p.Header.Get("Retry-After"))
+	}
+	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, fmt.Sprintf("failures %d,", burst)) {
+		t.Fatalf("a refused post moved the account counter:\n%s", out)
+	}
+	// Another address is not limited: its first wrong guess is
+	// evaluated (401), and the limit never locked the account for others.
+	quiet := NewBrowser(t, "127.0.0.22")
+	fq := quiet.StartFlow(s, c, AuthParams{})
+	if p := fq.Password(u.Name, "wrong password!"); p.Status != http.StatusUnauthorized {
+		t.Fatalf("another address: %d, want 401", p.Status)
+	}
+}
+
+// TestRefusedLogoutKeepsSession: an end_session with an unregistered
+// post_logout_redirect_uri is refused and does not clear the SSO cookie.
+func TestRefusedLogoutKeepsSession(t *testing.T) {
+	s := StartServer(t, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "pia", "correct horse battery")
+	b := NewBrowser(t, "")
+	f := b.StartFlow(s, c, AuthParams{})
+	f.Login(u)
+	p := b.Get(s.URL + "/end_session?" + url.Values{"client_id": {c.ID}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode())
+	if strings.HasPrefix(p.Location, "https://evil.example") {
+		t.Fatalf("redirected to an unregistered post-logout URI: %s", p.Location)
+	}
+	for _, ck := range p.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(ck, "idp_session=") {
+			t.Fatalf("a refused logout cleared the session cookie: %s", ck)
+		}
+	}
+	// The session still answers prompt=none.
+	u2, f2 := AuthorizeURL(s, c, AuthParams{Extra: url.Values{"prompt": {"none"}}})
+	f2.B = b
+	r := b.Get(u2)
+	f2.CodeFrom(f2.Follow(r))
+}
+
+// TestRepeatedCallbackGetsNoSecondCode: hitting the callback again after
+// the code was issued yields access_denied, not a server error.
+func TestRepeatedCallbackGetsNoSecondCode(t *testing.T) {
+	s := StartServer(t, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "quinn", "correct horse battery")
+	b := NewBrowser(t, "")
+	f := b.StartFlow(s, c, AuthParams{})
+	f.Login(u)
+	again := b.Get(s.URL + "/authorize/callback?id=" + url.QueryEscape(f.Form.Get("id")))
+	loc, _ := url.Parse(again.Location)
+	if loc == nil || loc.Query().Get("code") != "" || loc.Query().Get("error") != "access_denied" {
+		t.Fatalf("repeated callback: %d %s", again.Status, again.Location)
+	}
+}
