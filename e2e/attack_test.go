@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"html"
 	"math"
@@ -1285,4 +1286,70 @@ func TestAuditNoSecrets(t *testing.T) {
 	}
 	t.Logf("%d passwords, %d TOTP codes and %d issued codes/tokens; none in %d bytes of database files or %d bytes of debug log; %d audit events",
 		len(passwords), len(codes), len(tokens), len(dbBytes), len(logText), len(evs))
+}
+
+// TestAttackEnumerationByLockout: probing names by locking them out tells
+// nothing: an unknown name locks after the same number of failures, with
+// the same status, Retry-After and page as a real account (R-W5), and the
+// locked answer computes no hash for either.
+func TestAttackEnumerationByLockout(t *testing.T) {
+	t.Parallel()
+	args := atkArgs(fastPolicy, []string{"--password-max-failures", "3", "--password-lock", "60s", "--password-lock-max", "120s", "--metrics-listen", "127.0.0.1:0"})
+	p := atkIntFlag(t, args, "--password-max-failures")
+	s := StartServer(t, args...)
+	c := AddClient(t, s.DB, "app")
+	AddUser(t, s.DB, "victor", "correct horse battery")
+	probe := func(name string) ([]int, Page) {
+		b := NewBrowser(t, "")
+		f := b.StartFlow(s, c, AuthParams{})
+		var statuses []int
+		var last Page
+		for i := 0; i <= p; i++ {
+			last = f.Password(name, "wrong password!")
+			statuses = append(statuses, last.Status)
+			f.Form = Hidden(last.Body)
+			if f.Form.Get("id") == "" {
+				f.Form = Hidden(b.Get(f.LoginURL).Body)
+			}
+		}
+		return statuses, last
+	}
+	known, kp := probe("victor")
+	unknown, up := probe("nobody-here")
+	if fmt.Sprint(known) != fmt.Sprint(unknown) {
+		t.Fatalf("statuses differ: real account %v, unknown name %v", known, unknown)
+	}
+	if known[p] != http.StatusTooManyRequests {
+		t.Fatalf("no lock after %d failures: %v", p, known)
+	}
+	if ka, ua := atkRetryAfter(t, kp), atkRetryAfter(t, up); ka-ua > 1 || ua-ka > 1 {
+		t.Errorf("Retry-After differs: %d vs %d", ka, ua)
+	}
+	// Per-request values and the clock (the retry time moves on between
+	// the two probes) aside, the pages are the same.
+	strip := regexp.MustCompile(`(value|href)="[^"]*"|\d+`)
+	if strip.ReplaceAllString(kp.Body, "") != strip.ReplaceAllString(up.Body, "") {
+		t.Errorf("locked pages differ:\n%s\n---\n%s", kp.Body, up.Body)
+	}
+	// Locked answers cost no hash, for real and unknown names alike.
+	before := atkMetrics(t, s)["idp_password_hashes_total"]
+	probe("victor")
+	probe("nobody-here")
+	if after := atkMetrics(t, s)["idp_password_hashes_total"]; after != before {
+		t.Errorf("locked answers computed %v hashes", after-before)
+	}
+	// The counter is keyed by a keyed hash: the name itself is not its key.
+	conn, err := sql.Open("sqlite", "file:"+s.DB+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n int
+	var key string
+	if err := conn.QueryRow(`SELECT COUNT(*), MAX(key) FROM unknown_attempts`).Scan(&n, &key); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || strings.Contains(key, "nobody") {
+		t.Errorf("unknown_attempts: %d rows, key %q", n, key)
+	}
 }

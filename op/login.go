@@ -211,13 +211,25 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.store.UserByUsername(ctx, username)
 	if errors.Is(err, storage.ErrNotFound) {
-		// Same cost and same answer as a wrong password (rule 11).
+		// An unknown name is counted and locked like an account (R-W5),
+		// costs the same hash and gets the same answer (rule 11).
+		claim, err := s.store.ClaimUnknownAttempt(ctx, s.unknownKey(username), s.cfg.now(), s.cfg.PasswordPolicy)
+		if err != nil {
+			s.internalError(w, r, "unknown user claim", err)
+			return
+		}
+		if !claim.Allowed {
+			s.metrics.attempt("password", "locked")
+			s.audit(ctx, "locked_refused", "", username, a.ClientID, "unknown user")
+			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+			return
+		}
 		if _, err := s.hasher.Verify(ctx, "", password); errors.Is(err, ErrHashBusy) {
 			s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
 			return
 		}
 		s.metrics.attempt("password", "failed")
-		s.audit(ctx, "password_failed", "", username, a.ClientID, "unknown user")
+		s.failed(ctx, claim, "password_failed", "", username, a.ClientID, storage.FactorPassword)
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}

@@ -2,7 +2,10 @@ package op
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +49,9 @@ type Server struct {
 	pages   *pages
 	metrics *metrics
 	ipLimit *ipLimiter
-	handler http.Handler
+	// unknownSecret keys the counters of usernames without an account.
+	unknownSecret []byte
+	handler       http.Handler
 }
 
 // New wires a provider over store. It creates a signing key and the
@@ -87,6 +92,9 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
+	mac := hmac.New(sha256.New, tokenKey[:])
+	mac.Write([]byte("unknown-username-key"))
+	s.unknownSecret = mac.Sum(nil)
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
@@ -161,6 +169,15 @@ func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
 	}
 	copy(key[:], plain)
 	return key, nil
+}
+
+// unknownKey is the counter key of a username without an account: a keyed
+// hash, so the table holds no submitted names and is the same in every
+// process on the database.
+func (s *Server) unknownKey(username string) string {
+	mac := hmac.New(sha256.New, s.unknownSecret)
+	mac.Write([]byte(username))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // Handler is the provider's HTTP handler.

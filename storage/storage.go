@@ -54,6 +54,10 @@ const (
 // are passed to ReencryptSecrets.
 const SealedSettingPrefix = "sealed."
 
+// UnknownAttemptIdle is how long an unknown-username counter is kept after
+// its last failure.
+const UnknownAttemptIdle = 30 * 24 * time.Hour
+
 // Factor names an authentication factor with its own failure counter.
 type Factor string
 
@@ -329,6 +333,11 @@ type Store interface {
 	// refuses while locked, or counts the attempt as a failure (setting the
 	// next lock per policy) before the caller verifies anything.
 	ClaimAttempt(ctx context.Context, userID string, f Factor, now time.Time, p LockPolicy) (AttemptClaim, error)
+	// ClaimUnknownAttempt is ClaimAttempt for a username that has no
+	// account, keyed by an opaque key the caller derives from the name:
+	// unknown names lock exactly like accounts, so a lock does not reveal
+	// which names exist (SECURITY-RESEARCH R-W5). It never succeeds.
+	ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p LockPolicy) (AttemptClaim, error)
 	// AttemptSucceeded resets the factor's failures and lock.
 	AttemptSucceeded(ctx context.Context, userID string, f Factor, now time.Time) error
 	// AttemptStates lists the user's guard rows (empty when never used).
@@ -421,7 +430,8 @@ type Store interface {
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
-	// GC deletes rows that expired before now; it returns how many.
+	// GC deletes rows that expired before now, and unknown-username
+	// counters idle for UnknownAttemptIdle; it returns how many.
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

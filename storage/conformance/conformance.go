@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Attempts/Succeeded", testAttemptSucceeded},
 		{"Attempts/Independent", testAttemptIndependent},
 		{"Attempts/Concurrent", testAttemptConcurrent},
+		{"Attempts/Unknown", testUnknownAttempts},
 		{"Clients", testClients},
 		{"AuthRequests/RoundTrip", testAuthRequestRoundTrip},
 		{"AuthRequests/StateMachine", testAuthRequestStateMachine},

@@ -216,3 +216,76 @@ func testRebind(t *testing.T, s storage.Store) {
 		t.Fatalf("concurrent rebind: %v", got)
 	}
 }
+
+func testUnknownAttempts(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := storage.LockPolicy{FreeFailures: 3, BaseLock: time.Minute, MaxLock: 4 * time.Minute, HardLimit: 6}
+	now := t0
+	// The same schedule as an account: 3 allowed, the 3rd sets the lock.
+	for i := 1; i <= 3; i++ {
+		c, err := s.ClaimUnknownAttempt(ctx, "k1", now, p)
+		ok(t, err, "ClaimUnknownAttempt %d", i)
+		if !c.Allowed || c.Failures != i {
+			t.Fatalf("claim %d: %+v", i, c)
+		}
+		if i == 3 && c.RetryAfter != time.Minute {
+			t.Fatalf("claim 3 lock %s", c.RetryAfter)
+		}
+	}
+	c, err := s.ClaimUnknownAttempt(ctx, "k1", now, p)
+	ok(t, err, "ClaimUnknownAttempt locked")
+	if c.Allowed || c.RetryAfter != time.Minute {
+		t.Fatalf("locked claim: %+v", c)
+	}
+	// Independent of other keys and of accounts.
+	if c, _ := s.ClaimUnknownAttempt(ctx, "k2", now, p); !c.Allowed || c.Failures != 1 {
+		t.Fatalf("other key: %+v", c)
+	}
+	u := addUser(t, s, "ua")
+	if c := claim(t, s, u.ID, storage.FactorPassword, now, p); !c.Allowed || c.Failures != 1 {
+		t.Fatalf("account: %+v", c)
+	}
+	// Doubling after expiry, then the hard limit.
+	now = now.Add(time.Minute)
+	c, _ = s.ClaimUnknownAttempt(ctx, "k1", now, p)
+	if !c.Allowed || c.RetryAfter != 2*time.Minute {
+		t.Fatalf("after expiry: %+v", c)
+	}
+	for i := 5; i <= 6; i++ {
+		now = now.Add(4 * time.Minute)
+		c, _ = s.ClaimUnknownAttempt(ctx, "k1", now, p)
+	}
+	if !c.HardLocked {
+		t.Fatalf("hard limit: %+v", c)
+	}
+	if c, _ := s.ClaimUnknownAttempt(ctx, "k1", now.Add(24*time.Hour), p); c.Allowed {
+		t.Fatal("hard-locked unknown key allowed a day later")
+	}
+	// 50 concurrent claims on a fresh key: exactly FreeFailures allowed.
+	errs := make([]storage.AttemptClaim, 50)
+	together(50, func(i int) error {
+		var err error
+		errs[i], err = s.ClaimUnknownAttempt(ctx, "k3", now, p)
+		return err
+	})
+	allowed := 0
+	for _, c := range errs {
+		if c.Allowed {
+			allowed++
+		}
+	}
+	if allowed != p.FreeFailures {
+		t.Fatalf("concurrent: %d allowed, want %d", allowed, p.FreeFailures)
+	}
+	// GC forgets idle keys only.
+	_, err = s.GC(ctx, now.Add(storage.UnknownAttemptIdle-time.Hour))
+	ok(t, err, "GC")
+	if c, _ := s.ClaimUnknownAttempt(ctx, "k2", now.Add(storage.UnknownAttemptIdle-time.Hour), p); c.Failures != 2 {
+		t.Fatalf("GC dropped a recent key: %+v", c)
+	}
+	_, err = s.GC(ctx, now.Add(storage.UnknownAttemptIdle+2*time.Hour))
+	ok(t, err, "GC")
+	if c, _ := s.ClaimUnknownAttempt(ctx, "k1", now.Add(storage.UnknownAttemptIdle+2*time.Hour), p); !c.Allowed || c.Failures != 1 {
+		t.Fatalf("GC kept an idle key: %+v", c)
+	}
+}

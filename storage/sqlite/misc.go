@@ -172,6 +172,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		{`DELETE FROM refresh_tokens WHERE expires_at <= ?`, n},
 		{`DELETE FROM sessions WHERE expires_at <= ?`, n},
 		{`DELETE FROM signing_keys WHERE retired_at <> 0 AND expires_at <= ?`, n},
+		{`DELETE FROM unknown_attempts WHERE last_failure_at <= ?`, n - int64(storage.UnknownAttemptIdle/time.Second)},
 	} {
 		c, err := s.exec(ctx, d.query, d.arg)
 		if err != nil {

@@ -175,15 +175,54 @@ func refusal(failures int, lockedUntil int64, hard bool, now time.Time, p storag
 // (HardLimit reached) refuses regardless of time until Unlock or a success;
 // its RetryAfter is MaxLock as a hint. The user must exist (ErrNotFound).
 func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Factor, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
+	c, err := s.claim(ctx, attemptsTable, now, p, userID, string(f))
+	return c, mapErr("claim attempt", err)
+}
+
+// ClaimUnknownAttempt is ClaimAttempt for a username without an account,
+// keyed by key.
+func (s *Store) ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
+	if key == "" {
+		return storage.AttemptClaim{}, errors.New("sqlite: claim unknown attempt: empty key")
+	}
+	c, err := s.claim(ctx, unknownAttemptsTable, now, p, key)
+	return c, mapErr("claim unknown attempt", err)
+}
+
+// counterTable names the statements of one table of failure counters.
+type counterTable struct {
+	read, upsert string
+}
+
+var (
+	attemptsTable = counterTable{
+		read: `SELECT failures, locked_until, hard_locked FROM attempts WHERE user_id = ? AND factor = ?`,
+		upsert: `INSERT INTO attempts (failures, locked_until, hard_locked, last_failure_at, user_id, factor)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, factor) DO UPDATE SET failures = excluded.failures,
+				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
+				last_failure_at = excluded.last_failure_at`,
+	}
+	unknownAttemptsTable = counterTable{
+		read: `SELECT failures, locked_until, hard_locked FROM unknown_attempts WHERE key = ?`,
+		upsert: `INSERT INTO unknown_attempts (failures, locked_until, hard_locked, last_failure_at, key)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
+				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
+				last_failure_at = excluded.last_failure_at`,
+	}
+)
+
+// claim is the attempt guard's one decision for the row keyed by key in t.
+func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p storage.LockPolicy, key ...any) (storage.AttemptClaim, error) {
 	nowU := now.Unix()
 
 	// Cheap refusal path: a locked factor is refused from a plain read,
 	// without the write lock. Refusing on a slightly stale read is safe:
 	// locks only ever end by time or by an explicit reset.
-	row, err := s.queryRow(ctx, `SELECT failures, locked_until, hard_locked FROM attempts
-		WHERE user_id = ? AND factor = ?`, userID, string(f))
+	row, err := s.queryRow(ctx, t.read, key...)
 	if err != nil {
-		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+		return storage.AttemptClaim{}, err
 	}
 	var failures int
 	var lockedUntil int64
@@ -191,7 +230,7 @@ func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Facto
 	switch err := row.Scan(&failures, &lockedUntil, &hard); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
-		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+		return storage.AttemptClaim{}, err
 	case hard || lockedUntil > nowU:
 		return refusal(failures, lockedUntil, hard, now, p), nil
 	}
@@ -199,8 +238,7 @@ func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Facto
 	var claim storage.AttemptClaim
 	err = s.write(ctx, func(tx *txn) error {
 		// Re-read under the write lock: this is the decision that counts.
-		row, err := tx.queryRow(`SELECT failures, locked_until, hard_locked FROM attempts
-			WHERE user_id = ? AND factor = ?`, userID, string(f))
+		row, err := tx.queryRow(t.read, key...)
 		if err != nil {
 			return err
 		}
@@ -219,19 +257,15 @@ func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Facto
 			newUntil = nowU + ceilSeconds(lock)
 		}
 		hard = p.HardLimit > 0 && failures >= p.HardLimit
-		if _, err := tx.exec(`INSERT INTO attempts (user_id, factor, failures, locked_until, hard_locked, last_failure_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (user_id, factor) DO UPDATE SET failures = excluded.failures,
-				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
-				last_failure_at = excluded.last_failure_at`,
-			userID, string(f), failures, newUntil, boolInt(hard), nowU); err != nil {
+		args := append([]any{failures, newUntil, boolInt(hard), nowU}, key...)
+		if _, err := tx.exec(t.upsert, args...); err != nil {
 			return err
 		}
 		claim = storage.AttemptClaim{Allowed: true, RetryAfter: lock, Failures: failures, HardLocked: hard}
 		return nil
 	})
 	if err != nil {
-		return storage.AttemptClaim{}, mapErr("claim attempt", err)
+		return storage.AttemptClaim{}, err
 	}
 	return claim, nil
 }
