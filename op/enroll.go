@@ -146,27 +146,15 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 // through the guard like any TOTP attempt; the code's step is consumed.
 func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, flowSecret, ok := s.loadFlow(w, r)
+	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
+		s.renderEnroll(w, r, a, secret, status, msg)
+	})
 	if !ok {
 		return
 	}
-	if a.Stage != storage.StagePasswordOK || a.UserID == "" || a.PendingTOTP == nil {
+	a := &st.a
+	if a.PendingTOTP == nil {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
-	}
-	code, ok := normalizeCode(r.PostFormValue("code"))
-	if !ok {
-		s.renderEnroll(w, r, &a, flowSecret, http.StatusBadRequest, msgBadCode)
-		return
-	}
-	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
-	if err != nil {
-		s.internalError(w, r, "enrol claim", err)
-		return
-	}
-	if !claim.Allowed {
-		s.metrics.attempt("totp", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
@@ -175,12 +163,12 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(secret, code, now)
+	step, match := matchTOTP(secret, st.value, now)
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, claim, "enrollment_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderEnroll(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		s.failed(ctx, st.claim, "enrollment_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderEnroll(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	}
 	sealed, err := s.cfg.Sealer.Seal(aadTOTP(a.UserID), secret)
@@ -204,15 +192,9 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued")
-	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+	if !s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now) {
 		return
 	}
-	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
-	if err := s.openSession(ctx, w, &a, now); err != nil {
-		s.log.Warn("open sso session", "err", err)
-	}
-	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,otp,mfa (enrolment)")
 	text := strings.Join(codes, "\n") + "\n"
 	s.pages.render(w, http.StatusOK, "codes", pageData{
 		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
@@ -251,36 +233,20 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *stora
 // counts on the same guard counter as a wrong TOTP code (R-A8).
 func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, flowSecret, ok := s.loadFlow(w, r)
+	st, ok := s.secondFactorForm(w, r, "recovery_code", "recovery", msgBadRecovery, normalizeRecoveryCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
+		s.renderRecovery(w, r, a, secret, status, msg)
+	})
 	if !ok {
 		return
 	}
-	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
-		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
-	}
-	code, ok := normalizeRecoveryCode(r.PostFormValue("recovery_code"))
-	if !ok {
-		s.renderRecovery(w, r, &a, flowSecret, http.StatusBadRequest, msgBadRecovery)
-		return
-	}
-	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
-	if err != nil {
-		s.internalError(w, r, "recovery claim", err)
-		return
-	}
-	if !claim.Allowed {
-		s.metrics.attempt("recovery", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
-		return
-	}
+	a := &st.a
 	now := s.cfg.now()
-	left, err := s.store.CompleteRecovery(ctx, a.ID, a.UserID, recoveryHash(code), now, amrPasswordRecovery, s.cfg.ACR)
+	left, err := s.store.CompleteRecovery(ctx, a.ID, a.UserID, recoveryHash(st.value), now, amrPasswordRecovery, s.cfg.ACR)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		s.metrics.attempt("recovery", "failed")
-		s.failed(ctx, claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderRecovery(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongRecovery)
+		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongRecovery)
 		return
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
@@ -291,15 +257,9 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.attempt("recovery", "ok")
 	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
-	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+	if !s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now) {
 		return
 	}
-	a.AMR, a.ACR = amrPasswordRecovery, s.cfg.ACR
-	if err := s.openSession(ctx, w, &a, now); err != nil {
-		s.log.Warn("open sso session", "err", err)
-	}
-	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,rc,mfa")
 	s.pages.render(w, http.StatusOK, "recovered", pageData{
 		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
 	})

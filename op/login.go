@@ -312,29 +312,13 @@ func normalizeCode(s string) (string, bool) {
 // auth request become done.
 func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, flowSecret, ok := s.loadFlow(w, r)
+	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
+		s.renderTOTP(w, r, a, secret, status, msg)
+	})
 	if !ok {
 		return
 	}
-	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
-		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
-	}
-	code, ok := normalizeCode(r.PostFormValue("code"))
-	if !ok {
-		s.renderTOTP(w, r, &a, flowSecret, http.StatusBadRequest, msgBadCode)
-		return
-	}
-	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
-	if err != nil {
-		s.internalError(w, r, "totp claim", err)
-		return
-	}
-	if !claim.Allowed {
-		s.metrics.attempt("totp", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
-		return
-	}
+	a := &st.a
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
 		// Not enrolled (reset by an operator): the login page enrols.
@@ -351,12 +335,12 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(secret, code, now)
+	step, match := matchTOTP(secret, st.value, now)
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, claim, "totp_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		s.failed(ctx, st.claim, "totp_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	}
 	err = s.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, s.cfg.ACR)
@@ -365,8 +349,8 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
 		s.metrics.attempt("totp", "replay")
-		s.failed(ctx, claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderTOTP(w, r, &a, flowSecret, http.StatusUnauthorized, msgWrongCode)
+		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
@@ -375,18 +359,11 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "complete totp", err)
 		return
 	}
-	a.AMR, a.ACR = amrPasswordTOTP, s.cfg.ACR
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
-	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-		return
+	if s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now) {
+		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 	}
-	if err := s.openSession(ctx, w, &a, now); err != nil {
-		s.log.Warn("open sso session", "err", err)
-	}
-	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr=pwd,otp,mfa")
-	http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {

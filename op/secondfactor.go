@@ -1,0 +1,71 @@
+package op
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// secondStep is a posted second-factor form (TOTP, enrolment or recovery
+// code) that passed the checks every such form shares.
+type secondStep struct {
+	a          storage.AuthRequest
+	flowSecret string
+	value      string // the normalised code
+	claim      storage.AttemptClaim
+}
+
+// secondFactorForm does what every path that accepts a second factor
+// shares, in one place: the flow and its browser binding, the password_ok
+// stage (only a correct password in this flow leads here, R-T4/R-T5), the
+// input check, and the guard's claim on the one TOTP counter (rule 3,
+// R-A8). It answers the request itself and returns false when a check
+// fails; a malformed value is answered by render with 400 and counts
+// nothing.
+func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, field, kind, badMsg string,
+	normalize func(string) (string, bool), render func(*storage.AuthRequest, string, int, string)) (secondStep, bool) {
+	a, flowSecret, ok := s.loadFlow(w, r)
+	if !ok {
+		return secondStep{}, false
+	}
+	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return secondStep{}, false
+	}
+	value, ok := normalize(r.PostFormValue(field))
+	if !ok {
+		render(&a, flowSecret, http.StatusBadRequest, badMsg)
+		return secondStep{}, false
+	}
+	claim, err := s.claim(r.Context(), a.UserID, "", a.ClientID, storage.FactorTOTP)
+	if err != nil {
+		s.internalError(w, r, kind+" claim", err)
+		return secondStep{}, false
+	}
+	if !claim.Allowed {
+		s.metrics.attempt(kind, "locked")
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		return secondStep{}, false
+	}
+	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, true
+}
+
+// loginCompleted finishes a login whose request the store has just moved
+// to done: audit, a renewed flow cookie (R-W2), an SSO session. It returns
+// false when it has answered the request itself.
+func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) bool {
+	a := &st.a
+	a.AMR, a.ACR = amr, s.cfg.ACR
+	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		return false
+	}
+	if err := s.openSession(ctx, w, a, now); err != nil {
+		s.log.Warn("open sso session", "err", err)
+	}
+	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
+	return true
+}
