@@ -116,7 +116,9 @@ func newAdmin(st storage.Store, sealer *op.Sealer, product string) (*op.Admin, e
 	if err != nil {
 		return nil, err
 	}
-	return &op.Admin{Store: st, Sealer: sealer, Hasher: h, Product: product, Log: slog.Default()}, nil
+	// The audit row is the record; the CLI's log shows only problems.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return &op.Admin{Store: st, Sealer: sealer, Hasher: h, Product: product, Log: log}, nil
 }
 
 func needArgs(pos []string, n int, what string) error {
