@@ -65,7 +65,14 @@ const dsnParams = "_pragma=busy_timeout(10000)" +
 	"&_pragma=journal_mode(WAL)" +
 	"&_pragma=foreign_keys(1)" +
 	"&_pragma=synchronous(NORMAL)" +
+	"&_pragma=wal_autocheckpoint(0)" +
 	"&_txlock=immediate"
+
+// checkpointEvery is how often the background checkpointer copies the WAL
+// into the database. SQLite's automatic checkpoint is off: it would run
+// (with its fsync) inside whichever commit crosses the threshold, while
+// this process's single-writer semaphore is held, stalling every writer.
+const checkpointEvery = time.Second
 
 func init() {
 	// Our DSN is a constant apart from the escaped path, but refuse
@@ -83,6 +90,9 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt
+
+	stopCheckpoints chan struct{}
+	checkpointsDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -110,12 +120,33 @@ func openDSN(ctx context.Context, dsn, label string) (*Store, error) {
 	// Keep idle connections: a new one re-runs the pragmas and loses its
 	// prepared statements.
 	db.SetMaxIdleConns(maxOpenConns)
-	s := &Store{db: db, writeSem: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
+	s := &Store{db: db, writeSem: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{},
+		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", label, err)
 	}
+	go s.checkpoints()
 	return s, nil
+}
+
+// checkpoints runs a PASSIVE checkpoint every checkpointEvery, outside the
+// write semaphore: it never waits for readers or writers, and what it
+// cannot copy now it copies next time. Every process on the file runs one.
+func (s *Store) checkpoints() {
+	defer close(s.checkpointsDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+			cancel()
+		}
+	}
 }
 
 // buildDSN turns a file path into a driver DSN. The path is made absolute and
@@ -159,6 +190,13 @@ func buildDSN(p string) (string, error) {
 // Close closes the database. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+		// Leave a short WAL behind; another process may still hold it
+		// open, which is why this is PASSIVE too.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+		cancel()
 		s.stmtMu.Lock()
 		for _, st := range s.stmts {
 			st.Close()

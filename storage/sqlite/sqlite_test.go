@@ -244,6 +244,7 @@ func TestPragmas(t *testing.T) {
 	defer conn.Close()
 	for pragma, want := range map[string]string{
 		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "1",
+		"wal_autocheckpoint": "0",
 	} {
 		var got string
 		if err := conn.QueryRowContext(context.Background(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
@@ -348,4 +349,30 @@ func TestLockFor(t *testing.T) {
 	if got := lockFor(1000, storage.LockPolicy{FreeFailures: 1, BaseLock: time.Hour}); got < 100*365*24*time.Hour {
 		t.Errorf("uncapped lockFor overflowed: %v", got)
 	}
+}
+
+// TestBackgroundCheckpoint: with the automatic checkpoint off, the
+// background checkpointer still moves committed pages into the database
+// file, so the WAL does not grow without bound.
+func TestBackgroundCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "idp.db")
+	s := openTemp(t, path)
+	ctx := context.Background()
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if err := s.AppendAudit(ctx, storage.AuditEvent{Time: time.Unix(1_900_000_000, 0), Type: "t", Detail: strings.Repeat("x", 500)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if after, err := os.Stat(path); err == nil && after.Size() > before.Size()+50_000 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the database file did not grow: nothing was checkpointed from the WAL")
 }
