@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,10 @@ type Hasher struct {
 	params  Argon2Params
 	slots   chan struct{}
 	timeout time.Duration
-	dummy   string
+
+	dummyOnce sync.Once
+	dummy     string
+	dummyErr  error
 
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
@@ -45,13 +49,16 @@ func NewHasher(p Argon2Params, concurrency int, queueTimeout time.Duration) (*Ha
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	h := &Hasher{params: p, slots: make(chan struct{}, concurrency), timeout: queueTimeout}
-	d, err := h.hashUnbounded("dummy password for unknown users")
-	if err != nil {
-		return nil, err
-	}
-	h.dummy = d
-	return h, nil
+	return &Hasher{params: p, slots: make(chan struct{}, concurrency), timeout: queueTimeout}, nil
+}
+
+// Warm computes the dummy hash now rather than at the first unknown user,
+// whose answer would otherwise take two hashes (a timing difference).
+func (h *Hasher) Warm() error {
+	h.dummyOnce.Do(func() {
+		h.dummy, h.dummyErr = h.hashUnbounded("dummy password for unknown users")
+	})
+	return h.dummyErr
 }
 
 // Hash returns the PHC string of password.
@@ -75,6 +82,9 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 	}
 	real := encoded != ""
 	if !real {
+		if err := h.Warm(); err != nil {
+			return false, err
+		}
 		encoded = h.dummy
 	}
 	p, salt, want, err := parsePHC(encoded)

@@ -82,6 +82,9 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := h.Warm(); err != nil {
+		return nil, err
+	}
 	s.hasher = h
 	s.clients = newClientCache(store, s.cfg.now)
 	if s.pages, err = newPages(cfg.ProductName); err != nil {
