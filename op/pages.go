@@ -185,8 +185,12 @@ func (p *pages) tooMany(w http.ResponseWriter, msg string, retry time.Duration, 
 
 func (p *pages) humanDuration(d time.Duration) string {
 	switch {
+	case d <= time.Second:
+		return p.msgs.t("duration.second")
 	case d < time.Minute:
 		return p.msgs.t("duration.seconds", int(d.Seconds()))
+	case d <= time.Minute:
+		return p.msgs.t("duration.minute")
 	case d < time.Hour:
 		return p.msgs.t("duration.minutes", int((d+time.Minute-1)/time.Minute))
 	default:

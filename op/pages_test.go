@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/totp-idp/idp/templates"
 )
@@ -32,7 +33,7 @@ func TestCatalogueComplete(t *testing.T) {
 		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout",
-		"duration.seconds", "duration.minutes", "duration.hours"} {
+		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours"} {
 		used[k] = true
 	}
 	if len(used) < 40 {
@@ -76,6 +77,21 @@ func TestPagesRender(t *testing.T) {
 		}
 		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("%s: CSP %q", name, csp)
+		}
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	p, err := newPages("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[time.Duration]string{
+		time.Second: "1 second", 30 * time.Second: "30 seconds", time.Minute: "1 minute",
+		61 * time.Second: "2 minutes", 15 * time.Minute: "15 minutes", 4 * time.Hour: "4.0 hours",
+	} {
+		if got := p.humanDuration(d); got != want {
+			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)
 		}
 	}
 }
