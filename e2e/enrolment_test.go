@@ -270,6 +270,20 @@ func TestRecoveryCodes(t *testing.T) {
 	if p := f.TOTP(u.Code(time.Now())); p.Status != http.StatusTooManyRequests {
 		t.Fatalf("locked: valid TOTP got %d, want 429", p.Status)
 	}
+	// L wrong recovery codes alone lock exactly as L wrong TOTP codes do.
+	CLI(t, s.DB, "", "user", "unlock", u.Name)
+	f = enrRecoveryFlow(t, s, c, u)
+	for i := 0; i < limit; i++ {
+		if p := enrPost(f, "/login/recovery", url.Values{"recovery_code": {bogus}}); p.Status != http.StatusUnauthorized {
+			t.Fatalf("wrong recovery code %d: %d, want 401", i+1, p.Status)
+		}
+	}
+	if p := enrPost(f, "/login/recovery", url.Values{"recovery_code": {codes[2]}}); p.Status != http.StatusTooManyRequests {
+		t.Fatalf("after %d wrong recovery codes a valid one got %d, want 429", limit, p.Status)
+	}
+	if p := f.TOTP(u.Code(time.Now())); p.Status != http.StatusTooManyRequests {
+		t.Fatalf("after %d wrong recovery codes a valid TOTP code got %d, want 429", limit, p.Status)
+	}
 	// Operator regeneration invalidates the old set.
 	CLI(t, s.DB, "", "user", "unlock", u.Name)
 	out := CLI(t, s.DB, "", "user", "recovery-codes", u.Name)
