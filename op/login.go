@@ -367,6 +367,14 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, storage.ErrBusy) {
+		// The database stayed locked past every retry; nothing changed,
+		// so the same request can simply be sent again.
+		s.log.Warn(what, "request_id", infoFrom(r.Context()).id, "err", err)
+		w.Header().Set("Retry-After", "5")
+		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, "")
+		return
+	}
 	s.log.Error(what, "request_id", infoFrom(r.Context()).id, "err", err)
 	s.pages.errorPage(w, r, http.StatusInternalServerError, msgInternal, "")
 }

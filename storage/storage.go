@@ -36,6 +36,9 @@ var (
 	// ErrReused: a single-use secret (authorization code, refresh token)
 	// was presented again; the backend has revoked what was issued from it.
 	ErrReused = errors.New("single-use credential reused")
+	// ErrBusy: the database stayed locked by other writers past every
+	// retry. Nothing was changed; the caller may try again later.
+	ErrBusy = errors.New("database busy")
 )
 
 // SecretKind names a kind of sealed (encrypted) value for ReencryptSecrets.

@@ -485,6 +485,9 @@ func mapErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if isBusy(err) {
+		return fmt.Errorf("sqlite: %s: %w", op, errors.Join(storage.ErrBusy, err))
+	}
 	switch code := sqliteCode(err); code {
 	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 		return fmt.Errorf("sqlite: %s: %w", op, storage.ErrConflict)

@@ -315,7 +315,7 @@ func TestBusyRetry(t *testing.T) {
 	defer tx.Rollback()
 	begin := time.Now()
 	err = impatient.CreateUser(ctx, storage.User{ID: "u2", Username: "bob"})
-	if err == nil || !isBusy(err) || !strings.Contains(err.Error(), "busy") {
+	if err == nil || !isBusy(err) || !errors.Is(err, storage.ErrBusy) || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("CreateUser while locked: %v, want a wrapped SQLITE_BUSY", err)
 	}
 	if d := time.Since(begin); d > 5*time.Second {
