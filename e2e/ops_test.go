@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestGracefulShutdown: SIGTERM ends the server with exit status 0 within
+// its drain time, and everything committed is there after a restart.
+func TestGracefulShutdown(t *testing.T) {
+	s := StartServer(t, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "rhea", "correct horse battery")
+	NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Login(u)
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(12 * time.Second):
+		t.Fatal("idp did not stop within 12 s of SIGTERM")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM\n%s", code, s.Stderr())
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	s.Restart()
+	if out := CLI(t, s.DB, "", "audit", "--user", u.Name); !strings.Contains(out, "login_completed") {
+		t.Fatalf("audit after restart:\n%s", out)
+	}
+	if p := NewBrowser(t, "").Get(s.URL + "/healthz"); p.Status != http.StatusOK {
+		t.Fatalf("healthz after restart: %d", p.Status)
+	}
+}
+
+// TestServeConfigFile: idp serve --config reads "name = value" lines; the
+// command line wins over the file, and a bad file stops the server with
+// the file name and line.
+func TestServeConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "idp.conf")
+	if err := os.WriteFile(conf, []byte("# test configuration\ntotp-max-failures = 2\ntotp-lock = 1h\nproduct-name = Config Test IdP\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := StartServer(t, "--config", conf, "--product-name", "Flag Wins IdP")
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "sam", "correct horse battery")
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if !strings.Contains(f.B.Get(f.LoginURL).Body, "Flag Wins IdP") {
+		t.Error("the command line did not win over the config file")
+	}
+	if p := f.Password(u.Name, u.Password); p.Status != http.StatusSeeOther {
+		t.Fatalf("password: %d", p.Status)
+	}
+	f.Form = Hidden(f.B.Get(f.LoginURL).Body)
+	statuses := []int{}
+	for _, code := range atkWrongCodes(u, 3) {
+		statuses = append(statuses, f.TOTP(code).Status)
+	}
+	if statuses[0] != 401 || statuses[1] != 401 || statuses[2] != 429 {
+		t.Fatalf("with totp-max-failures = 2 from the file: %v", statuses)
+	}
+	bad := filepath.Join(dir, "bad.conf")
+	_ = os.WriteFile(bad, []byte("listen = 127.0.0.1:0\nno-such-setting = 1\n"), 0o600)
+	cmd := exec.Command(idpBin, "serve", "--db", filepath.Join(dir, "x.db"), "--config", bad)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "bad.conf:2") {
+		t.Fatalf("bad config: %v\n%s", err, out)
+	}
+}
+
+// TestExampleConfigParses: every setting in testdata/idp.conf.example is a
+// real flag (the command line overrides the machine-specific ones).
+func TestExampleConfigParses(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	ensureKey(t, db)
+	s := StartServerOn(t, db, "--config", "../testdata/idp.conf.example", "--issuer", "",
+		"--secret-key-file", db+".key", "--metrics-listen", "127.0.0.1:0")
+	if p := NewBrowser(t, "").Get(s.URL + "/healthz"); p.Status != http.StatusOK {
+		t.Fatalf("healthz: %d", p.Status)
+	}
+}
