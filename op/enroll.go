@@ -146,9 +146,10 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 // through the guard like any TOTP attempt; the code's step is consumed.
 func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
+	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderEnroll(w, r, a, secret, status, msg)
-	})
+	}
+	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, render)
 	if !ok {
 		return
 	}
@@ -163,12 +164,8 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(secret, st.value, now)
-	s.metrics.attempt("totp", "evaluated")
+	step, match := s.checkCode(ctx, &st, secret, now, "enrollment_failed", render)
 	if !match {
-		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, st.claim, "enrollment_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderEnroll(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	}
 	sealed, err := s.cfg.Sealer.Seal(aadTOTP(a.UserID), secret)

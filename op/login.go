@@ -312,9 +312,10 @@ func normalizeCode(s string) (string, bool) {
 // auth request become done.
 func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
+	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderTOTP(w, r, a, secret, status, msg)
-	})
+	}
+	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, render)
 	if !ok {
 		return
 	}
@@ -335,12 +336,8 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.now()
-	step, match := matchTOTP(secret, st.value, now)
-	s.metrics.attempt("totp", "evaluated")
+	step, match := s.checkCode(ctx, &st, secret, now, "totp_failed", render)
 	if !match {
-		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, st.claim, "totp_failed", a.UserID, "", a.ClientID, storage.FactorTOTP)
-		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	}
 	err = s.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, s.cfg.ACR)

@@ -69,3 +69,18 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return true
 }
+
+// checkCode evaluates a TOTP code against secret on the server's clock. On
+// a mismatch it audits the failure (already counted by the claim) and
+// re-renders the form with 401.
+func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
+	failEvent string, render func(*storage.AuthRequest, string, int, string)) (int64, bool) {
+	step, match := matchTOTP(secret, st.value, now)
+	s.metrics.attempt("totp", "evaluated")
+	if !match {
+		s.metrics.attempt("totp", "failed")
+		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP)
+		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
+	}
+	return step, match
+}
