@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxPasswordBytes bounds a password before any hashing (threat model
@@ -61,11 +62,17 @@ func (h *Hasher) Warm() error {
 	return h.dummyErr
 }
 
+// normalizePassword applies Unicode NFKC, as NIST SP 800-63B §5.1.1.2
+// advises, so that "é" typed as one code point or as e + combining accent
+// (different keyboards and platforms) is the same password.
+func normalizePassword(p string) string { return norm.NFKC.String(p) }
+
 // Hash returns the PHC string of password.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 	if len(password) > MaxPasswordBytes {
 		return "", ErrPasswordTooLong
 	}
+	password = normalizePassword(password)
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}
@@ -80,6 +87,7 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 	if len(password) > MaxPasswordBytes {
 		return false, ErrPasswordTooLong
 	}
+	password = normalizePassword(password)
 	real := encoded != ""
 	if !real {
 		if err := h.Warm(); err != nil {

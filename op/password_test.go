@@ -104,3 +104,20 @@ func TestParsePHCRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordUnicodeNormalized: a password typed with a precomposed or a
+// decomposed accent is the same password (NIST SP 800-63B §5.1.1.2).
+func TestPasswordUnicodeNormalized(t *testing.T) {
+	h, _ := NewHasher(testArgon2, 1, time.Second)
+	ctx := context.Background()
+	enc, err := h.Hash(ctx, "s\u00e9same ouvre-toi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := h.Verify(ctx, enc, "se\u0301same ouvre-toi"); !ok {
+		t.Error("decomposed spelling refused")
+	}
+	if ok, _ := h.Verify(ctx, enc, "sesame ouvre-toi"); ok {
+		t.Error("a different password accepted")
+	}
+}
