@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPerIPLimitIsAnOuterLayer: with --login-rate-per-ip, an address that
@@ -78,5 +79,32 @@ func TestRepeatedCallbackGetsNoSecondCode(t *testing.T) {
 	loc, _ := url.Parse(again.Location)
 	if loc == nil || loc.Query().Get("code") != "" || loc.Query().Get("error") != "access_denied" {
 		t.Fatalf("repeated callback: %d %s", again.Status, again.Location)
+	}
+}
+
+// TestSSOSessionIdleTimeout: a session unused for longer than
+// --session-idle-timeout no longer satisfies prompt=none (NIST AAL2
+// reauthentication, R-W3), while a fresh one does.
+func TestSSOSessionIdleTimeout(t *testing.T) {
+	s := StartServer(t, append(fastPolicy, "--session-idle-timeout", "2s")...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "tess", "correct horse battery")
+	b := NewBrowser(t, "")
+	b.StartFlow(s, c, AuthParams{}).Login(u)
+	silent := func() string {
+		u2, f := AuthorizeURL(s, c, AuthParams{Extra: url.Values{"prompt": {"none"}}})
+		f.B = b
+		loc, _ := url.Parse(f.Follow(b.Get(u2)))
+		if loc.Query().Get("code") != "" {
+			return "code"
+		}
+		return loc.Query().Get("error")
+	}
+	if got := silent(); got != "code" {
+		t.Fatalf("fresh session: prompt=none gave %q", got)
+	}
+	time.Sleep(3 * time.Second)
+	if got := silent(); got != "login_required" {
+		t.Fatalf("idle session: prompt=none gave %q, want login_required", got)
 	}
 }
