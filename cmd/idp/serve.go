@@ -128,6 +128,10 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go gcLoop(ctx, st, log)
+	// Start-up hashed a dummy password (and --dev a user): hand those
+	// 19 MiB argon2id buffers back now rather than when the scavenger
+	// gets to them.
+	debug.FreeOSMemory()
 
 	hs := &http.Server{
 		Handler:           srv.Handler(),
