@@ -14,22 +14,27 @@ import (
 // are unaffected, and the per-account counter is untouched by refused
 // posts.
 func TestPerIPLimitIsAnOuterLayer(t *testing.T) {
-	const burst = 3
+	const burst = 4 // one /authorize and three posts
 	s := StartServer(t, append(fastPolicy, "--login-rate-per-ip", "1", "--login-burst-per-ip", fmt.Sprint(burst))...)
 	c := AddClient(t, s.DB, "app")
 	u := AddUser(t, s.DB, "olga", "correct horse battery")
 	noisy := NewBrowser(t, "127.0.0.21")
 	f := noisy.StartFlow(s, c, AuthParams{})
-	for i := 0; i < burst; i++ {
+	for i := 0; i < burst-1; i++ {
 		if p := f.Password(u.Name, "wrong password!"); p.Status != http.StatusUnauthorized {
 			t.Fatalf("post %d: %d, want 401", i+1, p.Status)
 		}
 	}
 	p := f.Password(u.Name, "wrong password!")
 	if p.Status != http.StatusTooManyRequests || p.Header.Get("Retry-After") == "" || !strings.Contains(p.Body, "from your network") {
-		t.Fatalf("post %d: %d %q", burst+1, p.Status, p.Header.Get("Retry-After"))
+		t.Fatalf("post %d: %d %q", burst, p.Status, p.Header.Get("Retry-After"))
 	}
-	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, fmt.Sprintf("failures %d,", burst)) {
+	// A new authorization request from that address is refused as well.
+	authURL, _ := AuthorizeURL(s, c, AuthParams{})
+	if p := noisy.Get(authURL); p.Status != http.StatusTooManyRequests {
+		t.Fatalf("/authorize from the limited address: %d", p.Status)
+	}
+	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, fmt.Sprintf("failures %d,", burst-1)) {
 		t.Fatalf("a refused post moved the account counter:\n%s", out)
 	}
 	// Another address is not limited: its first wrong guess is

@@ -48,9 +48,10 @@ type Config struct {
 	// ACR is the acr claim value of a password + TOTP login.
 	ACR string
 
-	// LoginRatePerIP, when positive, limits login form posts per client
-	// address (per minute, with LoginBurstPerIP at once): an outer layer
-	// only, off by default since clients behind one proxy share an address.
+	// LoginRatePerIP, when positive, limits sign-in requests (/authorize
+	// and login form posts) per client address (per minute, with
+	// LoginBurstPerIP at once): an outer layer only, off by default since
+	// clients behind one proxy share an address.
 	LoginRatePerIP  int
 	LoginBurstPerIP int
 

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -298,6 +298,25 @@ func (w *bearerErrorWriter) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// limitAuthorize applies the optional per-address limit to /authorize as
+// well: every authorization request stores a row, so a flood of them is
+// load too. It shares the bucket with the login form posts.
+func (s *Server) limitAuthorize(next http.Handler) http.Handler {
+	if s.ipLimit == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/authorize" {
+			if ok, wait := s.ipLimit.allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
+				s.metrics.inc("idp_login_ip_limited_total", "")
+				s.pages.limited(w, wait, s.cfg.now())
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // callbackBinding lets the library's callback issue a code only to the

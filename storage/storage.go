@@ -433,7 +433,8 @@ type Store interface {
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
-	// GC deletes rows that expired before now, and unknown-username
+	// GC deletes rows that expired before now (auth requests that issued
+	// a code an hour later, for reuse detection), and unknown-username
 	// counters idle for UnknownAttemptIdle; it returns how many.
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.

@@ -1508,10 +1508,18 @@ func testGC(t *testing.T, s storage.Store) {
 	ok(t, s.AddSigningKey(ctx, newKey("k-old", now.Add(-48*time.Hour)), false, time.Time{}), "AddSigningKey")
 	ok(t, s.AddSigningKey(ctx, newKey("k-mid", now.Add(-24*time.Hour)), true, now.Add(-time.Second)), "AddSigningKey")
 
+	// An expired request that never issued a code is garbage at once
+	// (an /authorize flood must not linger): the 6th deletable row.
+	unused := newAuthRequest("ar-unused", now.Add(-time.Hour))
+	unused.ExpiresAt = now.Add(-30 * time.Minute)
+	ok(t, s.CreateAuthRequest(ctx, unused), "CreateAuthRequest")
+
 	// Kept at now.
 	recent := newAuthRequest("ar-recent", now.Add(-time.Hour))
-	recent.ExpiresAt = now.Add(-30 * time.Minute) // expired, but within the hour of grace
+	recent.ExpiresAt = now.Add(-30 * time.Minute) // expired, but issued a code: an hour of grace for reuse detection
 	ok(t, s.CreateAuthRequest(ctx, recent), "CreateAuthRequest")
+	ok(t, s.CompleteFromSession(ctx, "ar-recent", storage.Session{UserID: "u1", AuthTime: now.Add(-time.Hour)}), "CompleteFromSession")
+	ok(t, s.SaveAuthCode(ctx, "ar-recent", hash("code-recent"), now.Add(-50*time.Minute)), "SaveAuthCode")
 	liveAR := newAuthRequest("ar-live", now)
 	liveAR.ExpiresAt = live
 	ok(t, s.CreateAuthRequest(ctx, liveAR), "CreateAuthRequest")
@@ -1529,8 +1537,14 @@ func testGC(t *testing.T, s storage.Store) {
 
 	n, err := s.GC(ctx, now)
 	ok(t, err, "GC")
-	if n != 5 {
-		t.Fatalf("GC deleted %d rows, want 5 (auth request, access token, refresh token, session, signing key)", n)
+	if n != 6 {
+		t.Fatalf("GC deleted %d rows, want 6 (two auth requests, access token, refresh token, session, signing key)", n)
+	}
+	if _, err := s.AuthRequestByID(ctx, "ar-unused", time.Time{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("expired auth request without a code survived GC: %v", err)
+	}
+	if _, err := s.AuthRequestByID(ctx, "ar-recent", time.Time{}); err != nil {
+		t.Fatalf("expired auth request with a code removed before its grace: %v", err)
 	}
 	if _, err := s.RefreshTokenByID(ctx, "rt-exp"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired refresh token survived GC: %v", err)

@@ -168,6 +168,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		arg   int64
 	}{
 		{`DELETE FROM auth_requests WHERE expires_at <= ?`, n - int64(authRequestGrace/time.Second)},
+		{`DELETE FROM auth_requests WHERE expires_at <= ? AND code_hash IS NULL`, n},
 		{`DELETE FROM access_tokens WHERE expires_at <= ?`, n},
 		{`DELETE FROM refresh_tokens WHERE expires_at <= ?`, n},
 		{`DELETE FROM sessions WHERE expires_at <= ?`, n},
