@@ -122,11 +122,12 @@ func TestSecureCookiesForHTTPSIssuer(t *testing.T) {
 	if !strings.Contains(r.Location, "/login/") {
 		t.Fatalf("authorize: %d %s", r.Status, r.Location)
 	}
-	loginPath := r.Location[strings.Index(r.Location, "/login/"):]
-	p := b.Get(base + loginPath)
+	// The flow cookie is set on the /authorize answer (the request is
+	// bound to the browser that called it).
+	p := r
 	cookies := p.Header.Values("Set-Cookie")
 	if len(cookies) == 0 {
-		t.Fatal("no cookie set on the login page")
+		t.Fatal("no cookie set on the /authorize answer")
 	}
 	for _, ck := range cookies {
 		if !strings.HasPrefix(ck, "__Host-") || !strings.Contains(ck, "; Secure") || !strings.Contains(ck, "Path=/") || strings.Contains(strings.ToLower(ck), "domain=") {

@@ -67,8 +67,9 @@ func (s *Server) callbackURL(id string) string {
 
 func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.QueryEscape(id) }
 
-// loginPage shows the step the auth request is at. The first visit binds
-// the request to this browser with a fresh cookie.
+// loginPage shows the step the auth request is at. The request was bound
+// at /authorize to the browser that called it; any other browser gets a
+// page saying so and nothing else (README, security model rule 7).
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("id")
@@ -77,24 +78,13 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		s.linkProblem(w, r, id)
 		return
 	}
-	var flowSecret string
-	if len(a.BindingHash) == 0 {
-		flowSecret = randomID(32)
-		if err := s.store.BindAuthRequest(ctx, a.ID, hashSecret(flowSecret)); err != nil {
-			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-			return
-		}
-		a.BindingHash = hashSecret(flowSecret)
-		s.setCookie(w, s.flowCookieName(a.ID), flowSecret, s.cfg.AuthRequestLifetime)
-	} else {
-		if !s.boundToBrowser(r, &a) {
-			s.audit(ctx, "binding_mismatch", a.UserID, "", a.ClientID, "login page")
-			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-			return
-		}
-		c, _ := r.Cookie(s.flowCookieName(a.ID))
-		flowSecret = c.Value
+	if !s.boundToBrowser(r, &a) {
+		s.audit(ctx, "binding_mismatch", a.UserID, "", a.ClientID, "login page")
+		s.pages.errorPage(w, r, http.StatusForbidden, msgStartedElsewhere, "")
+		return
 	}
+	c, _ := r.Cookie(s.flowCookieName(a.ID))
+	flowSecret := c.Value
 	switch a.Stage {
 	case storage.StageDone:
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)

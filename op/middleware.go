@@ -19,6 +19,12 @@ type reqInfo struct {
 	id        string
 	ip        netip.Addr
 	ssoCookie string
+	// bindFlow, set on /authorize, sets a new auth request's flow cookie
+	// on the answer.
+	bindFlow func(id, secret string)
+	// callbackID is the auth request id whose browser binding the
+	// callback checked; SaveAuthCode issues a code for no other.
+	callbackID string
 }
 
 func infoFrom(ctx context.Context) *reqInfo {

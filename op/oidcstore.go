@@ -80,8 +80,16 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 			return nil, oidc.ErrLoginRequired()
 		}
 	}
+	// The request belongs to the browser that called /authorize: its flow
+	// cookie is set on this answer (authorizeBinding). Without one the
+	// request can never be used.
+	flowSecret := randomID(32)
+	a.BindingHash = hashSecret(flowSecret)
 	if err := s.store.CreateAuthRequest(ctx, a); err != nil {
 		return nil, err
+	}
+	if bind := infoFrom(ctx).bindFlow; bind != nil {
+		bind(a.ID, flowSecret)
 	}
 	return &authRequest{a: a, acr: s.cfg.ACR}, nil
 }
@@ -114,6 +122,12 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 // SaveAuthCode stores one code per auth request, only once both factors are
 // recorded (defence in depth behind Done()).
 func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
+	if checked := infoFrom(ctx).callbackID; checked == "" || checked != id {
+		// The library chose another request than the one whose browser
+		// binding callbackBinding checked: never issue that code.
+		o.s.log.Error("auth code refused: request id differs from the checked callback id", "request_id", infoFrom(ctx).id)
+		return oidc.ErrAccessDenied().WithDescription("this sign-in cannot be completed here; start a new one")
+	}
 	now := o.s.cfg.now()
 	err := o.s.store.SaveAuthCode(ctx, id, hashSecret(code), now.Add(o.s.cfg.CodeLifetime))
 	if errors.Is(err, storage.ErrWrongState) {

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -319,15 +319,46 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 	})
 }
 
+// authorizeBinding lets CreateAuthRequest bind the new auth request to the
+// browser that called /authorize: it sets that request's flow cookie on the
+// /authorize answer, before the redirect to the login page. A login page
+// opened in any other browser is refused, so a genuine login link sent to a
+// victim is useless (README, security model rule 7).
+func (s *Server) authorizeBinding(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/authorize" {
+			infoFrom(r.Context()).bindFlow = func(id, secret string) {
+				s.setCookie(w, s.flowCookieName(id), secret, s.cfg.AuthRequestLifetime)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // callbackBinding lets the library's callback issue a code only to the
-// browser that went through the login (threat model rule 7).
+// browser that called /authorize and signed in (README, security
+// model rule 7). The library reads the request id from r.Form, where a
+// body value wins over the query, so the request must have exactly one
+// shape: GET, no body, exactly one id in the query. The checked id is put
+// in the request context and SaveAuthCode refuses a code for any other.
 func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != callbackPath {
 			next.ServeHTTP(w, r)
 			return
 		}
-		id := r.URL.Query().Get("id")
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			s.pages.errorPage(w, r, http.StatusMethodNotAllowed, msgBadRequest, "")
+			return
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		ids := q["id"]
+		if err != nil || len(ids) != 1 || ids[0] == "" || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+			s.pages.errorPage(w, r, http.StatusBadRequest, msgBadRequest, "")
+			return
+		}
+		id := ids[0]
 		a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 		if err != nil {
 			s.linkProblem(w, r, id)
@@ -338,6 +369,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 			return
 		}
+		infoFrom(r.Context()).callbackID = id
 		next.ServeHTTP(w, r)
 	})
 }

@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The browser binding (README, security model rule 7): an authorization
+// code is issued only into the browser that called /authorize, whatever shape the callback request has
+// and whichever browser typed the credentials.
+
+// bndAuthorize sends b to /authorize for c and returns the flow without
+// opening the login page.
+func bndAuthorize(t *testing.T, b *Browser, s *Server, c Client) *Flow {
+	t.Helper()
+	u, f := AuthorizeURL(s, c, AuthParams{})
+	f.B = b
+	r := b.Get(u)
+	if r.Status != http.StatusFound || !strings.Contains(r.Location, "/login/") {
+		t.Fatalf("authorize: want 302 to /login/, got %d %q", r.Status, r.Location)
+	}
+	f.LoginURL = r.Location
+	lu, err := url.Parse(r.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Form = url.Values{"id": {lu.Query().Get("id")}}
+	return f
+}
+
+// bndCallbackShapes are the callback requests an attacker holding its own
+// request own can send for the victim's request victim.
+func bndCallbackShapes(base, victim, own string) map[string]*http.Request {
+	cb := base + "/authorize/callback"
+	q := url.QueryEscape
+	mk := func(method, u, body string) *http.Request {
+		var req *http.Request
+		if body == "" {
+			req, _ = http.NewRequest(method, u, nil)
+		} else {
+			req, _ = http.NewRequest(method, u, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		return req
+	}
+	return map[string]*http.Request{
+		"GET victim id":                 mk(http.MethodGet, cb+"?id="+q(victim), ""),
+		"POST own query, victim body":   mk(http.MethodPost, cb+"?id="+q(own), "id="+q(victim)),
+		"POST body only":                mk(http.MethodPost, cb, "id="+q(victim)),
+		"POST own in both":              mk(http.MethodPost, cb+"?id="+q(own), "id="+q(own)),
+		"GET own then victim in query":  mk(http.MethodGet, cb+"?id="+q(own)+"&id="+q(victim), ""),
+		"GET victim then own in query":  mk(http.MethodGet, cb+"?id="+q(victim)+"&id="+q(own), ""),
+		"GET own query, victim body":    mk(http.MethodGet, cb+"?id="+q(own), "id="+q(victim)),
+		"PUT own query, victim body":    mk(http.MethodPut, cb+"?id="+q(own), "id="+q(victim)),
+		"GET no id":                     mk(http.MethodGet, cb, ""),
+		"GET empty id then victim":      mk(http.MethodGet, cb+"?id=&id="+q(victim), ""),
+		"GET semicolon-separated pair":  mk(http.MethodGet, cb+"?id="+q(own)+";id="+q(victim), ""),
+		"GET victim with trailing path": mk(http.MethodGet, cb+"/?id="+q(victim), ""),
+	}
+}
+
+// bndTryCallbacks sends every shape from x and fails for each answer that
+// carries an authorization code. It returns the number of shapes tried.
+func bndTryCallbacks(t *testing.T, x *Browser, s *Server, victim, own string, attackerOwnsVictim bool) int {
+	t.Helper()
+	shapes := bndCallbackShapes(s.URL, victim, own)
+	for name, req := range shapes {
+		p, err := atkDo(x, req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if atkHasCode(p.Location) || strings.Contains(p.Body, "code=") {
+			t.Errorf("%s: a code reached the attacker's browser: %d %s", name, p.Status, p.Location)
+		}
+		// Every shape is an error: the victim's request is not bound to
+		// this browser, and the attacker's own request is not done.
+		// no code.
+		if name == "GET victim id" && attackerOwnsVictim && p.Status == http.StatusFound && strings.Contains(p.Location, "error=") {
+			// The attacker's browser created the request the victim was
+			// lured into: the binding is its own, but nothing was
+			// completed there, so the answer is an OAuth error.
+			continue
+		}
+		if p.Status < 400 || p.Status > 499 {
+			t.Errorf("%s: want a 4xx error page, got %d %s", name, p.Status, p.Location)
+		}
+	}
+	return len(shapes)
+}
+
+// TestAttackCallbackIDPollution: the victim finishes her own sign-in and
+// has not yet followed the redirect to the callback; the attacker, who
+// holds a request of its own, sends the callback with her request's id in
+// the body, in a duplicated query parameter, and in every other shape.
+// None yields a code; the victim then gets hers.
+func TestAttackCallbackIDPollution(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t)
+	u := confNewUser(t, p.s)
+	victim := NewBrowser(t, "127.0.0.2")
+	vf, _ := confStart(t, victim, p.s, p.a, AuthParams{})
+	if r := vf.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.Status)
+	}
+	vf.Form = Hidden(victim.Get(vf.LoginURL).Body)
+	done := vf.TOTP(confTOTP(u, false))
+	if done.Status != http.StatusSeeOther || !strings.Contains(done.Location, "/authorize/callback") {
+		t.Fatalf("TOTP: want 303 to the callback, got %d %s", done.Status, done.Location)
+	}
+
+	attacker := NewBrowser(t, "127.0.0.3")
+	// The attacker's own request, opened in its own browser (which, before
+	// the fix, was what bound it).
+	af, _ := confStart(t, attacker, p.s, p.a, AuthParams{})
+	n := bndTryCallbacks(t, attacker, p.s, vf.Form.Get("id"), af.Form.Get("id"), false)
+
+	code := vf.CodeFrom(vf.Follow(done))
+	tok, err := p.rpa.Exchange(vf, code)
+	if err != nil {
+		t.Fatalf("the victim's own exchange: %v", err)
+	}
+	confCheckID(t, p.s, p.rpa, tok, vf, u, p.a)
+	t.Logf("%d callback shapes from the attacker's browser: no code; the victim's browser got hers", n)
+}
+
+// TestAttackVictimCompletesAttackersRequest: the attacker calls /authorize
+// itself and sends the victim the genuine login link. Whatever path the
+// victim would take (password and TOTP, enrolment, recovery code, an SSO
+// session that needs no typing), the link is refused in her browser, and no
+// callback shape gives a code to anyone.
+func TestAttackVictimCompletesAttackersRequest(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t)
+	for _, path := range []string{"password", "enrolment", "recovery", "sso"} {
+		t.Run(path, func(t *testing.T) {
+			var u User
+			switch path {
+			case "enrolment":
+				u = enrAddUserAtLogin(t, p.s.DB, "bnd-enr-"+strings.ToLower(randString()[:6]), confPassword)
+			default:
+				u = confNewUser(t, p.s)
+			}
+			var recovery []string
+			if path == "recovery" {
+				out := CLI(t, p.s.DB, "", "user", "recovery-codes", u.Name)
+				for _, l := range strings.Split(out, "\n") {
+					if l = strings.TrimSpace(l); strings.Count(l, "-") == 4 && len(l) == 30 {
+						recovery = append(recovery, l)
+					}
+				}
+				if len(recovery) == 0 {
+					t.Fatalf("no recovery codes in %q", out)
+				}
+			}
+			victim := NewBrowser(t, "127.0.0.4")
+			if path == "sso" {
+				// The victim is signed in at the provider already.
+				confLogin(t, victim, p.s, p.a, AuthParams{}, u, false)
+			}
+			attacker := NewBrowser(t, "127.0.0.5")
+			af := bndAuthorize(t, attacker, p.s, p.a)
+			own, _ := confStart(t, attacker, p.s, p.a, AuthParams{})
+
+			page := victim.Get(af.LoginURL)
+			if page.Status == http.StatusForbidden && strings.Contains(page.Body, "started in another browser") {
+				// The fix: the request belongs to the attacker's browser.
+				if strings.Contains(page.Body, `name="password"`) || page.Location != "" {
+					t.Errorf("refusal page carries a form or a redirect: %q", page.Location)
+				}
+			} else {
+				t.Errorf("the victim's browser was served a request another browser created: %d %q", page.Status, page.Location)
+				vf := &Flow{B: victim, S: p.s, C: p.a, LoginURL: af.LoginURL, Form: Hidden(page.Body)}
+				bndVictimSignsIn(t, vf, page, path, u, recovery)
+			}
+			bndTryCallbacks(t, attacker, p.s, af.Form.Get("id"), own.Form.Get("id"), true)
+			// Nor does the victim's browser get a code for it.
+			for name, req := range bndCallbackShapes(p.s.URL, af.Form.Get("id"), af.Form.Get("id")) {
+				if r, err := atkDo(victim, req); err == nil && (atkHasCode(r.Location) || strings.Contains(r.Body, "code=")) {
+					t.Errorf("victim %s: a code for the attacker's request: %s", name, r.Location)
+				}
+			}
+		})
+	}
+}
+
+// bndVictimSignsIn walks the victim through path on a page she should never
+// have been shown (only reached on a broken build), stopping before the
+// callback.
+func bndVictimSignsIn(t *testing.T, f *Flow, page Page, path string, u User, recovery []string) {
+	t.Helper()
+	switch path {
+	case "sso":
+		return // the SSO session completed the request on the page load
+	}
+	if r := f.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.Status)
+	}
+	next := f.B.Get(f.LoginURL)
+	f.Form = Hidden(next.Body)
+	switch path {
+	case "password":
+		f.TOTP(confTOTP(u, false))
+	case "enrolment":
+		secret := enrSecret(t, next.Body)
+		enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
+	case "recovery":
+		f.Form = Hidden(f.B.Get(f.S.URL + "/login/recovery?id=" + url.QueryEscape(f.Form.Get("id"))).Body)
+		enrPost(f, "/login/recovery", url.Values{"recovery_code": {recovery[0]}})
+	}
+}
+
+// TestContinueStepBoundAndSingleUse: after enrolment and after a
+// recovery-code login the request waits, done and code-less, behind the
+// "Continue" link. That link gives nothing to another browser, gives the
+// signing-in browser its code once, and never a second code.
+func TestContinueStepBoundAndSingleUse(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t)
+	u := enrAddUserAtLogin(t, p.s.DB, "bnd-cont-"+strings.ToLower(randString()[:6]), confPassword)
+	b := NewBrowser(t, "")
+	f := b.StartFlow(p.s, p.a, AuthParams{})
+	page := enrPasswordToEnrol(t, f, u)
+	secret := enrSecret(t, page.Body)
+	codesPage := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
+	m := enrLinkRe.FindStringSubmatch(codesPage.Body)
+	if codesPage.Status != http.StatusOK || m == nil {
+		t.Fatalf("want the recovery-codes page with a Continue link, got %d\n%s", codesPage.Status, codesPage.Body)
+	}
+	cont := strings.ReplaceAll(m[1], "&amp;", "&")
+	if !strings.HasPrefix(cont, "http") {
+		cont = p.s.URL + cont
+	}
+	other := NewBrowser(t, "")
+	if r := other.Get(cont); r.Status != http.StatusForbidden || atkHasCode(r.Location) {
+		t.Errorf("Continue in another browser: %d %q, want 403 without a code", r.Status, r.Location)
+	}
+	first := b.Get(cont)
+	code := f.CodeFrom(f.Follow(first))
+	if _, err := p.rpa.Exchange(f, code); err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	again := b.Get(cont)
+	if atkHasCode(again.Location) {
+		t.Errorf("second Continue issued another code: %s", again.Location)
+	}
+	if q := confRedirectQuery(t, again.Location, p.a.RedirectURI); q.Get("error") != "access_denied" {
+		t.Errorf("second Continue: want access_denied, got %d %q", again.Status, again.Location)
+	}
+}
