@@ -150,17 +150,22 @@ func (a *Admin) Unlock(ctx context.Context, name string) (storage.User, error) {
 	return u, nil
 }
 
-// DeleteUser removes the user and everything of theirs.
-func (a *Admin) DeleteUser(ctx context.Context, name string) (storage.User, error) {
+// DeleteUser removes the user and everything of theirs; it first ends the
+// user's sessions and tokens so that it can say what it ended.
+func (a *Admin) DeleteUser(ctx context.Context, name string) (storage.User, storage.Ended, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
-		return u, err
+		return u, storage.Ended{}, err
+	}
+	e, err := a.Store.EndUserSessions(ctx, u.ID, "", a.now())
+	if err != nil {
+		return u, e, err
 	}
 	if err := a.Store.DeleteUser(ctx, u.ID); err != nil {
-		return u, err
+		return u, e, err
 	}
-	a.audit(ctx, "user_deleted", u.ID, u.Username, "", "by operator")
-	return u, nil
+	a.audit(ctx, "user_deleted", u.ID, u.Username, "", "by operator; "+endedText(e))
+	return u, e, nil
 }
 
 // NewClient describes a relying party to register.

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"time"
 
@@ -101,10 +100,18 @@ func (s *Server) usableSession(ctx context.Context, a *storage.AuthRequest) (sto
 	if a.HintSubject != "" && a.HintSubject != sess.UserID {
 		return storage.Session{}, false
 	}
+	// The account is re-checked on every use: a session is worth nothing
+	// once the authenticator it was opened with is gone or replaced
+	// (reset-totp also ends sessions; this holds even if that failed).
+	cred, err := s.store.TOTPByUser(ctx, sess.UserID)
+	if err != nil || !cred.Confirmed || cred.CreatedAt.After(sess.AuthTime) {
+		return storage.Session{}, false
+	}
 	return sess, true
 }
 
-// openSession starts an SSO session after a full login and sets its cookie.
+// openSession starts an SSO session after a full login, links the auth
+// request to it (its tokens end with it at logout) and sets its cookie.
 func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, now time.Time) error {
 	v := randomID(32)
 	sess := storage.Session{
@@ -114,10 +121,16 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 	if err := s.store.CreateSession(ctx, sess); err != nil {
 		return err
 	}
-	// The previous session of this browser, if any, ends here.
+	if err := s.store.LinkSession(ctx, a.ID, sess.IDHash); err != nil {
+		return err
+	}
+	a.SessionHash = sess.IDHash
+	// The previous session of this browser, if any, ends here; the same
+	// user's tokens from it move to the new one, so this browser's logout
+	// still reaches them.
 	if old := ssoCookieFromContext(ctx); old != "" {
-		if err := s.store.DeleteSession(ctx, hashSecret(old)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			s.log.Warn("delete previous session", "err", err)
+		if err := s.store.ReplaceSession(ctx, hashSecret(old), sess.IDHash, now); err != nil {
+			s.log.Warn("replace previous session", "request_id", infoFrom(ctx).id, "err", err)
 		}
 	}
 	s.setCookie(w, s.ssoCookieName(), v, s.cfg.SessionLifetime)

@@ -25,6 +25,9 @@ type reqInfo struct {
 	// callbackID is the auth request id whose browser binding the
 	// callback checked; SaveAuthCode issues a code for no other.
 	callbackID string
+	// logoutConfirmed: the end_session request is the confirmation form,
+	// with a valid token. logoutPending: the logout awaits it.
+	logoutConfirmed, logoutPending bool
 }
 
 func infoFrom(ctx context.Context) *reqInfo {

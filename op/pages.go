@@ -60,7 +60,12 @@ type pageData struct {
 	DownloadURL template.URL
 	ContinueURL string
 	Left        int
+	// Fields are hidden form fields carried over (the logout page).
+	Fields []field
 }
+
+// field is a hidden form field.
+type field struct{ Name, Value string }
 
 type pages struct {
 	product string
@@ -70,7 +75,7 @@ type pages struct {
 }
 
 // pageNames are the templates, each rendered inside layout.html.
-var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout"}
+var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout"}
 
 // catalogue maps message keys to sentences of one language.
 type catalogue map[string]string

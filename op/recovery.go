@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/totp-idp/idp/storage"
@@ -62,35 +64,78 @@ func recoveryHash(normalized string) []byte {
 }
 
 // RegenerateRecoveryCodes replaces the user's recovery codes (the old set
-// stops working) and returns the new ones to show once.
-func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (storage.User, []string, error) {
+// stops working) and returns the new ones to show once. A new set is
+// issued because the old one may be known, so whoever signed in with it is
+// signed out: every SSO session and token of the user ends in the same
+// transaction.
+func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (storage.User, []string, storage.Ended, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
-		return u, nil, err
+		return u, nil, storage.Ended{}, err
 	}
 	codes, hashes, err := newRecoveryCodes()
 	if err != nil {
-		return u, nil, err
+		return u, nil, storage.Ended{}, err
 	}
-	if err := a.Store.ReplaceRecoveryCodes(ctx, u.ID, hashes, a.now()); err != nil {
-		return u, nil, err
+	e, err := a.Store.ReplaceRecoveryCodes(ctx, u.ID, hashes, a.now())
+	if err != nil {
+		return u, nil, e, err
 	}
-	a.audit(ctx, "recovery_codes_regenerated", u.ID, u.Username, "", "by operator")
-	return u, codes, nil
+	a.audit(ctx, "recovery_codes_regenerated", u.ID, u.Username, "", "by operator; "+endedText(e))
+	return u, codes, e, nil
 }
 
 // ResetTOTP removes the user's authenticator and recovery codes; the next
-// login, after a correct password, enrols a new one.
-func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, error) {
+// login, after a correct password, enrols a new one. Whoever holds a
+// session or token from the old factor is signed out in the same
+// transaction.
+func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, storage.Ended, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
-		return u, err
+		return u, storage.Ended{}, err
 	}
-	if err := a.Store.DeleteTOTP(ctx, u.ID); err != nil {
-		return u, err
+	e, err := a.Store.DeleteTOTP(ctx, u.ID, a.now())
+	if err != nil {
+		return u, e, err
 	}
-	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrolment at next login")
-	return u, nil
+	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrolment at next login; "+endedText(e))
+	return u, e, nil
+}
+
+// RevokeSessions ends the user's SSO sessions and revokes every token
+// (offline grants too); with clientID, only the tokens at that client.
+func (a *Admin) RevokeSessions(ctx context.Context, name, clientID string) (storage.User, storage.Ended, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, storage.Ended{}, err
+	}
+	if clientID != "" {
+		if _, err := a.Store.ClientByID(ctx, clientID); errors.Is(err, storage.ErrNotFound) {
+			return u, storage.Ended{}, fmt.Errorf("client %q not found", clientID)
+		} else if err != nil {
+			return u, storage.Ended{}, err
+		}
+	}
+	e, err := a.Store.EndUserSessions(ctx, u.ID, clientID, a.now())
+	if err != nil {
+		return u, e, err
+	}
+	a.audit(ctx, "sessions_revoked", u.ID, u.Username, clientID, "by operator; "+endedText(e))
+	return u, e, nil
+}
+
+// EndedText says what an action ended, for the CLI and the audit trail.
+func EndedText(e storage.Ended) string { return endedText(e) }
+
+func endedText(e storage.Ended) string {
+	return plural(e.Sessions, "SSO session") + " ended, " + plural(e.Tokens, "token") + " revoked"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return itoa(n) + " " + what + "s"
 }
 
 // RotateSecrets re-seals every secret of the database under newKey in one

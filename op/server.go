@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -128,7 +129,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -374,40 +375,106 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	})
 }
 
-// endSessionCookie clears the SSO cookie on a successful logout. A request whose form
-// cannot be parsed is refused here: the library answers it with a 500.
-func (s *Server) endSessionCookie(next http.Handler) http.Handler {
+// endSession guards RP-initiated logout (RP-Initiated Logout 1.0 §2). A
+// request whose form cannot be parsed is refused here (the library answers
+// it with a 500). TerminateSessionFromRequest ends the browser's session
+// only when the id_token_hint names that very session or the user confirmed
+// on our page; otherwise the library's redirect is held back and the
+// confirmation page shown, whose form is protected like the login forms
+// (cross-origin protection and a token bound to the SSO cookie), so a bare
+// top-level navigation signs nobody out (logout CSRF). The SSO cookie is
+// cleared only when a logout went through.
+func (s *Server) endSession(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/end_session" {
-			if err := r.ParseForm(); err != nil {
-				s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
-				return
-			}
-			// Clear the SSO cookie only when the logout went through (the
-			// library then redirects); a refused logout keeps the session.
-			next.ServeHTTP(&onRedirect{ResponseWriter: w, before: func() { s.clearCookie(w, s.ssoCookieName()) }}, r)
+		if r.URL.Path != "/end_session" {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if err := r.ParseForm(); err != nil {
+			s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
+			return
+		}
+		ri := infoFrom(r.Context())
+		if r.Method == http.MethodPost && r.PostForm.Get("confirm") != "" {
+			if cop.Check(r) != nil || ri.ssoCookie == "" ||
+				subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(logoutToken(ri.ssoCookie))) != 1 {
+				s.audit(r.Context(), "csrf_rejected", "", "", "", "logout confirmation")
+				s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
+				return
+			}
+			ri.logoutConfirmed = true
+		}
+		lw := &logoutWriter{ResponseWriter: w, ri: ri, clear: func() { s.clearCookie(w, s.ssoCookieName()) }}
+		next.ServeHTTP(lw, r)
+		if lw.held {
+			s.renderLogoutConfirm(w, r, ri.ssoCookie)
+		}
 	})
 }
 
-// onRedirect runs before() just before a 3xx status is written.
-type onRedirect struct {
-	http.ResponseWriter
-	before func()
-	done   bool
+// logoutToken is the confirmation form's token: an HMAC under the SSO
+// cookie, so only a page served to this browser can carry it.
+func logoutToken(ssoCookie string) string {
+	m := hmac.New(sha256.New, []byte(ssoCookie))
+	m.Write([]byte("logout"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (w *onRedirect) WriteHeader(code int) {
-	if code >= 300 && code < 400 && !w.done {
-		w.done = true
-		w.before()
+// logoutFields are the end_session parameters the confirmation form
+// carries back (RP-Initiated Logout 1.0 §2).
+var logoutFields = []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales"}
+
+func (s *Server) renderLogoutConfirm(w http.ResponseWriter, r *http.Request, ssoCookie string) {
+	d := pageData{Title: "title.logout", CSRF: logoutToken(ssoCookie)}
+	for _, k := range logoutFields {
+		if v := r.Form.Get(k); v != "" {
+			d.Fields = append(d.Fields, field{Name: k, Value: v})
+		}
+	}
+	if id := r.Form.Get("client_id"); id != "" {
+		d.ClientName = s.clientName(r.Context(), id)
+	}
+	s.pages.render(w, http.StatusOK, "logout", d)
+}
+
+// logoutWriter clears the SSO cookie before a logout's redirect, or holds
+// the whole answer back when the logout awaits confirmation.
+type logoutWriter struct {
+	http.ResponseWriter
+	ri    *reqInfo
+	clear func()
+	held  bool
+	done  bool
+}
+
+func (w *logoutWriter) WriteHeader(code int) {
+	if w.done || w.held {
+		return
+	}
+	if w.ri.logoutPending && code >= 300 && code < 400 {
+		w.held = true
+		w.ResponseWriter.Header().Del("Location")
+		return
+	}
+	w.done = true
+	if code >= 300 && code < 400 {
+		w.clear()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *onRedirect) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *logoutWriter) Write(b []byte) (int, error) {
+	if w.held {
+		return len(b), nil
+	}
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *logoutWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // corsAllowed admits registered client origins on the API endpoints only.
 func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {

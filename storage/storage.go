@@ -184,9 +184,18 @@ type AuthRequest struct {
 	AuthTime    time.Time
 	AMR         []string
 	ACR         string
+	// SessionHash is the SSO session the login opened or used; tokens
+	// issued from the request carry it.
+	SessionHash []byte
 
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+// Ended counts what an operator action or a changed factor ended.
+type Ended struct {
+	Sessions int // SSO sessions deleted
+	Tokens   int // access and refresh tokens revoked
 }
 
 // Done reports whether both factors are recorded; only then may a code exist.
@@ -204,6 +213,7 @@ type AccessToken struct {
 	Audience       []string
 	AuthRequestID  string // set when issued from a code
 	RefreshTokenID string // set when issued together with a refresh token
+	SessionHash    []byte // the SSO session it was issued through
 	CreatedAt      time.Time
 	ExpiresAt      time.Time
 	RevokedAt      time.Time
@@ -223,6 +233,7 @@ type RefreshToken struct {
 	ACR           string
 	AuthTime      time.Time
 	AuthRequestID string
+	SessionHash   []byte // the SSO session the family was issued through
 	CreatedAt     time.Time
 	ExpiresAt     time.Time
 	UsedAt        time.Time
@@ -298,9 +309,11 @@ type Store interface {
 	TOTPByUser(ctx context.Context, userID string) (TOTPCredential, error)
 
 	// DeleteTOTP removes the user's TOTP credential and recovery codes, so
-	// the next login enrols a new authenticator. ErrNotFound when the user
-	// has none.
-	DeleteTOTP(ctx context.Context, userID string) error
+	// the next login enrols a new authenticator, and in the same
+	// transaction ends every SSO session and revokes every token of the
+	// user (whoever knew the old factor is signed out). ErrNotFound when
+	// the user has none.
+	DeleteTOTP(ctx context.Context, userID string, now time.Time) (Ended, error)
 
 	// Enrolment at login. SetPendingTOTP stores a sealed secret on a live
 	// request in password_ok for userID whose user has no TOTP credential
@@ -317,7 +330,10 @@ type Store interface {
 	ConfirmEnrollment(ctx context.Context, id string, cred TOTPCredential, recoveryHashes [][]byte, now time.Time, amr []string, acr string) error
 
 	// Recovery codes are stored as SHA-256 digests and used once.
-	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) error
+	// ReplaceRecoveryCodes issues a new set because the old one may be
+	// known: in one transaction it also ends every SSO session and revokes
+	// every token of the user. ErrNotFound for an unknown user.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (Ended, error)
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	// CompleteRecovery, in one transaction: requires the live request in
 	// password_ok for userID (ErrWrongState); marks the user's unused code
@@ -373,8 +389,12 @@ type Store interface {
 	// step is strictly later), resets the TOTP failure counter, and moves
 	// the request to done with auth_time=now, amr and acr.
 	CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error
-	// CompleteFromSession moves created → done from a live SSO session.
+	// CompleteFromSession moves created → done from a live SSO session and
+	// links the request to it (SessionHash).
 	CompleteFromSession(ctx context.Context, id string, s Session) error
+	// LinkSession records on a done request without a code the SSO session
+	// its login opened; ErrWrongState otherwise.
+	LinkSession(ctx context.Context, id string, sessionHash []byte) error
 	// SaveAuthCode stores the code's hash; only for done requests without a
 	// code (one code per auth request).
 	SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error
@@ -406,6 +426,11 @@ type Store interface {
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
 	// RevokeUserClientTokens revokes every token of the user at the client.
 	RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error
+	// EndUserSessions, in one transaction: with clientID empty, deletes
+	// every SSO session of the user and revokes every token (offline
+	// grants too); with a clientID, revokes every token of the user at that
+	// client and keeps the SSO sessions. ErrNotFound for an unknown user.
+	EndUserSessions(ctx context.Context, userID, clientID string, now time.Time) (Ended, error)
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s Session) error
@@ -413,6 +438,18 @@ type Store interface {
 	SessionByHash(ctx context.Context, idHash []byte, now time.Time) (Session, error)
 	TouchSession(ctx context.Context, idHash []byte, now time.Time) error
 	DeleteSession(ctx context.Context, idHash []byte) error
+	// EndSession, in one transaction, deletes the session and revokes the
+	// tokens issued through it (SessionHash) except those of refresh
+	// families with the offline_access scope and their access tokens
+	// (front-channel logout ends the browser's session, not offline
+	// grants). It returns how many tokens it revoked.
+	EndSession(ctx context.Context, idHash []byte, now time.Time) (int, error)
+	// ReplaceSession retires a browser's previous session oldHash after a
+	// new login opened newHash, in one transaction: for the same user the
+	// old session's tokens move to the new session; for another user the
+	// old session is ended as by EndSession. ErrNotFound when newHash is
+	// not a session; an unknown oldHash is not an error.
+	ReplaceSession(ctx context.Context, oldHash, newHash []byte, now time.Time) error
 
 	// Signing keys.
 	// AddSigningKey inserts k as the active key. If retireOthers, the

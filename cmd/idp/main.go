@@ -24,6 +24,7 @@ Usage:
   idp serve   [--config FILE] [--db PATH] [--issuer URL] [--listen ADDR] [--secret-key-file F] [--dev] [policy flags]
   idp user add USERNAME [--email E] [--name N] [--password-stdin] [--enroll-at-login] [--json]
   idp user list | show USERNAME | unlock USERNAME | reset-totp USERNAME | recovery-codes USERNAME | delete USERNAME
+  idp user revoke-sessions USERNAME [--client ID]
   idp client add CLIENT_ID --redirect-uri URI [--redirect-uri URI …] [--post-logout-redirect-uri URI …]
                  [--name N] [--public] [--pkce=required|optional] [--json]
   idp client list | delete CLIENT_ID

@@ -20,7 +20,7 @@ import (
 
 func (e *env) user(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{"idp user: expected add, list, show, unlock, reset-totp, recovery-codes or delete"}
+		return usageError{"idp user: expected add, list, show, unlock, reset-totp, recovery-codes, revoke-sessions or delete"}
 	}
 	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("user " + sub)
@@ -38,6 +38,10 @@ func (e *env) user(ctx context.Context, args []string) error {
 		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "no authenticator now: the user sets one up at first login, after the password")
 		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
 		fs.StringVar(&keyFile, "secret-key-file", "", "secret key that seals TOTP secrets (default: DB.key if it exists)")
+	}
+	var clientID string
+	if sub == "revoke-sessions" {
+		fs.StringVar(&clientID, "client", "", "revoke only the tokens issued to this client (SSO sessions are kept)")
 	}
 	if sub == "add" || sub == "list" || sub == "show" {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -143,20 +147,22 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, err := admin.ResetTOTP(ctx, pos[0])
+		u, ended, err := admin.ResetTOTP(ctx, pos[0])
 		if err != nil {
 			return notFound("user or authenticator", pos[0], err)
 		}
 		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", u.Username)
+		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", op.EndedText(ended))
 		return nil
 	case "recovery-codes":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, codes, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
+		u, codes, ended, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
+		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", u.Username, op.EndedText(ended))
 		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", u.Username)
 		for _, c := range codes {
 			fmt.Fprintln(e.stdout, c)
@@ -166,11 +172,25 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, err := admin.DeleteUser(ctx, pos[0])
+		u, ended, err := admin.DeleteUser(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Deleted %s.\n", u.Username)
+		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", u.Username, op.EndedText(ended))
+		return nil
+	case "revoke-sessions":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, ended, err := admin.RevokeSessions(ctx, pos[0], clientID)
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		where := "everywhere"
+		if clientID != "" {
+			where = "at client " + clientID
+		}
+		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", u.Username, where, op.EndedText(ended))
 		return nil
 	default:
 		return usageError{fmt.Sprintf("idp user: unknown subcommand %q", sub)}

@@ -98,7 +98,8 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 const authRequestCols = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 	code_challenge, code_challenge_method, prompt, max_age, acr_values, login_hint, hint_subject, ui_locales,
-	stage, COALESCE(user_id, ''), binding_hash, password_at, pending_totp, auth_time, amr, acr, created_at, expires_at`
+	stage, COALESCE(user_id, ''), binding_hash, password_at, pending_totp, auth_time, amr, acr, created_at, expires_at,
+	session_hash`
 
 // authRequestRow is an auth request with the code columns, which the
 // storage type does not carry.
@@ -119,7 +120,8 @@ func scanAuthRequest(sc interface{ Scan(...any) error }, withCode bool) (authReq
 	var passwordAt, authTime, created int64
 	dest := []any{&a.ID, &a.ClientID, &a.RedirectURI, &scopes, &a.State, &a.Nonce, &a.ResponseType, &a.ResponseMode,
 		&a.CodeChallenge, &a.CodeChallengeMethod, &prompt, &maxAge, &acrValues, &a.LoginHint, &a.HintSubject, &uiLocales,
-		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &a.PendingTOTP, &authTime, &amr, &a.ACR, &created, &r.expiresAt}
+		&a.Stage, &a.UserID, &a.BindingHash, &passwordAt, &a.PendingTOTP, &authTime, &amr, &a.ACR, &created, &r.expiresAt,
+		&a.SessionHash}
 	if withCode {
 		dest = append(dest, &r.codeExpiresAt, &r.codeUsedAt)
 	}
@@ -317,9 +319,19 @@ func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage
 		return errors.New("sqlite: complete from session: session without user or auth time")
 	}
 	return s.guarded(ctx, "complete from session", id, nil,
-		`UPDATE auth_requests SET stage = ?, user_id = ?, auth_time = ?, amr = ?, acr = ?
+		`UPDATE auth_requests SET stage = ?, user_id = ?, auth_time = ?, amr = ?, acr = ?, session_hash = ?
 		WHERE id = ? AND stage = ?`,
-		storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, id, storage.StageCreated)
+		storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, nullBytes(sess.IDHash), id, storage.StageCreated)
+}
+
+// LinkSession records the SSO session a done request's login opened.
+func (s *Store) LinkSession(ctx context.Context, id string, sessionHash []byte) error {
+	if len(sessionHash) == 0 {
+		return errors.New("sqlite: link session: empty session hash")
+	}
+	return s.guarded(ctx, "link session", id, nil,
+		`UPDATE auth_requests SET session_hash = ? WHERE id = ? AND stage = ? AND code_hash IS NULL`,
+		sessionHash, id, storage.StageDone)
 }
 
 // SaveAuthCode stores the code's hash on a done request that has no code

@@ -11,8 +11,10 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// DeleteTOTP removes the user's TOTP credential and recovery codes.
-func (s *Store) DeleteTOTP(ctx context.Context, userID string) error {
+// DeleteTOTP removes the user's TOTP credential and recovery codes and ends
+// everything the user is signed in with, in one transaction.
+func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
 		n, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, userID)
 		if err != nil {
@@ -24,9 +26,10 @@ func (s *Store) DeleteTOTP(ctx context.Context, userID string) error {
 		if n == 0 {
 			return storage.ErrNotFound
 		}
-		return nil
+		e, err = endUser(tx, userID, now)
+		return err
 	})
-	return mapErr("delete totp", err)
+	return e, mapErr("delete totp", err)
 }
 
 // SetPendingTOTP stores a sealed secret for enrolment on a live request in
@@ -89,20 +92,22 @@ func replaceRecovery(tx *txn, userID string, hashes [][]byte, now time.Time) err
 	return nil
 }
 
-// ReplaceRecoveryCodes invalidates the user's codes and stores new ones.
-func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) error {
+// ReplaceRecoveryCodes invalidates the user's codes, stores new ones and
+// ends everything the user is signed in with, in one transaction.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		row, err := tx.queryRow(`SELECT 1 FROM users WHERE id = ?`, userID)
-		if err != nil {
+		if err := userExists(tx, userID); err != nil {
 			return err
 		}
-		var one int
-		if err := row.Scan(&one); err != nil {
+		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
 			return err
 		}
-		return replaceRecovery(tx, userID, hashes, now)
+		var err error
+		e, err = endUser(tx, userID, now)
+		return err
 	})
-	return mapErr("replace recovery codes", err)
+	return e, mapErr("replace recovery codes", err)
 }
 
 // RecoveryCodesLeft counts the user's unused codes.

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,14 +14,14 @@ import (
 // Access tokens
 
 const accessTokenCols = `id, client_id, COALESCE(user_id, ''), scopes, audience, auth_request_id, refresh_token_id,
-	created_at, expires_at, revoked_at`
+	created_at, expires_at, revoked_at, session_hash`
 
 func scanAccessToken(sc interface{ Scan(...any) error }) (storage.AccessToken, error) {
 	var t storage.AccessToken
 	var scopes, aud string
 	var created, exp, revoked int64
 	if err := sc.Scan(&t.ID, &t.ClientID, &t.UserID, &scopes, &aud, &t.AuthRequestID, &t.RefreshTokenID,
-		&created, &exp, &revoked); err != nil {
+		&created, &exp, &revoked, &t.SessionHash); err != nil {
 		return t, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromUnix(created), fromUnix(exp), fromUnix(revoked)
@@ -33,9 +35,9 @@ func scanAccessToken(sc interface{ Scan(...any) error }) (storage.AccessToken, e
 
 func insertAccessToken(tx *txn, t storage.AccessToken) error {
 	_, err := tx.exec(`INSERT INTO access_tokens (id, client_id, user_id, scopes, audience, auth_request_id,
-		refresh_token_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		refresh_token_id, created_at, expires_at, revoked_at, session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.ClientID, nullStr(t.UserID), list(t.Scopes), list(t.Audience), t.AuthRequestID,
-		t.RefreshTokenID, unix(t.CreatedAt), unix(t.ExpiresAt), unix(t.RevokedAt))
+		t.RefreshTokenID, unix(t.CreatedAt), unix(t.ExpiresAt), unix(t.RevokedAt), nullBytes(t.SessionHash))
 	return err
 }
 
@@ -85,14 +87,14 @@ func (s *Store) RevokeAccessToken(ctx context.Context, id string, now time.Time)
 // Refresh tokens
 
 const refreshTokenCols = `id, token_hash, family_id, client_id, COALESCE(user_id, ''), scopes, audience, amr, acr,
-	auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at`
+	auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at, session_hash`
 
 func scanRefreshToken(sc interface{ Scan(...any) error }) (storage.RefreshToken, error) {
 	var t storage.RefreshToken
 	var scopes, aud, amr string
 	var authTime, created, exp, used, revoked int64
 	if err := sc.Scan(&t.ID, &t.TokenHash, &t.FamilyID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR,
-		&authTime, &t.AuthRequestID, &created, &exp, &used, &revoked); err != nil {
+		&authTime, &t.AuthRequestID, &created, &exp, &used, &revoked, &t.SessionHash); err != nil {
 		return t, err
 	}
 	t.AuthTime, t.CreatedAt, t.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(exp)
@@ -119,11 +121,11 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 		rt.FamilyID = rt.ID
 	}
 	if _, err := tx.exec(`INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, user_id, scopes, audience,
-		amr, acr, auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		amr, acr, auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at, session_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rt.ID, rt.TokenHash, rt.FamilyID, rt.ClientID, nullStr(rt.UserID), list(rt.Scopes), list(rt.Audience),
 		list(rt.AMR), rt.ACR, unix(rt.AuthTime), rt.AuthRequestID, unix(rt.CreatedAt), unix(rt.ExpiresAt),
-		unix(rt.UsedAt), unix(rt.RevokedAt)); err != nil {
+		unix(rt.UsedAt), unix(rt.RevokedAt), nullBytes(rt.SessionHash)); err != nil {
 		return err
 	}
 	if at.ID == "" {
@@ -303,6 +305,135 @@ func (s *Store) TouchSession(ctx context.Context, idHash []byte, now time.Time) 
 		return fmt.Errorf("sqlite: touch session: %w", storage.ErrNotFound)
 	}
 	return nil
+}
+
+// offlineScope matches a JSON-encoded scope list holding offline_access.
+const offlineScope = `%"offline_access"%`
+
+// EndSession deletes the SSO session and revokes the tokens issued through
+// it, except offline_access grants, in one transaction.
+func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (int, error) {
+	if len(idHash) == 0 {
+		return 0, fmt.Errorf("sqlite: end session: empty id hash")
+	}
+	var revoked int
+	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		revoked, err = endSession(tx, idHash, now)
+		return err
+	})
+	return revoked, mapErr("end session", err)
+}
+
+func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
+	if _, err := tx.exec(`DELETE FROM sessions WHERE id_hash = ?`, idHash); err != nil {
+		return 0, err
+	}
+	t := revokedAt(now)
+	n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ?
+		WHERE session_hash = ? AND revoked_at = 0 AND scopes NOT LIKE ?`, t, idHash, offlineScope)
+	if err != nil {
+		return 0, err
+	}
+	m, err := tx.exec(`UPDATE access_tokens SET revoked_at = ?
+		WHERE session_hash = ? AND revoked_at = 0 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r
+			WHERE r.id = access_tokens.refresh_token_id AND r.scopes LIKE ?)`, t, idHash, offlineScope)
+	return int(n + m), err
+}
+
+// ReplaceSession retires the browser's previous session oldHash for its new
+// one newHash: for the same user the old session's tokens move to the new
+// one (a later logout in this browser ends them too); for another user
+// the old session is ended as by EndSession.
+func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now time.Time) error {
+	if len(oldHash) == 0 || len(newHash) == 0 {
+		return fmt.Errorf("sqlite: replace session: empty id hash")
+	}
+	err := s.write(ctx, func(tx *txn) error {
+		users := map[string]string{}
+		for _, h := range [][]byte{oldHash, newHash} {
+			row, err := tx.queryRow(`SELECT user_id FROM sessions WHERE id_hash = ?`, h)
+			if err != nil {
+				return err
+			}
+			var u string
+			if err := row.Scan(&u); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			users[string(h)] = u
+		}
+		if newUser := users[string(newHash)]; newUser == "" {
+			return storage.ErrNotFound
+		} else if users[string(oldHash)] != newUser {
+			_, err := endSession(tx, oldHash, now)
+			return err
+		}
+		for _, table := range []string{"access_tokens", "refresh_tokens"} {
+			if _, err := tx.exec(`UPDATE `+table+` SET session_hash = ? WHERE session_hash = ?`, newHash, oldHash); err != nil {
+				return err
+			}
+		}
+		_, err := tx.exec(`DELETE FROM sessions WHERE id_hash = ?`, oldHash)
+		return err
+	})
+	return mapErr("replace session", err)
+}
+
+// endUser deletes the user's SSO sessions and revokes all their tokens
+// (offline grants too) inside tx; an operator action or a changed factor.
+func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, userID)
+	if err != nil {
+		return e, err
+	}
+	e.Sessions = int(n)
+	t := revokedAt(now)
+	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`, t, userID); err != nil {
+		return e, err
+	}
+	e.Tokens = int(n)
+	n, err = tx.exec(`UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`, t, userID)
+	e.Tokens += int(n)
+	return e, err
+}
+
+// EndUserSessions ends what the user is signed in with: with clientID
+// empty, every SSO session and every token; otherwise every token at that
+// client only (SSO sessions are not per client).
+func (s *Store) EndUserSessions(ctx context.Context, userID, clientID string, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID); err != nil {
+			return err
+		}
+		var err error
+		if clientID == "" {
+			e, err = endUser(tx, userID, now)
+			return err
+		}
+		e = storage.Ended{}
+		t := revokedAt(now)
+		n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at = 0`, t, userID, clientID)
+		if err != nil {
+			return err
+		}
+		e.Tokens = int(n)
+		n, err = tx.exec(`UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at = 0`, t, userID, clientID)
+		e.Tokens += int(n)
+		return err
+	})
+	return e, mapErr("end user sessions", err)
+}
+
+// userExists is ErrNoRows (mapped to ErrNotFound) for an unknown user.
+func userExists(tx *txn, userID string) error {
+	row, err := tx.queryRow(`SELECT 1 FROM users WHERE id = ?`, userID)
+	if err != nil {
+		return err
+	}
+	var one int
+	return row.Scan(&one)
 }
 
 // DeleteSession removes the session; deleting an unknown session is not an
