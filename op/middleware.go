@@ -28,6 +28,9 @@ type reqInfo struct {
 	// logoutConfirmed: the end_session request is the confirmation form,
 	// with a valid token. logoutPending: the logout awaits it.
 	logoutConfirmed, logoutPending bool
+	// tokenClient is the client that authenticated on /oauth/token or
+	// /revoke ("" when none did); codeVerifier the PKCE verifier sent.
+	tokenClient, codeVerifier string
 }
 
 func infoFrom(ctx context.Context) *reqInfo {

@@ -2,7 +2,9 @@ package op
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -102,12 +104,28 @@ func (o *oidcStorage) AuthRequestByID(ctx context.Context, id string) (zop.AuthR
 	return &authRequest{a: a, acr: o.s.cfg.ACR}, nil
 }
 
+// AuthRequestByCode redeems a code. The library calls it before it
+// authenticates the client, so the client (authenticated by tokenClient)
+// and the PKCE verifier are checked here first, with a lookup that changes
+// nothing: whoever merely saw a code can neither burn it nor trigger the
+// reuse revocation (RFC 6749 §4.1.3, RFC 7636 §4.6).
 func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.AuthRequest, error) {
+	ri := infoFrom(ctx)
+	info, err := o.s.store.AuthRequestByCodeHash(ctx, hashSecret(code))
+	if err != nil {
+		return nil, err
+	}
+	if ri.tokenClient == "" || ri.tokenClient != info.ClientID {
+		return nil, oidc.ErrInvalidGrant().WithDescription("code not issued to this client")
+	}
+	if info.CodeChallenge != "" && !pkceS256Matches(ri.codeVerifier, info.CodeChallenge) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code_verifier")
+	}
 	a, err := o.s.store.ConsumeAuthCode(ctx, hashSecret(code), o.s.cfg.now())
 	if errors.Is(err, storage.ErrReused) {
 		// RFC 9700 §4.2.4 / oidcc-codereuse: the tokens issued from the
 		// code are already revoked by the store.
-		o.s.audit(ctx, "code_reused", a.UserID, "", a.ClientID, "tokens issued from the code revoked")
+		o.s.audit(ctx, "code_reused", info.UserID, "", info.ClientID, "tokens issued from the code revoked")
 		return nil, err
 	}
 	if err != nil {
@@ -117,6 +135,13 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 		return nil, storage.ErrWrongState
 	}
 	return &authRequest{a: a, acr: o.s.cfg.ACR}, nil
+}
+
+// pkceS256Matches compares BASE64URL(SHA256(verifier)) with the challenge
+// in constant time (RFC 7636 §4.6).
+func pkceS256Matches(verifier, challenge string) bool {
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier != "" && subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
 // SaveAuthCode stores one code per auth request, only once both factors are
@@ -222,10 +247,17 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 	return at.ID, value, at.ExpiresAt, nil
 }
 
+// TokenRequestByRefreshToken serves the refresh grant. The owner is checked
+// with a lookup that changes nothing before the lookup that revokes a reused
+// family: another client replaying a used token revokes nothing.
 func (o *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, value string) (zop.RefreshTokenRequest, error) {
+	info, err := o.s.store.RefreshTokenInfo(ctx, hashSecret(value))
+	if err != nil || info.ClientID != infoFrom(ctx).tokenClient {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid refresh token")
+	}
 	t, err := o.s.store.RefreshTokenByHash(ctx, hashSecret(value), o.s.cfg.now())
 	if errors.Is(err, storage.ErrReused) {
-		o.s.audit(ctx, "refresh_token_reused", t.UserID, "", t.ClientID, "token family revoked")
+		o.s.audit(ctx, "refresh_token_reused", info.UserID, "", info.ClientID, "token family revoked")
 		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
 	}
 	if err != nil {
@@ -281,8 +313,10 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	return es.RedirectURI, nil
 }
 
+// GetRefreshTokenInfo serves revocation; the client is authenticated by
+// then. The lookup has no side effects.
 func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value string) (string, string, error) {
-	t, err := o.s.store.RefreshTokenByHash(ctx, hashSecret(value), o.s.cfg.now())
+	t, err := o.s.store.RefreshTokenInfo(ctx, hashSecret(value))
 	if err != nil || t.ClientID != clientID {
 		return "", "", zop.ErrInvalidRefreshToken
 	}
@@ -291,16 +325,23 @@ func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value s
 
 // RevokeToken revokes a refresh token's family or an access token, only
 // for the client it was issued to (RFC 7009 §2.1); unknown tokens are not
-// an error.
+// an error. The library passes a refresh token's id, an access token's id,
+// or, when the token_type_hint was wrong, the raw value: a wrong hint must
+// not stop the search (RFC 7009 §2.1).
 func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
 	now := o.s.cfg.now()
-	if t, err := o.s.store.RefreshTokenByID(ctx, tokenOrID); err == nil {
-		if t.ClientID != clientID {
+	rt, err := o.s.store.RefreshTokenByID(ctx, tokenOrID)
+	if err != nil {
+		rt, err = o.s.store.RefreshTokenInfo(ctx, hashSecret(tokenOrID))
+	}
+	if err == nil {
+		if rt.ClientID != clientID {
 			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
 		}
-		if err := o.s.store.RevokeRefreshFamily(ctx, t.FamilyID, now); err != nil {
+		if err := o.s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now); err != nil {
 			return oidc.ErrServerError()
 		}
+		o.s.audit(ctx, "token_revoked", rt.UserID, "", clientID, "refresh token family")
 		return nil
 	}
 	if t, err := o.s.store.AccessTokenByID(ctx, tokenOrID, now); err == nil {
@@ -310,6 +351,7 @@ func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, client
 		if err := o.s.store.RevokeAccessToken(ctx, t.ID, now); err != nil {
 			return oidc.ErrServerError()
 		}
+		o.s.audit(ctx, "token_revoked", t.UserID, "", clientID, "access token")
 	}
 	return nil
 }

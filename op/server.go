@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.tokenClient, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -475,6 +475,62 @@ func (w *logoutWriter) Write(b []byte) (int, error) {
 }
 
 func (w *logoutWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// tokenClient authenticates the client on the token and revocation
+// endpoints before the library reaches the storage: the library looks a
+// code up before it checks the client, and a lookup must not consume a
+// code or revoke a family for a caller that is not its client. It reads the
+// same credentials the library does (HTTP Basic with form-encoded parts,
+// RFC 6749 §2.3.1, or client_id and client_secret in the body) and decides
+// nothing itself: the library still answers the authentication failure.
+func (s *Server) tokenClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/oauth/token" && r.URL.Path != "/revoke" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := r.ParseForm(); err == nil {
+			ri := infoFrom(r.Context())
+			ri.codeVerifier = r.PostForm.Get("code_verifier")
+			ri.tokenClient = s.authenticatedClient(r)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticatedClient returns the id of the client whose credentials r
+// carries, or "" when they are missing or wrong. A public client
+// authenticates with its id alone (and PKCE, checked with the code).
+func (s *Server) authenticatedClient(r *http.Request) string {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return ""
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if id == "" {
+		return ""
+	}
+	c, err := s.clients.get(r.Context(), id)
+	if err != nil {
+		return ""
+	}
+	if c.Public {
+		if secret != "" {
+			return ""
+		}
+		return c.ID
+	}
+	if secret == "" || len(c.SecretHash) == 0 || subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) != 1 {
+		return ""
+	}
+	return c.ID
+}
 
 // corsAllowed admits registered client origins on the API endpoints only.
 func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {

@@ -398,6 +398,10 @@ type Store interface {
 	// SaveAuthCode stores the code's hash; only for done requests without a
 	// code (one code per auth request).
 	SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error
+	// AuthRequestByCodeHash returns the request holding the code in any
+	// state (used, expired) and changes nothing: the caller checks the
+	// client and PKCE before anything is consumed. ErrNotFound when none.
+	AuthRequestByCodeHash(ctx context.Context, codeHash []byte) (AuthRequest, error)
 	// ConsumeAuthCode atomically marks the code used and returns its
 	// request. A second use returns ErrReused and revokes every token issued
 	// from that request; an expired or unknown code returns ErrNotFound.
@@ -417,6 +421,10 @@ type Store interface {
 	// return ErrNotFound.
 	RefreshTokenByHash(ctx context.Context, hash []byte, now time.Time) (RefreshToken, error)
 	RefreshTokenByID(ctx context.Context, id string) (RefreshToken, error)
+	// RefreshTokenInfo returns the token with that hash in any state and
+	// changes nothing (RefreshTokenByHash revokes a reused family, which
+	// only the owning client may cause). ErrNotFound when unknown.
+	RefreshTokenInfo(ctx context.Context, hash []byte) (RefreshToken, error)
 	// RotateRefreshToken atomically marks oldHash used and stores next
 	// (same family) with its access token. If the old token was already
 	// used, the family is revoked and ErrReused returned.

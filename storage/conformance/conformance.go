@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"AuthCodes/Basic", testAuthCodes},
 		{"AuthCodes/Reuse", testAuthCodeReuse},
 		{"AuthCodes/Concurrent", testAuthCodeConcurrent},
+		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},
 		{"RefreshTokens/ReuseByHash", testRefreshReuseByHash},

@@ -346,6 +346,21 @@ func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, ex
 		codeHash, unix(expiresAt), id, storage.StageDone)
 }
 
+// AuthRequestByCodeHash returns the request that holds the code, in
+// whatever state (used, expired); ErrNotFound when no request has it. It
+// changes nothing.
+func (s *Store) AuthRequestByCodeHash(ctx context.Context, codeHash []byte) (storage.AuthRequest, error) {
+	if len(codeHash) == 0 {
+		return storage.AuthRequest{}, fmt.Errorf("sqlite: auth request by code: %w", storage.ErrNotFound)
+	}
+	row, err := s.queryRow(ctx, `SELECT `+authRequestCols+` FROM auth_requests WHERE code_hash = ?`, codeHash)
+	if err != nil {
+		return storage.AuthRequest{}, mapErr("auth request by code", err)
+	}
+	r, err := scanAuthRequest(row, false)
+	return r.AuthRequest, mapErr("auth request by code", err)
+}
+
 // ConsumeAuthCode marks the code used and returns its request, in one
 // transaction. A used code (even an expired one) revokes every token issued
 // from the request, including later links of its refresh families, and

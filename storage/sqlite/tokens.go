@@ -174,6 +174,13 @@ func (s *Store) RefreshTokenByHash(ctx context.Context, hash []byte, now time.Ti
 	return t, nil
 }
 
+// RefreshTokenInfo returns the token with that hash in whatever state; it
+// changes nothing.
+func (s *Store) RefreshTokenInfo(ctx context.Context, hash []byte) (storage.RefreshToken, error) {
+	t, err := s.refreshByHash(ctx, hash)
+	return t, mapErr("refresh token info", err)
+}
+
 // RefreshTokenByID returns the token in whatever state it is (used,
 // revoked, expired); ErrNotFound when unknown.
 func (s *Store) RefreshTokenByID(ctx context.Context, id string) (storage.RefreshToken, error) {
