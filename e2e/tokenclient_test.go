@@ -12,13 +12,6 @@ import (
 // (RFC 6749 §4.1.3, RFC 7009 §2.1): whoever merely saw a code or a token
 // can neither burn it nor revoke the client's tokens.
 
-type tcEvent struct {
-	Event    string `json:"event"`
-	UserID   string `json:"user_id"`
-	ClientID string `json:"client_id"`
-	Detail   string `json:"detail"`
-}
-
 // TestAttackCodeBurnWithoutCredentials: a code presented without the
 // client's secret, with a wrong secret, by another (authenticated) client,
 // or without the PKCE verifier is refused and not consumed: the client then
