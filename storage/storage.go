@@ -370,13 +370,12 @@ type Store interface {
 	ListClients(ctx context.Context) ([]Client, error)
 	DeleteClient(ctx context.Context, id string) error
 
-	// Auth requests and the login state machine.
+	// Auth requests and the login state machine. CreateAuthRequest stores
+	// the browser binding (BindingHash) with the request: it belongs to the
+	// browser that called /authorize from the start.
 	CreateAuthRequest(ctx context.Context, a AuthRequest) error
 	// AuthRequestByID returns ErrNotFound for unknown or expired requests.
 	AuthRequestByID(ctx context.Context, id string, now time.Time) (AuthRequest, error)
-	// BindAuthRequest stores the browser binding once; ErrWrongState when
-	// the request is already bound.
-	BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error
 	// RebindAuthRequest replaces the browser binding, only if it is still
 	// oldHash (ErrWrongState otherwise): the login renews the flow cookie
 	// after each step, and the old value stops working (session fixation).

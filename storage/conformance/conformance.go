@@ -779,15 +779,14 @@ func testAuthRequestStateMachine(t *testing.T, s storage.Store) {
 	addUser(t, s, "u2")
 	now := t0
 
-	// Binding: once.
-	addAuthRequest(t, s, "ar1", now)
-	ok(t, s.BindAuthRequest(ctx, "ar1", hash("cookie-1")), "BindAuthRequest")
-	isErr(t, s.BindAuthRequest(ctx, "ar1", hash("cookie-2")), storage.ErrWrongState, "BindAuthRequest twice")
+	// The browser binding is stored with the request (set at /authorize).
+	bound := newAuthRequest("ar1", now)
+	bound.BindingHash = hash("cookie-1")
+	ok(t, s.CreateAuthRequest(ctx, bound), "CreateAuthRequest bound")
 	a, _ := s.AuthRequestByID(ctx, "ar1", now)
 	if string(a.BindingHash) != string(hash("cookie-1")) {
-		t.Fatalf("binding overwritten: %x", a.BindingHash)
+		t.Fatalf("binding not stored: %x", a.BindingHash)
 	}
-	isErr(t, s.BindAuthRequest(ctx, "unknown", hash("c")), storage.ErrNotFound, "BindAuthRequest unknown")
 
 	// created → password_ok → password_ok (another user re-entered) → done.
 	ok(t, s.PasswordVerified(ctx, "ar1", "u1", now), "PasswordVerified from created")

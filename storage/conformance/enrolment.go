@@ -199,9 +199,11 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 
 func testRebind(t *testing.T, s storage.Store) {
 	ctx := context.Background()
-	addAuthRequest(t, s, "rb", t0)
-	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), storage.ErrWrongState, "rebind unbound")
-	ok(t, s.BindAuthRequest(ctx, "rb", hash("a")), "BindAuthRequest")
+	addAuthRequest(t, s, "unbound", t0)
+	isErr(t, s.RebindAuthRequest(ctx, "unbound", hash("a"), hash("b")), storage.ErrWrongState, "rebind unbound")
+	bound := newAuthRequest("rb", t0)
+	bound.BindingHash = hash("a")
+	ok(t, s.CreateAuthRequest(ctx, bound), "CreateAuthRequest bound")
 	ok(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("b")), "RebindAuthRequest")
 	isErr(t, s.RebindAuthRequest(ctx, "rb", hash("a"), hash("c")), storage.ErrWrongState, "rebind with the old value")
 	a, err := s.AuthRequestByID(ctx, "rb", t0)

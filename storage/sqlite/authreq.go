@@ -224,16 +224,6 @@ func (s *Store) guarded(ctx context.Context, op, id string, now *time.Time, quer
 	return mapErr(op, err)
 }
 
-// BindAuthRequest stores the browser binding once; ErrWrongState when the
-// request is already bound, ErrNotFound when unknown.
-func (s *Store) BindAuthRequest(ctx context.Context, id string, bindingHash []byte) error {
-	if len(bindingHash) == 0 {
-		return errors.New("sqlite: bind auth request: empty binding hash")
-	}
-	return s.guarded(ctx, "bind auth request", id, nil,
-		`UPDATE auth_requests SET binding_hash = ? WHERE id = ? AND binding_hash IS NULL`, bindingHash, id)
-}
-
 // RebindAuthRequest swaps the binding hash from oldHash to newHash.
 func (s *Store) RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error {
 	if len(oldHash) == 0 || len(newHash) == 0 {
