@@ -1,0 +1,79 @@
+package op
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+	"github.com/totp-idp/idp/storage/sqlite"
+)
+
+// noTOTPStore hides every TOTP credential, as if the authenticator had been
+// removed without the sessions being ended.
+type noTOTPStore struct{ storage.Store }
+
+func (noTOTPStore) TOTPByUser(context.Context, string) (storage.TOTPCredential, error) {
+	return storage.TOTPCredential{}, storage.ErrNotFound
+}
+
+// TestSessionRechecksAccount: an SSO session satisfies a request only while
+// the account still has the confirmed authenticator it signed in with; a
+// session older than the current authenticator, or of an account without
+// one, satisfies nothing (README, operations: signing a user out).
+func TestSessionRechecksAccount(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sealer, err := NewSealer(make([]byte, 32), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
+	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	cu, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := st.TOTPByUser(ctx, cu.ID)
+	if err != nil || !cred.Confirmed {
+		t.Fatalf("user without a confirmed authenticator: %v", err)
+	}
+	now := cred.CreatedAt.Add(time.Hour)
+	cfg := DefaultConfig("http://127.0.0.1:1")
+	cfg.Sealer, cfg.Argon2 = sealer, testArgon2
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Now = func() time.Time { return now }
+	open := func(store storage.Store) *Server {
+		srv, err := New(ctx, cfg, store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv, hidden := open(st), open(noTOTPStore{st})
+	session := func(cookie string, authTime time.Time) context.Context {
+		sess := storage.Session{IDHash: hashSecret(cookie), UserID: cu.ID, AuthTime: authTime,
+			CreatedAt: authTime, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := st.CreateSession(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+		return context.WithValue(ctx, reqInfoKey, &reqInfo{ssoCookie: cookie})
+	}
+	req := &storage.AuthRequest{ID: "x"}
+	if _, ok := srv.usableSession(session("fresh", cred.CreatedAt.Add(time.Minute)), req); !ok {
+		t.Error("a session opened with the current authenticator is refused")
+	}
+	if _, ok := srv.usableSession(session("older", cred.CreatedAt.Add(-time.Minute)), req); ok {
+		t.Error("a session older than the current authenticator satisfies a request")
+	}
+	if _, ok := hidden.usableSession(session("gone", cred.CreatedAt.Add(time.Minute)), req); ok {
+		t.Error("a session of an account without an authenticator satisfies a request")
+	}
+}
