@@ -327,30 +327,6 @@ func TestBusyRetry(t *testing.T) {
 	}
 }
 
-// TestLockFor checks the doubling and its caps.
-func TestLockFor(t *testing.T) {
-	for _, tc := range []struct {
-		failures int
-		p        storage.LockPolicy
-		want     time.Duration
-	}{
-		{4, policy, 0},
-		{5, policy, 15 * time.Minute},
-		{6, policy, 30 * time.Minute},
-		{9, policy, 4 * time.Hour},
-		{1000, policy, 4 * time.Hour},
-		{3, storage.LockPolicy{FreeFailures: 1}, 0},
-	} {
-		if got := lockFor(tc.failures, tc.p); got != tc.want {
-			t.Errorf("lockFor(%d, %+v) = %v, want %v", tc.failures, tc.p, got, tc.want)
-		}
-	}
-	// Uncapped doubling saturates instead of overflowing.
-	if got := lockFor(1000, storage.LockPolicy{FreeFailures: 1, BaseLock: time.Hour}); got < 100*365*24*time.Hour {
-		t.Errorf("uncapped lockFor overflowed: %v", got)
-	}
-}
-
 // TestBackgroundCheckpoint: with the automatic checkpoint off, the
 // background checkpointer still moves committed pages into the database
 // file, so the WAL does not grow without bound.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/totp-idp/idp/storage"
@@ -126,47 +125,6 @@ func (s *Store) TOTPByUser(ctx context.Context, userID string) (storage.TOTPCred
 // ---------------------------------------------------------------------------
 // Attempt guard
 
-// lockFor is the lock a claim sets when it brings the consecutive failure
-// count to failures: BaseLock·2^(failures-FreeFailures), capped at MaxLock
-// (MaxLock ≤ 0: no cap), and 0 below FreeFailures.
-func lockFor(failures int, p storage.LockPolicy) time.Duration {
-	if failures < p.FreeFailures || p.BaseLock <= 0 {
-		return 0
-	}
-	d := p.BaseLock
-	for k := failures - p.FreeFailures; k > 0; k-- {
-		if p.MaxLock > 0 && d >= p.MaxLock {
-			break
-		}
-		if d > math.MaxInt64/2 {
-			break // no overflow when uncapped
-		}
-		d *= 2
-	}
-	if p.MaxLock > 0 && d > p.MaxLock {
-		d = p.MaxLock
-	}
-	return d
-}
-
-// ceilSeconds rounds a lock up to whole seconds (locks are stored in unix
-// seconds; rounding down could shorten a lock to nothing).
-func ceilSeconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
-}
-
-// refusal builds the answer for a locked factor.
-func refusal(failures int, lockedUntil int64, hard bool, now time.Time, p storage.LockPolicy) storage.AttemptClaim {
-	c := storage.AttemptClaim{Allowed: false, Failures: failures, HardLocked: hard}
-	if hard {
-		// The lock has no end; MaxLock is a sensible Retry-After hint.
-		c.RetryAfter = max(p.MaxLock, time.Duration(lockedUntil-now.Unix())*time.Second, time.Second)
-	} else {
-		c.RetryAfter = time.Duration(lockedUntil-now.Unix()) * time.Second
-	}
-	return c
-}
-
 // ClaimAttempt refuses while the factor is locked; otherwise it counts the
 // attempt as a failure, setting the next lock per p, before the caller
 // verifies anything. A refused claim changes nothing.
@@ -213,10 +171,16 @@ var (
 	}
 )
 
-// claim is the attempt guard's one decision for the row keyed by key in t.
+// claim reads the counter keyed by key in t and stores the guard's
+// decision (storage.LockPolicy.Claim, shared by every backend).
 func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p storage.LockPolicy, key ...any) (storage.AttemptClaim, error) {
-	nowU := now.Unix()
-
+	read := func(row *sql.Row) (storage.Counter, error) {
+		var c storage.Counter
+		if err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return c, err
+		}
+		return c, nil
+	}
 	// Cheap refusal path: a locked factor is refused from a plain read,
 	// without the write lock. Refusing on a slightly stale read is safe:
 	// locks only ever end by time or by an explicit reset.
@@ -224,15 +188,13 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 	if err != nil {
 		return storage.AttemptClaim{}, err
 	}
-	var failures int
-	var lockedUntil int64
-	var hard bool
-	switch err := row.Scan(&failures, &lockedUntil, &hard); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
+	c, err := read(row)
+	if err != nil {
 		return storage.AttemptClaim{}, err
-	case hard || lockedUntil > nowU:
-		return refusal(failures, lockedUntil, hard, now, p), nil
+	}
+	if c.Refused(now) {
+		claim, _, _ := p.Claim(c, now)
+		return claim, nil
 	}
 
 	var claim storage.AttemptClaim
@@ -242,27 +204,19 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 		if err != nil {
 			return err
 		}
-		failures, lockedUntil, hard = 0, 0, false
-		if err := row.Scan(&failures, &lockedUntil, &hard); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		c, err := read(row)
+		if err != nil {
 			return err
 		}
-		if hard || lockedUntil > nowU {
-			claim = refusal(failures, lockedUntil, hard, now, p)
+		var next storage.Counter
+		var changed bool
+		claim, next, changed = p.Claim(c, now)
+		if !changed {
 			return nil
 		}
-		failures++
-		lock := lockFor(failures, p)
-		newUntil := int64(0)
-		if lock > 0 {
-			newUntil = nowU + ceilSeconds(lock)
-		}
-		hard = p.HardLimit > 0 && failures >= p.HardLimit
-		args := append([]any{failures, newUntil, boolInt(hard), nowU}, key...)
-		if _, err := tx.exec(t.upsert, args...); err != nil {
-			return err
-		}
-		claim = storage.AttemptClaim{Allowed: true, RetryAfter: lock, Failures: failures, HardLocked: hard}
-		return nil
+		args := append([]any{next.Failures, next.LockedUntil, boolInt(next.HardLocked), now.Unix()}, key...)
+		_, err = tx.exec(t.upsert, args...)
+		return err
 	})
 	if err != nil {
 		return storage.AttemptClaim{}, err
