@@ -204,3 +204,51 @@ func TestAttackLogoutCSRF(t *testing.T) {
 		t.Error("the confirmed logout left the session or its tokens alive")
 	}
 }
+
+// TestAttackLogoutLeavesNoPendingSignIn: a request completed from the
+// session but not yet collected gives no code after the browser's logout.
+func TestAttackLogoutLeavesNoPendingSignIn(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t)
+	u := confNewUser(t, p.s)
+	b := NewBrowser(t, "")
+	f, code := confLogin(t, b, p.s, p.a, AuthParams{Scope: "openid"}, u, false)
+	tok, err := p.rpa.Exchange(f, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitingURL, waiting := AuthorizeURL(p.s, p.a, AuthParams{Scope: "openid offline_access"})
+	waiting.B = b
+	lp := b.Get(b.Get(waitingURL).Location)
+	if !strings.Contains(lp.Location, "/authorize/callback") {
+		t.Fatalf("SSO: %d %s", lp.Status, lp.Location)
+	}
+	if r := lgEndSession(b, p.s, p.a, tok.Extra("id_token").(string)); r.Status != http.StatusFound {
+		t.Fatalf("logout: %d\n%s", r.Status, r.Body)
+	}
+	if r := b.Get(lp.Location); atkHasCode(r.Location) {
+		t.Errorf("a request completed from the ended session gave a code after the logout: %s", r.Location)
+	}
+}
+
+// TestLogoutExpiredHintAsks: an expired ID token of the very session does
+// not sign out without asking (the library accepts expired hints).
+func TestLogoutExpiredHintAsks(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t, "--id-token-lifetime", "1s")
+	u := confNewUser(t, p.s)
+	b := NewBrowser(t, "")
+	f, code := confLogin(t, b, p.s, p.a, AuthParams{Scope: "openid"}, u, false)
+	tok, err := p.rpa.Exchange(f, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	r := lgEndSession(b, p.s, p.a, tok.Extra("id_token").(string))
+	if r.Status != http.StatusOK || !strings.Contains(r.Body, `action="/end_session"`) {
+		t.Errorf("expired hint of the session: %d %s, want the confirmation page", r.Status, r.Location)
+	}
+	if !lgSessionWorks(t, b, p.s, p.a) {
+		t.Error("an expired hint signed the browser out")
+	}
+}

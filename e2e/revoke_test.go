@@ -83,3 +83,55 @@ func TestAttackFactorResetEndsSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestAttackPendingSignInsEndWithSessions: someone who knows the password
+// and the TOTP secret prepares, in his own browser, a full login stopped
+// before the callback, an SSO-completed request stopped before the
+// callback, and an SSO code not yet exchanged. After the operator's
+// reset-totp, revoke-sessions or recovery-codes none of them gives a code
+// or tokens.
+func TestAttackPendingSignInsEndWithSessions(t *testing.T) {
+	t.Parallel()
+	p := confNewProto(t)
+	for _, cmd := range []string{"reset-totp", "revoke-sessions", "recovery-codes"} {
+		t.Run(cmd, func(t *testing.T) {
+			u := confNewUser(t, p.s)
+			x := NewBrowser(t, "127.0.0.9")
+			full, _ := confStart(t, x, p.s, p.a, AuthParams{Scope: "openid offline_access"})
+			if r := full.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
+				t.Fatalf("password %d", r.Status)
+			}
+			full.Form = Hidden(x.Get(full.LoginURL).Body)
+			done := full.TOTP(confTOTP(u, false))
+			if done.Status != http.StatusSeeOther || !strings.Contains(done.Location, "/authorize/callback") {
+				t.Fatalf("totp: %d %s", done.Status, done.Location)
+			}
+			ssoURL, sso := AuthorizeURL(p.s, p.a, AuthParams{Scope: "openid offline_access"})
+			sso.B = x
+			lp := x.Get(x.Get(ssoURL).Location)
+			if lp.Status != http.StatusSeeOther || !strings.Contains(lp.Location, "/authorize/callback") {
+				t.Fatalf("SSO login page: %d %s", lp.Status, lp.Location)
+			}
+			coded, code := confSilentCode(t, x, p.s, p.a, AuthParams{Scope: "openid offline_access"})
+
+			out := CLI(t, p.s.DB, "", "user", cmd, u.Name)
+			if !strings.Contains(out, "3 sign-ins in progress cancelled") {
+				t.Errorf("idp user %s does not say it cancelled the three waiting sign-ins:\n%s", cmd, out)
+			}
+			for name, step := range map[string]struct {
+				f  *Flow
+				cb string
+			}{"full login": {full, done.Location}, "SSO request": {sso, lp.Location}} {
+				r := x.Get(step.cb)
+				if atkHasCode(r.Location) {
+					st, _, _ := confTokenRequest(t, p.s, p.a, url.Values{"grant_type": {"authorization_code"},
+						"code": {confRedirectQuery(t, r.Location, p.a.RedirectURI).Get("code")}, "redirect_uri": {p.a.RedirectURI}, "code_verifier": {step.f.Verifier}})
+					t.Errorf("%s prepared before %s: a code after it (exchange %d)", name, cmd, st)
+				}
+			}
+			if tok, err := p.rpa.Exchange(coded, code); err == nil {
+				t.Errorf("a code issued before %s was redeemed after it (refresh token %v)", cmd, tok.RefreshToken != "")
+			}
+		})
+	}
+}

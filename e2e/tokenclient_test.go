@@ -42,6 +42,14 @@ func TestAttackCodeBurnWithoutCredentials(t *testing.T) {
 		}
 		t.Logf("%s: %d %v", name, st, body["error"])
 	}
+	// The token endpoint takes POST only: a code in a GET query (and so in
+	// logs and histories) is refused and not consumed.
+	get := NewBrowser(t, "")
+	req, _ := http.NewRequest(http.MethodGet, p.s.URL+"/oauth/token?"+form.Encode(), nil)
+	req.SetBasicAuth(p.a.ID, p.a.Secret)
+	if r, err := atkDo(get, req); err != nil || r.Status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /oauth/token: %d %v, want 405", r.Status, err)
+	}
 	tok, err := p.rpa.Exchange(f, code)
 	if err != nil {
 		t.Fatalf("the client's own exchange after the attempts: %v (the code was burnt)", err)

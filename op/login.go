@@ -87,6 +87,15 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	flowSecret := c.Value
 	switch a.Stage {
 	case storage.StageDone:
+		if len(a.SessionHash) == 0 {
+			// The completing step stopped before it opened the SSO
+			// session (a database error): open it now, in the browser
+			// the request is bound to.
+			if err := s.openSession(ctx, w, &a, s.cfg.now()); err != nil {
+				s.internalError(w, r, "open sso session", err)
+				return
+			}
+		}
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 		return
 	case storage.StagePasswordOK:

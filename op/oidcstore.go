@@ -294,8 +294,11 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	if err != nil {
 		return "", err
 	}
+	// The library also accepts an expired hint; only a live ID token of
+	// this very session skips the question (a leaked old one must not).
 	hinted := es.IDTokenHintClaims != nil && es.UserID == sess.UserID &&
-		es.IDTokenHintClaims.GetAuthTime().Unix() == sess.AuthTime.Unix()
+		es.IDTokenHintClaims.GetAuthTime().Unix() == sess.AuthTime.Unix() &&
+		es.IDTokenHintClaims.GetExpiration().After(now)
 	if !hinted && !ri.logoutConfirmed {
 		// endSession holds back the redirect and asks the user.
 		ri.logoutPending = true

@@ -128,12 +128,17 @@ func (a *Admin) RevokeSessions(ctx context.Context, name, clientID string) (stor
 func EndedText(e storage.Ended) string { return endedText(e) }
 
 func endedText(e storage.Ended) string {
-	return plural(e.Sessions, "SSO session") + " ended, " + plural(e.Tokens, "token") + " revoked"
+	return plural(e.Sessions, "SSO session") + " ended, " + plural(e.Tokens, "token") + " revoked, " +
+		plural(e.SignIns, "sign-in in progress", "sign-ins in progress") + " cancelled"
 }
 
-func plural(n int, what string) string {
+// plural says n things; the plural form is what+"s" unless given.
+func plural(n int, what string, many ...string) string {
 	if n == 1 {
 		return "1 " + what
+	}
+	if len(many) > 0 {
+		return itoa(n) + " " + many[0]
 	}
 	return itoa(n) + " " + what + "s"
 }

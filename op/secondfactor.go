@@ -64,7 +64,10 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 		return false
 	}
 	if err := s.openSession(ctx, w, a, now); err != nil {
-		s.log.Warn("open sso session", "err", err)
+		// No code without a session (callbackBinding): the login page
+		// retries opening it.
+		s.internalError(w, r, "open sso session", err)
+		return false
 	}
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return true

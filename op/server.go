@@ -370,6 +370,15 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 			return
 		}
+		if a.Done() && len(a.SessionHash) == 0 {
+			// The login step that completed the request has not yet
+			// opened its SSO session and renewed the flow cookie: a code
+			// now would come from the old cookie and belong to no session
+			// (so no logout could reach its tokens). The login page
+			// finishes that step.
+			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+			return
+		}
 		infoFrom(r.Context()).callbackID = id
 		next.ServeHTTP(w, r)
 	})
@@ -485,8 +494,20 @@ func (w *logoutWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // nothing itself: the library still answers the authentication failure.
 func (s *Server) tokenClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/oauth/token" && r.URL.Path != "/revoke" {
+		switch r.URL.Path {
+		case "/oauth/token", "/revoke", "/oauth/introspect":
+		default:
 			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodPost {
+			// RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1: POST only, so
+			// that codes and tokens never travel in a URL (the library
+			// would also take them from a GET query).
+			w.Header().Set("Allow", http.MethodPost)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = w.Write([]byte(`{"error":"invalid_request","error_description":"use POST"}`))
 			return
 		}
 		if err := r.ParseForm(); err == nil {

@@ -196,6 +196,10 @@ type AuthRequest struct {
 type Ended struct {
 	Sessions int // SSO sessions deleted
 	Tokens   int // access and refresh tokens revoked
+	// SignIns counts sign-ins in progress cancelled: requests at the
+	// second step, done and waiting for their callback, or holding a code
+	// not yet redeemed.
+	SignIns int
 }
 
 // Done reports whether both factors are recorded; only then may a code exist.
@@ -434,9 +438,12 @@ type Store interface {
 	// RevokeUserClientTokens revokes every token of the user at the client.
 	RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error
 	// EndUserSessions, in one transaction: with clientID empty, deletes
-	// every SSO session of the user and revokes every token (offline
-	// grants too); with a clientID, revokes every token of the user at that
-	// client and keeps the SSO sessions. ErrNotFound for an unknown user.
+	// every SSO session of the user, cancels every sign-in of the user in
+	// progress (see Ended.SignIns) and revokes every token (offline grants
+	// too); with a clientID, does the same for that client's sign-ins and
+	// tokens and keeps the SSO sessions. ErrNotFound for an unknown user.
+	// DeleteTOTP and ReplaceRecoveryCodes end the user's sessions the same
+	// way.
 	EndUserSessions(ctx context.Context, userID, clientID string, now time.Time) (Ended, error)
 
 	// SSO sessions.
@@ -445,8 +452,10 @@ type Store interface {
 	SessionByHash(ctx context.Context, idHash []byte, now time.Time) (Session, error)
 	TouchSession(ctx context.Context, idHash []byte, now time.Time) error
 	DeleteSession(ctx context.Context, idHash []byte) error
-	// EndSession, in one transaction, deletes the session and revokes the
-	// tokens issued through it (SessionHash) except those of refresh
+	// EndSession, in one transaction, deletes the session, cancels the
+	// sign-ins completed from it and not yet redeemed (their callback and
+	// code stop working), and revokes the tokens issued through it
+	// (SessionHash) except those of refresh
 	// families with the offline_access scope and their access tokens
 	// (front-channel logout ends the browser's session, not offline
 	// grants). It returns how many tokens it revoked.

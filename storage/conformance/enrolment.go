@@ -93,7 +93,11 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 0 {
 		t.Fatalf("codes left after reset %d", n)
 	}
-	ok(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), "SetPendingTOTP after reset")
+	// The reset cancels the sign-in in progress (whoever was at the second
+	// step with the old factor); a new sign-in may enrol.
+	isErr(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), storage.ErrNotFound, "SetPendingTOTP on a request the reset cancelled")
+	passwordOK(t, s, "enr3", u.ID, now)
+	ok(t, s.SetPendingTOTP(ctx, "enr3", u.ID, []byte("sealed-3"), true, now), "SetPendingTOTP after reset")
 }
 
 func testRecoveryCodes(t *testing.T, s storage.Store) {

@@ -94,8 +94,24 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 	next.Scopes, next.SessionHash = []string{"openid"}, a.IDHash
 	ok(t, s.RotateRefreshToken(ctx, hash("rt-secret-rt-on"), next, storage.AccessToken{}, now), "rotate")
 
+	// Sign-ins of session a not yet redeemed: "sso" (done, no code) and
+	// "sso-code" (a code issued, not exchanged); "sso-b" is of session b.
+	addAuthRequest(t, s, "sso-code", now)
+	ok(t, s.CompleteFromSession(ctx, "sso-code", a), "CompleteFromSession sso-code")
+	ok(t, s.SaveAuthCode(ctx, "sso-code", hash("code-a"), now.Add(time.Minute)), "SaveAuthCode sso-code")
+	addAuthRequest(t, s, "sso-b", now)
+	ok(t, s.CompleteFromSession(ctx, "sso-b", b), "CompleteFromSession sso-b")
+
 	n, err := s.EndSession(ctx, a.IDHash, now)
 	ok(t, err, "EndSession")
+	if _, err := s.AuthRequestByID(ctx, "sso", now); err == nil {
+		t.Fatal("EndSession left a done request of the session usable")
+	}
+	_, err = s.ConsumeAuthCode(ctx, hash("code-a"), now)
+	isErr(t, err, storage.ErrNotFound, "code of the ended session")
+	if _, err := s.AuthRequestByID(ctx, "sso-b", now); err != nil {
+		t.Fatalf("EndSession cancelled another session's sign-in: %v", err)
+	}
 	if _, err := s.SessionByHash(ctx, a.IDHash, now); err == nil {
 		t.Fatal("EndSession kept the session")
 	}
@@ -138,22 +154,49 @@ func testEndUserSessions(t *testing.T, s storage.Store) {
 	}
 	seed("u1", "1")
 	seed("u2", "2")
+	// u1's sign-ins in progress: at the second step, done without a code,
+	// with a code not redeemed, with a redeemed code (kept for reuse
+	// detection); and one at client-b.
+	passwordOK(t, s, "p-second", "u1", now)
+	doneRequest(t, s, "p-done", "u1", now)
+	doneRequest(t, s, "p-code", "u1", now)
+	ok(t, s.SaveAuthCode(ctx, "p-code", hash("p-code"), now.Add(time.Minute)), "SaveAuthCode")
+	doneRequest(t, s, "p-used", "u1", now)
+	ok(t, s.SaveAuthCode(ctx, "p-used", hash("p-used"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, second(s.ConsumeAuthCode(ctx, hash("p-used"), now)), "ConsumeAuthCode")
+	other := newAuthRequest("p-b", now)
+	other.ClientID = "client-b"
+	ok(t, s.CreateAuthRequest(ctx, other), "CreateAuthRequest client-b")
+	ok(t, s.PasswordVerified(ctx, "p-b", "u1", now), "PasswordVerified client-b")
 	_, err := s.EndUserSessions(ctx, "nobody", "", now)
 	isErr(t, err, storage.ErrNotFound, "EndUserSessions unknown user")
 
 	e, err := s.EndUserSessions(ctx, "u1", "client-b", now)
 	ok(t, err, "EndUserSessions with client")
-	if e.Sessions != 0 || e.Tokens != 2 || liveAccess(s, "at-1client-b", now) || !liveAccess(s, "at-1client-a", now) {
+	if e.Sessions != 0 || e.Tokens != 2 || e.SignIns != 1 || liveAccess(s, "at-1client-b", now) || !liveAccess(s, "at-1client-a", now) {
 		t.Fatalf("EndUserSessions client-b: %+v", e)
+	}
+	if _, err := s.AuthRequestByID(ctx, "p-done", now); err != nil {
+		t.Fatalf("EndUserSessions with a client cancelled another client's sign-in: %v", err)
 	}
 	if _, err := s.SessionByHash(ctx, hash("s-1"), now); err != nil {
 		t.Fatal("EndUserSessions with a client removed the SSO session")
 	}
 	e, err = s.EndUserSessions(ctx, "u1", "", now)
 	ok(t, err, "EndUserSessions")
-	if e.Sessions != 1 || e.Tokens != 2 || liveAccess(s, "at-1client-a", now) || liveRefresh(s, "rt-secret-rt-1client-a", now) {
+	if e.Sessions != 1 || e.Tokens != 2 || e.SignIns != 3 || liveAccess(s, "at-1client-a", now) || liveRefresh(s, "rt-secret-rt-1client-a", now) {
 		t.Fatalf("EndUserSessions: %+v", e)
 	}
+	for _, id := range []string{"p-second", "p-done", "p-code", "p-b"} {
+		if _, err := s.AuthRequestByID(ctx, id, now); err == nil {
+			t.Fatalf("EndUserSessions left sign-in %s usable", id)
+		}
+	}
+	_, err = s.ConsumeAuthCode(ctx, hash("p-code"), now)
+	isErr(t, err, storage.ErrNotFound, "unredeemed code after EndUserSessions")
+	// The redeemed code still detects reuse.
+	_, err = s.ConsumeAuthCode(ctx, hash("p-used"), now)
+	isErr(t, err, storage.ErrReused, "reuse of a redeemed code after EndUserSessions")
 	if !liveAccess(s, "at-2client-a", now) {
 		t.Fatal("EndUserSessions reached another user")
 	}

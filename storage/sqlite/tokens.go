@@ -332,8 +332,25 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 	return revoked, mapErr("end session", err)
 }
 
+// cancelSignIns ends the sign-ins in progress that match where (a done
+// request waiting for its callback, an issued code not yet redeemed, a
+// request at the second step): they expire now, so no callback, code or
+// page of theirs works any more. Requests whose code was redeemed keep
+// their expiry (reuse detection needs them).
+func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, error) {
+	args = append([]any{now.Unix(), now.Unix()}, append(args, now.Unix())...)
+	n, err := tx.exec(`UPDATE auth_requests SET expires_at = ?, code_expires_at = MIN(code_expires_at, ?)
+		WHERE `+where+` AND code_used_at = 0 AND expires_at > ?`, args...)
+	return int(n), err
+}
+
 func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
 	if _, err := tx.exec(`DELETE FROM sessions WHERE id_hash = ?`, idHash); err != nil {
+		return 0, err
+	}
+	// A sign-in completed from this session and not yet redeemed would
+	// otherwise still give tokens after the logout.
+	if _, err := cancelSignIns(tx, now, `session_hash = ?`, idHash); err != nil {
 		return 0, err
 	}
 	t := revokedAt(now)
@@ -395,6 +412,9 @@ func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 		return e, err
 	}
 	e.Sessions = int(n)
+	if e.SignIns, err = cancelSignIns(tx, now, `user_id = ?`, userID); err != nil {
+		return e, err
+	}
 	t := revokedAt(now)
 	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`, t, userID); err != nil {
 		return e, err
@@ -420,6 +440,9 @@ func (s *Store) EndUserSessions(ctx context.Context, userID, clientID string, no
 			return err
 		}
 		e = storage.Ended{}
+		if e.SignIns, err = cancelSignIns(tx, now, `user_id = ? AND client_id = ?`, userID, clientID); err != nil {
+			return err
+		}
 		t := revokedAt(now)
 		n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at = 0`, t, userID, clientID)
 		if err != nil {
