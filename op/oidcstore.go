@@ -33,6 +33,9 @@ var errPKCERequired = oidc.ErrInvalidRequest().WithDescription("PKCE with code_c
 
 func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSub string) (zop.AuthRequest, error) {
 	s := o.s
+	if err := checkAuthRequestLimits(req); err != nil {
+		return nil, err
+	}
 	client, err := s.store.ClientByID(ctx, req.ClientID)
 	if err != nil {
 		return nil, err
