@@ -185,8 +185,8 @@ type CreatedClient struct {
 // secret stored as its SHA-256 digest; public clients always require PKCE
 // (RFC 9700 §2.1.1).
 func (a *Admin) AddClient(ctx context.Context, nc NewClient) (CreatedClient, error) {
-	if nc.ID == "" || len(nc.ID) > 128 {
-		return CreatedClient{}, errors.New("client id must be 1 to 128 characters")
+	if !validClientID(nc.ID) {
+		return CreatedClient{}, errors.New("client id must be 1 to 128 printable ASCII characters without spaces")
 	}
 	if len(nc.RedirectURIs) == 0 {
 		return CreatedClient{}, errors.New("at least one --redirect-uri is required")
@@ -227,6 +227,21 @@ func (a *Admin) DeleteClient(ctx context.Context, id string) error {
 	}
 	a.audit(ctx, "client_deleted", "", "", id, "by operator")
 	return nil
+}
+
+// validClientID: RFC 6749 Appendix A.1 allows printable ASCII (VSCHAR) in
+// a client id; the space is refused as well, since ids appear in tables,
+// logs and the audit trail.
+func validClientID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // checkRedirectURI accepts absolute URIs without fragments (RFC 6749
