@@ -26,12 +26,27 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 	return c, nil
 }
 
-// failed records the audit trail of a failed, already counted attempt.
-func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor) {
-	s.audit(ctx, event, userID, username, clientID, fmt.Sprintf("failures=%d", c.Failures))
-	if c.HardLocked {
-		s.audit(ctx, "hard_lock", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
-	} else if c.RetryAfter > 0 {
-		s.audit(ctx, "lock_started", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
+// failed records the audit trail of a failed, already counted attempt;
+// note, when set, ends each row's detail.
+func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, note string) {
+	with := func(d string) string {
+		if note != "" {
+			d += " " + note
+		}
+		return d
 	}
+	s.audit(ctx, event, userID, username, clientID, with(fmt.Sprintf("failures=%d", c.Failures)))
+	if c.HardLocked {
+		s.audit(ctx, "hard_lock", userID, username, clientID, with(fmt.Sprintf("factor=%s failures=%d", f, c.Failures)))
+	} else if c.RetryAfter > 0 {
+		s.audit(ctx, "lock_started", userID, username, clientID, with(fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter)))
+	}
+}
+
+// unknownUserNote names a username without an account in the audit trail
+// and the log by a prefix of its keyed hash (the key of its counter), never
+// by the name: what people type there is often their password. The prefix
+// (72 bits) tells names apart and shows repeated attempts with one name.
+func unknownUserNote(key string) string {
+	return "unknown user name_key=" + key[:12]
 }

@@ -79,7 +79,7 @@ func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, n
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP)
+		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 	}
 	return step, match
