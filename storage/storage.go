@@ -432,10 +432,15 @@ type Store interface {
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// DeleteAuditBefore deletes the events whose Time is before cutoff and
+	// returns how many: the trail's retention (README, Operations). It is
+	// the only way events leave the trail; a zero cutoff deletes nothing.
+	DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64, error)
 
 	// GC deletes rows that expired before now (auth requests that issued
 	// a code an hour later, for reuse detection), and unknown-username
-	// counters idle for UnknownAttemptIdle; it returns how many.
+	// counters idle for UnknownAttemptIdle; it returns how many. Audit
+	// events are not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"SigningKeys/Concurrent", testSigningKeysConcurrent},
 		{"Settings", testSettings},
 		{"Audit", testAudit},
+		{"Audit/Retention", testAuditRetention},
 		{"GC", testGC},
 		{"Enrollment", testEnrollment},
 		{"AuthRequests/Rebind", testRebind},
@@ -1481,6 +1482,54 @@ func testAudit(t *testing.T, s storage.Store) {
 	ok(t, err, "ListAudit combined")
 	if got := types(evs); !slices.Equal(got, []string{"login.done"}) {
 		t.Fatalf("ListAudit combined filter: %v", got)
+	}
+}
+
+// testAuditRetention: DeleteAuditBefore deletes exactly the events older
+// than the cutoff (whatever their order of insertion), keeps the others
+// and their ids, and later appends continue after the highest id.
+func testAuditRetention(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	for _, e := range []storage.AuditEvent{
+		{Time: t0.Add(-3 * time.Hour), Type: "old-1"},
+		{Time: t0, Type: "at-cutoff"},
+		{Time: t0.Add(-2 * time.Hour), Type: "old-2"},
+		{Time: t0.Add(-time.Second), Type: "old-3"},
+		{Time: t0.Add(time.Hour), Type: "new"},
+	} {
+		ok(t, s.AppendAudit(ctx, e), "AppendAudit")
+	}
+	before, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if n, err := s.DeleteAuditBefore(ctx, time.Time{}); err != nil || n != 0 {
+		t.Fatalf("DeleteAuditBefore(zero time) = %d, %v; want 0", n, err)
+	}
+	n, err := s.DeleteAuditBefore(ctx, t0)
+	ok(t, err, "DeleteAuditBefore")
+	if n != 3 {
+		t.Fatalf("DeleteAuditBefore(t0) deleted %d events, want 3", n)
+	}
+	after, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if len(after) != 2 || after[0].Type != "at-cutoff" || after[1].Type != "new" ||
+		after[0].ID != before[1].ID || after[1].ID != before[4].ID {
+		t.Fatalf("after DeleteAuditBefore(t0): %+v", after)
+	}
+	if n, err := s.DeleteAuditBefore(ctx, t0); err != nil || n != 0 {
+		t.Fatalf("second DeleteAuditBefore(t0) = %d, %v; want 0", n, err)
+	}
+	ok(t, s.AppendAudit(ctx, storage.AuditEvent{Time: t0, Type: "later"}), "AppendAudit")
+	all, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if len(all) != 3 || all[2].Type != "later" || all[2].ID <= before[4].ID {
+		t.Fatalf("append after deletion: %+v (highest id before %d)", all, before[4].ID)
+	}
+	// GC leaves the trail alone, however old its events.
+	if _, err := s.GC(ctx, t0.Add(1000*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := s.ListAudit(ctx, storage.AuditFilter{}); len(evs) != 3 {
+		t.Fatalf("GC deleted audit events: %d left", len(evs))
 	}
 }
 

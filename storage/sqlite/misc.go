@@ -100,7 +100,8 @@ func (s *Store) PutSettingIfAbsent(ctx context.Context, name string, value []byt
 // Audit trail
 
 // AppendAudit appends e; the store assigns the id (e.ID is ignored). The
-// table has no update or delete path, and triggers refuse both.
+// table has no update path and one delete path, DeleteAuditBefore; the
+// schema's triggers refuse every other update or delete.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	if e.Type == "" {
 		return errors.New("sqlite: append audit: event without type")
@@ -152,14 +153,52 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 	return out, mapErr("list audit", rows.Err())
 }
 
+// auditDeleteBatch is how many audit events one DeleteAuditBefore
+// transaction deletes, so that a first prune of a large trail never holds
+// the write lock for long.
+const auditDeleteBatch = 5000
+
+// DeleteAuditBefore deletes the events older than cutoff, oldest first, in
+// transactions of at most auditDeleteBatch rows. Each transaction opens the
+// schema's delete guard for its own cutoff and closes it again, so no
+// other statement can delete from the trail.
+func (s *Store) DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	c := unix(cutoff)
+	var total int64
+	for {
+		var n int64
+		err := s.write(ctx, func(tx *txn) error {
+			if _, err := tx.exec(`UPDATE audit_retention SET cutoff = ? WHERE id = 1`, c); err != nil {
+				return err
+			}
+			var err error
+			n, err = tx.exec(`DELETE FROM audit_events WHERE id IN
+				(SELECT id FROM audit_events WHERE time < ? ORDER BY time, id LIMIT ?)`, c, auditDeleteBatch)
+			if err != nil {
+				return err
+			}
+			_, err = tx.exec(`UPDATE audit_retention SET cutoff = 0 WHERE id = 1`)
+			return err
+		})
+		if err != nil {
+			return total, mapErr("delete audit", err)
+		}
+		total += n
+		if n < auditDeleteBatch {
+			return total, nil
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Garbage collection
 
 // GC deletes expired rows and returns how many: auth requests an hour after
 // they expired (so a late replay of their code is still recognised), access
 // and refresh tokens and sessions once expired, and retired signing keys no
-// longer published. Audit events are never deleted. Each table is its own
-// short transaction so GC never holds the write lock for long.
+// longer published. Audit events have their own retention
+// (DeleteAuditBefore). Each table is its own short transaction so GC never
+// holds the write lock for long.
 func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 	n := now.Unix()
 	var total int64
