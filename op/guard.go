@@ -21,25 +21,35 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 		return c, fmt.Errorf("claim attempt: %w", err)
 	}
 	if !c.Allowed {
-		s.audit(ctx, "locked_refused", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d retry_after=%s hard=%t", f, c.Failures, c.RetryAfter, c.HardLocked))
+		detail := fmt.Sprintf("factor=%s failures=%d retry_after=%s hard=%t", f, c.Failures, c.RetryAfter, c.HardLocked)
+		if f == storage.FactorPassword {
+			// Anyone who knows the name gets this answer, without a
+			// password; the TOTP step needs one and is always recorded.
+			s.auditLimited(ctx, userID, "locked_refused", userID, username, clientID, detail)
+		} else {
+			s.audit(ctx, "locked_refused", userID, username, clientID, detail)
+		}
 	}
 	return c, nil
 }
 
-// failed records the audit trail of a failed, already counted attempt;
-// note, when set, ends each row's detail.
-func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, note string) {
-	with := func(d string) string {
-		if note != "" {
-			d += " " + note
+// failed records the audit trail of a failed, already counted attempt.
+// For a username without an account, unknownKey is its counter's key: the
+// rows name it by that key (unknownUserNote) and are rate limited by it,
+// since rotating made-up names costs an attacker nothing but hashing time.
+func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey string) {
+	write := func(typ, detail string) {
+		if unknownKey == "" {
+			s.audit(ctx, typ, userID, username, clientID, detail)
+			return
 		}
-		return d
+		s.auditLimited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
-	s.audit(ctx, event, userID, username, clientID, with(fmt.Sprintf("failures=%d", c.Failures)))
+	write(event, fmt.Sprintf("failures=%d", c.Failures))
 	if c.HardLocked {
-		s.audit(ctx, "hard_lock", userID, username, clientID, with(fmt.Sprintf("factor=%s failures=%d", f, c.Failures)))
+		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
 	} else if c.RetryAfter > 0 {
-		s.audit(ctx, "lock_started", userID, username, clientID, with(fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter)))
+		write("lock_started", fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
 	}
 }
 

@@ -211,7 +211,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		}
 		if !claim.Allowed {
 			s.metrics.attempt("password", "locked")
-			s.audit(ctx, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
+			s.auditLimited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
 			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return
 		}
@@ -220,7 +220,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.metrics.attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, unknownUserNote(key))
+		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key)
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}

@@ -233,19 +233,31 @@ func (o *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, value stri
 	return &refreshRequest{t: t}, nil
 }
 
+// TerminateSession revokes the user's tokens at the client (when the
+// id_token_hint named them) and ends the browser's SSO session. A logout
+// that ended nothing (no hint, no live session: any cookie-less request)
+// writes no audit row.
 func (o *oidcStorage) TerminateSession(ctx context.Context, userID, clientID string) error {
 	now := o.s.cfg.now()
+	ended := false
 	if userID != "" && clientID != "" {
 		if err := o.s.store.RevokeUserClientTokens(ctx, userID, clientID, now); err != nil {
 			return err
 		}
+		ended = true
 	}
+	detail := ""
 	if v := ssoCookieFromContext(ctx); v != "" {
+		if _, err := o.s.store.SessionByHash(ctx, hashSecret(v), now); err == nil {
+			ended, detail = true, "session ended"
+		}
 		if err := o.s.store.DeleteSession(ctx, hashSecret(v)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 	}
-	o.s.audit(ctx, "logout", userID, "", clientID, "")
+	if ended {
+		o.s.audit(ctx, "logout", userID, "", clientID, detail)
+	}
 	return nil
 }
 

@@ -49,6 +49,8 @@ type Server struct {
 	pages   *pages
 	metrics *metrics
 	ipLimit *ipLimiter
+	// auditLimit bounds the audit rows anonymous requests can add.
+	auditLimit *auditLimiter
 	// unknownSecret keys the counters of usernames without an account.
 	unknownSecret []byte
 	handler       http.Handler
@@ -70,7 +72,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.Sealer == nil {
 		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
+	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
 	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
 		return nil, err
 	}
