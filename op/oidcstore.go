@@ -339,8 +339,21 @@ func (o *oidcStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, str
 	return nil
 }
 
+// SetUserinfoFromRequest fills the ID token's user claims. For the refresh
+// grant it also restores acr, which the library sets only for an
+// op.AuthRequest (CreateIDToken): OpenID Connect Core §12.2 keeps the
+// original authentication's claims in a refreshed ID token. The refresh
+// request must not pose as an op.AuthRequest instead: the library would
+// then decide from its scopes whether to rotate the refresh token, and a
+// client narrowing the scope would keep its old token usable.
 func (o *oidcStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req zop.IDTokenRequest, scopes []string) error {
-	return o.fillUserinfo(ctx, info, req.GetSubject(), scopes)
+	if err := o.fillUserinfo(ctx, info, req.GetSubject(), scopes); err != nil {
+		return err
+	}
+	if r, ok := req.(*refreshRequest); ok && r.t.ACR != "" {
+		info.AppendClaims("acr", r.t.ACR)
+	}
+	return nil
 }
 
 // SetUserinfoFromToken serves /userinfo: the library only decrypts the
