@@ -1,0 +1,98 @@
+package op
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	zop "github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// ValidateAuthRequest makes the provider an op.AuthorizeValidator, which
+// replaces the library's validation of /authorize. It is the library's
+// validation (ValidateAuthRequestClient) with one change: a public
+// client's redirect URI is matched here, by RFC 8252's rules, and the
+// library then sees only the URI that matched. The library's own native
+// matching ignores scheme, loopback host, port, user info and fragment
+// (auth_request.go, matchesLoopbackRedirect).
+func (p *provider) ValidateAuthRequest(ctx context.Context, req *oidc.AuthRequest, st zop.Storage, verifier *zop.IDTokenHintVerifier) (string, error) {
+	c, err := st.GetClientByClientID(ctx, req.ClientID)
+	if err != nil {
+		// Never redirect for an unknown client (RFC 6749 §4.1.2.1).
+		return "", oidc.ErrInvalidRequestRedirectURI().WithDescription("unable to retrieve client by id").WithParent(err)
+	}
+	if c.ApplicationType() == zop.ApplicationTypeNative {
+		if !nativeRedirectMatches(c.RedirectURIs(), req.RedirectURI) {
+			return "", oidc.ErrInvalidRequestRedirectURI().WithDescription("The requested redirect_uri is not registered for this client.")
+		}
+		c = matchedRedirect{Client: c, uri: req.RedirectURI}
+	}
+	return zop.ValidateAuthRequestClient(ctx, req, c, verifier)
+}
+
+// matchedRedirect is a client whose only redirect URI is the one that
+// matched the request.
+type matchedRedirect struct {
+	zop.Client
+	uri string
+}
+
+func (m matchedRedirect) RedirectURIs() []string { return []string{m.uri} }
+
+// nativeRedirectMatches reports whether requested is one of registered, or
+// differs from a registered http loopback redirect only in its port: a
+// native app listens on a port the system gives it (RFC 8252 §7.3). That
+// exception holds only for loopback IP literals (127.0.0.0/8, ::1), never
+// for "localhost" (§8.3), and the scheme, the host as written, path and
+// query must be the same strings (RFC 9700 §2.1: exact matching). A
+// fragment or user info never matches.
+func nativeRedirectMatches(registered []string, requested string) bool {
+	if slices.Contains(registered, requested) {
+		return true
+	}
+	host, _, rest, ok := splitLoopback(requested)
+	if !ok {
+		return false
+	}
+	for _, r := range registered {
+		if rh, _, rrest, ok := splitLoopback(r); ok && rh == host && rrest == rest {
+			return true
+		}
+	}
+	return false
+}
+
+// splitLoopback splits an http URI with a loopback IP literal host into
+// that host (as written), its port and everything after the authority. ok
+// is false for anything else, and for user info, fragments and ports that
+// are not a plain number from 1 to 65535.
+func splitLoopback(raw string) (host, port, rest string, ok bool) {
+	after, found := strings.CutPrefix(raw, "http://")
+	if !found || strings.Contains(raw, "#") {
+		return "", "", "", false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return "", "", "", false
+	}
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil || !ip.IsLoopback() {
+		return "", "", "", false
+	}
+	authority := u.Host
+	if !strings.HasPrefix(after, authority) || strings.HasSuffix(authority, ":") {
+		return "", "", "", false
+	}
+	host, port = u.Hostname(), u.Port()
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return "", "", "", false
+		}
+	}
+	return host, port, after[len(authority):], true
+}
