@@ -64,9 +64,12 @@ func checkAuthRequestLimits(req *oidc.AuthRequest) error {
 		return refuse("code_challenge must be the %d-character BASE64URL encoding of a SHA-256 digest (RFC 7636 §4.2)", s256ChallengeLen)
 	}
 	switch req.ResponseMode {
-	case "", oidc.ResponseModeQuery, oidc.ResponseModeFragment, oidc.ResponseModeFormPost:
+	case "", oidc.ResponseModeQuery, oidc.ResponseModeFragment:
 	default:
-		return refuse("unsupported response_mode")
+		// Also form_post: the library's page posts a fixed set of fields,
+		// without the iss that RFC 9207 requires in every response, and
+		// submits itself with an inline script.
+		return refuse("unsupported response_mode; use query or fragment")
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ func TestAuthRequestLimits(t *testing.T) {
 		"challenge long":    func(r *oidc.AuthRequest) { r.CodeChallenge = challenge + "A" },
 		"challenge charset": func(r *oidc.AuthRequest) { r.CodeChallenge = strings.Repeat("A", 42) + "=" },
 		"response_mode":     func(r *oidc.AuthRequest) { r.ResponseMode = "jwt" },
+		"form_post":         func(r *oidc.AuthRequest) { r.ResponseMode = oidc.ResponseModeFormPost },
 	} {
 		r := valid()
 		change(r)

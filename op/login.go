@@ -121,7 +121,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // redirectError sends an OAuth error to the client's (already validated)
 // redirect URI.
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
-	http.Redirect(w, r, appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
+	http.Redirect(w, r, s.appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
 }
 
 func (s *Server) clientName(ctx context.Context, id string) string {
@@ -212,7 +212,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		if !claim.Allowed {
 			s.metrics.attempt("password", "locked")
 			s.auditLimited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
-			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return
 		}
 		if _, err := s.hasher.Verify(ctx, "", password); errors.Is(err, ErrHashBusy) {
@@ -235,7 +235,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("password", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)

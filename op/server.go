@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSessionCookie, s.authorizationResponseIssuer)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -223,7 +223,19 @@ func (s *Server) discoveryDocument(ctx context.Context, p *provider) ([]byte, er
 	d.RequestObjectSigningAlgValuesSupported = nil
 	d.ACRValuesSupported = []string{s.cfg.ACR}
 	d.IDTokenSigningAlgValuesSupported = []string{"RS256"}
-	return json.Marshal(d)
+	// form_post is refused (authlimits.go): its page cannot carry iss.
+	d.ResponseModesSupported = []string{string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment)}
+	doc, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	// RFC 9207 §3; the library's type has no field for it.
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, err
+	}
+	m["authorization_response_iss_parameter_supported"] = true
+	return json.Marshal(m)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
