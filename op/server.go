@@ -269,10 +269,22 @@ func (s *Server) protocolHeaders(next http.Handler) http.Handler {
 // with a WWW-Authenticate challenge. The library answers 403 with "{}"
 // when the storage refuses a token it could decrypt (expired, revoked), and
 // 401 without a challenge when there is no token or it cannot be decrypted.
+// A token in the URL query is refused before the library sees it: URLs end
+// up in logs, histories and Referer headers (RFC 6750 §2.3, §5.3; OAuth
+// 2.1 removes the method).
 func (s *Server) bearerErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/userinfo" {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Query().Has("access_token") {
+			const desc = "send the access token in the Authorization header, not in the URL"
+			h := w.Header()
+			h.Set("Content-Type", "application/json")
+			h.Set("WWW-Authenticate", `Bearer error="invalid_request", error_description="`+desc+`"`)
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_request","error_description":"` + desc + `"}`))
 			return
 		}
 		next.ServeHTTP(&bearerErrorWriter{ResponseWriter: w, sent: r.Header.Get("Authorization") != ""}, r)
