@@ -223,6 +223,13 @@ func (s *Server) discoveryDocument(ctx context.Context, p *provider) ([]byte, er
 	d.RequestObjectSigningAlgValuesSupported = nil
 	d.ACRValuesSupported = []string{s.cfg.ACR}
 	d.IDTokenSigningAlgValuesSupported = []string{"RS256"}
+	// The library lists signing algorithms for JWT client authentication
+	// at revocation and introspection although no endpoint offers it
+	// (private_key_jwt needs GetKeyByIDAndClientID, which refuses): such a
+	// list is only meaningful next to a JWT auth method (RFC 8414 §2).
+	d.TokenEndpointAuthSigningAlgValuesSupported = nil
+	d.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
 	// form_post is refused (authlimits.go): its page cannot carry iss.
 	d.ResponseModesSupported = []string{string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment)}
 	doc, err := json.Marshal(d)
