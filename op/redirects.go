@@ -2,6 +2,7 @@ package op
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -95,4 +96,55 @@ func splitLoopback(raw string) (host, port, rest string, ok bool) {
 		}
 	}
 	return host, port, after[len(authority):], true
+}
+
+// checkRedirectURI is the registration policy for redirect and post-logout
+// redirect URIs (README, CLI): an absolute ASCII URI without fragment
+// (RFC 6749 §3.1.2) or user info, whose scheme is
+//   - https;
+//   - http only with a loopback IP literal host, 127.0.0.0/8 or [::1]
+//     (RFC 8252 §7.3): not "localhost", which a resolver or hosts file may
+//     send elsewhere (§8.3), and for confidential clients too, for
+//     development;
+//   - a private-use scheme in reverse-DNS form such as
+//     com.example.app:/cb, for public (native) clients only (RFC 8252
+//     §7.1). This excludes javascript:, data:, file: and the like.
+func checkRedirectURI(raw string, public bool) error {
+	bad := func(why string) error { return fmt.Errorf("redirect URI %q: %s", raw, why) }
+	if raw == "" {
+		return bad("empty")
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] <= 0x20 || raw[i] > 0x7e {
+			return bad("must be ASCII without spaces or control characters")
+		}
+	}
+	if strings.Contains(raw, "#") {
+		return bad("must not have a fragment")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || !strings.HasPrefix(raw, u.Scheme+":") {
+		return bad("must be an absolute URI with a lower-case scheme")
+	}
+	if u.User != nil {
+		return bad("must not have user info")
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" || u.Opaque != "" {
+			return bad("https needs a host")
+		}
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || u.Opaque != "" {
+			return bad("http is allowed only for a loopback IP literal (127.0.0.1, [::1]); use https")
+		}
+	default:
+		if !public {
+			return bad("a private-use scheme is for native apps: register a --public client")
+		}
+		if !strings.Contains(u.Scheme, ".") {
+			return bad("a private-use scheme must be a reverse domain name you control, such as com.example.app")
+		}
+	}
+	return nil
 }
