@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Sessions", testSessions},
 		{"SigningKeys/Basic", testSigningKeys},
 		{"SigningKeys/Concurrent", testSigningKeysConcurrent},
+		{"SigningKeys/Next", testSigningKeysNext},
 		{"Settings", testSettings},
 		{"Audit", testAudit},
 		{"Audit/Retention", testAuditRetention},
@@ -1369,6 +1370,54 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 	ks, _ = s.SigningKeys(ctx, t0.Add(100*time.Minute))
 	if len(ks) == 0 || ks[0].ID != "k3" || !ks[0].RetiredAt.IsZero() {
 		t.Fatalf("a failed AddSigningKey retired the active key: %+v", keyIDs(ks))
+	}
+}
+
+// testSigningKeysNext: a key added with a later activation is listed at
+// once, the current key keeps signing until then and is retired at that
+// activation; a second rotation before it replaces the waiting key.
+func testSigningKeysNext(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	k1 := newKey("k1", t0)
+	ok(t, s.AddSigningKey(ctx, k1, false, time.Time{}), "AddSigningKey first")
+	act := t0.Add(10 * time.Minute)
+	k2 := newKey("k2", t0.Add(time.Minute))
+	k2.ActivatesAt = act
+	ok(t, s.AddSigningKey(ctx, k2, true, act.Add(48*time.Hour)), "AddSigningKey next")
+	ks, err := s.SigningKeys(ctx, t0.Add(time.Minute))
+	ok(t, err, "SigningKeys")
+	k1r := k1
+	k1r.RetiredAt, k1r.ExpiresAt = act, act.Add(48*time.Hour)
+	same(t, "SigningKeys with a next key", ks, []storage.SigningKey{k2, k1r})
+	for at, want := range map[time.Time]string{t0.Add(time.Minute): "k1", act.Add(-time.Second): "k1", act: "k2"} {
+		if k, _ := storage.SigningKeyAt(ks, at); k.ID != want {
+			t.Fatalf("signing key at %s: %q, want %q", at.Sub(t0), k.ID, want)
+		}
+	}
+	// EnsureKey's insert still sees a key that is not retired.
+	isErr(t, s.AddSigningKey(ctx, newKey("k-x", t0.Add(2*time.Minute)), false, time.Time{}), storage.ErrConflict,
+		"AddSigningKey without retiring while a next key waits")
+
+	// Rotating again before the activation: k2 is retired at k3's
+	// activation (it may never sign), k1 keeps its own retirement.
+	act3 := t0.Add(20 * time.Minute)
+	k3 := newKey("k3", t0.Add(5*time.Minute))
+	k3.ActivatesAt = act3
+	ok(t, s.AddSigningKey(ctx, k3, true, act3.Add(48*time.Hour)), "AddSigningKey second next")
+	ks, err = s.SigningKeys(ctx, t0.Add(5*time.Minute))
+	ok(t, err, "SigningKeys")
+	if !slices.Equal(keyIDs(ks), []string{"k3", "k2", "k1"}) || !ks[1].RetiredAt.Equal(act3) || !ks[2].RetiredAt.Equal(act) {
+		t.Fatalf("after a second rotation: %+v", ks)
+	}
+	for at, want := range map[time.Time]string{t0.Add(5 * time.Minute): "k1", act: "k2", act3: "k3"} {
+		if k, _ := storage.SigningKeyAt(ks, at); k.ID != want {
+			t.Fatalf("signing key at %s after a second rotation: %q, want %q", at.Sub(t0), k.ID, want)
+		}
+	}
+	ks, err = s.SigningKeys(ctx, act.Add(48*time.Hour))
+	ok(t, err, "SigningKeys")
+	if !slices.Equal(keyIDs(ks), []string{"k3", "k2"}) {
+		t.Fatalf("once k1's publication ended: %v", keyIDs(ks))
 	}
 }
 

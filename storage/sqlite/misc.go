@@ -13,15 +13,20 @@ import (
 // ---------------------------------------------------------------------------
 // Signing keys
 
-// AddSigningKey inserts k as the active key. With retireOthers the previous
-// active key is retired at k.CreatedAt and published until expireOldAt;
-// without, k is inserted only if no key is active (ErrConflict otherwise),
-// so processes starting together create one key.
+// AddSigningKey inserts k, signing from k.ActivatesAt (at once when zero).
+// With retireOthers the key not yet retired is retired at that activation
+// and published until expireOldAt; without, k is inserted only if every
+// key is retired (ErrConflict otherwise), so processes starting together
+// create one key.
 func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireOthers bool, expireOldAt time.Time) error {
+	activation := k.ActivatesAt
+	if activation.IsZero() {
+		activation = k.CreatedAt
+	}
 	err := s.write(ctx, func(tx *txn) error {
 		if retireOthers {
 			if _, err := tx.exec(`UPDATE signing_keys SET retired_at = ?, expires_at = ? WHERE retired_at = 0`,
-				max(unix(k.CreatedAt), 1), unix(expireOldAt)); err != nil {
+				max(unix(activation), 1), unix(expireOldAt)); err != nil {
 				return err
 			}
 		} else {
@@ -37,18 +42,19 @@ func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireO
 				return storage.ErrConflict
 			}
 		}
-		// An active key has neither retirement nor expiry.
-		_, err := tx.exec(`INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, 0, 0)`, k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, unix(k.CreatedAt))
+		// The newest key has neither retirement nor expiry.
+		_, err := tx.exec(`INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, 0, 0)`, k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, unix(k.CreatedAt), unix(k.ActivatesAt))
 		return err
 	})
 	return mapErr("add signing key", err)
 }
 
-// SigningKeys lists the active key and the retired keys still published
+// SigningKeys lists the keys not retired (the active one, and a next one
+// still waiting for its activation) and the retired keys still published
 // (ExpiresAt > now), newest first.
 func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.SigningKey, error) {
-	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at
+	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at
 		FROM signing_keys WHERE retired_at = 0 OR expires_at > ?
 		ORDER BY CASE WHEN retired_at = 0 THEN 0 ELSE 1 END, created_at DESC, retired_at DESC, id`, now.Unix())
 	if err != nil {
@@ -58,11 +64,11 @@ func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.Signi
 	var out []storage.SigningKey
 	for rows.Next() {
 		var k storage.SigningKey
-		var created, retired, exp int64
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &retired, &exp); err != nil {
+		var created, activates, retired, exp int64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &activates, &retired, &exp); err != nil {
 			return nil, mapErr("signing keys", err)
 		}
-		k.CreatedAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(retired), fromUnix(exp)
+		k.CreatedAt, k.ActivatesAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(activates), fromUnix(retired), fromUnix(exp)
 		out = append(out, k)
 	}
 	return out, mapErr("signing keys", rows.Err())
