@@ -1,7 +1,7 @@
 package e2e
 
 // Unauthenticated storage growth: what a stranger can make the provider
-// store. Helpers start with grw (audit_hygiene_test.go shares them).
+// store. Helpers start with grw; the audit and username tests use them too.
 
 import (
 	"database/sql"
