@@ -767,7 +767,7 @@ func TestMalformedRequestsNever500(t *testing.T) {
 	badUTF8 := "client_id=%ff%fe&token=%c3%28&redirect_uri=%e2%82&grant_type=authorization_code&code=%80"
 	form := "application/x-www-form-urlencoded"
 	basicA := p.a.ID + ":" + p.a.Secret
-	authz := "/authorize?client_id=" + p.a.ID + "&redirect_uri=" + url.QueryEscape(p.a.RedirectURI) + "&response_type=code&scope=openid&code_challenge=" + randString() + randString() + "&code_challenge_method=S256"
+	authz := "/authorize?client_id=" + p.a.ID + "&redirect_uri=" + url.QueryEscape(p.a.RedirectURI) + "&response_type=code&scope=openid&code_challenge=" + strings.Repeat("A", 43) + "&code_challenge_method=S256"
 	type req struct {
 		method, path, body, ctype, basic string
 		hdr                              map[string]string

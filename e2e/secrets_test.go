@@ -235,9 +235,9 @@ func secKeyIDRaw(t *testing.T, keyFile []byte) []byte {
 	return sum[:8]
 }
 
-// TestKeysRotate: after `idp keys rotate` on a running server, an ID token
-// issued before still verifies through JWKS and new tokens carry the new
-// kid.
+// TestKeysRotate: after `idp keys rotate` on a running server (with a
+// short activation delay), an ID token issued before still verifies
+// through JWKS and new tokens carry the new kid once it is active.
 func TestKeysRotate(t *testing.T) {
 	s := StartServer(t, fastPolicy...)
 	c := AddClient(t, s.DB, "app")
@@ -251,7 +251,7 @@ func TestKeysRotate(t *testing.T) {
 	}
 	oldRaw := tok.Extra("id_token").(string)
 	oldKid := secKid(t, oldRaw)
-	out := CLI(t, s.DB, "", "keys", "rotate")
+	out := CLI(t, s.DB, "", "keys", "rotate", "--activate-after", "2s")
 	if !strings.Contains(out, "New signing key") {
 		t.Fatal(out)
 	}

@@ -2,14 +2,39 @@ package op
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/totp-idp/idp/storage"
 )
 
 // audit appends a security event to the audit table and the log (threat
-// model rule 13). Callers never pass a password, code or token.
+// model rule 13). Callers never pass a password, code or token. Events a
+// request without any credential can trigger (anonymousEvents) are rate
+// limited by their content.
 func (s *Server) audit(ctx context.Context, typ, userID, username, clientID, detail string) {
+	if anonymousEvents[typ] {
+		s.auditLimited(ctx, userID+"\x00"+clientID+"\x00"+detail, typ, userID, username, clientID, detail)
+		return
+	}
+	s.writeAudit(ctx, typ, userID, username, clientID, detail)
+}
+
+// auditLimited is audit for an event that a request without any
+// credential can trigger, rate limited per kind and key (auditlimit.go).
+func (s *Server) auditLimited(ctx context.Context, key, typ, userID, username, clientID, detail string) {
+	ok, dropped := s.auditLimit.allow(typ, key, s.cfg.now())
+	if !ok {
+		s.metrics.inc("idp_audit_suppressed_total", fmt.Sprintf("event=%q", typ))
+		return
+	}
+	if dropped > 0 {
+		detail += fmt.Sprintf(" (%d more %s events not recorded before this one)", dropped, typ)
+	}
+	s.writeAudit(ctx, typ, userID, username, clientID, detail)
+}
+
+func (s *Server) writeAudit(ctx context.Context, typ, userID, username, clientID, detail string) {
 	ri := infoFrom(ctx)
 	e := storage.AuditEvent{
 		Time: s.cfg.now(), Type: typ, UserID: userID, Username: username,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -76,24 +78,25 @@ func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) 
 		s.pages.errorPage(w, r, http.StatusBadRequest, msgInvalidLink, "")
 		return
 	}
-	back := appErrorURL(&a, "access_denied", "the sign-in link expired")
+	back := s.appErrorURL(&a, "access_denied", "the sign-in link expired")
 	s.pages.errorPageFor(w, http.StatusBadRequest, msgExpired, back, s.clientName(r.Context(), a.ClientID))
 }
 
 // appErrorURL is the client's (registered, already validated) redirect URI
-// carrying an OAuth error and the request's state (RFC 6749 §4.1.2.1): the
-// way back to the application, which can start a new sign-in.
-func appErrorURL(a *storage.AuthRequest, code, description string) string {
-	q := url.Values{"error": {code}}
+// carrying an OAuth error, the request's state (RFC 6749 §4.1.2.1) and the
+// issuer (RFC 9207), in the fragment if the request asked for it: the way
+// back to the application, which can start a new sign-in.
+func (s *Server) appErrorURL(a *storage.AuthRequest, code, description string) string {
+	q := url.Values{"error": {code}, "iss": {s.cfg.Issuer}}
 	if description != "" {
 		q.Set("error_description", description)
 	}
 	if a.State != "" {
 		q.Set("state", a.State)
 	}
-	sep := "?"
-	if strings.Contains(a.RedirectURI, "?") {
-		sep = "&"
+	u, err := url.Parse(a.RedirectURI)
+	if err != nil {
+		return ""
 	}
-	return a.RedirectURI + sep + q.Encode()
+	return withAuthzParams(u, a.ResponseMode == string(oidc.ResponseModeFragment), q)
 }

@@ -21,17 +21,42 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 		return c, fmt.Errorf("claim attempt: %w", err)
 	}
 	if !c.Allowed {
-		s.audit(ctx, "locked_refused", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d retry_after=%s hard=%t", f, c.Failures, c.RetryAfter, c.HardLocked))
+		detail := fmt.Sprintf("factor=%s failures=%d retry_after=%s hard=%t", f, c.Failures, c.RetryAfter, c.HardLocked)
+		if f == storage.FactorPassword {
+			// Anyone who knows the name gets this answer, without a
+			// password; the TOTP step needs one and is always recorded.
+			s.auditLimited(ctx, userID, "locked_refused", userID, username, clientID, detail)
+		} else {
+			s.audit(ctx, "locked_refused", userID, username, clientID, detail)
+		}
 	}
 	return c, nil
 }
 
 // failed records the audit trail of a failed, already counted attempt.
-func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor) {
-	s.audit(ctx, event, userID, username, clientID, fmt.Sprintf("failures=%d", c.Failures))
-	if c.HardLocked {
-		s.audit(ctx, "hard_lock", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
-	} else if c.RetryAfter > 0 {
-		s.audit(ctx, "lock_started", userID, username, clientID, fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
+// For a username without an account, unknownKey is its counter's key: the
+// rows name it by that key (unknownUserNote) and are rate limited by it,
+// since rotating made-up names costs an attacker nothing but hashing time.
+func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey string) {
+	write := func(typ, detail string) {
+		if unknownKey == "" {
+			s.audit(ctx, typ, userID, username, clientID, detail)
+			return
+		}
+		s.auditLimited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
+	write(event, fmt.Sprintf("failures=%d", c.Failures))
+	if c.HardLocked {
+		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
+	} else if c.RetryAfter > 0 {
+		write("lock_started", fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
+	}
+}
+
+// unknownUserNote names a username without an account in the audit trail
+// and the log by a prefix of its keyed hash (the key of its counter), never
+// by the name: what people type there is often their password. The prefix
+// (72 bits) tells names apart and shows repeated attempts with one name.
+func unknownUserNote(key string) string {
+	return "unknown user name_key=" + key[:12]
 }

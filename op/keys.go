@@ -32,9 +32,21 @@ type KeyManager struct {
 
 	mu      sync.Mutex
 	loaded  time.Time
-	signing *signingKey
+	rows    []storage.SigningKey // as loaded, for SigningKeyAt
+	private map[string]*signingKey
 	public  []zop.Key
 }
+
+// JWKSMaxAge is how long clients and caches may keep a JWKS answer
+// (Cache-Control on /keys).
+const JWKSMaxAge = 300 * time.Second
+
+// DefaultKeyActivationDelay is how long `idp keys rotate` publishes a new
+// key before it signs: a JWKS answer may be cached for JWKSMaxAge, and a
+// server process reads keys again within keyCacheTTL; twice that leaves a
+// margin for intermediary caches and clocks. A relying party that fetched
+// JWKS just before the rotation therefore never meets an unknown kid.
+const DefaultKeyActivationDelay = 2 * (JWKSMaxAge + keyCacheTTL)
 
 // NewKeyManager returns a key manager over store; private keys are sealed
 // with sealer.
@@ -63,8 +75,8 @@ func (k *publicKey) Use() string                        { return "sig" }
 // Key returns the public key only: JWKS must never carry a private part.
 func (k *publicKey) Key() any { return k.key }
 
-// EnsureKey creates a signing key unless one is active. Concurrent
-// processes on one database end up with a single active key.
+// EnsureKey creates a signing key unless one is active or waiting to be.
+// Concurrent processes on one database end up with a single key.
 func (m *KeyManager) EnsureKey(ctx context.Context) error {
 	keys, err := m.store.SigningKeys(ctx, m.now())
 	if err != nil {
@@ -86,34 +98,39 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 	return err
 }
 
-// Rotate makes a new key active; the old public key stays published for
-// the retention period so tokens it signed still verify.
-func (m *KeyManager) Rotate(ctx context.Context) (string, error) {
+// Rotate adds a new key that is published at once and signs after
+// activateAfter (DefaultKeyActivationDelay unless an operator must replace
+// a compromised key now); the current key signs until then and stays
+// published for the retention period after, so tokens it signed still
+// verify. It returns the new key's id and activation time.
+func (m *KeyManager) Rotate(ctx context.Context, activateAfter time.Duration) (string, time.Time, error) {
 	now := m.now()
 	k, err := m.newRSAKey(now)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	if err := m.store.AddSigningKey(ctx, k, true, now.Add(m.retention)); err != nil {
-		return "", err
+	k.ActivatesAt = now.Add(activateAfter)
+	if err := m.store.AddSigningKey(ctx, k, true, k.ActivatesAt.Add(m.retention)); err != nil {
+		return "", time.Time{}, err
 	}
 	m.mu.Lock()
 	m.loaded = time.Time{}
 	m.mu.Unlock()
-	return k.ID, nil
+	return k.ID, k.ActivatesAt, nil
 }
 
-// SigningKey returns the active private key.
+// SigningKey returns the private key that signs now (storage.SigningKeyAt).
 func (m *KeyManager) SigningKey(ctx context.Context) (zop.SigningKey, error) {
 	if err := m.load(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.signing == nil {
+	k, ok := storage.SigningKeyAt(m.rows, m.now())
+	if !ok {
 		return nil, errors.New("no active signing key")
 	}
-	return m.signing, nil
+	return m.private[k.ID], nil
 }
 
 // KeySet returns the published public keys.
@@ -138,7 +155,7 @@ func (m *KeyManager) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
-	var signing *signingKey
+	private := make(map[string]*signingKey, len(rows))
 	public := make([]zop.Key, 0, len(rows))
 	for _, r := range rows {
 		der, err := m.sealer.Open(aadSigningKey(r.ID), r.PrivateKey)
@@ -154,12 +171,10 @@ func (m *KeyManager) load(ctx context.Context) error {
 			return fmt.Errorf("signing key %s: not RSA", r.ID)
 		}
 		public = append(public, &publicKey{id: r.ID, key: &rk.PublicKey})
-		if r.RetiredAt.IsZero() && signing == nil {
-			signing = &signingKey{id: r.ID, key: rk}
-		}
+		private[r.ID] = &signingKey{id: r.ID, key: rk}
 	}
 	m.mu.Lock()
-	m.signing, m.public, m.loaded = signing, public, now
+	m.rows, m.private, m.public, m.loaded = rows, private, public, now
 	m.mu.Unlock()
 	return nil
 }

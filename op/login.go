@@ -130,7 +130,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // redirectError sends an OAuth error to the client's (already validated)
 // redirect URI.
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
-	http.Redirect(w, r, appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
+	http.Redirect(w, r, s.appErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
 }
 
 func (s *Server) clientName(ctx context.Context, id string) string {
@@ -212,15 +212,16 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, storage.ErrNotFound) {
 		// An unknown name is counted and locked like an account (R-W5),
 		// costs the same hash and gets the same answer (rule 11).
-		claim, err := s.store.ClaimUnknownAttempt(ctx, s.unknownKey(username), s.cfg.now(), s.cfg.PasswordPolicy)
+		key := s.unknownKey(username)
+		claim, err := s.store.ClaimUnknownAttempt(ctx, key, s.cfg.now(), s.cfg.PasswordPolicy)
 		if err != nil {
 			s.internalError(w, r, "unknown user claim", err)
 			return
 		}
 		if !claim.Allowed {
 			s.metrics.attempt("password", "locked")
-			s.audit(ctx, "locked_refused", "", username, a.ClientID, "unknown user")
-			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+			s.auditLimited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
+			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return
 		}
 		if _, err := s.hasher.Verify(ctx, "", password); errors.Is(err, ErrHashBusy) {
@@ -228,7 +229,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.metrics.attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", "", username, a.ClientID, storage.FactorPassword)
+		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key)
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}
@@ -243,7 +244,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("password", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
 	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)
@@ -257,7 +258,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !match {
 		s.metrics.attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword)
+		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}
@@ -345,7 +346,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
 		s.metrics.attempt("totp", "replay")
-		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP)
+		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "")
 		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	case errors.Is(err, storage.ErrWrongState):

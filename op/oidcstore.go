@@ -35,6 +35,9 @@ var errPKCERequired = oidc.ErrInvalidRequest().WithDescription("PKCE with code_c
 
 func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSub string) (zop.AuthRequest, error) {
 	s := o.s
+	if err := checkAuthRequestLimits(req); err != nil {
+		return nil, err
+	}
 	client, err := s.store.ClientByID(ctx, req.ClientID)
 	if err != nil {
 		return nil, err
@@ -282,13 +285,14 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	s := o.s
 	ri := infoFrom(ctx)
 	now := s.cfg.now()
+	// A logout that ends nothing (no live session in this browser: any
+	// cookie-less request) writes no audit row, so anonymous requests
+	// cannot fill the trail.
 	if ri.ssoCookie == "" {
-		s.audit(ctx, "logout", es.UserID, "", es.ClientID, "no session in this browser; nothing ended")
 		return es.RedirectURI, nil
 	}
 	sess, err := s.store.SessionByHash(ctx, hashSecret(ri.ssoCookie), now)
 	if errors.Is(err, storage.ErrNotFound) {
-		s.audit(ctx, "logout", es.UserID, "", es.ClientID, "session already ended")
 		return es.RedirectURI, nil
 	}
 	if err != nil {
@@ -404,8 +408,21 @@ func (o *oidcStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, str
 	return nil
 }
 
+// SetUserinfoFromRequest fills the ID token's user claims. For the refresh
+// grant it also restores acr, which the library sets only for an
+// op.AuthRequest (CreateIDToken): OpenID Connect Core §12.2 keeps the
+// original authentication's claims in a refreshed ID token. The refresh
+// request must not pose as an op.AuthRequest instead: the library would
+// then decide from its scopes whether to rotate the refresh token, and a
+// client narrowing the scope would keep its old token usable.
 func (o *oidcStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req zop.IDTokenRequest, scopes []string) error {
-	return o.fillUserinfo(ctx, info, req.GetSubject(), scopes)
+	if err := o.fillUserinfo(ctx, info, req.GetSubject(), scopes); err != nil {
+		return err
+	}
+	if r, ok := req.(*refreshRequest); ok && r.t.ACR != "" {
+		info.AppendClaims("acr", r.t.ACR)
+	}
+	return nil
 }
 
 // SetUserinfoFromToken serves /userinfo: the library only decrypts the

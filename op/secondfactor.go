@@ -47,7 +47,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, field,
 	}
 	if !claim.Allowed {
 		s.metrics.attempt(kind, "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), appErrorURL(&a, "access_denied", "too many failed attempts"))
+		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return secondStep{}, false
 	}
 	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, true
@@ -82,7 +82,7 @@ func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, n
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP)
+		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 	}
 	return step, match

@@ -50,6 +50,8 @@ type Server struct {
 	pages   *pages
 	metrics *metrics
 	ipLimit *ipLimiter
+	// auditLimit bounds the audit rows anonymous requests can add.
+	auditLimit *auditLimiter
 	// unknownSecret keys the counters of usernames without an account.
 	unknownSecret []byte
 	handler       http.Handler
@@ -71,7 +73,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.Sealer == nil {
 		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
+	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
 	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
 		return nil, err
 	}
@@ -129,7 +131,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.tokenClient, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession)
+	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.tokenClient, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession, s.authorizationResponseIssuer)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -222,7 +224,26 @@ func (s *Server) discoveryDocument(ctx context.Context, p *provider) ([]byte, er
 	d.RequestObjectSigningAlgValuesSupported = nil
 	d.ACRValuesSupported = []string{s.cfg.ACR}
 	d.IDTokenSigningAlgValuesSupported = []string{"RS256"}
-	return json.Marshal(d)
+	// The library lists signing algorithms for JWT client authentication
+	// at revocation and introspection although no endpoint offers it
+	// (private_key_jwt needs GetKeyByIDAndClientID, which refuses): such a
+	// list is only meaningful next to a JWT auth method (RFC 8414 §2).
+	d.TokenEndpointAuthSigningAlgValuesSupported = nil
+	d.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
+	// form_post is refused (authlimits.go): its page cannot carry iss.
+	d.ResponseModesSupported = []string{string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment)}
+	doc, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	// RFC 9207 §3; the library's type has no field for it.
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, err
+	}
+	m["authorization_response_iss_parameter_supported"] = true
+	return json.Marshal(m)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -243,7 +264,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) protocolHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/keys" {
-			w.Header().Set("Cache-Control", "public, max-age=300")
+			w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(JWKSMaxAge/time.Second)))
 		} else {
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Pragma", "no-cache")
@@ -256,10 +277,22 @@ func (s *Server) protocolHeaders(next http.Handler) http.Handler {
 // with a WWW-Authenticate challenge. The library answers 403 with "{}"
 // when the storage refuses a token it could decrypt (expired, revoked), and
 // 401 without a challenge when there is no token or it cannot be decrypted.
+// A token in the URL query is refused before the library sees it: URLs end
+// up in logs, histories and Referer headers (RFC 6750 §2.3, §5.3; OAuth
+// 2.1 removes the method).
 func (s *Server) bearerErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/userinfo" {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Query().Has("access_token") {
+			const desc = "send the access token in the Authorization header, not in the URL"
+			h := w.Header()
+			h.Set("Content-Type", "application/json")
+			h.Set("WWW-Authenticate", `Bearer error="invalid_request", error_description="`+desc+`"`)
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_request","error_description":"` + desc + `"}`))
 			return
 		}
 		next.ServeHTTP(&bearerErrorWriter{ResponseWriter: w, sent: r.Header.Get("Authorization") != ""}, r)

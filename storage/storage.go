@@ -266,9 +266,14 @@ type SigningKey struct {
 	PrivateKey []byte
 	PublicJWK  []byte
 	CreatedAt  time.Time
-	// RetiredAt is when the key stopped signing (zero while active).
+	// ActivatesAt is when the key starts signing; zero means at once. A
+	// key is published as soon as it is added, so a later activation lets
+	// cached JWKS documents learn it first (README, Operations).
+	ActivatesAt time.Time
+	// RetiredAt is when the key stops signing: the activation of its
+	// successor, possibly still ahead (zero while it has none).
 	RetiredAt time.Time
-	// ExpiresAt is when the public key leaves JWKS (zero while active).
+	// ExpiresAt is when the public key leaves JWKS (zero while not retired).
 	ExpiresAt time.Time
 }
 
@@ -468,13 +473,17 @@ type Store interface {
 	ReplaceSession(ctx context.Context, oldHash, newHash []byte, now time.Time) error
 
 	// Signing keys.
-	// AddSigningKey inserts k as the active key. If retireOthers, the
-	// previous active key is retired at k.CreatedAt and its public key
-	// kept until expireOldAt; otherwise k is inserted only if no key is
-	// active (ErrConflict), so concurrent processes create one key.
+	// AddSigningKey inserts k, which signs from k.ActivatesAt (or at once
+	// when that is zero). If retireOthers, the key without RetiredAt is
+	// retired at k's activation and its public key kept until
+	// expireOldAt; otherwise k is inserted only if every key is retired
+	// (ErrConflict), so concurrent processes create one key.
 	AddSigningKey(ctx context.Context, k SigningKey, retireOthers bool, expireOldAt time.Time) error
-	// SigningKeys lists active keys and retired keys whose public part is
-	// still published, newest first.
+	// SigningKeys lists the keys without RetiredAt (the newest, possibly
+	// not active yet), and retired keys whose public part is still
+	// published at now (RetiredAt may still be ahead), newest first. The
+	// key that signs at a time T is the one with the latest activation
+	// at or before T that is not retired at T.
 	SigningKeys(ctx context.Context, now time.Time) ([]SigningKey, error)
 
 	// Settings holds small named values (for example the opaque-token
@@ -485,10 +494,15 @@ type Store interface {
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// DeleteAuditBefore deletes the events whose Time is before cutoff and
+	// returns how many: the trail's retention (README, Operations). It is
+	// the only way events leave the trail; a zero cutoff deletes nothing.
+	DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64, error)
 
 	// GC deletes rows that expired before now (auth requests that issued
 	// a code an hour later, for reuse detection), and unknown-username
-	// counters idle for UnknownAttemptIdle; it returns how many.
+	// counters idle for UnknownAttemptIdle; it returns how many. Audit
+	// events are not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -13,7 +13,7 @@ import (
 const MaxUsernameLen = 128
 
 // ErrBadUsername: the username is empty, too long, not UTF-8 or contains
-// control characters.
+// control, format or line/paragraph separator characters.
 var ErrBadUsername = errors.New("invalid username")
 
 // CanonicalUsername maps every spelling of a username to one key, so that
@@ -34,9 +34,19 @@ func CanonicalUsername(s string) (string, error) {
 		return "", ErrBadUsername
 	}
 	for _, r := range c {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if invisible(r) || r == unicode.ReplacementChar {
 			return "", ErrBadUsername
 		}
 	}
 	return c, nil
+}
+
+// invisible reports characters a username must not contain: controls (Cc),
+// format characters (Cf: bidi overrides such as U+202E, zero-width spaces
+// and joiners, soft hyphens) and line and paragraph separators (Zl, Zp).
+// They make one name look like another or reorder and break the lines an
+// operator reads; PRECIS disallows them in identifiers such as usernames
+// (RFC 8264 §4.2, RFC 8265 §3).
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }

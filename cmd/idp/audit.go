@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -69,19 +67,10 @@ func (e *env) audit(ctx context.Context, args []string) error {
 		if who == "" {
 			who = ev.UserID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Type,
-			printable(who), ev.ClientID, ev.ClientIP, printable(ev.Detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), printable(ev.Type),
+			printable(who), printable(ev.ClientID), printable(ev.ClientIP), printable(ev.Detail))
 	}
 	return tw.Flush()
-}
-
-// printable quotes values with control characters so that a crafted
-// username cannot forge terminal output.
-func printable(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return strconv.Quote(s)
-	}
-	return s
 }
 
 func parseSince(s string, now time.Time) (time.Time, error) {

@@ -65,7 +65,7 @@ func (e *env) client(ctx context.Context, args []string) error {
 		if asJSON {
 			return json.NewEncoder(e.stdout).Encode(c)
 		}
-		fmt.Fprintf(e.stdout, "Created client %s.\n", c.ClientID)
+		fmt.Fprintf(e.stdout, "Created client %s.\n", printable(c.ClientID))
 		if c.ClientSecret != "" {
 			fmt.Fprintf(e.stdout, "Client secret (shown once, store it now): %s\n", c.ClientSecret)
 		}
@@ -103,7 +103,11 @@ func (e *env) client(ctx context.Context, args []string) error {
 			if c.PKCERequired {
 				p = "required"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, typ, p, strings.Join(c.RedirectURIs, " "))
+			uris := make([]string, len(c.RedirectURIs))
+			for i, u := range c.RedirectURIs {
+				uris[i] = printable(u)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(c.ID), typ, p, strings.Join(uris, " "))
 		}
 		return tw.Flush()
 	case "delete":
@@ -113,7 +117,7 @@ func (e *env) client(ctx context.Context, args []string) error {
 		if err := admin.DeleteClient(ctx, pos[0]); err != nil {
 			return notFound("client", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Deleted client %s.\n", pos[0])
+		fmt.Fprintf(e.stdout, "Deleted client %s.\n", printable(pos[0]))
 		return nil
 	default:
 		return usageError{fmt.Sprintf("idp client: unknown subcommand %q", sub)}

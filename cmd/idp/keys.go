@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/storage"
 )
 
 func (e *env) keys(ctx context.Context, args []string) error {
@@ -16,6 +17,11 @@ func (e *env) keys(ctx context.Context, args []string) error {
 	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("keys " + sub)
 	retention := fs.Duration("key-retention", 48*time.Hour, "how long a retired key stays in JWKS")
+	var activateAfter *time.Duration
+	if sub == "rotate" {
+		activateAfter = fs.Duration("activate-after", op.DefaultKeyActivationDelay,
+			"publish the new key now and sign with it after this long, so that cached JWKS answers learn it first (0: at once, for a compromised key)")
+	}
 	keyFile := fs.String("secret-key-file", "", "secret key that seals signing keys (default: DB.key if it exists)")
 	pos, err := parseArgs(fs, args, "")
 	if err != nil {
@@ -39,13 +45,20 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
 			return err
 		}
+		if *activateAfter < 0 {
+			return usageError{"--activate-after must not be negative"}
+		}
 		km := op.NewKeyManager(st, sealer, now, *retention)
-		id, err := km.Rotate(ctx)
+		id, at, err := km.Rotate(ctx, *activateAfter)
 		if err != nil {
 			return err
 		}
-		(&op.Admin{Store: st}).Audit(ctx, "signing_key_rotated", "new kid "+id)
-		fmt.Fprintf(e.stdout, "New signing key %s is active; running servers pick it up within 5 s. Retired keys stay in JWKS for %s.\n", id, *retention)
+		(&op.Admin{Store: st}).Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
+		fmt.Fprintf(e.stdout, "New signing key %s: running servers publish it in JWKS within 5 s and sign with it from %s (in %s); the current key signs until then and stays in JWKS for %s after.\n",
+			id, at.Format(time.RFC3339), *activateAfter, *retention)
+		if *activateAfter < op.JWKSMaxAge {
+			fmt.Fprintf(e.stdout, "Warning: relying parties that cached JWKS in the last %s may reject tokens signed with the new key until they fetch it again.\n", op.JWKSMaxAge)
+		}
 		return nil
 	case "list":
 		keys, err := st.SigningKeys(ctx, now())
@@ -54,10 +67,23 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tPUBLISHED_UNTIL")
+		t := now()
+		signing, _ := storage.SigningKeyAt(keys, t)
 		for _, k := range keys {
-			state, until := "active", "-"
-			if !k.RetiredAt.IsZero() {
+			state, until := "published", "-"
+			switch {
+			case k.ID == signing.ID && !k.RetiredAt.IsZero():
+				state = "active, until " + k.RetiredAt.Format(time.RFC3339)
+			case k.ID == signing.ID:
+				state = "active"
+			case k.RetiredAt.IsZero() && k.ActivatesAt.After(t):
+				state = "next, signs from " + k.ActivatesAt.Format(time.RFC3339)
+			case !k.RetiredAt.After(t):
 				state = "retired " + k.RetiredAt.Format(time.RFC3339)
+			default: // replaced by a key activated before its own retirement
+				state = "superseded"
+			}
+			if !k.ExpiresAt.IsZero() {
 				until = k.ExpiresAt.Format(time.RFC3339)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, state, k.CreatedAt.Format(time.RFC3339), until)

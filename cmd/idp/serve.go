@@ -28,6 +28,19 @@ const (
 	devUsername    = "demo"
 )
 
+// defaultAuditRetention keeps the audit trail for 180 days: long enough to
+// investigate a compromise noticed months later (an account takeover is
+// often found at the next password change or quarterly access review),
+// short enough that the client addresses and account ids in it are not
+// kept without end (GDPR Art. 5(1)(e), storage limitation). Operators
+// with a longer duty, such as PCI DSS's one year, raise it (README,
+// Operations).
+const defaultAuditRetention = 180 * 24 * time.Hour
+
+// minAuditRetention: a shorter retention would delete the evidence of an
+// attack before anyone has looked at it.
+const minAuditRetention = 24 * time.Hour
+
 func (e *env) serve(ctx context.Context, args []string) error {
 	fs, db := e.newFlags("serve")
 	cfg := op.DefaultConfig("")
@@ -35,6 +48,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen, keyFile string
 		dev                                                                              bool
 		totpLock, pwLock                                                                 policyFlags
+		auditRetention                                                                   time.Duration
 	)
 	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
 	fs.StringVar(&issuer, "issuer", "", "issuer URL (https, or http for loopback hosts); default http://LISTEN for a loopback listener")
@@ -56,6 +70,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SessionLifetime, "session-lifetime", cfg.SessionLifetime, "absolute lifetime of an SSO session")
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
 	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
+	fs.DurationVar(&auditRetention, "audit-retention", defaultAuditRetention, "how long audit events are kept (at least 24h; 0: forever)")
 	totpLock.register(fs, "totp", &cfg.TOTPPolicy)
 	pwLock.register(fs, "password", &cfg.PasswordPolicy)
 	pos, err := parseArgs(fs, args, "config")
@@ -86,6 +101,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	}
 	if err := pwLock.validate("password"); err != nil {
 		return err
+	}
+	if auditRetention != 0 && auditRetention < minAuditRetention {
+		return usageError{fmt.Sprintf("--audit-retention %s: use at least %s, or 0 to keep events forever", auditRetention, minAuditRetention)}
 	}
 
 	ln, err := net.Listen("tcp", listen)
@@ -127,7 +145,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go gcLoop(ctx, st, log)
+	go gcLoop(ctx, st, log, auditRetention)
 	// Start-up hashed a dummy password (and --dev a user): hand those
 	// 19 MiB argon2id buffers back now rather than when the scavenger
 	// gets to them.
@@ -215,14 +233,24 @@ func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) 
 	}
 }
 
-func gcLoop(ctx context.Context, st storage.Store, log *slog.Logger) {
+// gcLoop deletes expired rows at start-up and every 10 minutes, and audit
+// events older than auditRetention (none when it is 0).
+func gcLoop(ctx context.Context, st storage.Store, log *slog.Logger, auditRetention time.Duration) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
-		if n, err := st.GC(ctx, time.Now().UTC()); err != nil && ctx.Err() == nil {
+		now := time.Now().UTC()
+		if n, err := st.GC(ctx, now); err != nil && ctx.Err() == nil {
 			log.Warn("garbage collection", "err", err)
 		} else if n > 0 {
 			log.Info("garbage collection", "deleted", n)
+		}
+		if auditRetention > 0 {
+			if n, err := st.DeleteAuditBefore(ctx, now.Add(-auditRetention)); err != nil && ctx.Err() == nil {
+				log.Warn("audit retention", "err", err)
+			} else if n > 0 {
+				log.Info("audit retention", "deleted", n, "older_than", auditRetention.String())
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -88,10 +88,10 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(u)
 		}
 		if enrollAtLogin {
-			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in.\n", u.Username, u.ID)
+			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in.\n", printable(u.Username), u.ID)
 			return nil
 		}
-		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", u.Username, u.ID)
+		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", printable(u.Username), u.ID)
 		if err := printQR(e.stdout, u.TOTPURI); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "USERNAME\tID\tNAME\tEMAIL")
 		for _, u := range users {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.ID, u.Name, u.Email)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(u.Username), printable(u.ID), printable(u.Name), printable(u.Email))
 		}
 		return tw.Flush()
 	case "show":
@@ -141,7 +141,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Unlocked %s: failure counts and locks cleared.\n", u.Username)
+		fmt.Fprintf(e.stdout, "Unlocked %s: failure counts and locks cleared.\n", printable(u.Username))
 		return nil
 	case "reset-totp":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
@@ -151,7 +151,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return notFound("user or authenticator", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", u.Username)
+		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", printable(u.Username))
 		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", op.EndedText(ended))
 		return nil
 	case "recovery-codes":
@@ -162,8 +162,8 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", u.Username, op.EndedText(ended))
-		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", u.Username)
+		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", printable(u.Username), op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", printable(u.Username))
 		for _, c := range codes {
 			fmt.Fprintln(e.stdout, c)
 		}
@@ -176,7 +176,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", u.Username, op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", printable(u.Username), op.EndedText(ended))
 		return nil
 	case "revoke-sessions":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
@@ -190,7 +190,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if clientID != "" {
 			where = "at client " + clientID
 		}
-		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", u.Username, where, op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", printable(u.Username), where, op.EndedText(ended))
 		return nil
 	default:
 		return usageError{fmt.Sprintf("idp user: unknown subcommand %q", sub)}
@@ -243,7 +243,7 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		})
 	}
 	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
-		u.Username, u.ID, u.Name, u.Email, ts(u.CreatedAt), hasTOTP)
+		printable(u.Username), printable(u.ID), printable(u.Name), printable(u.Email), ts(u.CreatedAt), hasTOTP)
 	if len(fv) == 0 {
 		fmt.Fprintln(e.stdout, "attempts:   none recorded")
 	}

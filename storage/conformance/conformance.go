@@ -66,8 +66,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Sessions/Replace", testReplaceSession},
 		{"SigningKeys/Basic", testSigningKeys},
 		{"SigningKeys/Concurrent", testSigningKeysConcurrent},
+		{"SigningKeys/Next", testSigningKeysNext},
 		{"Settings", testSettings},
 		{"Audit", testAudit},
+		{"Audit/Retention", testAuditRetention},
 		{"GC", testGC},
 		{"Enrollment", testEnrollment},
 		{"AuthRequests/Rebind", testRebind},
@@ -1374,6 +1376,54 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 	}
 }
 
+// testSigningKeysNext: a key added with a later activation is listed at
+// once, the current key keeps signing until then and is retired at that
+// activation; a second rotation before it replaces the waiting key.
+func testSigningKeysNext(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	k1 := newKey("k1", t0)
+	ok(t, s.AddSigningKey(ctx, k1, false, time.Time{}), "AddSigningKey first")
+	act := t0.Add(10 * time.Minute)
+	k2 := newKey("k2", t0.Add(time.Minute))
+	k2.ActivatesAt = act
+	ok(t, s.AddSigningKey(ctx, k2, true, act.Add(48*time.Hour)), "AddSigningKey next")
+	ks, err := s.SigningKeys(ctx, t0.Add(time.Minute))
+	ok(t, err, "SigningKeys")
+	k1r := k1
+	k1r.RetiredAt, k1r.ExpiresAt = act, act.Add(48*time.Hour)
+	same(t, "SigningKeys with a next key", ks, []storage.SigningKey{k2, k1r})
+	for at, want := range map[time.Time]string{t0.Add(time.Minute): "k1", act.Add(-time.Second): "k1", act: "k2"} {
+		if k, _ := storage.SigningKeyAt(ks, at); k.ID != want {
+			t.Fatalf("signing key at %s: %q, want %q", at.Sub(t0), k.ID, want)
+		}
+	}
+	// EnsureKey's insert still sees a key that is not retired.
+	isErr(t, s.AddSigningKey(ctx, newKey("k-x", t0.Add(2*time.Minute)), false, time.Time{}), storage.ErrConflict,
+		"AddSigningKey without retiring while a next key waits")
+
+	// Rotating again before the activation: k2 is retired at k3's
+	// activation (it may never sign), k1 keeps its own retirement.
+	act3 := t0.Add(20 * time.Minute)
+	k3 := newKey("k3", t0.Add(5*time.Minute))
+	k3.ActivatesAt = act3
+	ok(t, s.AddSigningKey(ctx, k3, true, act3.Add(48*time.Hour)), "AddSigningKey second next")
+	ks, err = s.SigningKeys(ctx, t0.Add(5*time.Minute))
+	ok(t, err, "SigningKeys")
+	if !slices.Equal(keyIDs(ks), []string{"k3", "k2", "k1"}) || !ks[1].RetiredAt.Equal(act3) || !ks[2].RetiredAt.Equal(act) {
+		t.Fatalf("after a second rotation: %+v", ks)
+	}
+	for at, want := range map[time.Time]string{t0.Add(5 * time.Minute): "k1", act: "k2", act3: "k3"} {
+		if k, _ := storage.SigningKeyAt(ks, at); k.ID != want {
+			t.Fatalf("signing key at %s after a second rotation: %q, want %q", at.Sub(t0), k.ID, want)
+		}
+	}
+	ks, err = s.SigningKeys(ctx, act.Add(48*time.Hour))
+	ok(t, err, "SigningKeys")
+	if !slices.Equal(keyIDs(ks), []string{"k3", "k2"}) {
+		t.Fatalf("once k1's publication ended: %v", keyIDs(ks))
+	}
+}
+
 func testSigningKeysConcurrent(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	const n = 8
@@ -1484,6 +1534,54 @@ func testAudit(t *testing.T, s storage.Store) {
 	ok(t, err, "ListAudit combined")
 	if got := types(evs); !slices.Equal(got, []string{"login.done"}) {
 		t.Fatalf("ListAudit combined filter: %v", got)
+	}
+}
+
+// testAuditRetention: DeleteAuditBefore deletes exactly the events older
+// than the cutoff (whatever their order of insertion), keeps the others
+// and their ids, and later appends continue after the highest id.
+func testAuditRetention(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	for _, e := range []storage.AuditEvent{
+		{Time: t0.Add(-3 * time.Hour), Type: "old-1"},
+		{Time: t0, Type: "at-cutoff"},
+		{Time: t0.Add(-2 * time.Hour), Type: "old-2"},
+		{Time: t0.Add(-time.Second), Type: "old-3"},
+		{Time: t0.Add(time.Hour), Type: "new"},
+	} {
+		ok(t, s.AppendAudit(ctx, e), "AppendAudit")
+	}
+	before, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if n, err := s.DeleteAuditBefore(ctx, time.Time{}); err != nil || n != 0 {
+		t.Fatalf("DeleteAuditBefore(zero time) = %d, %v; want 0", n, err)
+	}
+	n, err := s.DeleteAuditBefore(ctx, t0)
+	ok(t, err, "DeleteAuditBefore")
+	if n != 3 {
+		t.Fatalf("DeleteAuditBefore(t0) deleted %d events, want 3", n)
+	}
+	after, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if len(after) != 2 || after[0].Type != "at-cutoff" || after[1].Type != "new" ||
+		after[0].ID != before[1].ID || after[1].ID != before[4].ID {
+		t.Fatalf("after DeleteAuditBefore(t0): %+v", after)
+	}
+	if n, err := s.DeleteAuditBefore(ctx, t0); err != nil || n != 0 {
+		t.Fatalf("second DeleteAuditBefore(t0) = %d, %v; want 0", n, err)
+	}
+	ok(t, s.AppendAudit(ctx, storage.AuditEvent{Time: t0, Type: "later"}), "AppendAudit")
+	all, err := s.ListAudit(ctx, storage.AuditFilter{})
+	ok(t, err, "ListAudit")
+	if len(all) != 3 || all[2].Type != "later" || all[2].ID <= before[4].ID {
+		t.Fatalf("append after deletion: %+v (highest id before %d)", all, before[4].ID)
+	}
+	// GC leaves the trail alone, however old its events.
+	if _, err := s.GC(ctx, t0.Add(1000*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := s.ListAudit(ctx, storage.AuditFilter{}); len(evs) != 3 {
+		t.Fatalf("GC deleted audit events: %d left", len(evs))
 	}
 }
 

@@ -13,15 +13,20 @@ import (
 // ---------------------------------------------------------------------------
 // Signing keys
 
-// AddSigningKey inserts k as the active key. With retireOthers the previous
-// active key is retired at k.CreatedAt and published until expireOldAt;
-// without, k is inserted only if no key is active (ErrConflict otherwise),
-// so processes starting together create one key.
+// AddSigningKey inserts k, signing from k.ActivatesAt (at once when zero).
+// With retireOthers the key not yet retired is retired at that activation
+// and published until expireOldAt; without, k is inserted only if every
+// key is retired (ErrConflict otherwise), so processes starting together
+// create one key.
 func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireOthers bool, expireOldAt time.Time) error {
+	activation := k.ActivatesAt
+	if activation.IsZero() {
+		activation = k.CreatedAt
+	}
 	err := s.write(ctx, func(tx *txn) error {
 		if retireOthers {
 			if _, err := tx.exec(`UPDATE signing_keys SET retired_at = ?, expires_at = ? WHERE retired_at = 0`,
-				max(unix(k.CreatedAt), 1), unix(expireOldAt)); err != nil {
+				max(unix(activation), 1), unix(expireOldAt)); err != nil {
 				return err
 			}
 		} else {
@@ -37,18 +42,19 @@ func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireO
 				return storage.ErrConflict
 			}
 		}
-		// An active key has neither retirement nor expiry.
-		_, err := tx.exec(`INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, 0, 0)`, k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, unix(k.CreatedAt))
+		// The newest key has neither retirement nor expiry.
+		_, err := tx.exec(`INSERT INTO signing_keys (id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, 0, 0)`, k.ID, k.Algorithm, k.PrivateKey, k.PublicJWK, unix(k.CreatedAt), unix(k.ActivatesAt))
 		return err
 	})
 	return mapErr("add signing key", err)
 }
 
-// SigningKeys lists the active key and the retired keys still published
+// SigningKeys lists the keys not retired (the active one, and a next one
+// still waiting for its activation) and the retired keys still published
 // (ExpiresAt > now), newest first.
 func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.SigningKey, error) {
-	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, retired_at, expires_at
+	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at
 		FROM signing_keys WHERE retired_at = 0 OR expires_at > ?
 		ORDER BY CASE WHEN retired_at = 0 THEN 0 ELSE 1 END, created_at DESC, retired_at DESC, id`, now.Unix())
 	if err != nil {
@@ -58,11 +64,11 @@ func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.Signi
 	var out []storage.SigningKey
 	for rows.Next() {
 		var k storage.SigningKey
-		var created, retired, exp int64
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &retired, &exp); err != nil {
+		var created, activates, retired, exp int64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &activates, &retired, &exp); err != nil {
 			return nil, mapErr("signing keys", err)
 		}
-		k.CreatedAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(retired), fromUnix(exp)
+		k.CreatedAt, k.ActivatesAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(activates), fromUnix(retired), fromUnix(exp)
 		out = append(out, k)
 	}
 	return out, mapErr("signing keys", rows.Err())
@@ -100,7 +106,8 @@ func (s *Store) PutSettingIfAbsent(ctx context.Context, name string, value []byt
 // Audit trail
 
 // AppendAudit appends e; the store assigns the id (e.ID is ignored). The
-// table has no update or delete path, and triggers refuse both.
+// table has no update path and one delete path, DeleteAuditBefore; the
+// schema's triggers refuse every other update or delete.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	if e.Type == "" {
 		return errors.New("sqlite: append audit: event without type")
@@ -152,14 +159,52 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 	return out, mapErr("list audit", rows.Err())
 }
 
+// auditDeleteBatch is how many audit events one DeleteAuditBefore
+// transaction deletes, so that a first prune of a large trail never holds
+// the write lock for long.
+const auditDeleteBatch = 5000
+
+// DeleteAuditBefore deletes the events older than cutoff, oldest first, in
+// transactions of at most auditDeleteBatch rows. Each transaction opens the
+// schema's delete guard for its own cutoff and closes it again, so no
+// other statement can delete from the trail.
+func (s *Store) DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	c := unix(cutoff)
+	var total int64
+	for {
+		var n int64
+		err := s.write(ctx, func(tx *txn) error {
+			if _, err := tx.exec(`UPDATE audit_retention SET cutoff = ? WHERE id = 1`, c); err != nil {
+				return err
+			}
+			var err error
+			n, err = tx.exec(`DELETE FROM audit_events WHERE id IN
+				(SELECT id FROM audit_events WHERE time < ? ORDER BY time, id LIMIT ?)`, c, auditDeleteBatch)
+			if err != nil {
+				return err
+			}
+			_, err = tx.exec(`UPDATE audit_retention SET cutoff = 0 WHERE id = 1`)
+			return err
+		})
+		if err != nil {
+			return total, mapErr("delete audit", err)
+		}
+		total += n
+		if n < auditDeleteBatch {
+			return total, nil
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Garbage collection
 
 // GC deletes expired rows and returns how many: auth requests an hour after
 // they expired (so a late replay of their code is still recognised), access
 // and refresh tokens and sessions once expired, and retired signing keys no
-// longer published. Audit events are never deleted. Each table is its own
-// short transaction so GC never holds the write lock for long.
+// longer published. Audit events have their own retention
+// (DeleteAuditBefore). Each table is its own short transaction so GC never
+// holds the write lock for long.
 func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 	n := now.Unix()
 	var total int64

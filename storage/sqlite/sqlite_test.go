@@ -253,7 +253,8 @@ func TestPragmas(t *testing.T) {
 	}
 }
 
-// TestAuditAppendOnly: the schema's triggers refuse UPDATE and DELETE.
+// TestAuditAppendOnly: the schema's triggers refuse UPDATE, and DELETE of
+// anything DeleteAuditBefore has not opened for its own cutoff.
 func TestAuditAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t, filepath.Join(t.TempDir(), "idp.db"))
@@ -266,9 +267,55 @@ func TestAuditAppendOnly(t *testing.T) {
 	if _, err := s.db.Exec(`DELETE FROM audit_events`); err == nil {
 		t.Errorf("DELETE from audit_events succeeded")
 	}
+	if _, err := s.db.Exec(`DELETE FROM audit_retention`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`DELETE FROM audit_events`); err == nil {
+		t.Errorf("DELETE from audit_events succeeded without the retention row")
+	}
+	if n, err := s.DeleteAuditBefore(ctx, t0); err != nil || n != 0 {
+		t.Errorf("DeleteAuditBefore(t0) of an event at t0: %d, %v", n, err)
+	}
 	evs, err := s.ListAudit(ctx, storage.AuditFilter{})
 	if err != nil || len(evs) != 1 || evs[0].Type != "x" {
 		t.Fatalf("audit trail changed: %+v, %v", evs, err)
+	}
+}
+
+// TestDeleteAuditBeforeInBatches: a trail larger than one batch is pruned
+// completely, and the delete guard is closed again afterwards.
+func TestDeleteAuditBeforeInBatches(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "idp.db"))
+	const n = 2*auditDeleteBatch + 17
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := tx.Exec(`INSERT INTO audit_events (time, type) VALUES (?, 'old')`, t0.Unix()-int64(n-i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, storage.AuditEvent{Time: t0, Type: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DeleteAuditBefore(ctx, t0)
+	if err != nil || got != n {
+		t.Fatalf("DeleteAuditBefore = %d, %v; want %d", got, err, n)
+	}
+	var cutoff int64
+	if err := s.db.QueryRow(`SELECT cutoff FROM audit_retention WHERE id = 1`).Scan(&cutoff); err != nil || cutoff != 0 {
+		t.Fatalf("delete guard left open: cutoff %d, %v", cutoff, err)
+	}
+	if _, err := s.db.Exec(`DELETE FROM audit_events`); err == nil {
+		t.Errorf("DELETE from audit_events succeeded after DeleteAuditBefore")
+	}
+	if evs, err := s.ListAudit(ctx, storage.AuditFilter{}); err != nil || len(evs) != 1 || evs[0].Type != "kept" {
+		t.Fatalf("left: %+v, %v", evs, err)
 	}
 }
 

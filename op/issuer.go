@@ -1,0 +1,78 @@
+package op
+
+import (
+	"net/http"
+	"net/url"
+)
+
+// RFC 9207: every authorization response, success or error, carries the
+// issuer identifier in iss, so that a client talking to several providers
+// can tell which one answered (mix-up attacks). The library builds these
+// responses (AuthResponseURL, AuthRequestError) without it;
+// authorizationResponseIssuer adds it to the library's redirects, and
+// appErrorURL to ours.
+
+// authorizationResponseIssuer adds iss to every redirect to a client that
+// /authorize and the callback answer with. Those are the absolute
+// Location URLs: the only other redirect there, to the login page, is a
+// path.
+func (s *Server) authorizationResponseIssuer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/authorize", callbackPath:
+			next.ServeHTTP(&issuerWriter{ResponseWriter: w, iss: s.cfg.Issuer}, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+type issuerWriter struct {
+	http.ResponseWriter
+	iss       string
+	rewritten bool
+}
+
+func (w *issuerWriter) WriteHeader(code int) {
+	if code >= 300 && code < 400 && !w.rewritten {
+		if loc, err := url.Parse(w.Header().Get("Location")); err == nil && loc.Scheme != "" {
+			w.Header().Set("Location", withAuthzParams(loc, loc.Fragment != "", url.Values{"iss": {w.iss}}))
+			w.rewritten = true
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write drops the body of a rewritten redirect: http.Redirect's short
+// HTML names the URL without iss.
+func (w *issuerWriter) Write(b []byte) (int, error) {
+	if w.rewritten {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *issuerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withAuthzParams adds params to an authorization response URL, in its
+// fragment for response_mode=fragment and in its query otherwise (OAuth
+// 2.0 Multiple Response Type Encoding Practices §2.1), replacing any value
+// already there under the same names.
+func withAuthzParams(u *url.URL, fragment bool, params url.Values) string {
+	out := *u
+	if fragment {
+		q, _ := url.ParseQuery(out.EscapedFragment())
+		for k, v := range params {
+			q[k] = v
+		}
+		out.RawFragment = q.Encode()
+		out.Fragment, _ = url.PathUnescape(out.RawFragment)
+		return out.String()
+	}
+	q := out.Query()
+	for k, v := range params {
+		q[k] = v
+	}
+	out.RawQuery = q.Encode()
+	return out.String()
+}
