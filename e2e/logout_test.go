@@ -252,3 +252,27 @@ func TestLogoutExpiredHintAsks(t *testing.T) {
 		t.Error("an expired hint signed the browser out")
 	}
 }
+
+// TestLogoutRedirectExactForNativeClients: a public client's loopback
+// post-logout redirect URI matches exactly; another port, scheme or host is
+// never followed (the library alone would allow them).
+func TestLogoutRedirectExactForNativeClients(t *testing.T) {
+	t.Parallel()
+	s := StartServer(t, fastPolicy...)
+	out := CLI(t, s.DB, "", "client", "add", "native", "--public", "--redirect-uri", "http://127.0.0.1:9000/cb",
+		"--post-logout-redirect-uri", "http://127.0.0.1:9000/bye", "--json")
+	if !strings.Contains(out, "native") {
+		t.Fatalf("client add: %s", out)
+	}
+	b := NewBrowser(t, "")
+	for _, uri := range []string{"http://127.0.0.1:9999/bye", "http://localhost:9000/bye", "https://127.0.0.1:9000/bye"} {
+		r := b.Get(s.URL + "/end_session?" + url.Values{"client_id": {"native"}, "post_logout_redirect_uri": {uri}}.Encode())
+		if strings.HasPrefix(r.Location, uri) {
+			t.Errorf("logout followed the unregistered %s", uri)
+		}
+	}
+	r := b.Get(s.URL + "/end_session?" + url.Values{"client_id": {"native"}, "post_logout_redirect_uri": {"http://127.0.0.1:9000/bye"}}.Encode())
+	if r.Status != http.StatusFound || !strings.HasPrefix(r.Location, "http://127.0.0.1:9000/bye") {
+		t.Errorf("the registered post-logout URI: %d %s", r.Status, r.Location)
+	}
+}

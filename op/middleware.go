@@ -28,6 +28,8 @@ type reqInfo struct {
 	// logoutConfirmed: the end_session request is the confirmation form,
 	// with a valid token. logoutPending: the logout awaits it.
 	logoutConfirmed, logoutPending bool
+	// postLogoutURI is the post_logout_redirect_uri the logout asked for.
+	postLogoutURI string
 	// tokenClient is the client that authenticated on /oauth/token or
 	// /revoke ("" when none did); codeVerifier the PKCE verifier sent.
 	tokenClient, codeVerifier string

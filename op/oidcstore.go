@@ -285,6 +285,13 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	s := o.s
 	ri := infoFrom(ctx)
 	now := s.cfg.now()
+	if ri.postLogoutURI != "" && !o.postLogoutRegistered(ctx, es.ClientID, ri.postLogoutURI) {
+		// The library lets a native client's loopback post-logout URI
+		// differ in scheme, host and port; we match it exactly, like the
+		// redirect URIs (RFC 9700 §4.1.3), and otherwise go to our own
+		// signed-out page.
+		es.RedirectURI = loggedOutURL
+	}
 	// A logout that ends nothing (no live session in this browser: any
 	// cookie-less request) writes no audit row, so anonymous requests
 	// cannot fill the trail.
@@ -318,6 +325,13 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	}
 	s.audit(ctx, "logout", sess.UserID, "", es.ClientID, how+"; "+plural(n, "token")+" revoked")
 	return es.RedirectURI, nil
+}
+
+// postLogoutRegistered reports whether uri is exactly one of the client's
+// registered post-logout redirect URIs.
+func (o *oidcStorage) postLogoutRegistered(ctx context.Context, clientID, uri string) bool {
+	c, err := o.s.clients.get(ctx, clientID)
+	return err == nil && slices.Contains(c.PostLogoutRedirectURIs, uri)
 }
 
 // GetRefreshTokenInfo serves revocation; the client is authenticated by

@@ -438,6 +438,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 			return
 		}
 		ri := infoFrom(r.Context())
+		ri.postLogoutURI = r.Form.Get("post_logout_redirect_uri")
 		if r.Method == http.MethodPost && r.PostForm.Get("confirm") != "" {
 			if cop.Check(r) != nil || ri.ssoCookie == "" ||
 				subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(logoutToken(ri.ssoCookie))) != 1 {
