@@ -116,7 +116,7 @@ func (a *Admin) enrollTOTP(ctx context.Context, u storage.User) (string, error) 
 	if a.Sealer == nil {
 		return "", fmt.Errorf("%w: needed to store a TOTP secret", ErrSecretKey)
 	}
-	sealed, err := a.Sealer.Seal(aadTOTP(u.ID), secret)
+	sealed, err := a.Sealer.Seal(ctx, aadTOTP(u.ID), secret)
 	if err != nil {
 		return "", err
 	}

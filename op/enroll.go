@@ -46,7 +46,7 @@ func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]b
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	sealed, err := s.cfg.Sealer.Seal(aadPendingTOTP(a.ID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadPendingTOTP(a.ID), secret)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		return
 	}
-	sealed, err := s.cfg.Sealer.Seal(aadTOTP(a.UserID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadTOTP(a.UserID), secret)
 	if err != nil {
 		s.internalError(w, r, "seal totp", err)
 		return

@@ -75,7 +75,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 			return nil
 		}
 	}
-	k, err := m.newRSAKey(m.now())
+	k, err := m.newRSAKey(ctx, m.now())
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 // the retention period so tokens it signed still verify.
 func (m *KeyManager) Rotate(ctx context.Context) (string, error) {
 	now := m.now()
-	k, err := m.newRSAKey(now)
+	k, err := m.newRSAKey(ctx, now)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +164,7 @@ func (m *KeyManager) load(ctx context.Context) error {
 	return nil
 }
 
-func (m *KeyManager) newRSAKey(now time.Time) (storage.SigningKey, error) {
+func (m *KeyManager) newRSAKey(ctx context.Context, now time.Time) (storage.SigningKey, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return storage.SigningKey{}, err
@@ -178,7 +178,7 @@ func (m *KeyManager) newRSAKey(now time.Time) (storage.SigningKey, error) {
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	sealed, err := m.sealer.Seal(aadSigningKey(id), der)
+	sealed, err := m.sealer.Seal(ctx, aadSigningKey(id), der)
 	if err != nil {
 		return storage.SigningKey{}, err
 	}

@@ -99,18 +99,9 @@ func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, error
 func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
 	newID := KeyID(newKey)
 	n, err := a.Store.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error) {
-		var aad string
-		switch kind {
-		case storage.SecretTOTP:
-			aad = aadTOTP(id)
-		case storage.SecretPendingTOTP:
-			aad = aadPendingTOTP(id)
-		case storage.SecretSigningKey:
-			aad = aadSigningKey(id)
-		case storage.SecretSetting:
-			aad = aadSetting(id)
-		default:
-			return nil, errUnknownSecretKind(kind)
+		aad, err := aadFor(kind, id)
+		if err != nil {
+			return nil, err
 		}
 		plain, err := a.Sealer.Open(aad, sealed)
 		if err != nil {
@@ -124,7 +115,3 @@ func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
 	a.audit(ctx, "secrets_rotated", "", "", "", "new key "+newID)
 	return n, nil
 }
-
-type errUnknownSecretKind storage.SecretKind
-
-func (e errUnknownSecretKind) Error() string { return "unknown secret kind " + string(e) }

@@ -71,7 +71,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
 	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
-	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
+	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}
 	s.keys = NewKeyManager(store, cfg.Sealer, s.cfg.now, cfg.KeyRetention)
@@ -158,7 +158,7 @@ func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
 		return key, err
 	}
 	name := storage.SealedSettingPrefix + "oidc_token_key"
-	sealed, err := s.cfg.Sealer.Seal(aadSetting(name), fresh)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadSetting(name), fresh)
 	if err != nil {
 		return key, err
 	}

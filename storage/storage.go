@@ -329,7 +329,8 @@ type Store interface {
 	// ReencryptSecrets passes every sealed value (TOTP secrets, pending
 	// secrets, signing private keys, sealed settings) to fn and stores what
 	// it returns, in one transaction: an error from fn changes nothing.
-	// It returns how many values were rewritten.
+	// It returns how many values changed (fn returning its input unchanged
+	// leaves the row alone).
 	ReencryptSecrets(ctx context.Context, fn func(kind SecretKind, id string, sealed []byte) ([]byte, error)) (int, error)
 
 	// Attempt guard (threat model rules 1–4, 8–9). ClaimAttempt atomically
@@ -428,6 +429,9 @@ type Store interface {
 	// encryption key). PutSettingIfAbsent returns the stored value, which is
 	// value unless another writer was first.
 	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+	// Setting returns the stored value (ErrNotFound when there is none)
+	// without taking the write lock.
+	Setting(ctx context.Context, name string) ([]byte, error)
 
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error

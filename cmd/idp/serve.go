@@ -128,6 +128,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go gcLoop(ctx, st, log)
+	go srv.WatchSecretKey(ctx)
 	// Start-up hashed a dummy password (and --dev a user): hand those
 	// 19 MiB argon2id buffers back now rather than when the scavenger
 	// gets to them.
@@ -173,6 +174,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// A request that sealed with the previous secret key just before a
+	// rotation may have written after the watcher's last sweep.
+	_ = srv.ResealStale(sctx)
 	return nil
 }
 

@@ -56,7 +56,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if sealer, _, err = loadSealer(keyFile, *db, false); err != nil {
 			return err
 		}
-		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+		if err := sealer.Bind(ctx, st); err != nil {
 			return err
 		}
 	}

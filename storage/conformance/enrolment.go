@@ -193,6 +193,24 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 		string(st) != "new:setting" || string(plain) != "plain-value" {
 		t.Fatalf("after re-encryption: %q %q %q %q %q", c.Secret, a.PendingTOTP, keys[0].PrivateKey, st, plain)
 	}
+	// Values returned unchanged are not counted (a sweep that finds
+	// nothing to re-seal reports 0); a changed one is.
+	n, err = s.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, b []byte) ([]byte, error) {
+		if kind == storage.SecretTOTP {
+			return []byte("newer:totp"), nil
+		}
+		return b, nil
+	})
+	ok(t, err, "ReencryptSecrets partial")
+	if n != 1 {
+		t.Fatalf("partial re-encryption counted %d values, want 1", n)
+	}
+	if c, _ := s.TOTPByUser(ctx, u.ID); string(c.Secret) != "newer:totp" {
+		t.Fatalf("partial re-encryption: %q", c.Secret)
+	}
+	if st, _ := s.Setting(ctx, storage.SealedSettingPrefix+"x"); string(st) != "new:setting" {
+		t.Fatalf("unchanged value rewritten: %q", st)
+	}
 }
 
 func testRebind(t *testing.T, s storage.Store) {

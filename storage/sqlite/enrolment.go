@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -179,7 +180,7 @@ var sealedColumns = []struct {
 }
 
 // ReencryptSecrets rewrites every sealed value through fn in one
-// transaction.
+// transaction; values fn returns unchanged are not written or counted.
 func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error)) (int, error) {
 	total := 0
 	err := s.write(ctx, func(tx *txn) error {
@@ -217,6 +218,9 @@ func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.Secre
 				nv, err := fn(c.kind, r.k, r.v)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", c.kind, r.k, err)
+				}
+				if bytes.Equal(nv, r.v) {
+					continue
 				}
 				if _, err := tx.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s = ?`, c.table, c.value, c.key), nv, r.k); err != nil {
 					return err
