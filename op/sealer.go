@@ -10,8 +10,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -256,12 +258,28 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 }
 
 // ReadKeyFile reads a secret key: 32 bytes written as base64 (what
-// GenerateKeyFile writes) or hex, surrounding white space ignored.
+// GenerateKeyFile writes) or hex, surrounding white space ignored. A file
+// that group or others may read or write is refused: whoever reads the key
+// opens every TOTP secret (README, Security model, rule 12; OWASP ASVS 5.0
+// V13.3).
 func ReadKeyFile(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: no key file given (--secret-key-file or IDP_SECRET_KEY_FILE)", ErrSecretKey)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+	}
+	defer f.Close()
+	// fstat the opened file, so the mode checked is the one read.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%w: %s may be read or changed by other users (mode %04o); allow its owner only: chmod 600 %s", ErrSecretKey, path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
 	}

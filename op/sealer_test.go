@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +215,27 @@ func TestWatchSecretKeyFollowsIdle(t *testing.T) {
 			t.Fatalf("still sealing with %s %s after the rotation", f.sealer.CurrentKeyID(), 3*keyWatchInterval)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReadKeyFileRefusesLooseMode: a key file that group or others may
+// read or write is refused with the command that fixes it.
+func TestReadKeyFileRefusesLooseMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	path := filepath.Join(t.TempDir(), "k")
+	writeTestKey(t, path, randomKey(t))
+	if _, err := ReadKeyFile(path); err != nil {
+		t.Fatalf("mode 0600: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o620, 0o644} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadKeyFile(path)
+		if !errors.Is(err, ErrSecretKey) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -115,6 +116,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	warnLooseDatabase(log, *db)
 	srv, err := op.New(ctx, cfg, st)
 	if err != nil {
 		return err
@@ -178,6 +180,18 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	// rotation may have written after the watcher's last sweep.
 	_ = srv.ResealStale(sctx)
 	return nil
+}
+
+// warnLooseDatabase warns when other users may read the database or its
+// -wal and -shm files, which hold argon2id hashes: a new database is
+// created 0600, an older one keeps the mode it was given.
+func warnLooseDatabase(log *slog.Logger, db string) {
+	for _, p := range []string{db, db + "-wal", db + "-shm"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+			log.Warn("other users may read the database, which holds password hashes", "file", p,
+				"mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "fix", "chmod 600 "+db+" "+db+"-wal "+db+"-shm")
+		}
+	}
 }
 
 // policyFlags are the --totp-* / --password-* lock policy flags.
