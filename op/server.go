@@ -57,18 +57,15 @@ type Server struct {
 // New wires a provider over store. It creates a signing key and the
 // opaque-token key on first use of the database.
 func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) {
-	if err := ValidateIssuer(cfg.Issuer); err != nil {
-		return nil, err
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("op: configuration refused:\n%w", err)
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.HashConcurrency <= 0 {
+	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
-	}
-	if cfg.Sealer == nil {
-		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
 	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
 	if err := cfg.Sealer.Bind(ctx, store); err != nil {
