@@ -59,13 +59,17 @@ const (
 	authRequestGrace = time.Hour
 )
 
-// dsnParams are the connection settings; see ZITADEL-OIDC-NOTES §9.
-// busy_timeout comes first so the later pragmas (journal_mode=WAL needs the
-// lock on a fresh file) already wait instead of failing.
+// dsnParams are the connection settings. busy_timeout comes first so the
+// later pragmas (journal_mode=WAL needs the lock on a fresh file) already
+// wait instead of failing. synchronous=FULL syncs the WAL at every commit:
+// with NORMAL a power loss can roll back committed transactions, and a
+// rolled-back attempt claim hands its guesses back to the attacker
+// (README, Security model, rules 2 and 3). It costs an fsync per write
+// transaction (README, Performance).
 const dsnParams = "_pragma=busy_timeout(10000)" +
 	"&_pragma=journal_mode(WAL)" +
 	"&_pragma=foreign_keys(1)" +
-	"&_pragma=synchronous(NORMAL)" +
+	"&_pragma=synchronous(FULL)" +
 	"&_pragma=wal_autocheckpoint(0)" +
 	"&_txlock=immediate"
 

@@ -243,7 +243,7 @@ func TestPragmas(t *testing.T) {
 	}
 	defer conn.Close()
 	for pragma, want := range map[string]string{
-		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "1",
+		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "2", // FULL
 		"wal_autocheckpoint": "0",
 	} {
 		var got string
