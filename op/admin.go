@@ -86,6 +86,11 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	}
 	now := a.now()
 	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified, PasswordHash: hash, CreatedAt: now}
+	if nu.SkipTOTP {
+		// Password-only until enrolment: the provider lets that last
+		// Config.EnrollWithin from now.
+		u.EnrollPendingSince = now
+	}
 	if err := a.Store.CreateUser(ctx, u); err != nil {
 		return CreatedUser{}, err
 	}

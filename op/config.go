@@ -44,6 +44,11 @@ type Config struct {
 	SessionIdleTimeout   time.Duration
 	// KeyRetention keeps a retired signing key's public part in JWKS.
 	KeyRetention time.Duration
+	// EnrollWithin is how long after an account was put in the state of
+	// enrolling at login (created without an authenticator, or reset) its
+	// password alone may still lead to the enrolment page; after it the
+	// sign-in is refused until an operator resets the account again.
+	EnrollWithin time.Duration
 
 	// ACR is the acr claim value of a password + TOTP login.
 	ACR string
@@ -89,6 +94,13 @@ var DefaultTOTPPolicy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.
 // (NIST SP 800-63B §5.2.2).
 var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * time.Second, MaxLock: 15 * time.Minute, HardLimit: 100}
 
+// DefaultEnrollWithin is a week: long enough for someone given a new
+// account (or a reset one) on a Friday to enrol after a weekend away, short
+// enough that an account whose password was handed out but never used
+// does not stay password-only for long (README, "The defaults and their
+// arithmetic").
+const DefaultEnrollWithin = 7 * 24 * time.Hour
+
 // DefaultConfig returns a configuration with safe defaults for issuer.
 func DefaultConfig(issuer string) Config {
 	return Config{
@@ -106,6 +118,7 @@ func DefaultConfig(issuer string) Config {
 		SessionLifetime:      12 * time.Hour,
 		SessionIdleTimeout:   30 * time.Minute,
 		KeyRetention:         48 * time.Hour,
+		EnrollWithin:         DefaultEnrollWithin,
 		ACR:                  "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
 	}
 }
@@ -168,6 +181,7 @@ func (c *Config) Validate() error {
 		{"AccessTokenLifetime", c.AccessTokenLifetime}, {"IDTokenLifetime", c.IDTokenLifetime},
 		{"RefreshTokenLifetime", c.RefreshTokenLifetime}, {"SessionLifetime", c.SessionLifetime},
 		{"SessionIdleTimeout", c.SessionIdleTimeout}, {"KeyRetention", c.KeyRetention},
+		{"EnrollWithin", c.EnrollWithin},
 	} {
 		if d.v <= 0 {
 			bad(d.setting, "must be longer than 0, not %s", d.v)

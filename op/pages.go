@@ -38,6 +38,7 @@ const (
 	msgBadRequest       = "msg.bad_request"
 	msgBadLogout        = "msg.bad_logout"
 	msgIPLimited        = "msg.ip_limited"
+	msgEnrollExpired    = "msg.enroll_expired"
 )
 
 // pageData is what every page template may use.
@@ -60,6 +61,8 @@ type pageData struct {
 	DownloadURL template.URL
 	ContinueURL string
 	Left        int
+	// AfterEnrol: the code page of a request that has just enrolled.
+	AfterEnrol bool
 }
 
 type pages struct {

@@ -30,7 +30,7 @@ func TestCatalogueComplete(t *testing.T) {
 	}
 	for _, k := range []string{msgExpired, msgInvalidLink, msgOtherBrowser, msgForgery, msgUnreadable, msgWrongPassword,
 		msgWrongCode, msgBadCode, msgNoUsername, msgLongPassword, msgLocked, msgBusy, msgInternal, msgBadRecovery,
-		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited,
+		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited, msgEnrollExpired,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout",
 		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours"} {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"errors"
 	"strings"
 
 	"github.com/totp-idp/idp/storage"
@@ -61,11 +62,21 @@ func recoveryHash(normalized string) []byte {
 	return h[:]
 }
 
+// ErrNoAuthenticator: the account has no confirmed authenticator, so a
+// recovery code would stand in for nothing; it gets codes when it enrols.
+var ErrNoAuthenticator = errors.New("the account has no authenticator yet; recovery codes are issued when it enrols")
+
 // RegenerateRecoveryCodes replaces the user's recovery codes (the old set
-// stops working) and returns the new ones to show once.
+// stops working) and returns the new ones to show once. An account without
+// a confirmed authenticator gets none (ErrNoAuthenticator).
 func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (storage.User, []string, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
+		return u, nil, err
+	}
+	if c, err := a.Store.TOTPByUser(ctx, u.ID); errors.Is(err, storage.ErrNotFound) || err == nil && !c.Confirmed {
+		return u, nil, ErrNoAuthenticator
+	} else if err != nil {
 		return u, nil, err
 	}
 	codes, hashes, err := newRecoveryCodes()
@@ -80,13 +91,15 @@ func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (stora
 }
 
 // ResetTOTP removes the user's authenticator and recovery codes; the next
-// login, after a correct password, enrols a new one.
+// login, after a correct password, enrols a new one, within the server's
+// Config.EnrollWithin from now. For an account already waiting to enrol it
+// opens a new window.
 func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
 		return u, err
 	}
-	if err := a.Store.DeleteTOTP(ctx, u.ID); err != nil {
+	if err := a.Store.DeleteTOTP(ctx, u.ID, a.now()); err != nil {
 		return u, err
 	}
 	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrolment at next login")

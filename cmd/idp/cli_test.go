@@ -147,6 +147,7 @@ func TestServeNamesRefusedFlags(t *testing.T) {
 		{[]string{"--hash-concurrency", "-1"}, []string{"--hash-concurrency:"}},
 		{[]string{"--access-token-lifetime", "0s"}, []string{"--access-token-lifetime: must be longer than 0"}},
 		{[]string{"--key-retention", "30m"}, []string{"--key-retention: 30m0s is shorter than the ID token lifetime"}},
+		{[]string{"--enroll-within", "-1h"}, []string{"--enroll-within: must be longer than 0"}},
 	}
 	for _, tc := range cases {
 		db := filepath.Join(t.TempDir(), "idp.db")

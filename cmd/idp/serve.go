@@ -57,6 +57,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SessionLifetime, "session-lifetime", cfg.SessionLifetime, "absolute lifetime of an SSO session")
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
 	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
+	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
 	registerPolicyFlags(fs, "password", &cfg.PasswordPolicy)
 	pos, err := parseArgs(fs, args, "config")
@@ -206,15 +207,27 @@ func registerPolicyFlags(fs *flag.FlagSet, factor string, p *storage.LockPolicy)
 
 // settingFlags names serve's flag for each op.Config setting it sets.
 var settingFlags = map[string]string{
-	"Issuer": "issuer", "ProductName": "product-name", "HashConcurrency": "hash-concurrency",
-	"AuthRequestLifetime": "auth-request-lifetime", "AccessTokenLifetime": "access-token-lifetime",
-	"IDTokenLifetime": "id-token-lifetime", "RefreshTokenLifetime": "refresh-token-lifetime",
-	"SessionLifetime": "session-lifetime", "SessionIdleTimeout": "session-idle-timeout",
-	"KeyRetention": "key-retention", "LoginRatePerIP": "login-rate-per-ip", "LoginBurstPerIP": "login-burst-per-ip",
-	"TOTPPolicy.FreeFailures": "totp-max-failures", "TOTPPolicy.BaseLock": "totp-lock",
-	"TOTPPolicy.MaxLock": "totp-lock-max", "TOTPPolicy.HardLimit": "totp-hard-limit",
-	"PasswordPolicy.FreeFailures": "password-max-failures", "PasswordPolicy.BaseLock": "password-lock",
-	"PasswordPolicy.MaxLock": "password-lock-max", "PasswordPolicy.HardLimit": "password-hard-limit",
+	"Issuer":                      "issuer",
+	"ProductName":                 "product-name",
+	"HashConcurrency":             "hash-concurrency",
+	"AuthRequestLifetime":         "auth-request-lifetime",
+	"AccessTokenLifetime":         "access-token-lifetime",
+	"IDTokenLifetime":             "id-token-lifetime",
+	"RefreshTokenLifetime":        "refresh-token-lifetime",
+	"SessionLifetime":             "session-lifetime",
+	"SessionIdleTimeout":          "session-idle-timeout",
+	"KeyRetention":                "key-retention",
+	"LoginRatePerIP":              "login-rate-per-ip",
+	"LoginBurstPerIP":             "login-burst-per-ip",
+	"EnrollWithin":                "enroll-within",
+	"TOTPPolicy.FreeFailures":     "totp-max-failures",
+	"TOTPPolicy.BaseLock":         "totp-lock",
+	"TOTPPolicy.MaxLock":          "totp-lock-max",
+	"TOTPPolicy.HardLimit":        "totp-hard-limit",
+	"PasswordPolicy.FreeFailures": "password-max-failures",
+	"PasswordPolicy.BaseLock":     "password-lock",
+	"PasswordPolicy.MaxLock":      "password-lock-max",
+	"PasswordPolicy.HardLimit":    "password-hard-limit",
 }
 
 // flagErrors turns the *op.ConfigError values in err into one usage error

@@ -145,15 +145,18 @@ func (e *env) user(ctx context.Context, args []string) error {
 		}
 		u, err := admin.ResetTOTP(ctx, pos[0])
 		if err != nil {
-			return notFound("user or authenticator", pos[0], err)
+			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", u.Username)
+		fmt.Fprintf(e.stdout, "Removed any authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password, within the server's --enroll-within (default %s) from now.\n", u.Username, op.DefaultEnrollWithin)
 		return nil
 	case "recovery-codes":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
 		u, codes, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
+		if errors.Is(err, op.ErrNoAuthenticator) {
+			return fmt.Errorf("%s has no authenticator yet: recovery codes are issued when they set one up at sign-in", pos[0])
+		}
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
@@ -189,8 +192,8 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	if err != nil {
 		return err
 	}
-	_, terr := st.TOTPByUser(ctx, u.ID)
-	hasTOTP := terr == nil
+	cred, terr := st.TOTPByUser(ctx, u.ID)
+	hasTOTP := terr == nil && cred.Confirmed
 	now := time.Now().UTC()
 	type factorView struct {
 		Factor      string `json:"factor"`
@@ -219,11 +222,18 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{
 			"id": u.ID, "username": u.Username, "name": u.Name, "email": u.Email,
-			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "factors": fv,
+			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "enroll_pending_since": ts(u.EnrollPendingSince), "factors": fv,
 		})
 	}
 	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
 		u.Username, u.ID, u.Name, u.Email, ts(u.CreatedAt), hasTOTP)
+	switch {
+	case hasTOTP:
+	case u.EnrollPendingSince.IsZero():
+		fmt.Fprintln(e.stdout, "enrolment:  not open (no start recorded); idp user reset-totp opens it")
+	default:
+		fmt.Fprintf(e.stdout, "enrolment:  waiting since %s (the server's --enroll-within counts from then)\n", ts(u.EnrollPendingSince))
+	}
 	if len(fv) == 0 {
 		fmt.Fprintln(e.stdout, "attempts:   none recorded")
 	}

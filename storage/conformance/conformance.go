@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Audit", testAudit},
 		{"GC", testGC},
 		{"Enrollment", testEnrollment},
+		{"EnrollPending", testEnrollPending},
 		{"AuthRequests/Rebind", testRebind},
 		{"RecoveryCodes", testRecoveryCodes},
 		{"ReencryptSecrets", testReencryptSecrets},

@@ -12,20 +12,22 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// DeleteTOTP removes the user's TOTP credential and recovery codes.
-func (s *Store) DeleteTOTP(ctx context.Context, userID string) error {
+// DeleteTOTP removes the user's TOTP credential and recovery codes and
+// starts the user's wait for enrolment at now.
+func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) error {
 	err := s.write(ctx, func(tx *txn) error {
-		n, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, userID)
+		n, err := tx.exec(`UPDATE users SET enroll_pending_since = ? WHERE id = ?`, max(now.Unix(), 1), userID)
 		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(`DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
 			return err
 		}
 		if n == 0 {
 			return storage.ErrNotFound
 		}
-		return nil
+		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, userID); err != nil {
+			return err
+		}
+		_, err = tx.exec(`DELETE FROM recovery_codes WHERE user_id = ?`, userID)
+		return err
 	})
 	return mapErr("delete totp", err)
 }
@@ -45,17 +47,17 @@ func (s *Store) SetPendingTOTP(ctx context.Context, id, userID string, sealed []
 	return s.guarded(ctx, "set pending totp", id, &now, q, sealed, id, storage.StagePasswordOK, userID, now.Unix(), userID)
 }
 
-// ConfirmEnrollment activates the pending secret as cred and completes the
-// request, all in one transaction.
-func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, recoveryHashes [][]byte, now time.Time, amr []string, acr string) error {
+// ConfirmEnrollment activates the pending secret as cred and moves the
+// request to enrolled, all in one transaction.
+func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, recoveryHashes [][]byte, now time.Time) error {
 	if len(cred.Secret) == 0 || cred.UserID == "" {
 		return errors.New("sqlite: confirm enrollment: credential without user or secret")
 	}
 	err := s.write(ctx, func(tx *txn) error {
-		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, auth_time = ?, amr = ?, acr = ?, pending_totp = NULL
+		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, pending_totp = NULL
 			WHERE id = ? AND stage = ? AND user_id = ? AND expires_at > ? AND pending_totp IS NOT NULL
 			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = ?)`,
-			storage.StageDone, unix(now), list(amr), acr, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID)
+			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID)
 		if err != nil {
 			return err
 		}
@@ -64,6 +66,9 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.T
 		}
 		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
 			VALUES (?, ?, 1, ?, ?)`, cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE users SET enroll_pending_since = 0 WHERE id = ?`, cred.UserID); err != nil {
 			return err
 		}
 		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
@@ -136,6 +141,19 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 			return storage.ErrNotFound
 		}
 		if stage != storage.StagePasswordOK || owner != userID {
+			return storage.ErrWrongState
+		}
+		// A recovery code replaces a lost authenticator: without a
+		// confirmed one there is nothing for it to replace.
+		row, err = tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+		if err != nil {
+			return err
+		}
+		var confirmed int
+		if err := row.Scan(&confirmed); err != nil {
+			return err
+		}
+		if confirmed == 0 {
 			return storage.ErrWrongState
 		}
 		// Exactly one row changes, or the code is wrong or used (R-S4).
