@@ -95,7 +95,8 @@ func TestExampleConfigParses(t *testing.T) {
 // TestFileModes: a secret key file that group or others may read is
 // refused with the command that fixes it, and the database, its -wal and
 // its -shm file are created readable by their owner only (they hold
-// argon2id hashes), whatever the umask.
+// argon2id hashes; storage/sqlite's TestNewFilesPrivate does it under a
+// umask of 0).
 func TestFileModes(t *testing.T) {
 	dir := t.TempDir()
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
