@@ -84,7 +84,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(u)
 		}
 		if enrollAtLogin {
-			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in.\n", u.Username, u.ID)
+			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in, within the server's --enroll-within (default %s) from now.\n", u.Username, u.ID, op.DefaultEnrollWithin)
 			return nil
 		}
 		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", u.Username, u.ID)
