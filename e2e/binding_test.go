@@ -213,10 +213,11 @@ func bndVictimSignsIn(t *testing.T, f *Flow, page Page, path string, u User, rec
 	}
 }
 
-// TestContinueStepBoundAndSingleUse: after enrolment and after a
-// recovery-code login the request waits, done and code-less, behind the
-// "Continue" link. That link gives nothing to another browser, gives the
-// signing-in browser its code once, and never a second code.
+// TestContinueStepBoundAndSingleUse: after enrolment the "Continue" link
+// of the recovery-codes page leads to the TOTP step, after which the
+// request waits, done and code-less, behind the callback. Neither gives
+// anything to another browser; the signing-in browser gets its code once,
+// never a second one.
 func TestContinueStepBoundAndSingleUse(t *testing.T) {
 	t.Parallel()
 	p := confNewProto(t)
@@ -225,29 +226,40 @@ func TestContinueStepBoundAndSingleUse(t *testing.T) {
 	f := b.StartFlow(p.s, p.a, AuthParams{})
 	page := enrPasswordToEnrol(t, f, u)
 	secret := enrSecret(t, page.Body)
-	codesPage := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
+	codesPage := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now().Add(-30*time.Second))}})
 	m := enrLinkRe.FindStringSubmatch(codesPage.Body)
 	if codesPage.Status != http.StatusOK || m == nil {
 		t.Fatalf("want the recovery-codes page with a Continue link, got %d\n%s", codesPage.Status, codesPage.Body)
 	}
-	cont := strings.ReplaceAll(m[1], "&amp;", "&")
-	if !strings.HasPrefix(cont, "http") {
-		cont = p.s.URL + cont
-	}
+	cont := absURL(p.s, strings.ReplaceAll(m[1], "&amp;", "&"))
 	other := NewBrowser(t, "")
 	if r := other.Get(cont); r.Status != http.StatusForbidden || atkHasCode(r.Location) {
 		t.Errorf("Continue in another browser: %d %q, want 403 without a code", r.Status, r.Location)
 	}
-	first := b.Get(cont)
-	code := f.CodeFrom(f.Follow(first))
+	next := b.Get(cont)
+	if atkHasCode(next.Location) || !atkIsTOTPForm(next) {
+		t.Fatalf("Continue after enrolment: want the TOTP form, got %d %q", next.Status, next.Location)
+	}
+	f.Form = Hidden(next.Body)
+	done := f.TOTP(enrCode(t, secret, time.Now()))
+	if done.Status != http.StatusSeeOther {
+		t.Fatalf("TOTP step after enrolment: %d", done.Status)
+	}
+	callback := done.Location
+	if r := other.Get(callback); r.Status != http.StatusForbidden || atkHasCode(r.Location) {
+		t.Errorf("the callback in another browser: %d %q, want 403 without a code", r.Status, r.Location)
+	}
+	code := f.CodeFrom(f.Follow(b.Get(callback)))
 	if _, err := p.rpa.Exchange(f, code); err != nil {
 		t.Fatalf("exchange: %v", err)
 	}
-	again := b.Get(cont)
-	if atkHasCode(again.Location) {
-		t.Errorf("second Continue issued another code: %s", again.Location)
+	for _, again := range []string{cont, callback} {
+		r, _ := confFollow(t, b, p.s, again)
+		if atkHasCode(r.Location) {
+			t.Errorf("%s again issued another code: %s", again, r.Location)
+		}
 	}
-	if q := confRedirectQuery(t, again.Location, p.a.RedirectURI); q.Get("error") != "access_denied" {
-		t.Errorf("second Continue: want access_denied, got %d %q", again.Status, again.Location)
+	if q := confRedirectQuery(t, b.Get(callback).Location, p.a.RedirectURI); q.Get("error") != "access_denied" {
+		t.Errorf("second callback: want access_denied, got %v", q)
 	}
 }

@@ -268,13 +268,17 @@ func TestBrowserEnrollmentQR(t *testing.T) {
 	if shown := strings.ReplaceAll(b.text("code.secret"), " ", ""); shown != key.Secret() {
 		t.Errorf("setup key on the page %q differs from the QR code's %q", shown, key.Secret())
 	}
-	code, err := totp.GenerateCodeCustom(key.Secret(), time.Now(), totp.ValidateOpts{
-		Period: uint(key.Period()), Digits: key.Digits(), Algorithm: key.Algorithm()})
-	if err != nil {
-		t.Fatal(err)
+	codeAt := func(at time.Time) string {
+		code, err := totp.GenerateCodeCustom(key.Secret(), at, totp.ValidateOpts{
+			Period: uint(key.Period()), Digits: key.Digits(), Algorithm: key.Algorithm()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
 	}
-
-	brSubmitCode(b, "/login/enroll", code)
+	// The previous step's code confirms, so the current one is new for the
+	// TOTP step that ends the sign-in, as a later code would be for a user.
+	brSubmitCode(b, "/login/enroll", codeAt(time.Now().Add(-30*time.Second)))
 	b.waitVisible("recovery codes page", "textarea#codes")
 	var codes []string
 	b.step("read the recovery codes", func(ctx context.Context) error {
@@ -288,6 +292,8 @@ func TestBrowserEnrollmentQR(t *testing.T) {
 	b.shot("recovery-codes", "")
 
 	b.clickAndLoad("continue after the recovery codes", "a.button")
+	b.waitVisible("code page after enrolment", `form[action="/login/totp"]`)
+	brSubmitCode(b, "/login/totp", codeAt(time.Now()))
 	brExpectClaimsPage(b, rp, u)
 	b.shot("claims", "")
 }

@@ -138,7 +138,9 @@ func TestEnrollmentAtLogin(t *testing.T) {
 	if out := CLI(t, s.DB, "", "user", "show", "erin"); !strings.Contains(out, "totp:       false") {
 		t.Fatalf("secret active after a wrong code:\n%s", out)
 	}
-	code := enrCode(t, secret, time.Now())
+	// Confirm with the previous step's code: the sign-in then finishes at
+	// the TOTP step with the current one (TestEnrollingLoginEndsWithTOTPStep).
+	code := enrCode(t, secret, time.Now().Add(-30*time.Second))
 	done := enrPost(f, "/login/enroll", url.Values{"code": {code}})
 	if done.Status != http.StatusOK || len(strings.Fields(enrCodesRe.FindStringSubmatch(done.Body)[1])) != 10 {
 		t.Fatalf("confirm: %d\n%s", done.Status, done.Body)
@@ -147,7 +149,12 @@ func TestEnrollmentAtLogin(t *testing.T) {
 	if link == nil {
 		t.Fatal("no continue link")
 	}
-	authCode := f.CodeFrom(f.Follow(b.Get(strings.ReplaceAll(link[1], "&amp;", "&"))))
+	next := b.Get(absURL(s, strings.ReplaceAll(link[1], "&amp;", "&")))
+	if !atkIsTOTPForm(next) {
+		t.Fatalf("after the recovery codes: want the TOTP form, got %d\n%s", next.Status, next.Body)
+	}
+	f.Form = Hidden(next.Body)
+	authCode := f.CodeFrom(f.Follow(f.TOTP(enrCode(t, secret, time.Now()))))
 	tok, err := rp.Exchange(f, authCode)
 	if err != nil {
 		t.Fatal(err)

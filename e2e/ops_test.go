@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -88,4 +90,53 @@ func TestExampleConfigParses(t *testing.T) {
 	if p := NewBrowser(t, "").Get(s.URL + "/healthz"); p.Status != http.StatusOK {
 		t.Fatalf("healthz: %d", p.Status)
 	}
+}
+
+// TestFileModes: a secret key file that group or others may read is
+// refused with the command that fixes it, and the database, its -wal and
+// its -shm file are created readable by their owner only (they hold
+// argon2id hashes; storage/sqlite's TestNewFilesPrivate does it under a
+// umask of 0).
+func TestFileModes(t *testing.T) {
+	dir := t.TempDir()
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+		key := filepath.Join(dir, fmt.Sprintf("loose-%04o.key", mode))
+		secWriteKey(t, key)
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		errOut, exited := opsServeExits(t, filepath.Join(dir, fmt.Sprintf("loose-%04o.db", mode)), "--secret-key-file", key)
+		if !exited || !strings.Contains(errOut, "chmod 600 "+key) {
+			t.Errorf("serve with a key file of mode %04o: exited %v, want a refusal saying chmod 600 %s\n%s", mode, exited, key, errOut)
+		}
+	}
+
+	s := StartServer(t, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "mo", "correct horse battery")
+	NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Login(u)
+	for _, p := range []string{s.DB, s.DB + "-wal", s.DB + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(p), err)
+			continue
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", filepath.Base(p), m)
+		}
+	}
+}
+
+// opsServeExits runs idp serve on db with args and reports its stderr and
+// whether it exited by itself within 10 s (a refusal to start) rather than
+// serving until it was killed.
+func opsServeExits(t *testing.T, db string, args ...string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, idpBin, append([]string{"serve", "--db", db, "--listen", "127.0.0.1:0"}, args...)...)
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	err := cmd.Run()
+	return errOut.String(), err != nil && ctx.Err() == nil
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -11,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/pquerna/otp"
 	_ "modernc.org/sqlite"
 )
 
@@ -291,4 +295,142 @@ func secKid(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return sig.Signatures[0].Header.KeyID
+}
+
+// TestSecretsRotateWhileServing: a server that was running during `idp
+// secrets rotate` seals what it writes next (a TOTP secret at enrolment, a
+// pending enrolment secret) with the new key, even when nothing it has read
+// since names that key. After a restart with the new key only, the user who
+// enrolled signs in, and no value in the database opens with the old key.
+func TestSecretsRotateWhileServing(t *testing.T) {
+	s := StartServer(t, append(fastPolicy, "--log-level", "info")...)
+	c := AddClient(t, s.DB, "app")
+	eve := enrAddUserAtLogin(t, s.DB, "eve", "correct horse battery")
+	fay := enrAddUserAtLogin(t, s.DB, "fay", "correct horse battery")
+	oldKey, err := os.ReadFile(s.DB + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKeyFile := filepath.Join(t.TempDir(), "new.key")
+	secWriteKey(t, newKeyFile)
+	newKey, _ := os.ReadFile(newKeyFile)
+	CLI(t, s.DB, "", "secrets", "rotate", "--new-key-file", newKeyFile)
+
+	// Right after the rotation, through the server that was running: eve
+	// enrols, fay stops at the enrolment page with a pending secret. Eve
+	// confirms with the previous step's code, so that her sign-in after the
+	// restart can use the current one (a code's step is accepted once).
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	secret := enrSecret(t, enrPasswordToEnrol(t, f, eve).Body)
+	if p := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now().Add(-30*time.Second))}}); p.Status != http.StatusOK {
+		t.Fatalf("eve's enrolment: %d\n%s", p.Status, p.Body)
+	}
+	enrPasswordToEnrol(t, NewBrowser(t, "").StartFlow(s, c, AuthParams{}), fay)
+	// The server also notices the new key by itself (a short timer).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.Stderr(), "secret key changed") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(s.Stderr(), "secret key changed") {
+		t.Error("the running server never logged that it switched to the new secret key")
+	}
+	s.Stop()
+
+	secCheckSealedUnder(t, s.DB, newKey, oldKey)
+
+	// DB.key now holds the new key only.
+	s.Restart()
+	key, err := otp.NewKeyFromURL("otpauth://totp/x:eve?secret=" + secret + "&issuer=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eve.Key = key
+	f = NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if p := f.Password(eve.Name, eve.Password); p.Status != http.StatusSeeOther {
+		t.Fatalf("eve's password after the restart: %d\n%s", p.Status, p.Body)
+	}
+	f.Form = Hidden(f.B.Get(f.LoginURL).Body)
+	p := f.TOTP(eve.Code(time.Now()))
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("eve's TOTP step after the restart with the new key: %d, want 303\n%s", p.Status, p.Body)
+	}
+	f.CodeFrom(f.Follow(p))
+}
+
+// secSealedColumns are the columns that hold sealed values, with the
+// associated data each value is bound to (op/sealer.go: aad*).
+var secSealedColumns = []struct{ kind, query, aadPrefix string }{
+	{"totp", `SELECT user_id, secret FROM totp_credentials`, "totp:v1:"},
+	{"totp-pending", `SELECT id, pending_totp FROM auth_requests WHERE pending_totp IS NOT NULL`, "totp-pending:v1:"},
+	{"signing-key", `SELECT id, private_key FROM signing_keys`, "signing-key:v1:"},
+	{"setting", `SELECT name, value FROM settings WHERE name LIKE 'sealed.%'`, "setting:v1:"},
+}
+
+// secCheckSealedUnder checks every sealed value of db: it names the key of
+// keyFile, opens with it, and does not open with oldKeyFile. At least one
+// TOTP secret, pending secret, signing key and setting must be there.
+func secCheckSealedUnder(t *testing.T, db string, keyFile, oldKeyFile []byte) {
+	t.Helper()
+	conn, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	want, old := secKeyIDRaw(t, keyFile), secKeyIDRaw(t, oldKeyFile)
+	newGCM, oldGCM := secGCM(t, keyFile), secGCM(t, oldKeyFile)
+	for _, col := range secSealedColumns {
+		rows, err := conn.Query(col.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var id string
+			var v []byte
+			if err := rows.Scan(&id, &v); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if len(v) < 2+8+12+16 || string(v[:2]) != "s1" {
+				t.Errorf("%s %s: not a sealed value", col.kind, id)
+				continue
+			}
+			aad := []byte(col.aadPrefix + id)
+			nonce, ct := v[10:22], v[22:]
+			if _, err := oldGCM.Open(nil, nonce, ct, aad); err == nil {
+				t.Errorf("%s %s opens with the old key", col.kind, id)
+			}
+			if _, err := newGCM.Open(nil, nonce, ct, aad); err != nil {
+				t.Errorf("%s %s does not open with the new key", col.kind, id)
+			}
+			switch {
+			case bytes.Equal(v[2:10], old):
+				t.Errorf("%s %s names the old key", col.kind, id)
+			case !bytes.Equal(v[2:10], want):
+				t.Errorf("%s %s names key %x, not the new key", col.kind, id, v[2:10])
+			}
+		}
+		rows.Close()
+		if n == 0 {
+			t.Errorf("no %s value in the database to check", col.kind)
+		}
+	}
+}
+
+// secGCM is AES-256-GCM under the key in keyFile (base64).
+func secGCM(t *testing.T, keyFile []byte) cipher.AEAD {
+	t.Helper()
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(keyFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

@@ -85,6 +85,11 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	}
 	now := a.now()
 	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified, PasswordHash: hash, CreatedAt: now}
+	if nu.SkipTOTP {
+		// Password-only until enrolment: the provider lets that last
+		// Config.EnrollWithin from now.
+		u.EnrollPendingSince = now
+	}
 	if err := a.Store.CreateUser(ctx, u); err != nil {
 		return CreatedUser{}, err
 	}
@@ -115,7 +120,7 @@ func (a *Admin) enrollTOTP(ctx context.Context, u storage.User) (string, error) 
 	if a.Sealer == nil {
 		return "", fmt.Errorf("%w: needed to store a TOTP secret", ErrSecretKey)
 	}
-	sealed, err := a.Sealer.Seal(aadTOTP(u.ID), secret)
+	sealed, err := a.Sealer.Seal(ctx, aadTOTP(u.ID), secret)
 	if err != nil {
 		return "", err
 	}

@@ -44,6 +44,11 @@ type Config struct {
 	SessionIdleTimeout   time.Duration
 	// KeyRetention keeps a retired signing key's public part in JWKS.
 	KeyRetention time.Duration
+	// EnrollWithin is how long after an account was put in the state of
+	// enrolling at login (created without an authenticator, or reset) its
+	// password alone may still lead to the enrolment page; after it the
+	// sign-in is refused until an operator resets the account again.
+	EnrollWithin time.Duration
 
 	// ACR is the acr claim value of a password + TOTP login.
 	ACR string
@@ -89,6 +94,13 @@ var DefaultTOTPPolicy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.
 // (NIST SP 800-63B §5.2.2).
 var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * time.Second, MaxLock: 15 * time.Minute, HardLimit: 100}
 
+// DefaultEnrollWithin is a week: long enough for someone given a new
+// account (or a reset one) on a Friday to enrol after a weekend away, short
+// enough that an account whose password was handed out but never used
+// does not stay password-only for long (README, "The defaults and their
+// arithmetic").
+const DefaultEnrollWithin = 7 * 24 * time.Hour
+
 // DefaultConfig returns a configuration with safe defaults for issuer.
 func DefaultConfig(issuer string) Config {
 	return Config{
@@ -106,8 +118,128 @@ func DefaultConfig(issuer string) Config {
 		SessionLifetime:      12 * time.Hour,
 		SessionIdleTimeout:   30 * time.Minute,
 		KeyRetention:         48 * time.Hour,
+		EnrollWithin:         DefaultEnrollWithin,
 		ACR:                  "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
 	}
+}
+
+// ConfigError is one setting of a Config that the provider refuses to run
+// with. Problem is worded without naming how the setting was given (a
+// flag, a file, code), so that the command line can name its flag.
+type ConfigError struct {
+	// Setting is the Config field, e.g. "TOTPPolicy.MaxLock".
+	Setting string
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Problem }
+
+// owaspArgon2Minimums are the argon2id configurations of the OWASP
+// Password Storage Cheat Sheet, which it rates as equally strong: memory
+// (KiB) with at least that many passes.
+var owaspArgon2Minimums = []Argon2Params{
+	{MemoryKiB: 46 * 1024, Time: 1}, {MemoryKiB: 19 * 1024, Time: 2}, {MemoryKiB: 12 * 1024, Time: 3},
+	{MemoryKiB: 9 * 1024, Time: 4}, {MemoryKiB: 7 * 1024, Time: 5},
+}
+
+// maxCodeLifetime caps authorization codes: RFC 6749 §4.1.2 recommends at
+// most 10 minutes.
+const maxCodeLifetime = 10 * time.Minute
+
+// Validate reports every setting the security model cannot hold with, each
+// as a *ConfigError (joined with errors.Join), or nil. New calls it, so a
+// program embedding the provider cannot start it with, say, a zero lock
+// policy that never locks.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, &ConfigError{Setting: setting, Problem: fmt.Sprintf(format, args...)})
+	}
+	if err := ValidateIssuer(c.Issuer); err != nil {
+		bad("Issuer", "%v", err)
+	}
+	if c.ProductName == "" {
+		bad("ProductName", "must not be empty (it names the provider on its pages and in authenticator apps)")
+	}
+	validatePolicy(bad, "TOTPPolicy", c.TOTPPolicy)
+	validatePolicy(bad, "PasswordPolicy", c.PasswordPolicy)
+	if c.HashConcurrency < 0 {
+		bad("HashConcurrency", "must be 0 (one per CPU) or more, not %d", c.HashConcurrency)
+	}
+	if c.HashQueueTimeout <= 0 {
+		bad("HashQueueTimeout", "must be longer than 0, not %s", c.HashQueueTimeout)
+	}
+	if !strongArgon2(c.Argon2) {
+		bad("Argon2", "m=%d KiB, t=%d, p=%d is below every OWASP argon2id configuration (m=19 MiB with t=2, or the equivalents)",
+			c.Argon2.MemoryKiB, c.Argon2.Time, c.Argon2.Threads)
+	}
+	for _, d := range []struct {
+		setting string
+		v       time.Duration
+	}{
+		{"AuthRequestLifetime", c.AuthRequestLifetime}, {"CodeLifetime", c.CodeLifetime},
+		{"AccessTokenLifetime", c.AccessTokenLifetime}, {"IDTokenLifetime", c.IDTokenLifetime},
+		{"RefreshTokenLifetime", c.RefreshTokenLifetime}, {"SessionLifetime", c.SessionLifetime},
+		{"SessionIdleTimeout", c.SessionIdleTimeout}, {"KeyRetention", c.KeyRetention},
+		{"EnrollWithin", c.EnrollWithin},
+	} {
+		if d.v <= 0 {
+			bad(d.setting, "must be longer than 0, not %s", d.v)
+		}
+	}
+	if c.CodeLifetime > maxCodeLifetime {
+		bad("CodeLifetime", "must be at most %s (RFC 6749 §4.1.2), not %s", maxCodeLifetime, c.CodeLifetime)
+	}
+	if c.SessionIdleTimeout > c.SessionLifetime && c.SessionLifetime > 0 {
+		bad("SessionIdleTimeout", "%s is longer than the session lifetime (%s)", c.SessionIdleTimeout, c.SessionLifetime)
+	}
+	if c.KeyRetention < c.IDTokenLifetime && c.KeyRetention > 0 {
+		bad("KeyRetention", "%s is shorter than the ID token lifetime (%s): tokens signed just before a key rotation would stop verifying while still valid", c.KeyRetention, c.IDTokenLifetime)
+	}
+	if c.LoginRatePerIP < 0 {
+		bad("LoginRatePerIP", "must be 0 (off) or more, not %d", c.LoginRatePerIP)
+	}
+	if c.LoginRatePerIP > 0 && c.LoginBurstPerIP < 1 {
+		bad("LoginBurstPerIP", "must be at least 1 when the per-address limit is on, not %d", c.LoginBurstPerIP)
+	}
+	if c.ACR == "" {
+		bad("ACR", "must not be empty")
+	}
+	if c.Sealer == nil {
+		bad("Sealer", "is required: it holds the secret key that seals TOTP secrets and signing keys")
+	}
+	return errors.Join(errs...)
+}
+
+// validatePolicy checks one factor's lock policy (README, Security model,
+// rules 3 and 9).
+func validatePolicy(bad func(setting, format string, args ...any), name string, p storage.LockPolicy) {
+	if p.FreeFailures < 1 {
+		bad(name+".FreeFailures", "must be at least 1, not %d", p.FreeFailures)
+	}
+	if p.BaseLock <= 0 {
+		bad(name+".BaseLock", "must be longer than 0, not %s: a lock of nothing never locks", p.BaseLock)
+	}
+	if p.MaxLock < p.BaseLock {
+		bad(name+".MaxLock", "%s is shorter than the first lock (%s)", p.MaxLock, p.BaseLock)
+	}
+	// NIST SP 800-63B-4 §3.2.2: at most 100 consecutive failed attempts
+	// on one account, for every authenticator.
+	if p.HardLimit < max(p.FreeFailures, 1) || p.HardLimit > 100 {
+		bad(name+".HardLimit", "must be between the failures before the first lock (%d) and 100 (NIST SP 800-63B-4 §3.2.2), not %d", p.FreeFailures, p.HardLimit)
+	}
+}
+
+func strongArgon2(a Argon2Params) bool {
+	if a.Threads < 1 {
+		return false
+	}
+	for _, m := range owaspArgon2Minimums {
+		if a.MemoryKiB >= m.MemoryKiB && a.Time >= m.Time {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidateIssuer accepts https issuers, and http only for loopback hosts

@@ -46,7 +46,7 @@ func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]b
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	sealed, err := s.cfg.Sealer.Seal(aadPendingTOTP(a.ID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadPendingTOTP(a.ID), secret)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +117,10 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
+	if u, err := s.store.UserByID(ctx, a.UserID); err != nil || s.enrollmentClosed(u, s.cfg.now()) {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
 	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
 		http.Error(w, "not found", http.StatusNotFound)
@@ -144,12 +148,17 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 
 // enrollStep confirms the pending secret with a code from it. Attempts go
 // through the guard like any TOTP attempt; the code's step is consumed.
+// Confirming does not finish the login: the authenticator was bound on the
+// strength of the password alone, so the request moves to enrolled and
+// completes only through the TOTP step, with a code of a later time step
+// (README, Security model, rule 7).
 func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderEnroll(w, r, a, secret, status, msg)
 	}
-	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, render)
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
+		normalize: normalizeCode, render: render, enrols: true})
 	if !ok {
 		return
 	}
@@ -168,7 +177,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		return
 	}
-	sealed, err := s.cfg.Sealer.Seal(aadTOTP(a.UserID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadTOTP(a.UserID), secret)
 	if err != nil {
 		s.internalError(w, r, "seal totp", err)
 		return
@@ -179,7 +188,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
-	if err := s.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now, amrPasswordTOTP, s.cfg.ACR); err != nil {
+	if err := s.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
 		if errors.Is(err, storage.ErrWrongState) {
 			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 			return
@@ -188,14 +197,15 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.attempt("totp", "ok")
-	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued")
-	if !s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now) {
+	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
+	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
+		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 		return
 	}
 	text := strings.Join(codes, "\n") + "\n"
 	s.pages.render(w, http.StatusOK, "codes", pageData{
 		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
-		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.callbackURL(a.ID),
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.loginURL(a.ID),
 	})
 }
 
@@ -215,6 +225,11 @@ func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
 	}
+	if enrolled, err := s.hasTOTP(ctx, a.UserID); err != nil || !enrolled {
+		// A recovery code stands in for a confirmed authenticator.
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return
+	}
 	c, _ := r.Cookie(s.flowCookieName(a.ID))
 	s.renderRecovery(w, r, &a, c.Value, http.StatusOK, "")
 }
@@ -230,9 +245,10 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *stora
 // counts on the same guard counter as a wrong TOTP code (R-A8).
 func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	st, ok := s.secondFactorForm(w, r, "recovery_code", "recovery", msgBadRecovery, normalizeRecoveryCode, func(a *storage.AuthRequest, secret string, status int, msg string) {
-		s.renderRecovery(w, r, a, secret, status, msg)
-	})
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: msgBadRecovery,
+		normalize: normalizeRecoveryCode, render: func(a *storage.AuthRequest, secret string, status int, msg string) {
+			s.renderRecovery(w, r, a, secret, status, msg)
+		}})
 	if !ok {
 		return
 	}

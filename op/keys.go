@@ -87,7 +87,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 			return nil
 		}
 	}
-	k, err := m.newRSAKey(m.now())
+	k, err := m.newRSAKey(ctx, m.now())
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (m *KeyManager) EnsureKey(ctx context.Context) error {
 // verify. It returns the new key's id and activation time.
 func (m *KeyManager) Rotate(ctx context.Context, activateAfter time.Duration) (string, time.Time, error) {
 	now := m.now()
-	k, err := m.newRSAKey(now)
+	k, err := m.newRSAKey(ctx, now)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -179,7 +179,7 @@ func (m *KeyManager) load(ctx context.Context) error {
 	return nil
 }
 
-func (m *KeyManager) newRSAKey(now time.Time) (storage.SigningKey, error) {
+func (m *KeyManager) newRSAKey(ctx context.Context, now time.Time) (storage.SigningKey, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return storage.SigningKey{}, err
@@ -193,7 +193,7 @@ func (m *KeyManager) newRSAKey(now time.Time) (storage.SigningKey, error) {
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	sealed, err := m.sealer.Seal(aadSigningKey(id), der)
+	sealed, err := m.sealer.Seal(ctx, aadSigningKey(id), der)
 	if err != nil {
 		return storage.SigningKey{}, err
 	}

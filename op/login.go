@@ -98,6 +98,9 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 		return
+	case storage.StageEnrolled:
+		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		return
 	case storage.StagePasswordOK:
 		enrolled, err := s.hasTOTP(ctx, a.UserID)
 		if err != nil {
@@ -105,6 +108,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !enrolled {
+			// The flow may have passed the password step before the
+			// enrolment window closed.
+			if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
+				return
+			}
 			s.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
 			return
 		}
@@ -154,7 +162,7 @@ func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *stora
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	s.pages.render(w, status, "totp", pageData{
 		Title: "title.code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
-		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
+		CSRF: csrfToken(flowSecret, a.ID), Error: msg, AfterEnrol: a.Stage == storage.StageEnrolled,
 	})
 }
 
@@ -267,6 +275,16 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "password success", err)
 		return
 	}
+	// An account waiting for enrolment is password-only: that is allowed
+	// only within Config.EnrollWithin of it being put in that state.
+	enrolled, err := s.hasTOTP(ctx, u.ID)
+	if err != nil {
+		s.internalError(w, r, "totp lookup", err)
+		return
+	}
+	if !enrolled && s.refuseIfEnrollmentClosed(ctx, w, &a, u) {
+		return
+	}
 	if err := s.store.PasswordVerified(ctx, a.ID, u.ID, now); err != nil {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
@@ -315,14 +333,15 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderTOTP(w, r, a, secret, status, msg)
 	}
-	st, ok := s.secondFactorForm(w, r, "code", "totp", msgBadCode, normalizeCode, render)
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
+		normalize: normalizeCode, render: render, afterEnrolment: true})
 	if !ok {
 		return
 	}
 	a := &st.a
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
-		// Not enrolled (reset by an operator): the login page enrols.
+		// Reset by an operator since the check: the login page enrols.
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
 	}

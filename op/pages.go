@@ -38,6 +38,7 @@ const (
 	msgBadRequest       = "msg.bad_request"
 	msgBadLogout        = "msg.bad_logout"
 	msgIPLimited        = "msg.ip_limited"
+	msgEnrollExpired    = "msg.enroll_expired"
 )
 
 // pageData is what every page template may use.
@@ -62,6 +63,8 @@ type pageData struct {
 	Left        int
 	// Fields are hidden form fields carried over (the logout page).
 	Fields []field
+	// AfterEnrol: the code page of a request that has just enrolled.
+	AfterEnrol bool
 }
 
 // field is a hidden form field.

@@ -30,7 +30,7 @@ func TestCatalogueComplete(t *testing.T) {
 	}
 	for _, k := range []string{msgExpired, msgInvalidLink, msgOtherBrowser, msgForgery, msgUnreadable, msgWrongPassword,
 		msgWrongCode, msgBadCode, msgNoUsername, msgLongPassword, msgLocked, msgBusy, msgInternal, msgBadRecovery,
-		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited, msgStartedElsewhere,
+		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited, msgStartedElsewhere, msgEnrollExpired,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout", "title.logout",
 		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours"} {

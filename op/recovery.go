@@ -63,14 +63,24 @@ func recoveryHash(normalized string) []byte {
 	return h[:]
 }
 
+// ErrNoAuthenticator: the account has no confirmed authenticator, so a
+// recovery code would stand in for nothing; it gets codes when it enrols.
+var ErrNoAuthenticator = errors.New("the account has no authenticator yet; recovery codes are issued when it enrols")
+
 // RegenerateRecoveryCodes replaces the user's recovery codes (the old set
-// stops working) and returns the new ones to show once. A new set is
+// stops working) and returns the new ones to show once. An account without
+// a confirmed authenticator gets none (ErrNoAuthenticator). A new set is
 // issued because the old one may be known, so whoever signed in with it is
 // signed out: every SSO session and token of the user ends in the same
 // transaction.
 func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (storage.User, []string, storage.Ended, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
+		return u, nil, storage.Ended{}, err
+	}
+	if c, err := a.Store.TOTPByUser(ctx, u.ID); errors.Is(err, storage.ErrNotFound) || err == nil && !c.Confirmed {
+		return u, nil, storage.Ended{}, ErrNoAuthenticator
+	} else if err != nil {
 		return u, nil, storage.Ended{}, err
 	}
 	codes, hashes, err := newRecoveryCodes()
@@ -86,9 +96,10 @@ func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (stora
 }
 
 // ResetTOTP removes the user's authenticator and recovery codes; the next
-// login, after a correct password, enrols a new one. Whoever holds a
-// session or token from the old factor is signed out in the same
-// transaction.
+// login, after a correct password, enrols a new one, within the server's
+// Config.EnrollWithin from now (for an account already waiting to enrol it
+// opens a new window). Whoever holds a session or token from the old factor
+// is signed out in the same transaction.
 func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, storage.Ended, error) {
 	u, err := a.UserByName(ctx, name)
 	if err != nil {
@@ -149,18 +160,9 @@ func plural(n int, what string, many ...string) string {
 func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
 	newID := KeyID(newKey)
 	n, err := a.Store.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error) {
-		var aad string
-		switch kind {
-		case storage.SecretTOTP:
-			aad = aadTOTP(id)
-		case storage.SecretPendingTOTP:
-			aad = aadPendingTOTP(id)
-		case storage.SecretSigningKey:
-			aad = aadSigningKey(id)
-		case storage.SecretSetting:
-			aad = aadSetting(id)
-		default:
-			return nil, errUnknownSecretKind(kind)
+		aad, err := aadFor(kind, id)
+		if err != nil {
+			return nil, err
 		}
 		plain, err := a.Sealer.Open(aad, sealed)
 		if err != nil {
@@ -174,7 +176,3 @@ func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
 	a.audit(ctx, "secrets_rotated", "", "", "", "new key "+newID)
 	return n, nil
 }
-
-type errUnknownSecretKind storage.SecretKind
-
-func (e errUnknownSecretKind) Error() string { return "unknown secret kind " + string(e) }

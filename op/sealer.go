@@ -10,8 +10,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -35,10 +37,16 @@ const (
 // database was sealed with.
 var ErrSecretKey = errors.New("secret key")
 
-// Sealer seals and opens values with the secret key. When a value names a
-// key id it does not know, it re-reads its key file once (rate-limited), so
-// that `idp secrets rotate`, which re-encrypts the database and then
-// replaces the key file, does not stop running servers.
+// Sealer seals and opens values with the secret key.
+//
+// `idp secrets rotate` re-seals the database under a new key in one
+// transaction and then replaces the key file. The database decides which
+// key seals: a sealer bound to its store (Bind) reads the key id that the
+// database's key check value names before every Seal, and when that is not
+// its own key it takes the key from its file, verified against the
+// database, before it seals anything (README, Operations, "The secret
+// key"). A value sealed with a key it does not know makes it re-read the
+// file too (rate-limited), so opening never stops either.
 type Sealer struct {
 	path string
 
@@ -47,6 +55,10 @@ type Sealer struct {
 	currentID  string
 	known      map[string][]byte
 	lastReload time.Time
+	// store, once bound, is the database whose key check names the key
+	// that seals; switchedAt is when current last changed to follow it.
+	store      storage.Store
+	switchedAt time.Time
 }
 
 // NewSealer returns a sealer for key (32 bytes), reloading from path when
@@ -56,7 +68,9 @@ func NewSealer(key []byte, path string) (*Sealer, error) {
 		return nil, fmt.Errorf("%w: need 32 bytes, have %d", ErrSecretKey, len(key))
 	}
 	s := &Sealer{path: path, known: map[string][]byte{}}
-	s.setCurrent(key)
+	id := KeyID(key)
+	s.current, s.currentID = key, id
+	s.known[id] = key
 	return s, nil
 }
 
@@ -67,12 +81,6 @@ func LoadSealer(path string) (*Sealer, error) {
 		return nil, err
 	}
 	return NewSealer(key, path)
-}
-
-func (s *Sealer) setCurrent(key []byte) {
-	id := KeyID(key)
-	s.current, s.currentID = key, id
-	s.known[id] = key
 }
 
 // KeyID is the identifier a sealed value records: the first 8 bytes of a
@@ -89,12 +97,76 @@ func (s *Sealer) CurrentKeyID() string {
 	return s.currentID
 }
 
-// Seal encrypts plaintext bound to aad.
-func (s *Sealer) Seal(aad string, plaintext []byte) ([]byte, error) {
+// Bind checks that the sealer's key is st's (CheckSecretKey) and from then
+// on lets st's key check decide which key seals.
+func (s *Sealer) Bind(ctx context.Context, st storage.Store) error {
+	if err := CheckSecretKey(ctx, st, s); err != nil {
+		return err
+	}
 	s.mu.Lock()
-	key, id := s.current, s.currentID
+	s.store = st
 	s.mu.Unlock()
+	return nil
+}
+
+// Seal encrypts plaintext bound to aad, under the key the database uses.
+func (s *Sealer) Seal(ctx context.Context, aad string, plaintext []byte) ([]byte, error) {
+	key, id, err := s.sealingKey(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return seal(key, id, aad, plaintext)
+}
+
+// Refresh follows a rotation without sealing anything: serve calls it on a
+// timer, so an idle server switches keys too. It reports whether the
+// sealing key changed.
+func (s *Sealer) Refresh(ctx context.Context) (bool, error) {
+	before := s.CurrentKeyID()
+	_, id, err := s.sealingKey(ctx)
+	return err == nil && id != before, err
+}
+
+// sealingKey returns the key to seal with: the current one while the
+// database's key check names it, else the key the database names, read
+// from the key file and checked against the database.
+func (s *Sealer) sealingKey(ctx context.Context) ([]byte, string, error) {
+	s.mu.Lock()
+	st, key, id := s.store, s.current, s.currentID
+	s.mu.Unlock()
+	if st == nil {
+		return key, id, nil
+	}
+	check, err := st.Setting(ctx, keyCheckSetting)
+	if err != nil {
+		return nil, "", fmt.Errorf("secret key check: %w", err)
+	}
+	dbID, err := SealedKeyID(check)
+	if err != nil {
+		return nil, "", fmt.Errorf("secret key check: %w", err)
+	}
+	if dbID == id {
+		return key, id, nil
+	}
+	fileKey, err := ReadKeyFile(s.path)
+	if err != nil {
+		return nil, "", fmt.Errorf("the database is now sealed with key %s: %w", dbID, err)
+	}
+	fileID := KeyID(fileKey)
+	if fileID != dbID {
+		return nil, "", fmt.Errorf("%w: the database is now sealed with key %s but %s holds key %s; nothing is sealed until the file holds the database's key",
+			ErrSecretKey, dbID, s.path, fileID)
+	}
+	if _, err := open(fileKey, aadSetting(keyCheckSetting), check); err != nil {
+		return nil, "", fmt.Errorf("%w: key %s in %s does not open the database's key check", ErrSecretKey, fileID, s.path)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.known[fileID] = fileKey
+	if s.currentID != fileID {
+		s.current, s.currentID, s.switchedAt = fileKey, fileID, time.Now()
+	}
+	return s.current, s.currentID, nil
 }
 
 func seal(key []byte, id, aad string, plaintext []byte) ([]byte, error) {
@@ -124,6 +196,11 @@ func (s *Sealer) Open(aad string, sealed []byte) ([]byte, error) {
 	if key == nil {
 		return nil, fmt.Errorf("%w: value sealed with key %s, which this server does not have", ErrSecretKey, id)
 	}
+	return open(key, aad, sealed)
+}
+
+// open decrypts sealed (whose key id the caller has matched) with key.
+func open(key []byte, aad string, sealed []byte) ([]byte, error) {
 	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
@@ -147,6 +224,9 @@ func SealedKeyID(sealed []byte) (string, error) {
 	return hex.EncodeToString(sealed[len(sealVersion) : len(sealVersion)+keyIDLen]), nil
 }
 
+// keyFor returns the known key with id, re-reading the key file once a
+// second at most when id is unknown. A key read this way only opens: it
+// seals once the database names it (sealingKey).
 func (s *Sealer) keyFor(id string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,7 +241,11 @@ func (s *Sealer) keyFor(id string) []byte {
 	if err != nil {
 		return nil
 	}
-	s.setCurrent(key)
+	s.known[KeyID(key)] = key
+	if s.store == nil {
+		// Unbound (no database to ask): the file is the authority.
+		s.current, s.currentID = key, KeyID(key)
+	}
 	return s.known[id]
 }
 
@@ -174,12 +258,28 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 }
 
 // ReadKeyFile reads a secret key: 32 bytes written as base64 (what
-// GenerateKeyFile writes) or hex, surrounding white space ignored.
+// GenerateKeyFile writes) or hex, surrounding white space ignored. A file
+// that group or others may read or write is refused: whoever reads the key
+// opens every TOTP secret (README, Security model, rule 12; OWASP ASVS 5.0
+// V13.3).
 func ReadKeyFile(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: no key file given (--secret-key-file or IDP_SECRET_KEY_FILE)", ErrSecretKey)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+	}
+	defer f.Close()
+	// fstat the opened file, so the mode checked is the one read.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%w: %s may be read or changed by other users (mode %04o); allow its owner only: chmod 600 %s", ErrSecretKey, path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
 	}
@@ -220,6 +320,21 @@ func aadPendingTOTP(authReqID string) string { return "totp-pending:v1:" + authR
 func aadSigningKey(kid string) string        { return "signing-key:v1:" + kid }
 func aadSetting(name string) string          { return "setting:v1:" + name }
 
+// aadFor is the associated data of a sealed value of kind for id.
+func aadFor(kind storage.SecretKind, id string) (string, error) {
+	switch kind {
+	case storage.SecretTOTP:
+		return aadTOTP(id), nil
+	case storage.SecretPendingTOTP:
+		return aadPendingTOTP(id), nil
+	case storage.SecretSigningKey:
+		return aadSigningKey(id), nil
+	case storage.SecretSetting:
+		return aadSetting(id), nil
+	}
+	return "", fmt.Errorf("unknown secret kind %q", kind)
+}
+
 // keyCheckSetting holds a value sealed with the database's secret key, so
 // a process started with another key refuses to run instead of failing
 // on the first login.
@@ -228,7 +343,7 @@ const keyCheckSetting = storage.SealedSettingPrefix + "key_check"
 // CheckSecretKey verifies that sealer's key is the database's (recording
 // it on first use) and fails with a clear message otherwise.
 func CheckSecretKey(ctx context.Context, st storage.Store, sealer *Sealer) error {
-	probe, err := sealer.Seal(aadSetting(keyCheckSetting), []byte("idp key check"))
+	probe, err := sealer.Seal(ctx, aadSetting(keyCheckSetting), []byte("idp key check"))
 	if err != nil {
 		return err
 	}

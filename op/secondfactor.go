@@ -18,35 +18,69 @@ type secondStep struct {
 	claim      storage.AttemptClaim
 }
 
+// secondForm describes one second-factor form.
+type secondForm struct {
+	field, kind, badMsg string
+	normalize           func(string) (string, bool)
+	render              func(*storage.AuthRequest, string, int, string)
+	// enrols: the form binds a new authenticator (it needs an open
+	// enrolment window); otherwise it checks a code of a confirmed one or
+	// a recovery code standing in for it (it needs one).
+	enrols bool
+	// afterEnrolment: the form also serves a request that enrolled in
+	// this flow. Only the TOTP form does: the authenticator was bound on
+	// the strength of the password alone (README, Security model, rule 7).
+	afterEnrolment bool
+}
+
 // secondFactorForm does what every path that accepts a second factor
-// shares, in one place: the flow and its browser binding, the password_ok
-// stage (only a correct password in this flow leads here, R-T4/R-T5), the
-// input check, and the guard's claim on the one TOTP counter (rule 3,
-// R-A8). It answers the request itself and returns false when a check
-// fails; a malformed value is answered by render with 400 and counts
-// nothing.
-func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, field, kind, badMsg string,
-	normalize func(string) (string, bool), render func(*storage.AuthRequest, string, int, string)) (secondStep, bool) {
+// shares, in one place: the flow and its browser binding, the stage (only
+// a correct password in this flow leads here, R-T4/R-T5), the state of the
+// account's authenticator, the input check, and the guard's claim on the
+// one TOTP counter (rule 3, R-A8). It answers the request itself and
+// returns false when a check fails; a malformed value is answered by
+// render with 400 and counts nothing.
+func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
+	ctx := r.Context()
 	a, flowSecret, ok := s.loadFlow(w, r)
 	if !ok {
 		return secondStep{}, false
 	}
-	if a.Stage != storage.StagePasswordOK || a.UserID == "" {
+	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrolment && a.Stage == storage.StageEnrolled
+	if !stageOK || a.UserID == "" {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false
 	}
-	value, ok := normalize(r.PostFormValue(field))
-	if !ok {
-		render(&a, flowSecret, http.StatusBadRequest, badMsg)
+	enrolled, err := s.hasTOTP(ctx, a.UserID)
+	if err != nil {
+		s.internalError(w, r, "totp lookup", err)
 		return secondStep{}, false
 	}
-	claim, err := s.claim(r.Context(), a.UserID, "", a.ClientID, storage.FactorTOTP)
+	switch {
+	case f.enrols && !enrolled:
+		if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
+			return secondStep{}, false
+		}
+	case !f.enrols && !enrolled:
+		// No confirmed authenticator (never enrolled, or reset): nothing
+		// for a code to prove or a recovery code to stand in for. The
+		// login page enrols, or says the enrolment window closed.
+		s.audit(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
+		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		return secondStep{}, false
+	}
+	value, ok := f.normalize(r.PostFormValue(f.field))
+	if !ok {
+		f.render(&a, flowSecret, http.StatusBadRequest, f.badMsg)
+		return secondStep{}, false
+	}
+	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
-		s.internalError(w, r, kind+" claim", err)
+		s.internalError(w, r, f.kind+" claim", err)
 		return secondStep{}, false
 	}
 	if !claim.Allowed {
-		s.metrics.attempt(kind, "locked")
+		s.metrics.attempt(f.kind, "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return secondStep{}, false
 	}

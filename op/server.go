@@ -60,21 +60,18 @@ type Server struct {
 // New wires a provider over store. It creates a signing key and the
 // opaque-token key on first use of the database.
 func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) {
-	if err := ValidateIssuer(cfg.Issuer); err != nil {
-		return nil, err
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("op: configuration refused:\n%w", err)
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.HashConcurrency <= 0 {
+	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	if cfg.Sealer == nil {
-		return nil, fmt.Errorf("%w: none configured", ErrSecretKey)
-	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
-	if err := CheckSecretKey(ctx, store, cfg.Sealer); err != nil {
+	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}
 	s.keys = NewKeyManager(store, cfg.Sealer, s.cfg.now, cfg.KeyRetention)
@@ -161,7 +158,7 @@ func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
 		return key, err
 	}
 	name := storage.SealedSettingPrefix + "oidc_token_key"
-	sealed, err := s.cfg.Sealer.Seal(aadSetting(name), fresh)
+	sealed, err := s.cfg.Sealer.Seal(ctx, aadSetting(name), fresh)
 	if err != nil {
 		return key, err
 	}

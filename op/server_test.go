@@ -42,7 +42,7 @@ func TestLockedDatabaseAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig("http://127.0.0.1:1")
-	cfg.Sealer, cfg.Argon2 = sealer, testArgon2
+	cfg.Sealer = sealer
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
 	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)

@@ -47,7 +47,7 @@ func TestSessionRechecksAccount(t *testing.T) {
 	}
 	now := cred.CreatedAt.Add(time.Hour)
 	cfg := DefaultConfig("http://127.0.0.1:1")
-	cfg.Sealer, cfg.Argon2 = sealer, testArgon2
+	cfg.Sealer = sealer
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Now = func() time.Time { return now }
 	open := func(store storage.Store) *Server {

@@ -72,11 +72,16 @@ const (
 	FactorTOTP     Factor = "totp"
 )
 
-// Auth request stages: created → password_ok → done (DESIGN.md, the login
-// state machine). Each transition is one guarded update.
+// Auth request stages: created → password_ok → done, or created →
+// password_ok → enrolled → done when the user binds an authenticator in
+// the flow (README, Security model, rule 7). Each transition is one
+// guarded update. Only the TOTP step leaves enrolled: the authenticator was
+// bound on the strength of the password alone, so a code from it at a later
+// time step finishes the login, never the enrolment or a recovery code.
 const (
 	StageCreated    = "created"
 	StagePasswordOK = "password_ok"
+	StageEnrolled   = "enrolled"
 	StageDone       = "done"
 )
 
@@ -89,6 +94,11 @@ type User struct {
 	EmailVerified bool
 	PasswordHash  string // argon2id PHC string
 	CreatedAt     time.Time
+	// EnrollPendingSince is when the account was put in the state of
+	// enrolling at login (created without an authenticator, or reset):
+	// zero while it has a confirmed one. The provider lets the password
+	// alone through only for a while after it.
+	EnrollPendingSince time.Time
 }
 
 // TOTPCredential is a user's TOTP secret. Secret is stored as given: the
@@ -313,15 +323,18 @@ type Store interface {
 	DeleteUser(ctx context.Context, id string) error
 	SetPasswordHash(ctx context.Context, userID, hash string) error
 
-	// TOTP credentials.
+	// TOTP credentials. PutTOTP of a confirmed credential clears the
+	// user's EnrollPendingSince.
 	PutTOTP(ctx context.Context, c TOTPCredential) error
 	TOTPByUser(ctx context.Context, userID string) (TOTPCredential, error)
 
-	// DeleteTOTP removes the user's TOTP credential and recovery codes, so
-	// the next login enrols a new authenticator, and in the same
-	// transaction ends every SSO session and revokes every token of the
-	// user (whoever knew the old factor is signed out). ErrNotFound when
-	// the user has none.
+	// DeleteTOTP removes the user's TOTP credential and recovery codes and
+	// sets EnrollPendingSince to now, so the next login enrols a new
+	// authenticator within the provider's window (for a user already
+	// waiting it only restarts the window); in the same transaction it ends
+	// every SSO session, sign-in in progress and token of the user (whoever
+	// knew the old factor is signed out). ErrNotFound when the user does
+	// not exist.
 	DeleteTOTP(ctx context.Context, userID string, now time.Time) (Ended, error)
 
 	// Enrolment at login. SetPendingTOTP stores a sealed secret on a live
@@ -334,9 +347,10 @@ type Store interface {
 	// without a TOTP credential (ErrWrongState otherwise); stores cred
 	// (its LastStep is the confirming code's step, so that code cannot be
 	// replayed), replaces the user's recovery codes with recoveryHashes,
-	// clears the pending secret, resets the TOTP failure counter and moves
-	// the request to done with auth_time=now, amr and acr.
-	ConfirmEnrollment(ctx context.Context, id string, cred TOTPCredential, recoveryHashes [][]byte, now time.Time, amr []string, acr string) error
+	// clears the pending secret and the user's EnrollPendingSince, resets
+	// the TOTP failure counter and moves the request to enrolled, from
+	// which only CompleteTOTP continues.
+	ConfirmEnrollment(ctx context.Context, id string, cred TOTPCredential, recoveryHashes [][]byte, now time.Time) error
 
 	// Recovery codes are stored as SHA-256 digests and used once.
 	// ReplaceRecoveryCodes issues a new set because the old one may be
@@ -345,16 +359,20 @@ type Store interface {
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (Ended, error)
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	// CompleteRecovery, in one transaction: requires the live request in
-	// password_ok for userID (ErrWrongState); marks the user's unused code
-	// with codeHash used, changing exactly one row (ErrNotFound when there
-	// is none: wrong or already used); resets the TOTP failure counter; and
-	// moves the request to done. It returns the number of codes left.
+	// password_ok for userID and the user with a confirmed TOTP credential
+	// (ErrWrongState otherwise: a recovery code stands in for an
+	// authenticator, so an account without one cannot use it); marks the
+	// user's unused code with codeHash used, changing exactly one row
+	// (ErrNotFound when there is none: wrong or already used); resets the
+	// TOTP failure counter; and moves the request to done. It returns the
+	// number of codes left.
 	CompleteRecovery(ctx context.Context, id, userID string, codeHash []byte, now time.Time, amr []string, acr string) (int, error)
 
 	// ReencryptSecrets passes every sealed value (TOTP secrets, pending
 	// secrets, signing private keys, sealed settings) to fn and stores what
 	// it returns, in one transaction: an error from fn changes nothing.
-	// It returns how many values were rewritten.
+	// It returns how many values changed (fn returning its input unchanged
+	// leaves the row alone).
 	ReencryptSecrets(ctx context.Context, fn func(kind SecretKind, id string, sealed []byte) ([]byte, error)) (int, error)
 
 	// Attempt guard (threat model rules 1–4, 8–9). ClaimAttempt atomically
@@ -391,9 +409,10 @@ type Store interface {
 	RebindAuthRequest(ctx context.Context, id string, oldHash, newHash []byte) error
 	// PasswordVerified moves created|password_ok → password_ok for userID;
 	// a pending TOTP secret survives only if the user is the same.
+	// ErrWrongState from enrolled and done.
 	PasswordVerified(ctx context.Context, id, userID string, now time.Time) error
-	// CompleteTOTP, in one transaction: requires stage password_ok with
-	// userID, advances the user's TOTP last step to step (ErrReplay unless
+	// CompleteTOTP, in one transaction: requires stage password_ok or
+	// enrolled with userID, advances the user's TOTP last step to step (ErrReplay unless
 	// step is strictly later), resets the TOTP failure counter, and moves
 	// the request to done with auth_time=now, amr and acr.
 	CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error
@@ -490,6 +509,9 @@ type Store interface {
 	// encryption key). PutSettingIfAbsent returns the stored value, which is
 	// value unless another writer was first.
 	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+	// Setting returns the stored value (ErrNotFound when there is none)
+	// without taking the write lock.
+	Setting(ctx context.Context, name string) ([]byte, error)
 
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,5 +129,41 @@ func TestServeRejectsNonLoopbackHTTPIssuer(t *testing.T) {
 	_, _, err := runCLI(t, "", "serve", "--db", db, "--listen", "127.0.0.1:0", "--issuer", "http://id.example.com")
 	if err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestServeNamesRefusedFlags: a configuration op.Config.Validate refuses
+// is a usage error naming each offending flag, given before anything is
+// created on disk.
+func TestServeNamesRefusedFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--totp-lock-max", "1m"}, []string{"--totp-lock-max: 1m0s is shorter than the first lock (15m0s)"}},
+		{[]string{"--password-hard-limit", "0"}, []string{"--password-hard-limit: must be between", "NIST SP 800-63B-4"}},
+		{[]string{"--totp-hard-limit", "101", "--totp-max-failures", "0"}, []string{"--totp-hard-limit:", "--totp-max-failures:"}},
+		{[]string{"--session-idle-timeout", "13h"}, []string{"--session-idle-timeout: 13h0m0s is longer than the session lifetime"}},
+		{[]string{"--hash-concurrency", "-1"}, []string{"--hash-concurrency:"}},
+		{[]string{"--access-token-lifetime", "0s"}, []string{"--access-token-lifetime: must be longer than 0"}},
+		{[]string{"--key-retention", "30m"}, []string{"--key-retention: 30m0s is shorter than the ID token lifetime"}},
+		{[]string{"--enroll-within", "-1h"}, []string{"--enroll-within: must be longer than 0"}},
+	}
+	for _, tc := range cases {
+		db := filepath.Join(t.TempDir(), "idp.db")
+		args := append([]string{"serve", "--db", db, "--listen", "127.0.0.1:0"}, tc.args...)
+		_, _, err := runCLI(t, "", args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: err %v (exit %d), want a usage error", tc.args, err, exitCode(err))
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %q lacks %q", tc.args, err, w)
+			}
+		}
+		if _, serr := os.Stat(db); serr == nil {
+			t.Errorf("%v: the database was created before the flags were checked", tc.args)
+		}
 	}
 }

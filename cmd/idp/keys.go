@@ -42,7 +42,7 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+		if err := sealer.Bind(ctx, st); err != nil {
 			return err
 		}
 		if *activateAfter < 0 {

@@ -80,13 +80,13 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("rotation failed, nothing changed: %w", err)
 	}
-	// Running servers re-read their key file when they meet a value sealed
-	// with a key they do not know: replace the file's content atomically.
+	// Running servers see the database name the new key and take it from
+	// their key file (README, Operations): replace the file atomically.
 	if err := replaceFile(path, *newKeyFile); err != nil {
 		return fmt.Errorf("re-encrypted %d secrets under key %s, but could not update %s: %w; copy %s over it before restarting servers",
 			n, op.KeyID(newKey), path, err, *newKeyFile)
 	}
-	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nThe old key no longer opens anything; destroy every copy of it.\n", n, op.KeyID(newKey), path)
+	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on. The old key no longer opens anything; destroy every copy of it.\n", n, op.KeyID(newKey), path)
 	return nil
 }
 

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,7 +49,6 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	var (
 		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen, keyFile string
 		dev                                                                              bool
-		totpLock, pwLock                                                                 policyFlags
 		auditRetention                                                                   time.Duration
 	)
 	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
@@ -71,8 +72,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
 	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
 	fs.DurationVar(&auditRetention, "audit-retention", defaultAuditRetention, "how long audit events are kept (at least 24h; 0: forever)")
-	totpLock.register(fs, "totp", &cfg.TOTPPolicy)
-	pwLock.register(fs, "password", &cfg.PasswordPolicy)
+	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
+	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
+	registerPolicyFlags(fs, "password", &cfg.PasswordPolicy)
 	pos, err := parseArgs(fs, args, "config")
 	if err != nil {
 		return err
@@ -96,10 +98,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if cfg.TrustedProxies, err = op.ParseCIDRs(proxies); err != nil {
 		return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
 	}
-	if err := totpLock.validate("totp"); err != nil {
-		return err
-	}
-	if err := pwLock.validate("password"); err != nil {
+	// The issuer and the secret key are settled below; op.New checks the
+	// whole configuration again with them.
+	if err := flagErrors(cfg.Validate(), "Issuer", "Sealer"); err != nil {
 		return err
 	}
 	if auditRetention != 0 && auditRetention < minAuditRetention {
@@ -133,7 +134,11 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	warnLooseDatabase(log, *db)
 	srv, err := op.New(ctx, cfg, st)
+	if err := flagErrors(err); err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -146,6 +151,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go gcLoop(ctx, st, log, auditRetention)
+	go srv.WatchSecretKey(ctx)
 	// Start-up hashed a dummy password (and --dev a user): hand those
 	// 19 MiB argon2id buffers back now rather than when the scavenger
 	// gets to them.
@@ -191,28 +197,92 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// A request that sealed with the previous secret key just before a
+	// rotation may have written after the watcher's last sweep.
+	_ = srv.ResealStale(sctx)
 	return nil
 }
 
-// policyFlags are the --totp-* / --password-* lock policy flags.
-type policyFlags struct{ p *storage.LockPolicy }
+// warnLooseDatabase warns when other users may read the database or its
+// -wal and -shm files, which hold argon2id hashes: a new database is
+// created 0600, an older one keeps the mode it was given.
+func warnLooseDatabase(log *slog.Logger, db string) {
+	for _, p := range []string{db, db + "-wal", db + "-shm"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+			log.Warn("other users may read the database, which holds password hashes", "file", p,
+				"mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "fix", "chmod 600 "+db+" "+db+"-wal "+db+"-shm")
+		}
+	}
+}
 
-func (f *policyFlags) register(fs *flag.FlagSet, factor string, p *storage.LockPolicy) {
-	f.p = p
+// registerPolicyFlags adds the --totp-* or --password-* lock policy flags.
+func registerPolicyFlags(fs *flag.FlagSet, factor string, p *storage.LockPolicy) {
 	fs.IntVar(&p.FreeFailures, factor+"-max-failures", p.FreeFailures, "consecutive "+factor+" failures before the first lock")
 	fs.DurationVar(&p.BaseLock, factor+"-lock", p.BaseLock, "first "+factor+" lock duration; each further failure doubles it")
 	fs.DurationVar(&p.MaxLock, factor+"-lock-max", p.MaxLock, "longest "+factor+" lock")
-	fs.IntVar(&p.HardLimit, factor+"-hard-limit", p.HardLimit, "consecutive "+factor+" failures that lock until an operator unlocks (0: never)")
+	fs.IntVar(&p.HardLimit, factor+"-hard-limit", p.HardLimit, "consecutive "+factor+" failures that lock until an operator unlocks (at most 100)")
 }
 
-func (f *policyFlags) validate(factor string) error {
-	p := f.p
-	if p.FreeFailures < 1 || p.BaseLock <= 0 || p.MaxLock < p.BaseLock || p.HardLimit < 0 ||
-		(p.HardLimit > 0 && p.HardLimit < p.FreeFailures) {
-		return usageError{fmt.Sprintf("--%s-* policy is inconsistent: need max-failures ≥ 1, lock > 0, lock-max ≥ lock, hard-limit 0 or ≥ max-failures", factor)}
+// settingFlags names serve's flag for each op.Config setting it sets.
+var settingFlags = map[string]string{
+	"Issuer":                      "issuer",
+	"ProductName":                 "product-name",
+	"HashConcurrency":             "hash-concurrency",
+	"AuthRequestLifetime":         "auth-request-lifetime",
+	"AccessTokenLifetime":         "access-token-lifetime",
+	"IDTokenLifetime":             "id-token-lifetime",
+	"RefreshTokenLifetime":        "refresh-token-lifetime",
+	"SessionLifetime":             "session-lifetime",
+	"SessionIdleTimeout":          "session-idle-timeout",
+	"KeyRetention":                "key-retention",
+	"LoginRatePerIP":              "login-rate-per-ip",
+	"LoginBurstPerIP":             "login-burst-per-ip",
+	"EnrollWithin":                "enroll-within",
+	"TOTPPolicy.FreeFailures":     "totp-max-failures",
+	"TOTPPolicy.BaseLock":         "totp-lock",
+	"TOTPPolicy.MaxLock":          "totp-lock-max",
+	"TOTPPolicy.HardLimit":        "totp-hard-limit",
+	"PasswordPolicy.FreeFailures": "password-max-failures",
+	"PasswordPolicy.BaseLock":     "password-lock",
+	"PasswordPolicy.MaxLock":      "password-lock-max",
+	"PasswordPolicy.HardLimit":    "password-hard-limit",
+}
+
+// flagErrors turns the *op.ConfigError values in err into one usage error
+// that names serve's flags, one line each, leaving out the settings in
+// skip. It returns nil when err holds no other configuration error.
+func flagErrors(err error, skip ...string) error {
+	var lines []string
+	for _, ce := range configErrors(err) {
+		if slices.Contains(skip, ce.Setting) {
+			continue
+		}
+		name := ce.Setting
+		if f, ok := settingFlags[ce.Setting]; ok {
+			name = "--" + f
+		}
+		lines = append(lines, name+": "+ce.Problem)
 	}
-	if factor == "password" && (p.HardLimit == 0 || p.HardLimit > 100) {
-		return usageError{"--password-hard-limit must be between max-failures and 100 (NIST SP 800-63B §5.2.2)"}
+	if len(lines) == 0 {
+		return nil
+	}
+	return usageError{"configuration refused:\n  " + strings.Join(lines, "\n  ")}
+}
+
+// configErrors collects the *op.ConfigError values in err's tree.
+func configErrors(err error) []*op.ConfigError {
+	if ce, ok := err.(*op.ConfigError); ok {
+		return []*op.ConfigError{ce}
+	}
+	switch x := err.(type) {
+	case interface{ Unwrap() []error }:
+		var out []*op.ConfigError
+		for _, e := range x.Unwrap() {
+			out = append(out, configErrors(e)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		return configErrors(x.Unwrap())
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if sealer, _, err = loadSealer(keyFile, *db, false); err != nil {
 			return err
 		}
-		if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+		if err := sealer.Bind(ctx, st); err != nil {
 			return err
 		}
 	}
@@ -88,7 +88,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(u)
 		}
 		if enrollAtLogin {
-			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in.\n", printable(u.Username), u.ID)
+			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in, within the server's --enroll-within (default %s) from now.\n", printable(u.Username), u.ID, op.DefaultEnrollWithin)
 			return nil
 		}
 		fmt.Fprintf(e.stdout, "Created user %s (id %s).\n\nScan this code with an authenticator app, or enter the URI by hand:\n\n", printable(u.Username), u.ID)
@@ -149,9 +149,9 @@ func (e *env) user(ctx context.Context, args []string) error {
 		}
 		u, ended, err := admin.ResetTOTP(ctx, pos[0])
 		if err != nil {
-			return notFound("user or authenticator", pos[0], err)
+			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Removed the authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password.\n", printable(u.Username))
+		fmt.Fprintf(e.stdout, "Removed any authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password, within the server's --enroll-within (default %s) from now.\n", printable(u.Username), op.DefaultEnrollWithin)
 		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", op.EndedText(ended))
 		return nil
 	case "recovery-codes":
@@ -159,6 +159,9 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return err
 		}
 		u, codes, ended, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
+		if errors.Is(err, op.ErrNoAuthenticator) {
+			return fmt.Errorf("%s has no authenticator yet: recovery codes are issued when they set one up at sign-in", pos[0])
+		}
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
@@ -209,8 +212,8 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	if err != nil {
 		return err
 	}
-	_, terr := st.TOTPByUser(ctx, u.ID)
-	hasTOTP := terr == nil
+	cred, terr := st.TOTPByUser(ctx, u.ID)
+	hasTOTP := terr == nil && cred.Confirmed
 	now := time.Now().UTC()
 	type factorView struct {
 		Factor      string `json:"factor"`
@@ -239,11 +242,18 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{
 			"id": u.ID, "username": u.Username, "name": u.Name, "email": u.Email,
-			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "factors": fv,
+			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "enroll_pending_since": ts(u.EnrollPendingSince), "factors": fv,
 		})
 	}
 	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
 		printable(u.Username), printable(u.ID), printable(u.Name), printable(u.Email), ts(u.CreatedAt), hasTOTP)
+	switch {
+	case hasTOTP:
+	case u.EnrollPendingSince.IsZero():
+		fmt.Fprintln(e.stdout, "enrolment:  not open (no start recorded); idp user reset-totp opens it")
+	default:
+		fmt.Fprintf(e.stdout, "enrolment:  waiting since %s (the server's --enroll-within counts from then)\n", ts(u.EnrollPendingSince))
+	}
 	if len(fv) == 0 {
 		fmt.Fprintln(e.stdout, "attempts:   none recorded")
 	}

@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Audit/Retention", testAuditRetention},
 		{"GC", testGC},
 		{"Enrollment", testEnrollment},
+		{"EnrollPending", testEnrollPending},
 		{"AuthRequests/Rebind", testRebind},
 		{"RecoveryCodes", testRecoveryCodes},
 		{"ReencryptSecrets", testReencryptSecrets},
@@ -1442,6 +1443,8 @@ func testSigningKeysConcurrent(t *testing.T, s storage.Store) {
 
 func testSettings(t *testing.T, s storage.Store) {
 	ctx := context.Background()
+	_, err := s.Setting(ctx, "token-key")
+	isErr(t, err, storage.ErrNotFound, "Setting before any value")
 	got, err := s.PutSettingIfAbsent(ctx, "token-key", []byte("first"))
 	ok(t, err, "PutSettingIfAbsent")
 	if string(got) != "first" {
@@ -1451,6 +1454,11 @@ func testSettings(t *testing.T, s storage.Store) {
 	ok(t, err, "PutSettingIfAbsent")
 	if string(got) != "first" {
 		t.Fatalf("PutSettingIfAbsent second = %q, want the first writer's value", got)
+	}
+	got, err = s.Setting(ctx, "token-key")
+	ok(t, err, "Setting")
+	if string(got) != "first" {
+		t.Fatalf("Setting = %q, want the stored value", got)
 	}
 	got, err = s.PutSettingIfAbsent(ctx, "other", []byte{0, 255})
 	ok(t, err, "PutSettingIfAbsent other")

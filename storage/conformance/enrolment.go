@@ -48,19 +48,24 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	if a, _ := s.AuthRequestByID(ctx, "enr-switch", now); a.PendingTOTP != nil {
 		t.Fatalf("pending kept for another user: %q", a.PendingTOTP)
 	}
-	// Confirmation completes the request, stores the credential with the
-	// confirming step, the recovery codes, and clears the counter.
+	// Confirmation stores the credential with the confirming step and the
+	// recovery codes, clears the counter and the wait for enrolment, and
+	// moves the request to enrolled: not done.
 	p := storage.LockPolicy{FreeFailures: 5, BaseLock: time.Minute, MaxLock: time.Hour}
 	claim(t, s, u.ID, storage.FactorTOTP, now, p)
 	cred := storage.TOTPCredential{UserID: u.ID, Secret: []byte("sealed-final"), Confirmed: true, LastStep: 1000}
 	hashes := [][]byte{hash("rc1"), hash("rc2"), hash("rc3")}
-	isErr(t, s.ConfirmEnrollment(ctx, "fresh", storage.TOTPCredential{UserID: u.ID, Secret: []byte("x")}, nil, now, nil, ""), storage.ErrWrongState, "confirm without pending")
-	ok(t, s.ConfirmEnrollment(ctx, "enr", cred, hashes, now, []string{"pwd", "otp", "mfa"}, "acr"), "ConfirmEnrollment")
+	isErr(t, s.ConfirmEnrollment(ctx, "fresh", storage.TOTPCredential{UserID: u.ID, Secret: []byte("x")}, nil, now), storage.ErrWrongState, "confirm without pending")
+	ok(t, s.ConfirmEnrollment(ctx, "enr", cred, hashes, now), "ConfirmEnrollment")
 	a, err = s.AuthRequestByID(ctx, "enr", now)
 	ok(t, err, "AuthRequestByID")
-	if !a.Done() || a.PendingTOTP != nil {
-		t.Fatalf("after confirm: stage %s done %v pending %q", a.Stage, a.Done(), a.PendingTOTP)
+	if a.Stage != storage.StageEnrolled || a.Done() || a.PendingTOTP != nil || !a.AuthTime.IsZero() {
+		t.Fatalf("after confirm: stage %s done %v pending %q auth_time %v", a.Stage, a.Done(), a.PendingTOTP, a.AuthTime)
 	}
+	if got, _ := s.UserByID(ctx, u.ID); !got.EnrollPendingSince.IsZero() {
+		t.Fatalf("still waiting for enrolment since %v after confirm", got.EnrollPendingSince)
+	}
+	isErr(t, s.SaveAuthCode(ctx, "enr", hash("code-enr"), now.Add(time.Minute)), storage.ErrWrongState, "code for an enrolled request")
 	got, err := s.TOTPByUser(ctx, u.ID)
 	ok(t, err, "TOTPByUser")
 	if !bytes.Equal(got.Secret, cred.Secret) || !got.Confirmed || got.LastStep != 1000 {
@@ -78,16 +83,32 @@ func testEnrollment(t *testing.T, s storage.Store) {
 			t.Fatalf("totp failures %d after enrolment", st.Failures)
 		}
 	}
+	// From enrolled only the TOTP step continues: not the password step,
+	// not a recovery code (the codes were issued in this very flow), and
+	// not the confirming code's step again.
+	isErr(t, s.PasswordVerified(ctx, "enr", u.ID, now), storage.ErrWrongState, "PasswordVerified from enrolled")
+	_, err = s.CompleteRecovery(ctx, "enr", u.ID, hash("rc1"), now, nil, "")
+	isErr(t, err, storage.ErrWrongState, "recovery from enrolled")
+	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 3 {
+		t.Fatalf("a refused recovery used a code: %d left", n)
+	}
+	isErr(t, s.CompleteTOTP(ctx, "enr", u.ID, 1000, now, nil, ""), storage.ErrReplay, "the confirming step from enrolled")
+	if a, _ := s.AuthRequestByID(ctx, "enr", now); a.Stage != storage.StageEnrolled {
+		t.Fatalf("a replay moved the request to %s", a.Stage)
+	}
+	ok(t, s.CompleteTOTP(ctx, "enr", u.ID, 1001, now, []string{"pwd", "otp", "mfa"}, "acr"), "CompleteTOTP from enrolled")
+	a, err = s.AuthRequestByID(ctx, "enr", now)
+	ok(t, err, "AuthRequestByID")
+	if !a.Done() || a.ACR != "acr" {
+		t.Fatalf("after the TOTP step: stage %s done %v acr %q", a.Stage, a.Done(), a.ACR)
+	}
 	// Once a credential exists, no enrolment can start or finish.
 	passwordOK(t, s, "enr2", u.ID, now)
 	isErr(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), storage.ErrWrongState, "pending with existing credential")
-	// The confirming step is consumed: the same step is a replay.
-	isErr(t, s.CompleteTOTP(ctx, "enr2", u.ID, 1000, now, nil, ""), storage.ErrReplay, "replay of confirming step")
+	// The steps used so far are consumed.
+	isErr(t, s.CompleteTOTP(ctx, "enr2", u.ID, 1001, now, nil, ""), storage.ErrReplay, "replay of a used step")
 	// Reset: credential and codes gone, enrolment possible again.
-	_, err = s.DeleteTOTP(ctx, u.ID, now)
-	ok(t, err, "DeleteTOTP")
-	_, err = s.DeleteTOTP(ctx, u.ID, now)
-	isErr(t, err, storage.ErrNotFound, "second DeleteTOTP")
+	ok(t, second(s.DeleteTOTP(ctx, u.ID, now)), "DeleteTOTP")
 	_, err = s.TOTPByUser(ctx, u.ID)
 	isErr(t, err, storage.ErrNotFound, "TOTPByUser after reset")
 	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 0 {
@@ -100,14 +121,79 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	ok(t, s.SetPendingTOTP(ctx, "enr3", u.ID, []byte("sealed-3"), true, now), "SetPendingTOTP after reset")
 }
 
+// testEnrollPending: the time an account began waiting for enrolment
+// (User.EnrollPendingSince) round-trips, ends with a confirmed credential
+// and restarts with DeleteTOTP, also for an account already waiting.
+func testEnrollPending(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	since := t0.Add(-time.Hour)
+	u := storage.User{ID: "u-wait", Username: "wait", PasswordHash: "h", CreatedAt: since, EnrollPendingSince: since}
+	ok(t, s.CreateUser(ctx, u), "CreateUser waiting")
+	got, err := s.UserByID(ctx, u.ID)
+	ok(t, err, "UserByID")
+	same(t, "UserByID", got, u)
+	got, err = s.UserByUsername(ctx, u.Username)
+	ok(t, err, "UserByUsername")
+	same(t, "UserByUsername", got, u)
+	us, err := s.ListUsers(ctx)
+	ok(t, err, "ListUsers")
+	if len(us) != 1 || !us[0].EnrollPendingSince.Equal(since) {
+		t.Fatalf("ListUsers: %+v", us)
+	}
+	pending := func(what string) time.Time {
+		t.Helper()
+		got, err := s.UserByID(ctx, u.ID)
+		ok(t, err, "UserByID %s", what)
+		return got.EnrollPendingSince
+	}
+	// An unconfirmed credential does not end the wait; a confirmed one does.
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), CreatedAt: t0}), "PutTOTP unconfirmed")
+	if !pending("after unconfirmed").Equal(since) {
+		t.Fatal("an unconfirmed credential ended the wait for enrolment")
+	}
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), Confirmed: true, CreatedAt: t0}), "PutTOTP confirmed")
+	if p := pending("after confirmed"); !p.IsZero() {
+		t.Fatalf("still waiting since %v with a confirmed credential", p)
+	}
+	// DeleteTOTP starts a new wait at now, and restarts one in progress.
+	ok(t, second(s.DeleteTOTP(ctx, u.ID, t0)), "DeleteTOTP")
+	if p := pending("after reset"); !p.Equal(t0) {
+		t.Fatalf("after DeleteTOTP waiting since %v, want %v", p, t0)
+	}
+	ok(t, second(s.DeleteTOTP(ctx, u.ID, t0.Add(time.Hour))), "DeleteTOTP while waiting")
+	if p := pending("after second reset"); !p.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("a second DeleteTOTP did not restart the wait: %v", p)
+	}
+	isErr(t, second(s.DeleteTOTP(ctx, "nobody", t0)), storage.ErrNotFound, "DeleteTOTP unknown user")
+	// An account created with an authenticator never waits.
+	v := addUser(t, s, "u-direct")
+	if got, _ := s.UserByID(ctx, v.ID); !got.EnrollPendingSince.IsZero() {
+		t.Fatalf("a user created without EnrollPendingSince waits since %v", got.EnrollPendingSince)
+	}
+}
+
 func testRecoveryCodes(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	now := t0
 	u := addUser(t, s, "rc")
 	isErr(t, second(s.ReplaceRecoveryCodes(ctx, "nobody", [][]byte{hash("x")}, now)), storage.ErrNotFound, "codes for unknown user")
 	ok(t, second(s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{hash("a"), hash("b")}, now)), "ReplaceRecoveryCodes")
+	// Codes without a confirmed authenticator sign nobody in.
+	passwordOK(t, s, "rc-none", u.ID, now)
+	_, err := s.CompleteRecovery(ctx, "rc-none", u.ID, hash("a"), now, nil, "")
+	isErr(t, err, storage.ErrWrongState, "recovery without a credential")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), CreatedAt: now}), "PutTOTP unconfirmed")
+	_, err = s.CompleteRecovery(ctx, "rc-none", u.ID, hash("a"), now, nil, "")
+	isErr(t, err, storage.ErrWrongState, "recovery with an unconfirmed credential")
+	if n, _ := s.RecoveryCodesLeft(ctx, u.ID); n != 2 {
+		t.Fatalf("a refused recovery used a code: %d left", n)
+	}
+	if a, _ := s.AuthRequestByID(ctx, "rc-none", now); a.Stage != storage.StagePasswordOK {
+		t.Fatalf("a refused recovery moved the request to %s", a.Stage)
+	}
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), Confirmed: true, CreatedAt: now}), "PutTOTP")
 	addAuthRequest(t, s, "rc-created", now)
-	_, err := s.CompleteRecovery(ctx, "rc-created", u.ID, hash("a"), now, nil, "")
+	_, err = s.CompleteRecovery(ctx, "rc-created", u.ID, hash("a"), now, nil, "")
 	isErr(t, err, storage.ErrWrongState, "recovery before password")
 	passwordOK(t, s, "rc1", u.ID, now)
 	_, err = s.CompleteRecovery(ctx, "rc1", u.ID, hash("wrong"), now, nil, "")
@@ -198,6 +284,24 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 	if string(c.Secret) != "new:totp" || string(a.PendingTOTP) != "new:pending" || string(keys[0].PrivateKey) != "new:key" ||
 		string(st) != "new:setting" || string(plain) != "plain-value" {
 		t.Fatalf("after re-encryption: %q %q %q %q %q", c.Secret, a.PendingTOTP, keys[0].PrivateKey, st, plain)
+	}
+	// Values returned unchanged are not counted (a sweep that finds
+	// nothing to re-seal reports 0); a changed one is.
+	n, err = s.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, b []byte) ([]byte, error) {
+		if kind == storage.SecretTOTP {
+			return []byte("newer:totp"), nil
+		}
+		return b, nil
+	})
+	ok(t, err, "ReencryptSecrets partial")
+	if n != 1 {
+		t.Fatalf("partial re-encryption counted %d values, want 1", n)
+	}
+	if c, _ := s.TOTPByUser(ctx, u.ID); string(c.Secret) != "newer:totp" {
+		t.Fatalf("partial re-encryption: %q", c.Secret)
+	}
+	if st, _ := s.Setting(ctx, storage.SealedSettingPrefix+"x"); string(st) != "new:setting" {
+		t.Fatalf("unchanged value rewritten: %q", st)
 	}
 }
 

@@ -234,8 +234,9 @@ func (s *Store) RebindAuthRequest(ctx context.Context, id string, oldHash, newHa
 }
 
 // PasswordVerified moves a live request from created or password_ok to
-// password_ok for userID, dropping a pending TOTP secret of another user. ErrWrongState from done; ErrNotFound when
-// unknown, expired or when the user does not exist.
+// password_ok for userID, dropping a pending TOTP secret of another user.
+// ErrWrongState from enrolled and done; ErrNotFound when unknown, expired
+// or when the user does not exist.
 func (s *Store) PasswordVerified(ctx context.Context, id, userID string, now time.Time) error {
 	return s.guarded(ctx, "password verified", id, &now,
 		`UPDATE auth_requests SET stage = ?, password_at = ?,
@@ -245,9 +246,9 @@ func (s *Store) PasswordVerified(ctx context.Context, id, userID string, now tim
 }
 
 // CompleteTOTP, in one transaction: requires the live request in
-// password_ok for userID (ErrWrongState; ErrNotFound when unknown or
-// expired), advances the user's TOTP last step to step (ErrReplay unless
-// strictly later; the request then stays password_ok), resets the TOTP
+// password_ok or enrolled for userID (ErrWrongState; ErrNotFound when
+// unknown or expired), advances the user's TOTP last step to step
+// (ErrReplay unless strictly later; the request keeps its stage), resets the TOTP
 // failure counter and moves the request to done with auth_time=now, amr and
 // acr. ErrNotFound when the user has no TOTP credential.
 func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error {
@@ -264,7 +265,7 @@ func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64,
 		if exp <= now.Unix() {
 			return storage.ErrNotFound
 		}
-		if stage != storage.StagePasswordOK || owner != userID {
+		if stage != storage.StagePasswordOK && stage != storage.StageEnrolled || owner != userID {
 			return storage.ErrWrongState
 		}
 		// The guarded UPDATE is the replay check: it changes the row only if
@@ -289,7 +290,7 @@ func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64,
 		}
 		n, err = tx.exec(`UPDATE auth_requests SET stage = ?, auth_time = ?, amr = ?, acr = ?
 			WHERE id = ? AND stage = ? AND user_id = ?`,
-			storage.StageDone, unix(now), list(amr), acr, id, storage.StagePasswordOK, userID)
+			storage.StageDone, unix(now), list(amr), acr, id, stage, userID)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,20 +12,25 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// DeleteTOTP removes the user's TOTP credential and recovery codes and ends
-// everything the user is signed in with, in one transaction.
+// DeleteTOTP removes the user's TOTP credential and recovery codes, starts
+// the user's wait for enrolment at now and ends everything the user is
+// signed in with, in one transaction.
 func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		n, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, userID)
+		n, err := tx.exec(`UPDATE users SET enroll_pending_since = ? WHERE id = ?`, max(now.Unix(), 1), userID)
 		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(`DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
 			return err
 		}
 		if n == 0 {
 			return storage.ErrNotFound
+		}
+		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, userID); err != nil {
+			return err
+		}
+		_, err = tx.exec(`DELETE FROM recovery_codes WHERE user_id = ?`, userID)
+		if err != nil {
+			return err
 		}
 		e, err = endUser(tx, userID, now)
 		return err
@@ -47,17 +53,17 @@ func (s *Store) SetPendingTOTP(ctx context.Context, id, userID string, sealed []
 	return s.guarded(ctx, "set pending totp", id, &now, q, sealed, id, storage.StagePasswordOK, userID, now.Unix(), userID)
 }
 
-// ConfirmEnrollment activates the pending secret as cred and completes the
-// request, all in one transaction.
-func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, recoveryHashes [][]byte, now time.Time, amr []string, acr string) error {
+// ConfirmEnrollment activates the pending secret as cred and moves the
+// request to enrolled, all in one transaction.
+func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, recoveryHashes [][]byte, now time.Time) error {
 	if len(cred.Secret) == 0 || cred.UserID == "" {
 		return errors.New("sqlite: confirm enrollment: credential without user or secret")
 	}
 	err := s.write(ctx, func(tx *txn) error {
-		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, auth_time = ?, amr = ?, acr = ?, pending_totp = NULL
+		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, pending_totp = NULL
 			WHERE id = ? AND stage = ? AND user_id = ? AND expires_at > ? AND pending_totp IS NOT NULL
 			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = ?)`,
-			storage.StageDone, unix(now), list(amr), acr, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID)
+			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID)
 		if err != nil {
 			return err
 		}
@@ -66,6 +72,9 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.T
 		}
 		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
 			VALUES (?, ?, 1, ?, ?)`, cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE users SET enroll_pending_since = 0 WHERE id = ?`, cred.UserID); err != nil {
 			return err
 		}
 		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
@@ -142,6 +151,19 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 		if stage != storage.StagePasswordOK || owner != userID {
 			return storage.ErrWrongState
 		}
+		// A recovery code replaces a lost authenticator: without a
+		// confirmed one there is nothing for it to replace.
+		row, err = tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+		if err != nil {
+			return err
+		}
+		var confirmed int
+		if err := row.Scan(&confirmed); err != nil {
+			return err
+		}
+		if confirmed == 0 {
+			return storage.ErrWrongState
+		}
 		// Exactly one row changes, or the code is wrong or used (R-S4).
 		n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
 			revokedAt(now), userID, codeHash)
@@ -184,7 +206,7 @@ var sealedColumns = []struct {
 }
 
 // ReencryptSecrets rewrites every sealed value through fn in one
-// transaction.
+// transaction; values fn returns unchanged are not written or counted.
 func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error)) (int, error) {
 	total := 0
 	err := s.write(ctx, func(tx *txn) error {
@@ -222,6 +244,9 @@ func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.Secre
 				nv, err := fn(c.kind, r.k, r.v)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", c.kind, r.k, err)
+				}
+				if bytes.Equal(nv, r.v) {
+					continue
 				}
 				if _, err := tx.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s = ?`, c.table, c.value, c.key), nv, r.k); err != nil {
 					return err

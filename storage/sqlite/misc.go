@@ -102,6 +102,19 @@ func (s *Store) PutSettingIfAbsent(ctx context.Context, name string, value []byt
 	return out, nil
 }
 
+// Setting returns the value stored under name, or ErrNotFound.
+func (s *Store) Setting(ctx context.Context, name string) ([]byte, error) {
+	row, err := s.queryRow(ctx, `SELECT value FROM settings WHERE name = ?`, name)
+	if err != nil {
+		return nil, mapErr("setting", err)
+	}
+	var out []byte
+	if err := row.Scan(&out); err != nil {
+		return nil, mapErr("setting", err)
+	}
+	return out, nil
+}
+
 // ---------------------------------------------------------------------------
 // Audit trail
 

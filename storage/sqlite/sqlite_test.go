@@ -243,7 +243,7 @@ func TestPragmas(t *testing.T) {
 	}
 	defer conn.Close()
 	for pragma, want := range map[string]string{
-		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "1",
+		"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "10000", "synchronous": "2", // FULL
 		"wal_autocheckpoint": "0",
 	} {
 		var got string
@@ -398,4 +398,58 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("the database file did not grow: nothing was checkpointed from the WAL")
+}
+
+// TestMigrationEnrollPending: migration 0007 starts the enrolment window of
+// the accounts already waiting (no confirmed authenticator) at the
+// upgrade, and leaves enrolled accounts out of it.
+func TestMigrationEnrollPending(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idp.db")
+	dsn, err := buildDSN(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.version >= 7 {
+			break
+		}
+		if _, err := raw.Exec(m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if _, err := raw.Exec(`INSERT INTO schema_migrations VALUES (?, 0)`, m.version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		`INSERT INTO users (id, username) VALUES ('waiting', 'waiting'), ('enrolled', 'enrolled'), ('unconfirmed', 'unconfirmed')`,
+		`INSERT INTO totp_credentials (user_id, secret, confirmed) VALUES ('enrolled', x'00', 1), ('unconfirmed', x'00', 0)`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	before := time.Now().Add(-time.Second)
+	s := openTemp(t, path)
+	for id, waits := range map[string]bool{"waiting": true, "enrolled": false, "unconfirmed": true} {
+		u, err := s.UserByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := !u.EnrollPendingSince.IsZero(); got != waits || waits && (u.EnrollPendingSince.Before(before) || u.EnrollPendingSince.After(time.Now())) {
+			t.Errorf("%s: waiting for enrolment since %v, want waiting %v from the upgrade", id, u.EnrollPendingSince, waits)
+		}
+	}
 }

@@ -10,20 +10,20 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-const userCols = `id, username, name, email, email_verified, password_hash, created_at`
+const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since`
 
 func scanUser(sc interface{ Scan(...any) error }) (storage.User, error) {
 	var u storage.User
-	var created int64
-	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created)
-	u.CreatedAt = fromUnix(created)
+	var created, pending int64
+	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending)
+	u.CreatedAt, u.EnrollPendingSince = fromUnix(created), fromUnix(pending)
 	return u, err
 }
 
 // CreateUser inserts u; ErrConflict when the id or username exists.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
-	_, err := s.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt), unix(u.EnrollPendingSince))
 	return mapErr("create user", err)
 }
 
@@ -94,17 +94,27 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error 
 }
 
 // PutTOTP stores the user's TOTP credential, replacing an existing one
-// (re-enrolment). ErrNotFound when the user does not exist.
+// (re-enrolment); a confirmed one ends the wait for enrolment. ErrNotFound
+// when the user does not exist.
 func (s *Store) PutTOTP(ctx context.Context, c storage.TOTPCredential) error {
 	secret := c.Secret
 	if secret == nil {
 		secret = []byte{} // NOT NULL column
 	}
-	_, err := s.exec(ctx, `INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, confirmed = excluded.confirmed,
-			last_step = excluded.last_step, created_at = excluded.created_at`,
-		c.UserID, secret, boolInt(c.Confirmed), c.LastStep, unix(c.CreatedAt))
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, confirmed = excluded.confirmed,
+				last_step = excluded.last_step, created_at = excluded.created_at`,
+			c.UserID, secret, boolInt(c.Confirmed), c.LastStep, unix(c.CreatedAt)); err != nil {
+			return err
+		}
+		if !c.Confirmed {
+			return nil
+		}
+		_, err := tx.exec(`UPDATE users SET enroll_pending_since = 0 WHERE id = ?`, c.UserID)
+		return err
+	})
 	return mapErr("put totp", err)
 }
 
