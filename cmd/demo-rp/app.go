@@ -66,6 +66,10 @@ type providerState struct {
 	verifier   *oidc.IDTokenVerifier
 	oauth      *oauth2.Config
 	endSession string // may be empty
+	// issuer and issParam: the discovered issuer and whether it sends iss
+	// in authorization responses (RFC 9207), which the callback checks.
+	issuer   string
+	issParam bool
 }
 
 type discoveryCall struct {
@@ -195,8 +199,10 @@ func (a *app) newProviderState(ctx context.Context) (*providerState, error) {
 		return nil, err
 	}
 	var meta struct {
+		Issuer                        string   `json:"issuer"`
 		EndSessionEndpoint            string   `json:"end_session_endpoint"`
 		CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+		IssParameterSupported         bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	if err := p.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("reading discovery metadata: %w", err)
@@ -221,6 +227,8 @@ func (a *app) newProviderState(ctx context.Context) (*providerState, error) {
 			Scopes:       a.cfg.Scopes,
 		},
 		endSession: meta.EndSessionEndpoint,
+		issuer:     meta.Issuer,
+		issParam:   meta.IssParameterSupported,
 	}, nil
 }
 

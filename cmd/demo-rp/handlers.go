@@ -226,6 +226,17 @@ func (a *app) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.renderProviderDown(w, err, "")
 		return
 	}
+	// RFC 9207 §2.4: a response from another issuer (mix-up attack) is
+	// refused, and so is one without iss from a provider that sends it.
+	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != prov.issuer) || !ok && prov.issParam {
+		a.log.Warn("callback issuer mismatch", "iss", truncate(q.Get("iss"), 128))
+		a.renderError(w, http.StatusBadRequest, errorView{
+			Heading: "Issuer mismatch",
+			Message: "The authorization response does not come from the provider this login was started with (RFC 9207). The response was refused.",
+			Retry:   true,
+		})
+		return
+	}
 	ctx, cancel := a.backchannelContext(r.Context())
 	defer cancel()
 	tok, err := prov.oauth.Exchange(ctx, code, oauth2.VerifierOption(flow.verifier))

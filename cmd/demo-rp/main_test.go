@@ -150,16 +150,17 @@ func (op *fakeOP) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	iss := op.srv.URL
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                iss,
-		"authorization_endpoint":                iss + "/authorize",
-		"token_endpoint":                        iss + "/token",
-		"jwks_uri":                              iss + "/jwks",
-		"end_session_endpoint":                  iss + "/end_session",
-		"response_types_supported":              []string{"code"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic"},
+		"issuer":                                         iss,
+		"authorization_endpoint":                         iss + "/authorize",
+		"token_endpoint":                                 iss + "/token",
+		"jwks_uri":                                       iss + "/jwks",
+		"end_session_endpoint":                           iss + "/end_session",
+		"response_types_supported":                       []string{"code"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{"RS256"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic"},
+		"authorization_response_iss_parameter_supported": true,
 	})
 }
 
@@ -197,6 +198,7 @@ func (op *fakeOP) authorize(w http.ResponseWriter, r *http.Request) {
 	rq := redirect.Query()
 	rq.Set("code", code)
 	rq.Set("state", q.Get("state"))
+	rq.Set("iss", op.srv.URL)
 	redirect.RawQuery = rq.Encode()
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
 }
@@ -734,6 +736,36 @@ func TestCallbackWrongStateRefused(t *testing.T) {
 	if r.status != http.StatusBadRequest {
 		t.Errorf("genuine callback after a refused one: status %d, want 400", r.status)
 	}
+}
+
+// TestCallbackIssuerChecked: RFC 9207 §2.4. A response naming another
+// issuer, or without iss from a provider that sends it, is refused before
+// the code is redeemed.
+func TestCallbackIssuerChecked(t *testing.T) {
+	op := newFakeOP(t)
+	rp := newTestRP(t, op.srv.URL)
+	for name, iss := range map[string][]string{"another issuer": {"https://evil.example"}, "no iss": nil, "two iss": {op.srv.URL, "https://evil.example"}} {
+		b := newBrowser(t)
+		u, _ := url.Parse(startLogin(t, b, rp, op))
+		q := u.Query()
+		q.Del("iss")
+		for _, v := range iss {
+			q.Add("iss", v)
+		}
+		u.RawQuery = q.Encode()
+		r := b.get(u.String())
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "Issuer mismatch") {
+			t.Errorf("%s: status %d, want 400 with the issuer mismatch page", name, r.status)
+		}
+		if c := b.cookie(rp.url, sessionCookie); c != nil {
+			t.Errorf("%s: session cookie set", name)
+		}
+	}
+	if n := len(op.snapshot().tokenReqs); n != 0 {
+		t.Errorf("RP redeemed %d codes of refused responses", n)
+	}
+	// The genuine response still signs in.
+	login(t, newBrowser(t), rp, op)
 }
 
 func TestWrongNonceRefused(t *testing.T) {
