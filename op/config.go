@@ -85,9 +85,13 @@ type Argon2Params struct {
 var OWASPArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 
 // DefaultTOTPPolicy: 5 free failures, then locks of 15 min doubling to a
-// 4 h cap, and a hard lock at 20 consecutive failures (README, "Security
-// model", has the guesses-per-day arithmetic).
-var DefaultTOTPPolicy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.Minute, MaxLock: 4 * time.Hour, HardLimit: 20}
+// 4 h cap, and a hard lock at 20 consecutive failures; and a budget of 20
+// failures per 90 days that no success refills (one leaks out every 4.5
+// days), so at most 20 + 81 = 101 wrong codes a year are ever evaluated
+// however an attacker who knows the password paces them around the owner's
+// logins (README, "The defaults and their arithmetic").
+var DefaultTOTPPolicy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.Minute, MaxLock: 4 * time.Hour, HardLimit: 20,
+	Budget: 20, BudgetWindow: 90 * 24 * time.Hour}
 
 // DefaultPasswordPolicy: 10 free failures, then per-account delays from
 // 30 s doubling to 15 min, and a hard stop at 100 consecutive failures
@@ -163,6 +167,12 @@ func (c *Config) Validate() error {
 	}
 	validatePolicy(bad, "TOTPPolicy", c.TOTPPolicy)
 	validatePolicy(bad, "PasswordPolicy", c.PasswordPolicy)
+	if c.TOTPPolicy.Budget < 1 {
+		// Without it the consecutive counter, reset by every owner
+		// login, bounds nothing (README, "The defaults and their
+		// arithmetic").
+		bad("TOTPPolicy.Budget", "must be at least 1, not %d: the second factor needs a failure budget that successes do not refill", c.TOTPPolicy.Budget)
+	}
 	if c.HashConcurrency < 0 {
 		bad("HashConcurrency", "must be 0 (one per CPU) or more, not %d", c.HashConcurrency)
 	}
@@ -227,6 +237,12 @@ func validatePolicy(bad func(setting, format string, args ...any), name string, 
 	// on one account, for every authenticator.
 	if p.HardLimit < max(p.FreeFailures, 1) || p.HardLimit > 100 {
 		bad(name+".HardLimit", "must be between the failures before the first lock (%d) and 100 (NIST SP 800-63B-4 §3.2.2), not %d", p.FreeFailures, p.HardLimit)
+	}
+	if p.Budget < 0 || p.Budget > 100 {
+		bad(name+".Budget", "must be between 0 (none) and 100 (NIST SP 800-63B-4 §3.2.2), not %d", p.Budget)
+	}
+	if p.Budget > 0 && p.BudgetWindow < time.Hour {
+		bad(name+".BudgetWindow", "must be at least 1h, not %s: the budget leaks one failure every window/budget", p.BudgetWindow)
 	}
 }
 

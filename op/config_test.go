@@ -76,7 +76,10 @@ func TestConfigValidate(t *testing.T) {
 		want   []string // the settings reported
 	}{
 		{"zero TOTP policy", func(c *Config) { c.TOTPPolicy = storage.LockPolicy{} },
-			[]string{"TOTPPolicy.FreeFailures", "TOTPPolicy.BaseLock", "TOTPPolicy.HardLimit"}},
+			[]string{"TOTPPolicy.FreeFailures", "TOTPPolicy.BaseLock", "TOTPPolicy.HardLimit", "TOTPPolicy.Budget"}},
+		{"no TOTP budget", func(c *Config) { c.TOTPPolicy.Budget = 0 }, []string{"TOTPPolicy.Budget"}},
+		{"TOTP budget over 100", func(c *Config) { c.TOTPPolicy.Budget = 101 }, []string{"TOTPPolicy.Budget"}},
+		{"TOTP budget window too short", func(c *Config) { c.TOTPPolicy.BudgetWindow = time.Minute }, []string{"TOTPPolicy.BudgetWindow"}},
 		{"zero password policy", func(c *Config) { c.PasswordPolicy = storage.LockPolicy{} },
 			[]string{"PasswordPolicy.FreeFailures", "PasswordPolicy.BaseLock", "PasswordPolicy.HardLimit"}},
 		{"negative lock", func(c *Config) { c.TOTPPolicy.BaseLock = -time.Minute }, []string{"TOTPPolicy.BaseLock"}},

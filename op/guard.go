@@ -46,6 +46,13 @@ func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, user
 		s.auditLimited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
 	write(event, fmt.Sprintf("failures=%d", c.Failures))
+	if f == storage.FactorTOTP && userID != "" {
+		// The second step exists only after a correct password in this
+		// flow: a failure here means someone knows the password. One
+		// event and one counter, for alerting and a later notification.
+		s.metrics.inc("idp_second_factor_failed_after_password_total", "")
+		s.audit(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
+	}
 	if c.HardLocked {
 		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
 	} else if c.RetryAfter > 0 {

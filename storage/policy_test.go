@@ -64,3 +64,51 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("hard lock does not end by time: %+v", refused)
 	}
 }
+
+// TestClaimBudget: the budget's bucket fills with failures, is not emptied
+// by Succeeded, leaks one failure per BudgetWindow/Budget, and the claim
+// that fills it hard-locks the counter for good.
+func TestClaimBudget(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	p := LockPolicy{FreeFailures: 10, BaseLock: time.Minute, MaxLock: time.Hour, HardLimit: 50, Budget: 4, BudgetWindow: 4 * time.Hour}
+	var c Counter
+	for i := range 3 {
+		// A failure, then the owner's successful attempt (claimed, then
+		// given back by Succeeded).
+		claim, next, _ := p.Claim(c, now)
+		if !claim.Allowed || claim.HardLocked {
+			t.Fatalf("failure %d: %+v", i+1, claim)
+		}
+		_, next, _ = p.Claim(next, now)
+		c = next.Succeeded()
+	}
+	if c.Failures != 0 || c.BudgetLevel != 3 {
+		t.Fatalf("after three failures each followed by a success: %+v", c)
+	}
+	// One hour leaks one failure: two more fit, the second fills it.
+	now = now.Add(time.Hour)
+	claim, c, _ := p.Claim(c, now)
+	if !claim.Allowed || claim.HardLocked || c.BudgetLevel != 3 {
+		t.Fatalf("after the leak: %+v %+v", claim, c)
+	}
+	claim, c, _ = p.Claim(c, now)
+	if !claim.Allowed || !claim.HardLocked || !c.BudgetSpent {
+		t.Fatalf("the filling claim: %+v %+v", claim, c)
+	}
+	if refused, _, changed := p.Claim(c, now.Add(10000*time.Hour)); refused.Allowed || changed || !refused.HardLocked {
+		t.Fatalf("a spent budget ended by time: %+v", refused)
+	}
+	// Had the filling claim been the right answer, it is given back.
+	if back := c.Succeeded(); back.BudgetSpent || back.BudgetLevel != 3 {
+		t.Fatalf("a right answer on the last unit of the budget: %+v", back)
+	}
+	// Budget 0: no budget, as before.
+	var free Counter
+	for range 40 {
+		_, free, _ = LockPolicy{FreeFailures: 100, HardLimit: 100}.Claim(free, now)
+		free = free.Succeeded()
+	}
+	if free.BudgetSpent || free.BudgetLevel != 0 {
+		t.Fatalf("Budget 0 counted a budget: %+v", free)
+	}
+}

@@ -120,11 +120,20 @@ type TOTPCredential struct {
 // claimed, before its answer is known, so concurrent claims can never exceed
 // the budget. At HardLimit consecutive failures the lock has no end until
 // an operator unlocks (HardLimit 0 disables it).
+//
+// Budget (0: none) bounds the failures in any BudgetWindow whatever
+// happens in between: it is a leaky bucket that no success empties (one
+// failure leaks out every BudgetWindow/Budget), and the claim that fills it
+// hard-locks the factor until an operator unlocks. So over any period T at
+// most Budget·(1 + T/BudgetWindow) attempts fail, however the attacker
+// interleaves them with the owner's logins.
 type LockPolicy struct {
 	FreeFailures int
 	BaseLock     time.Duration
 	MaxLock      time.Duration
 	HardLimit    int
+	Budget       int
+	BudgetWindow time.Duration
 }
 
 // AttemptClaim is the answer of ClaimAttempt.
@@ -143,11 +152,16 @@ type AttemptClaim struct {
 
 // AttemptState is the guard's row for one account and factor (operator view).
 type AttemptState struct {
-	UserID        string
-	Factor        Factor
-	Failures      int
-	LockedUntil   time.Time // zero when not locked
-	HardLocked    bool
+	UserID      string
+	Factor      Factor
+	Failures    int
+	LockedUntil time.Time // zero when not locked
+	HardLocked  bool
+	// BudgetLevel is the failure budget's level at BudgetAt (before it
+	// leaks further); BudgetSpent: the budget is used up.
+	BudgetLevel   float64
+	BudgetAt      time.Time
+	BudgetSpent   bool
 	LastFailureAt time.Time
 	LastSuccessAt time.Time
 }
@@ -384,11 +398,13 @@ type Store interface {
 	// unknown names lock exactly like accounts, so a lock does not reveal
 	// which names exist (SECURITY-RESEARCH R-W5). It never succeeds.
 	ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p LockPolicy) (AttemptClaim, error)
-	// AttemptSucceeded resets the factor's failures and lock.
+	// AttemptSucceeded resets the factor's consecutive failures and lock
+	// (storage.Counter.Succeeded): the failure budget stays as it is.
 	AttemptSucceeded(ctx context.Context, userID string, f Factor, now time.Time) error
 	// AttemptStates lists the user's guard rows (empty when never used).
 	AttemptStates(ctx context.Context, userID string) ([]AttemptState, error)
-	// Unlock clears every lock and failure count of the user.
+	// Unlock clears every lock, failure count and failure budget of the
+	// user.
 	Unlock(ctx context.Context, userID string) error
 
 	// Clients.

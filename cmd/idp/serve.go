@@ -74,6 +74,8 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&auditRetention, "audit-retention", defaultAuditRetention, "how long audit events are kept (at least 24h; 0: forever)")
 	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
+	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
+	fs.DurationVar(&cfg.TOTPPolicy.BudgetWindow, "totp-budget-window", cfg.TOTPPolicy.BudgetWindow, "the window of --totp-budget (one failure leaks out every window/budget)")
 	registerPolicyFlags(fs, "password", &cfg.PasswordPolicy)
 	pos, err := parseArgs(fs, args, "config")
 	if err != nil {
@@ -242,6 +244,8 @@ var settingFlags = map[string]string{
 	"TOTPPolicy.BaseLock":         "totp-lock",
 	"TOTPPolicy.MaxLock":          "totp-lock-max",
 	"TOTPPolicy.HardLimit":        "totp-hard-limit",
+	"TOTPPolicy.Budget":           "totp-budget",
+	"TOTPPolicy.BudgetWindow":     "totp-budget-window",
 	"PasswordPolicy.FreeFailures": "password-max-failures",
 	"PasswordPolicy.BaseLock":     "password-lock",
 	"PasswordPolicy.MaxLock":      "password-lock-max",

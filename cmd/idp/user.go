@@ -223,6 +223,11 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		HardLocked  bool   `json:"hard_locked"`
 		LastFailure string `json:"last_failure,omitempty"`
 		LastSuccess string `json:"last_success,omitempty"`
+		// The failure budget (TOTP): failures in its bucket as of
+		// BudgetAt, before the server's --totp-budget-window leaks them.
+		BudgetUsed  float64 `json:"budget_used"`
+		BudgetAt    string  `json:"budget_at,omitempty"`
+		BudgetSpent bool    `json:"budget_spent"`
 	}
 	ts := func(t time.Time) string {
 		if t.IsZero() {
@@ -234,9 +239,10 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	for _, s := range states {
 		fv = append(fv, factorView{
 			Factor: string(s.Factor), Failures: s.Failures,
-			Locked:      s.HardLocked || s.LockedUntil.After(now),
-			LockedUntil: ts(s.LockedUntil), HardLocked: s.HardLocked,
+			Locked:      s.HardLocked || s.BudgetSpent || s.LockedUntil.After(now),
+			LockedUntil: ts(s.LockedUntil), HardLocked: s.HardLocked || s.BudgetSpent,
 			LastFailure: ts(s.LastFailureAt), LastSuccess: ts(s.LastSuccessAt),
+			BudgetUsed: s.BudgetLevel, BudgetAt: ts(s.BudgetAt), BudgetSpent: s.BudgetSpent,
 		})
 	}
 	if asJSON {
@@ -260,6 +266,8 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	for _, f := range fv {
 		state := "not locked"
 		switch {
+		case f.BudgetSpent:
+			state = "LOCKED: failure budget spent; until an operator unlocks (idp user unlock)"
 		case f.HardLocked:
 			state = "LOCKED until an operator unlocks (idp user unlock)"
 		case f.Locked:
@@ -267,6 +275,9 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		}
 		fmt.Fprintf(e.stdout, "%-10s  failures %d, %s; last failure %s; last success %s\n",
 			f.Factor+":", f.Failures, state, orNone(f.LastFailure), orNone(f.LastSuccess))
+		if f.BudgetAt != "" {
+			fmt.Fprintf(e.stdout, "%-10s  failure budget: %.1f used as of %s (successes do not refill it; it leaks by time)\n", "", f.BudgetUsed, f.BudgetAt)
+		}
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Attempts/Independent", testAttemptIndependent},
 		{"Attempts/Concurrent", testAttemptConcurrent},
 		{"Attempts/Unknown", testUnknownAttempts},
+		{"Attempts/Budget", testAttemptBudget},
 		{"Clients", testClients},
 		{"AuthRequests/RoundTrip", testAuthRequestRoundTrip},
 		{"AuthRequests/StateMachine", testAuthRequestStateMachine},

@@ -59,3 +59,70 @@ func testSideEffectFreeLookups(t *testing.T, s storage.Store) {
 	_, err = s.RefreshTokenInfo(ctx, hash("unknown"))
 	isErr(t, err, storage.ErrNotFound, "RefreshTokenInfo unknown")
 }
+
+// testAttemptBudget: the failure budget is not refilled by successes, leaks
+// by time, hard-locks the factor when spent (even for the correct answer
+// and after any wait) and is cleared only by Unlock (LockPolicy.Claim).
+func testAttemptBudget(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	p := storage.LockPolicy{FreeFailures: 5, BaseLock: time.Minute, MaxLock: time.Hour, HardLimit: 20, Budget: 3, BudgetWindow: 3 * time.Hour}
+	now := t0
+	claim := func(what string, want bool) storage.AttemptClaim {
+		t.Helper()
+		c, err := s.ClaimAttempt(ctx, "u1", storage.FactorTOTP, now, p)
+		ok(t, err, "ClaimAttempt %s", what)
+		if c.Allowed != want {
+			t.Fatalf("%s: allowed=%v, want %v (%+v)", what, c.Allowed, want, c)
+		}
+		return c
+	}
+	// Failure, owner success, failure, owner success, failure: the third
+	// failure spends the budget although the consecutive count is 1. Each
+	// owner success is claimed first and given back (only its own claim).
+	owner := func() {
+		t.Helper()
+		claim("owner's attempt", true)
+		ok(t, s.AttemptSucceeded(ctx, "u1", storage.FactorTOTP, now), "AttemptSucceeded")
+	}
+	claim("first", true)
+	owner()
+	claim("second", true)
+	owner()
+	if c := claim("third", true); !c.HardLocked || c.Failures != 1 {
+		t.Fatalf("the claim that spends the budget: %+v, want HardLocked with 1 consecutive failure", c)
+	}
+	now = now.Add(1000 * time.Hour)
+	if c := claim("after the budget was spent", false); !c.HardLocked {
+		t.Fatalf("refusal: %+v", c)
+	}
+	st, err := s.AttemptStates(ctx, "u1")
+	ok(t, err, "AttemptStates")
+	if len(st) != 1 || !st[0].BudgetSpent || st[0].BudgetLevel < 2.9 {
+		t.Fatalf("AttemptStates: %+v", st)
+	}
+	ok(t, s.Unlock(ctx, "u1"), "Unlock")
+	// Leak: two failures, then two hours (one leaks per hour): two more
+	// fit before the third fills the bucket again.
+	claim("after unlock 1", true)
+	claim("after unlock 2", true)
+	now = now.Add(2 * time.Hour)
+	claim("after the leak 1", true)
+	claim("after the leak 2", true)
+	if c := claim("after the leak 3", true); !c.HardLocked {
+		t.Fatalf("the bucket should be full again: %+v", c)
+	}
+	claim("spent again", false)
+	// Concurrent claims never exceed the budget.
+	addUser(t, s, "u2")
+	errs := together(20, func(int) error {
+		c, err := s.ClaimAttempt(ctx, "u2", storage.FactorTOTP, now, p)
+		if err == nil && !c.Allowed {
+			return storage.ErrWrongState
+		}
+		return err
+	})
+	if got := tally(errs); got["nil"] != 3 {
+		t.Fatalf("20 concurrent claims on a budget of 3: %v allowed", got)
+	}
+}

@@ -164,20 +164,26 @@ type counterTable struct {
 
 var (
 	attemptsTable = counterTable{
-		read: `SELECT failures, locked_until, hard_locked FROM attempts WHERE user_id = ? AND factor = ?`,
-		upsert: `INSERT INTO attempts (failures, locked_until, hard_locked, last_failure_at, user_id, factor)
-			VALUES (?, ?, ?, ?, ?, ?)
+		read: `SELECT failures, locked_until, hard_locked, budget_level, budget_at, budget_spent
+			FROM attempts WHERE user_id = ? AND factor = ?`,
+		upsert: `INSERT INTO attempts (failures, locked_until, hard_locked, budget_level, budget_at, budget_spent,
+				last_failure_at, user_id, factor)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (user_id, factor) DO UPDATE SET failures = excluded.failures,
 				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
-				last_failure_at = excluded.last_failure_at`,
+				budget_level = excluded.budget_level, budget_at = excluded.budget_at,
+				budget_spent = excluded.budget_spent, last_failure_at = excluded.last_failure_at`,
 	}
 	unknownAttemptsTable = counterTable{
-		read: `SELECT failures, locked_until, hard_locked FROM unknown_attempts WHERE key = ?`,
-		upsert: `INSERT INTO unknown_attempts (failures, locked_until, hard_locked, last_failure_at, key)
-			VALUES (?, ?, ?, ?, ?)
+		read: `SELECT failures, locked_until, hard_locked, budget_level, budget_at, budget_spent
+			FROM unknown_attempts WHERE key = ?`,
+		upsert: `INSERT INTO unknown_attempts (failures, locked_until, hard_locked, budget_level, budget_at, budget_spent,
+				last_failure_at, key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
 				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
-				last_failure_at = excluded.last_failure_at`,
+				budget_level = excluded.budget_level, budget_at = excluded.budget_at,
+				budget_spent = excluded.budget_spent, last_failure_at = excluded.last_failure_at`,
 	}
 )
 
@@ -186,7 +192,7 @@ var (
 func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p storage.LockPolicy, key ...any) (storage.AttemptClaim, error) {
 	read := func(row *sql.Row) (storage.Counter, error) {
 		var c storage.Counter
-		if err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return c, err
 		}
 		return c, nil
@@ -224,7 +230,8 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 		if !changed {
 			return nil
 		}
-		args := append([]any{next.Failures, next.LockedUntil, boolInt(next.HardLocked), now.Unix()}, key...)
+		args := append([]any{next.Failures, next.LockedUntil, boolInt(next.HardLocked),
+			next.BudgetLevel, next.BudgetAt, boolInt(next.BudgetSpent), now.Unix()}, key...)
 		_, err = tx.exec(t.upsert, args...)
 		return err
 	})
@@ -234,12 +241,26 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 	return claim, nil
 }
 
-// resetAttempt clears one factor's failures and locks (hard lock included:
-// the attempt that reached HardLimit may itself succeed) and records the
-// success. No row means nothing to reset.
+// resetAttempt records a success (storage.Counter.Succeeded): the
+// consecutive failures and their locks end (hard lock included: the
+// attempt that reached HardLimit may itself succeed); the failure budget
+// gives back only this attempt's own claim. No row means nothing to reset.
 func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error {
-	_, err := tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0, last_success_at = ?
-		WHERE user_id = ? AND factor = ?`, unix(now), userID, string(f))
+	row, err := tx.queryRow(attemptsTable.read, userID, string(f))
+	if err != nil {
+		return err
+	}
+	var c storage.Counter
+	switch err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	n := c.Succeeded()
+	_, err = tx.exec(`UPDATE attempts SET failures = ?, locked_until = ?, hard_locked = ?, budget_level = ?, budget_at = ?,
+		budget_spent = ?, last_success_at = ? WHERE user_id = ? AND factor = ?`,
+		n.Failures, n.LockedUntil, boolInt(n.HardLocked), n.BudgetLevel, n.BudgetAt, boolInt(n.BudgetSpent), unix(now), userID, string(f))
 	return err
 }
 
@@ -251,8 +272,8 @@ func (s *Store) AttemptSucceeded(ctx context.Context, userID string, f storage.F
 
 // AttemptStates lists the user's guard rows ordered by factor.
 func (s *Store) AttemptStates(ctx context.Context, userID string) ([]storage.AttemptState, error) {
-	rows, err := s.query(ctx, `SELECT user_id, factor, failures, locked_until, hard_locked, last_failure_at, last_success_at
-		FROM attempts WHERE user_id = ? ORDER BY factor`, userID)
+	rows, err := s.query(ctx, `SELECT user_id, factor, failures, locked_until, hard_locked, last_failure_at, last_success_at,
+		budget_level, budget_at, budget_spent FROM attempts WHERE user_id = ? ORDER BY factor`, userID)
 	if err != nil {
 		return nil, mapErr("attempt states", err)
 	}
@@ -261,12 +282,14 @@ func (s *Store) AttemptStates(ctx context.Context, userID string) ([]storage.Att
 	for rows.Next() {
 		var a storage.AttemptState
 		var factor string
-		var until, lastFail, lastOK int64
-		if err := rows.Scan(&a.UserID, &factor, &a.Failures, &until, &a.HardLocked, &lastFail, &lastOK); err != nil {
+		var until, lastFail, lastOK, budgetAt int64
+		if err := rows.Scan(&a.UserID, &factor, &a.Failures, &until, &a.HardLocked, &lastFail, &lastOK,
+			&a.BudgetLevel, &budgetAt, &a.BudgetSpent); err != nil {
 			return nil, mapErr("attempt states", err)
 		}
 		a.Factor = storage.Factor(factor)
 		a.LockedUntil, a.LastFailureAt, a.LastSuccessAt = fromUnix(until), fromUnix(lastFail), fromUnix(lastOK)
+		a.BudgetAt = fromUnix(budgetAt)
 		out = append(out, a)
 	}
 	return out, mapErr("attempt states", rows.Err())
@@ -274,6 +297,7 @@ func (s *Store) AttemptStates(ctx context.Context, userID string) ([]storage.Att
 
 // Unlock clears every lock and failure count of the user (operator action).
 func (s *Store) Unlock(ctx context.Context, userID string) error {
-	_, err := s.exec(ctx, `UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0 WHERE user_id = ?`, userID)
+	_, err := s.exec(ctx, `UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0,
+		budget_level = 0, budget_at = 0, budget_spent = 0 WHERE user_id = ?`, userID)
 	return mapErr("unlock", err)
 }
