@@ -123,8 +123,27 @@ func (s *Server) WatchSecretKey(ctx context.Context) {
 			finalAt = time.Time{}
 			if s.ResealStale(ctx) == nil {
 				s.cfg.Sealer.forgetOldKeys()
+				s.compact(ctx)
 			}
 		}
+	}
+}
+
+// compacter is a store that can drop the old page images of replaced
+// values from its files (storage/sqlite: WAL truncation with
+// secure_delete).
+type compacter interface{ Compact(context.Context) error }
+
+// compact removes, once the rotation's last re-seal is done, the copies of
+// values sealed with the old key that the database files still hold, so
+// that the old key opens nothing in them (README, Operations).
+func (s *Server) compact(ctx context.Context) {
+	c, ok := s.store.(compacter)
+	if !ok {
+		return
+	}
+	if err := c.Compact(ctx); err != nil {
+		s.log.Warn("compact the database after a secret-key rotation", "err", err)
 	}
 }
 

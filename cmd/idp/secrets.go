@@ -86,7 +86,14 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 		return fmt.Errorf("re-encrypted %d secrets under key %s, but could not update %s: %w; copy %s over it before restarting servers",
 			n, op.KeyID(newKey), path, err, *newKeyFile)
 	}
-	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on. The old key no longer opens anything; destroy every copy of it.\n", n, op.KeyID(newKey), path)
+	// Drop the old ciphertexts' page images from the WAL and the database
+	// file (secure_delete zeroes what was replaced).
+	if c, ok := st.(interface{ Compact(context.Context) error }); ok {
+		if err := c.Compact(ctx); err != nil {
+			fmt.Fprintf(e.stderr, "warning: could not truncate the database's write-ahead log (%v); it still holds copies the old key opens until the servers truncate it\n", err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on, re-seal within a minute anything they wrote with the old key meanwhile, and then clear the database files of old copies. After that the old key opens nothing; destroy every copy of it, and of database backups made before the rotation.\n", n, op.KeyID(newKey), path)
 	return nil
 }
 

@@ -66,12 +66,24 @@ const (
 // rolled-back attempt claim hands its guesses back to the attacker
 // (README, Security model, rules 2 and 3). It costs an fsync per write
 // transaction (README, Performance).
+//
+// secure_delete overwrites deleted and replaced content with zeros, so a
+// value re-sealed by `idp secrets rotate` leaves no copy the old key opens
+// in the database file; journal_size_limit truncates the WAL to 64 MiB
+// whenever it restarts, and the checkpointer truncates it when it grows
+// past walTruncateFrames (a flood of writes must not grow it for ever).
 const dsnParams = "_pragma=busy_timeout(10000)" +
 	"&_pragma=journal_mode(WAL)" +
 	"&_pragma=foreign_keys(1)" +
 	"&_pragma=synchronous(FULL)" +
 	"&_pragma=wal_autocheckpoint(0)" +
+	"&_pragma=secure_delete(1)" +
+	"&_pragma=journal_size_limit(67108864)" +
 	"&_txlock=immediate"
+
+// walTruncateFrames is the WAL length (in pages) past which the
+// checkpointer truncates it: 16384 pages of 4 KiB are 64 MiB.
+var walTruncateFrames = 16384
 
 // checkpointEvery is how often the background checkpointer copies the WAL
 // into the database. SQLite's automatic checkpoint is off: it would run
@@ -175,10 +187,39 @@ func (s *Store) checkpoints() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _ = s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+			var busy, frames, done int
+			err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done)
 			cancel()
+			if err == nil && frames > walTruncateFrames {
+				// Under steady writes the WAL never restarts by itself;
+				// truncate it (this process's writers wait meanwhile).
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				_ = s.Compact(ctx)
+				cancel()
+			}
 		}
 	}
+}
+
+// Compact copies the whole WAL into the database and truncates it to zero
+// bytes, waiting for readers and, in this process, holding writers back.
+// With secure_delete, no replaced value survives in the files afterwards:
+// `idp secrets rotate` calls it so that the old key opens nothing.
+func (s *Store) Compact(ctx context.Context) error {
+	select {
+	case s.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writeSem }()
+	var busy, frames, done int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
+		return mapErr("compact", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("sqlite: compact: the WAL is still in use by another process: %w", storage.ErrBusy)
+	}
+	return nil
 }
 
 // buildDSN turns a file path into a driver DSN. The path is made absolute and
