@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +56,62 @@ func TestKeysRotatePublishesNextKeyFirst(t *testing.T) {
 	}
 	if list := CLI(t, s.DB, "", "keys", "list"); !strings.Contains(list, "next, signs from") {
 		t.Errorf("keys list does not show the next key:\n%s", list)
+	}
+}
+
+// TestKeysWithdrawCompromisedKey: after an emergency rotation the
+// compromised key is withdrawn: it leaves JWKS within the servers' key
+// cache time even though a staged rotation had scheduled it for 48 h more,
+// and a token it signed no longer verifies for a relying party that fetches
+// JWKS afresh. The signing key itself cannot be withdrawn.
+func TestKeysWithdrawCompromisedKey(t *testing.T) {
+	t.Parallel()
+	s := StartServer(t, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "kim", "correct horse battery")
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	tok, err := NewRP(t, s, c).Exchange(f, f.Login(u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := tok.Extra("id_token").(string)
+	old := secKid(t, raw)
+	if _, _, err := CLIResult(s.DB, "", "keys", "withdraw", old); err == nil {
+		t.Fatal("keys withdraw accepted the key that signs now")
+	}
+	CLI(t, s.DB, "", "keys", "rotate")                          // a staged rotation: old is published for 48 h more
+	CLI(t, s.DB, "", "keys", "rotate", "--activate-after", "0") // the emergency: a new key signs at once
+	CLI(t, s.DB, "", "keys", "withdraw", old)
+	deadline := time.Now().Add(8 * time.Second)
+	for knKids(t, s)[old] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the withdrawn key %s is still in JWKS after 8 s", old)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := NewRP(t, s, c).Verifier.Verify(context.Background(), raw); err == nil {
+		t.Error("an ID token signed with the withdrawn key still verifies")
+	}
+	// Sign-ins go on with the new key.
+	u2 := AddUser(t, s.DB, "kit", "correct horse battery")
+	f = NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if _, err := NewRP(t, s, c).Exchange(f, f.Login(u2)); err != nil {
+		t.Fatalf("sign-in after the withdrawal: %v", err)
+	}
+}
+
+// TestKeysRotateBeforeFirstServe: a rotation on a database whose server has
+// never run activates at once: there is no key to wait for.
+func TestKeysRotateBeforeFirstServe(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "idp.db")
+	ensureKey(t, db)
+	CLI(t, db, "", "keys", "rotate")
+	s := StartServerOn(t, db, fastPolicy...)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "lee", "correct horse battery")
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if _, err := NewRP(t, s, c).Exchange(f, f.Login(u)); err != nil {
+		t.Fatalf("sign-in after keys rotate on a fresh database: %v", err)
 	}
 }

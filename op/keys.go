@@ -110,6 +110,14 @@ func (m *KeyManager) Rotate(ctx context.Context, activateAfter time.Duration) (s
 		return "", time.Time{}, err
 	}
 	k.ActivatesAt = now.Add(activateAfter)
+	if keys, err := m.store.SigningKeys(ctx, now); err != nil {
+		return "", time.Time{}, err
+	} else if _, signing := storage.SigningKeyAt(keys, now); !signing {
+		// No key signs yet (a fresh database, or a rotation before the
+		// first start): no relying party has cached anything, and waiting
+		// would leave the provider without a key.
+		k.ActivatesAt = now
+	}
 	if err := m.store.AddSigningKey(ctx, k, true, k.ActivatesAt.Add(m.retention)); err != nil {
 		return "", time.Time{}, err
 	}

@@ -520,6 +520,10 @@ type Store interface {
 	// key that signs at a time T is the one with the latest activation
 	// at or before T that is not retired at T.
 	SigningKeys(ctx context.Context, now time.Time) ([]SigningKey, error)
+	// WithdrawSigningKey takes a compromised key out at once: it is
+	// retired (if it was not) and leaves the published set at now.
+	// ErrNotFound for an unknown id.
+	WithdrawSigningKey(ctx context.Context, id string, now time.Time) error
 
 	// Settings holds small named values (for example the opaque-token
 	// encryption key). PutSettingIfAbsent returns the stored value, which is

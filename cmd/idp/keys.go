@@ -12,7 +12,7 @@ import (
 
 func (e *env) keys(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{"idp keys: expected rotate or list"}
+		return usageError{"idp keys: expected rotate, list or withdraw"}
 	}
 	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("keys " + sub)
@@ -27,7 +27,11 @@ func (e *env) keys(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := needArgs(pos, 0, "no arguments"); err != nil {
+	wantArgs, what := 0, "no arguments"
+	if sub == "withdraw" {
+		wantArgs, what = 1, "KID"
+	}
+	if err := needArgs(pos, wantArgs, what); err != nil {
 		return err
 	}
 	st, err := openStore(ctx, *db)
@@ -89,6 +93,30 @@ func (e *env) keys(ctx context.Context, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, state, k.CreatedAt.Format(time.RFC3339), until)
 		}
 		return tw.Flush()
+	case "withdraw":
+		// A compromised key must stop verifying at once: it leaves JWKS
+		// now instead of after the retention, and never signs again.
+		kid := pos[0]
+		keys, err := st.SigningKeys(ctx, now())
+		if err != nil {
+			return err
+		}
+		if signing, ok := storage.SigningKeyAt(keys, now()); ok && signing.ID == kid {
+			return fmt.Errorf("key %s signs now: first make another key sign (idp keys rotate --activate-after 0), then withdraw %s", kid, kid)
+		}
+		for _, k := range keys {
+			if k.ID == kid && k.ActivatesAt.After(now()) {
+				// The current key retires when this one activates:
+				// withdrawing it would leave no key to sign then.
+				return fmt.Errorf("key %s is the next key (signs from %s): run idp keys rotate --activate-after 0 to replace it, then withdraw it", kid, k.ActivatesAt.Format(time.RFC3339))
+			}
+		}
+		if err := st.WithdrawSigningKey(ctx, kid, now()); err != nil {
+			return notFound("signing key", kid, err)
+		}
+		(&op.Admin{Store: st}).Audit(ctx, "signing_key_withdrawn", "kid "+kid)
+		fmt.Fprintf(e.stdout, "Withdrew signing key %s: running servers drop it from JWKS within 5 s and it signs nothing again. Relying parties that cached JWKS may still accept tokens it signed for up to %s; ID tokens it signed stop verifying everywhere after that.\n", kid, op.JWKSMaxAge)
+		return nil
 	default:
 		return usageError{fmt.Sprintf("idp keys: unknown subcommand %q", sub)}
 	}

@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Sessions/Replace", testReplaceSession},
 		{"SigningKeys/Basic", testSigningKeys},
 		{"SigningKeys/Concurrent", testSigningKeysConcurrent},
+		{"SigningKeys/Withdraw", testWithdrawSigningKey},
 		{"SigningKeys/Next", testSigningKeysNext},
 		{"Settings", testSettings},
 		{"Audit", testAudit},

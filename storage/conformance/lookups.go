@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,4 +126,25 @@ func testAttemptBudget(t *testing.T, s storage.Store) {
 	if got := tally(errs); got["nil"] != 3 {
 		t.Fatalf("20 concurrent claims on a budget of 3: %v allowed", got)
 	}
+}
+
+// testWithdrawSigningKey: a withdrawn key leaves the published set at once,
+// also when a rotation had given it a later expiry, and never signs again.
+func testWithdrawSigningKey(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	k1 := newKey("k1", t0)
+	ok(t, s.AddSigningKey(ctx, k1, false, time.Time{}), "AddSigningKey")
+	k2 := newKey("k2", t0.Add(time.Hour))
+	ok(t, s.AddSigningKey(ctx, k2, true, t0.Add(48*time.Hour)), "AddSigningKey retiring")
+	now := t0.Add(2 * time.Hour)
+	ok(t, s.WithdrawSigningKey(ctx, "k1", now), "WithdrawSigningKey")
+	ks, err := s.SigningKeys(ctx, now)
+	ok(t, err, "SigningKeys")
+	if !slices.Equal(keyIDs(ks), []string{"k2"}) {
+		t.Fatalf("published after withdrawing k1: %v", keyIDs(ks))
+	}
+	if k, ok := storage.SigningKeyAt(ks, now); !ok || k.ID != "k2" {
+		t.Fatalf("signing key after the withdrawal: %v %v", k.ID, ok)
+	}
+	isErr(t, s.WithdrawSigningKey(ctx, "nope", now), storage.ErrNotFound, "WithdrawSigningKey unknown")
 }

@@ -18,6 +18,21 @@ import (
 // and published until expireOldAt; without, k is inserted only if every
 // key is retired (ErrConflict otherwise), so processes starting together
 // create one key.
+// WithdrawSigningKey retires the key now (or keeps an earlier retirement)
+// and ends its publication now.
+func (s *Store) WithdrawSigningKey(ctx context.Context, id string, now time.Time) error {
+	n, err := s.exec(ctx, `UPDATE signing_keys SET
+		retired_at = CASE WHEN retired_at = 0 OR retired_at > ? THEN ? ELSE retired_at END, expires_at = ?
+		WHERE id = ?`, max(now.Unix(), 1), max(now.Unix(), 1), max(now.Unix(), 1), id)
+	if err != nil {
+		return mapErr("withdraw signing key", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: withdraw signing key %q: %w", id, storage.ErrNotFound)
+	}
+	return nil
+}
+
 func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireOthers bool, expireOldAt time.Time) error {
 	activation := k.ActivatesAt
 	if activation.IsZero() {
