@@ -54,6 +54,9 @@ func TestClientAddRedirectURISchemes(t *testing.T) {
 		{"vbscript:msgbox", false, false},
 		{"myapp:/cb", false, false},
 		{"ftp://app.example/cb", false, false},
+		{"https://app.example/cb?a=1;b=2", false, false},
+		{"https://app.example/cb?a=%zz", false, false},
+		{"https://app.example/cb?tenant=1&x=y", true, true},
 		{"/relative/cb", false, false},
 		{"", false, false},
 	} {

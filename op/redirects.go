@@ -129,6 +129,12 @@ func checkRedirectURI(raw string, public bool) error {
 	if u.User != nil {
 		return bad("must not have user info")
 	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		// The authorization response is built by parsing this query and
+		// adding code, state and iss: a part that does not parse (a ';'
+		// separator, a broken escape) would be dropped on the way.
+		return bad("its query must be name=value pairs joined by '&': " + err.Error())
+	}
 	switch u.Scheme {
 	case "https":
 		if u.Host == "" || u.Opaque != "" {

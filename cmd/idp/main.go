@@ -28,7 +28,7 @@ Usage:
   idp client add CLIENT_ID --redirect-uri URI [--redirect-uri URI …] [--post-logout-redirect-uri URI …]
                  [--name N] [--public] [--pkce=required|optional] [--json]
   idp client list | delete CLIENT_ID
-  idp keys rotate [--activate-after D] | list
+  idp keys rotate [--activate-after D] | list | withdraw KID
   idp secrets rotate --new-key-file F
   idp audit [--user USERNAME] [--since TIME] [--limit N] [--json]
 

@@ -267,6 +267,13 @@ func TestAuditAppendOnly(t *testing.T) {
 	if _, err := s.db.Exec(`DELETE FROM audit_events`); err == nil {
 		t.Errorf("DELETE from audit_events succeeded")
 	}
+	// REPLACE deletes without firing delete triggers.
+	if _, err := s.db.Exec(`INSERT OR REPLACE INTO audit_events (id, time, type) SELECT id, time, 'rewritten' FROM audit_events`); err == nil {
+		t.Errorf("INSERT OR REPLACE rewrote an audit event")
+	}
+	if _, err := s.db.Exec(`REPLACE INTO audit_events (id, time, type) SELECT id, time, 'rewritten' FROM audit_events`); err == nil {
+		t.Errorf("REPLACE rewrote an audit event")
+	}
 	if _, err := s.db.Exec(`DELETE FROM audit_retention`); err != nil {
 		t.Fatal(err)
 	}
