@@ -502,7 +502,8 @@ type Store interface {
 	EndSession(ctx context.Context, idHash []byte, now time.Time) (int, error)
 	// ReplaceSession retires a browser's previous session oldHash after a
 	// new login opened newHash, in one transaction: for the same user the
-	// old session's tokens move to the new session; for another user the
+	// old session's tokens and sign-ins move to the new session; for
+	// another user the
 	// old session is ended as by EndSession. ErrNotFound when newHash is
 	// not a session; an unknown oldHash is not an error.
 	ReplaceSession(ctx context.Context, oldHash, newHash []byte, now time.Time) error

@@ -239,6 +239,8 @@ func testReplaceSession(t *testing.T, s storage.Store) {
 	}
 	old := mk("old", "u1")
 	tokens("old", old, "openid")
+	addAuthRequest(t, s, "from-old", now)
+	ok(t, s.CompleteFromSession(ctx, "from-old", old), "CompleteFromSession")
 	next := mk("next", "u1")
 	isErr(t, s.ReplaceSession(ctx, old.IDHash, hash("missing"), now), storage.ErrNotFound, "ReplaceSession to an unknown session")
 	ok(t, s.ReplaceSession(ctx, old.IDHash, next.IDHash, now), "ReplaceSession same user")
@@ -252,6 +254,9 @@ func testReplaceSession(t *testing.T, s storage.Store) {
 	ok(t, err, "EndSession")
 	if n != 2 || liveAccess(s, "at-old", now) {
 		t.Fatalf("tokens did not follow to the new session: revoked %d", n)
+	}
+	if _, err := s.AuthRequestByID(ctx, "from-old", now); err == nil {
+		t.Fatal("a sign-in completed from the replaced session survived the new session's logout")
 	}
 	ok(t, s.ReplaceSession(ctx, hash("never"), mk("n2", "u1").IDHash, now), "ReplaceSession from an unknown session")
 

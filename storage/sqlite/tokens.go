@@ -366,9 +366,9 @@ func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
 }
 
 // ReplaceSession retires the browser's previous session oldHash for its new
-// one newHash: for the same user the old session's tokens move to the new
-// one (a later logout in this browser ends them too); for another user
-// the old session is ended as by EndSession.
+// one newHash: for the same user the old session's tokens and sign-ins move
+// to the new one (a later logout in this browser ends them too); for
+// another user the old session is ended as by EndSession.
 func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now time.Time) error {
 	if len(oldHash) == 0 || len(newHash) == 0 {
 		return fmt.Errorf("sqlite: replace session: empty id hash")
@@ -392,7 +392,7 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 			_, err := endSession(tx, oldHash, now)
 			return err
 		}
-		for _, table := range []string{"access_tokens", "refresh_tokens"} {
+		for _, table := range []string{"access_tokens", "refresh_tokens", "auth_requests"} {
 			if _, err := tx.exec(`UPDATE `+table+` SET session_hash = ? WHERE session_hash = ?`, newHash, oldHash); err != nil {
 				return err
 			}
