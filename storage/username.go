@@ -33,8 +33,8 @@ func CanonicalUsername(s string) (string, error) {
 	if c == "" || len(c) > MaxUsernameLen {
 		return "", ErrBadUsername
 	}
-	for _, r := range c {
-		if invisible(r) || r == unicode.ReplacementChar {
+	for i, r := range c {
+		if invisible(r) || r == unicode.ReplacementChar || i == 0 && unicode.Is(unicode.M, r) {
 			return "", ErrBadUsername
 		}
 	}
@@ -47,6 +47,16 @@ func CanonicalUsername(s string) (string, error) {
 // They make one name look like another or reorder and break the lines an
 // operator reads; PRECIS disallows them in identifiers such as usernames
 // (RFC 8264 §4.2, RFC 8265 §3).
+//
+// Some letters and symbols render as nothing at all though Unicode does
+// not class them as format characters: the Hangul fillers and the blank
+// braille pattern. They are refused too, as are combining marks on their
+// own at the start of a name, which attach to whatever precedes it in a
+// listing.
 func invisible(r rune) bool {
+	switch r {
+	case '\u115f', '\u1160', '\u3164', '\uffa0', '\u2800':
+		return true
+	}
 	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }

@@ -21,7 +21,8 @@ func TestCanonicalUsernameVariantsShareOneKey(t *testing.T) {
 func TestCanonicalUsernameRejects(t *testing.T) {
 	for _, v := range []string{"", "   ", "a\x00b", "a\nb", "\xff\xfe", strings.Repeat("a", MaxUsernameLen+1),
 		"evil\u202egnp.exe", "a\u202ab", "two\u2028lines", "para\u2029graph", "zero\u200bwidth", "join\u200dme",
-		"soft\u00adhyphen", "bom\ufeff", "a\u0085b", "tag\U000e0041"} {
+		"soft\u00adhyphen", "bom\ufeff", "a\u0085b", "tag\U000e0041",
+		"alice\u3164", "alice\u115f", "alice\u1160", "alice\uffa0", "alice\u2800", "\u0301alice"} {
 		if got, err := CanonicalUsername(v); err == nil {
 			t.Errorf("CanonicalUsername(%q) = %q, want error", v, got)
 		}
