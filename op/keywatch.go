@@ -129,16 +129,11 @@ func (s *Server) WatchSecretKey(ctx context.Context) {
 	}
 }
 
-// compacter is a store that can drop the old page images of replaced
-// values from its files (storage/sqlite: WAL truncation with
-// secure_delete).
-type compacter interface{ Compact(context.Context) error }
-
 // compact removes, once the rotation's last re-seal is done, the copies of
 // values sealed with the old key that the database files still hold, so
 // that the old key opens nothing in them (README, Operations).
 func (s *Server) compact(ctx context.Context) {
-	c, ok := s.store.(compacter)
+	c, ok := s.store.(storage.Compacter)
 	if !ok {
 		return
 	}

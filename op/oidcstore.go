@@ -411,11 +411,17 @@ func (o *oidcStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret st
 	if err != nil {
 		return oidc.ErrInvalidClient()
 	}
-	if c.Public || len(c.SecretHash) == 0 || secret == "" ||
-		subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) != 1 {
+	if c.Public || !secretMatches(c, secret) {
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
 	return nil
+}
+
+// secretMatches compares sha256(secret) with the client's stored digest in
+// constant time; a client without a secret matches nothing. It is the one
+// client-secret check (AuthorizeClientIDSecret, tokenClient).
+func secretMatches(c storage.Client, secret string) bool {
+	return secret != "" && len(c.SecretHash) != 0 && subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) == 1
 }
 
 func (o *oidcStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {

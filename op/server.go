@@ -453,13 +453,10 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 	})
 }
 
-// logoutToken is the confirmation form's token: an HMAC under the SSO
-// cookie, so only a page served to this browser can carry it.
-func logoutToken(ssoCookie string) string {
-	m := hmac.New(sha256.New, []byte(ssoCookie))
-	m.Write([]byte("logout"))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
+// logoutToken is the confirmation form's token: the login forms' token
+// (csrfToken) keyed by the SSO cookie, so only a page served to this
+// browser can carry it.
+func logoutToken(ssoCookie string) string { return csrfToken(ssoCookie, "logout") }
 
 // logoutFields are the end_session parameters the confirmation form
 // carries back (RP-Initiated Logout 1.0 §2).
@@ -578,7 +575,7 @@ func (s *Server) authenticatedClient(r *http.Request) string {
 		}
 		return c.ID
 	}
-	if secret == "" || len(c.SecretHash) == 0 || subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) != 1 {
+	if !secretMatches(c, secret) {
 		return ""
 	}
 	return c.ID

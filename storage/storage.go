@@ -322,6 +322,13 @@ type AuditFilter struct {
 	Limit  int
 }
 
+// Compacter is implemented by a backend whose files can keep old copies of
+// replaced values (storage/sqlite: WAL page images): Compact drops them, so
+// that after `idp secrets rotate` the old key opens nothing in the files.
+type Compacter interface {
+	Compact(ctx context.Context) error
+}
+
 // Store is the contract every backend implements. Methods are safe for
 // concurrent use by several goroutines and by several processes sharing the
 // same database.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/storage"
 )
 
 // keyFileFor resolves the secret key file: the flag's value, else the file
@@ -88,7 +89,7 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	}
 	// Drop the old ciphertexts' page images from the WAL and the database
 	// file (secure_delete zeroes what was replaced).
-	if c, ok := st.(interface{ Compact(context.Context) error }); ok {
+	if c, ok := st.(storage.Compacter); ok {
 		if err := c.Compact(ctx); err != nil {
 			fmt.Fprintf(e.stderr, "warning: could not truncate the database's write-ahead log (%v); it still holds copies the old key opens until the servers truncate it\n", err)
 		}

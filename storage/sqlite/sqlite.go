@@ -201,6 +201,8 @@ func (s *Store) checkpoints() {
 	}
 }
 
+var _ storage.Compacter = (*Store)(nil)
+
 // Compact copies the whole WAL into the database and truncates it to zero
 // bytes, waiting for readers and, in this process, holding writers back.
 // With secure_delete, no replaced value survives in the files afterwards:
