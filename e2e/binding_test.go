@@ -103,14 +103,7 @@ func TestAttackCallbackIDPollution(t *testing.T) {
 	u := confNewUser(t, p.s)
 	victim := NewBrowser(t, "127.0.0.2")
 	vf, _ := confStart(t, victim, p.s, p.a, AuthParams{})
-	if r := vf.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
-		t.Fatalf("password: %d", r.Status)
-	}
-	vf.Form = Hidden(victim.Get(vf.LoginURL).Body)
-	done := vf.TOTP(confTOTP(u, false))
-	if done.Status != http.StatusSeeOther || !strings.Contains(done.Location, "/authorize/callback") {
-		t.Fatalf("TOTP: want 303 to the callback, got %d %s", done.Status, done.Location)
-	}
+	done := confToCallback(t, vf, u, false)
 
 	attacker := NewBrowser(t, "127.0.0.3")
 	// The attacker's own request, opened in its own browser (which, before

@@ -629,6 +629,13 @@ func confStart(t testing.TB, b *Browser, s *Server, c Client, p AuthParams) (*Fl
 // authorization code.
 func confFinish(t testing.TB, f *Flow, u User, prev bool) string {
 	t.Helper()
+	return f.CodeFrom(f.Follow(confToCallback(t, f, u, prev)))
+}
+
+// confToCallback runs password and TOTP and returns the TOTP step's answer,
+// a 303 to the callback not yet followed (see confTOTP for prev).
+func confToCallback(t testing.TB, f *Flow, u User, prev bool) Page {
+	t.Helper()
 	p := f.Password(u.Name, u.Password)
 	if p.Status != http.StatusSeeOther {
 		t.Fatalf("password step: want 303, got %d\n%s", p.Status, p.Body)
@@ -639,10 +646,10 @@ func confFinish(t testing.TB, f *Flow, u User, prev bool) string {
 	}
 	f.Form = Hidden(page.Body)
 	r := f.TOTP(confTOTP(u, prev))
-	if r.Status != http.StatusSeeOther {
-		t.Fatalf("TOTP step: want 303, got %d\n%s", r.Status, r.Body)
+	if r.Status != http.StatusSeeOther || !strings.Contains(r.Location, "/authorize/callback") {
+		t.Fatalf("TOTP step: want 303 to the callback, got %d %s\n%s", r.Status, r.Location, r.Body)
 	}
-	return f.CodeFrom(f.Follow(r))
+	return r
 }
 
 // confLogin is a whole interactive login: authorize, password form,

@@ -1007,14 +1007,7 @@ func TestCallbackInOtherBrowserRefused(t *testing.T) {
 	u := confNewUser(t, p.s)
 	a := NewBrowser(t, "")
 	f, _ := confStart(t, a, p.s, p.a, AuthParams{})
-	if r := f.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
-		t.Fatalf("password: %d", r.Status)
-	}
-	f.Form = Hidden(a.Get(p.s.URL + "/login/?id=" + url.QueryEscape(f.Form.Get("id"))).Body)
-	r := f.TOTP(confTOTP(u, false))
-	if r.Status != http.StatusSeeOther || !strings.Contains(r.Location, "/authorize/callback") {
-		t.Fatalf("TOTP: want 303 to the callback, got %d %s", r.Status, r.Location)
-	}
+	r := confToCallback(t, f, u, false)
 	other := NewBrowser(t, "")
 	for i := 0; i < 2; i++ {
 		cr := other.Get(r.Location)

@@ -98,14 +98,7 @@ func TestAttackPendingSignInsEndWithSessions(t *testing.T) {
 			u := confNewUser(t, p.s)
 			x := NewBrowser(t, "127.0.0.9")
 			full, _ := confStart(t, x, p.s, p.a, AuthParams{Scope: "openid offline_access"})
-			if r := full.Password(u.Name, u.Password); r.Status != http.StatusSeeOther {
-				t.Fatalf("password %d", r.Status)
-			}
-			full.Form = Hidden(x.Get(full.LoginURL).Body)
-			done := full.TOTP(confTOTP(u, false))
-			if done.Status != http.StatusSeeOther || !strings.Contains(done.Location, "/authorize/callback") {
-				t.Fatalf("totp: %d %s", done.Status, done.Location)
-			}
+			done := confToCallback(t, full, u, false)
 			ssoURL, sso := AuthorizeURL(p.s, p.a, AuthParams{Scope: "openid offline_access"})
 			sso.B = x
 			lp := x.Get(x.Get(ssoURL).Location)

@@ -2,13 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/base32"
-	"encoding/base64"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -17,15 +13,7 @@ import (
 // bound to "totp:v1:<user id>").
 func rrOpenWithKey(t *testing.T, raw, keyFile []byte, users []User) int {
 	t.Helper()
-	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(keyFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := aes.NewCipher(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := cipher.NewGCM(b)
+	g := secGCM(t, keyFile)
 	needle := append([]byte("s1"), secKeyIDRaw(t, keyFile)...)
 	found := 0
 	for off := 0; ; {

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/totp-idp/idp/storage"
-	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 func TestValidateIssuer(t *testing.T) {
@@ -34,12 +32,7 @@ func TestValidateIssuer(t *testing.T) {
 // only the command line in front of it.
 func TestNewRefusesUnsafeConfig(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, _ := NewSealer(make([]byte, 32), "")
+	st, sealer := testStore(t)
 	for name, mutate := range map[string]func(*Config){
 		"zero TOTP policy":       func(c *Config) { c.TOTPPolicy = storage.LockPolicy{} },
 		"zero password policy":   func(c *Config) { c.PasswordPolicy = storage.LockPolicy{} },

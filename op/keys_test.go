@@ -2,11 +2,8 @@ package op
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 // TestKeyRotationPublishesBeforeSigning: after Rotate the new key is in the
@@ -14,15 +11,7 @@ import (
 // happens at the activation without waiting for the key cache.
 func TestKeyRotationPublishesBeforeSigning(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := NewSealer(make([]byte, 32), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := testStore(t)
 	now := time.Unix(1_900_000_000, 0).UTC()
 	km := NewKeyManager(st, sealer, func() time.Time { return now }, 48*time.Hour)
 	if err := km.EnsureKey(ctx); err != nil {

@@ -9,14 +9,12 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/totp-idp/idp/storage"
-	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 // busyStore is a store whose attempt guard finds the database locked.
@@ -31,16 +29,7 @@ func (busyStore) ClaimAttempt(context.Context, string, storage.Factor, time.Time
 // to be retried.
 func TestLockedDatabaseAnswers503(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := NewSealer(make([]byte, 32), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := testStore(t)
 	cfg := DefaultConfig("http://127.0.0.1:1")
 	cfg.Sealer = sealer
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -4,12 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/totp-idp/idp/storage"
-	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 // noTOTPStore hides every TOTP credential, as if the authenticator had been
@@ -26,15 +24,7 @@ func (noTOTPStore) TOTPByUser(context.Context, string) (storage.TOTPCredential, 
 // one, satisfies nothing (README, operations: signing a user out).
 func TestSessionRechecksAccount(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := NewSealer(make([]byte, 32), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := testStore(t)
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
 	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
 	cu, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
