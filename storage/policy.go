@@ -16,6 +16,9 @@ type Counter struct {
 	BudgetLevel float64
 	BudgetAt    int64
 	BudgetSpent bool
+	// DecayAt is when the decay of Failures is measured from
+	// (LockPolicy.Decay): one failure is forgotten every Decay after it.
+	DecayAt int64
 }
 
 // Claim is the attempt guard's one decision, shared by every backend so
@@ -26,15 +29,29 @@ type Counter struct {
 // be stored. The backend only reads c and writes next in one transaction.
 func (p LockPolicy) Claim(c Counter, now time.Time) (claim AttemptClaim, next Counter, changed bool) {
 	nowU := now.Unix()
-	if c.Refused(now) {
+	if p.Refused(c, now) {
 		return p.refusal(c, now), c, false
 	}
-	next = Counter{Failures: c.Failures + 1, BudgetLevel: c.BudgetLevel, BudgetAt: c.BudgetAt}
+	failures, decayAt := p.decayed(c, nowU)
+	if failures == 0 {
+		decayAt = nowU
+	}
+	next = Counter{Failures: failures + 1, BudgetLevel: c.BudgetLevel, BudgetAt: c.BudgetAt, DecayAt: decayAt}
 	lock := p.LockFor(next.Failures)
 	if lock > 0 {
 		next.LockedUntil = nowU + ceilSeconds(lock)
 	}
-	next.HardLocked = p.HardLimit > 0 && next.Failures >= p.HardLimit
+	atLimit := p.HardLimit > 0 && next.Failures >= p.HardLimit
+	if p.Decay > 0 {
+		// A decaying counter has no hard lock: at the limit it refuses
+		// until its oldest failure is forgotten (NIST SP 800-63B-4
+		// §3.2.2: never more than HardLimit failures held at once).
+		if atLimit {
+			lock = max(lock, time.Duration(next.DecayAt+p.decaySeconds()-nowU)*time.Second)
+		}
+	} else {
+		next.HardLocked = atLimit
+	}
 	if p.Budget > 0 {
 		next.BudgetLevel = p.leak(c.BudgetLevel, c.BudgetAt, nowU) + 1
 		next.BudgetAt = nowU
@@ -43,7 +60,58 @@ func (p LockPolicy) Claim(c Counter, now time.Time) (claim AttemptClaim, next Co
 		next.BudgetSpent = next.BudgetLevel > float64(p.Budget)-1
 	}
 	hard := next.HardLocked || next.BudgetSpent
-	return AttemptClaim{Allowed: true, RetryAfter: lock, Failures: next.Failures, HardLocked: hard}, next, true
+	return AttemptClaim{Allowed: true, RetryAfter: lock, Failures: next.Failures, HardLocked: hard, AtLimit: atLimit || hard}, next, true
+}
+
+// decayed is c's failure count at now under Decay, and the time the decay
+// of what is left is measured from: whole failures are forgotten one per
+// Decay, the part of a period already run is kept.
+func (p LockPolicy) decayed(c Counter, now int64) (int, int64) {
+	if p.Decay <= 0 || c.Failures == 0 || now <= c.DecayAt {
+		return c.Failures, c.DecayAt
+	}
+	d := p.decaySeconds()
+	k := (now - c.DecayAt) / d
+	if k >= int64(c.Failures) {
+		return 0, now
+	}
+	return c.Failures - int(k), c.DecayAt + k*d
+}
+
+func (p LockPolicy) decaySeconds() int64 { return max(1, ceilSeconds(p.Decay)) }
+
+// Refused reports whether c refuses an attempt at now without a write.
+func (p LockPolicy) Refused(c Counter, now time.Time) bool {
+	if c.HardLocked || c.BudgetSpent || c.LockedUntil > now.Unix() {
+		return true
+	}
+	if p.Decay > 0 && p.HardLimit > 0 {
+		f, _ := p.decayed(c, now.Unix())
+		return f >= p.HardLimit
+	}
+	return false
+}
+
+// ForgetAt is when c becomes the same as no counter at all (no failure
+// left, no lock, an empty budget): a backend may delete it then, and must
+// treat a counter it deleted exactly like one it kept. It is the end of
+// time while c holds anything that only an operator or a success ends.
+func (p LockPolicy) ForgetAt(c Counter) int64 {
+	if c.HardLocked || c.BudgetSpent || (c.Failures > 0 && p.Decay <= 0) {
+		return math.MaxInt64
+	}
+	t := c.LockedUntil
+	if c.Failures > 0 {
+		t = max(t, c.DecayAt+int64(c.Failures)*p.decaySeconds())
+	}
+	if c.BudgetLevel > 0 {
+		if p.Budget <= 0 || p.BudgetWindow <= 0 {
+			return math.MaxInt64
+		}
+		perFailure := p.BudgetWindow.Seconds() / float64(p.Budget)
+		t = max(t, c.BudgetAt+int64(math.Ceil(c.BudgetLevel*perFailure)))
+	}
+	return t
 }
 
 // leak is the bucket's level at now: one failure leaks out every
@@ -56,17 +124,17 @@ func (p LockPolicy) leak(level float64, at, now int64) float64 {
 	return max(0, level-float64(now-at)/perFailure)
 }
 
-// Refused reports whether c refuses an attempt at now without a write.
-func (c Counter) Refused(now time.Time) bool {
-	return c.HardLocked || c.BudgetSpent || c.LockedUntil > now.Unix()
-}
-
 // Succeeded is the counter after a success: the consecutive failures and
 // their lock end. The budget gives back only the one failure its own claim
 // counted (the attempt turned out right) and refills nothing else: an
 // attacker who knows the password gets no new guesses from the owner's
 // logins. A success can follow a spent budget only when the claim that
 // spent it was this right answer, so the budget is no longer spent.
+//
+// It is for policies without Decay (the second factor). A decaying
+// counter (the password's) is never reset by a success: anyone who knows
+// a name can fill it, and a reset by the owner's login is exactly what
+// would tell an account from a name without one (README, security model).
 func (c Counter) Succeeded() Counter {
 	return Counter{BudgetLevel: max(0, c.BudgetLevel-1), BudgetAt: c.BudgetAt}
 }
@@ -74,8 +142,14 @@ func (c Counter) Succeeded() Counter {
 // refusal builds the answer for a locked counter.
 func (p LockPolicy) refusal(c Counter, now time.Time) AttemptClaim {
 	hard := c.HardLocked || c.BudgetSpent
-	a := AttemptClaim{Allowed: false, Failures: c.Failures, HardLocked: hard}
-	left := time.Duration(c.LockedUntil-now.Unix()) * time.Second
+	nowU := now.Unix()
+	f, decayAt := p.decayed(c, nowU)
+	a := AttemptClaim{Allowed: false, Failures: f, HardLocked: hard}
+	left := time.Duration(c.LockedUntil-nowU) * time.Second
+	if p.Decay > 0 && p.HardLimit > 0 && f >= p.HardLimit {
+		// Until enough failures are forgotten to fall below the limit.
+		left = max(left, time.Duration(decayAt+int64(f-p.HardLimit+1)*p.decaySeconds()-nowU)*time.Second)
+	}
 	if hard {
 		// The lock has no end; MaxLock is a sensible Retry-After hint.
 		a.RetryAfter = max(p.MaxLock, left, time.Second)

@@ -112,3 +112,93 @@ func TestClaimBudget(t *testing.T) {
 		t.Fatalf("Budget 0 counted a budget: %+v", free)
 	}
 }
+
+// TestClaimDecay: a decaying counter forgets one failure per Decay (the
+// part of a period already run is kept), never hard-locks, refuses while it
+// holds HardLimit failures and says until when, and the number of failed
+// claims over a period T never exceeds HardLimit + T/Decay.
+func TestClaimDecay(t *testing.T) {
+	t0 := time.Unix(1_900_000_000, 0)
+	p := LockPolicy{FreeFailures: 2, BaseLock: time.Second, MaxLock: 4 * time.Second, HardLimit: 5, Decay: 100 * time.Second}
+	var c Counter
+	now := t0
+	for i := range 5 {
+		now = now.Add(10 * time.Second) // past every lock (MaxLock 4 s)
+		claim, next, changed := p.Claim(c, now)
+		if !claim.Allowed || !changed || claim.HardLocked || next.HardLocked || next.Failures != i+1 {
+			t.Fatalf("claim %d: %+v %+v", i+1, claim, next)
+		}
+		if i == 4 && (!claim.AtLimit || claim.RetryAfter != 60*time.Second) {
+			// Decay measured from the first failure at t0+10s: the
+			// oldest is forgotten at t0+110s, 60 s after this claim.
+			t.Fatalf("the claim reaching the limit: %+v", claim)
+		}
+		c = next
+	}
+	if c.DecayAt != t0.Add(10*time.Second).Unix() {
+		t.Fatalf("decay measured from %d, want the first failure", c.DecayAt)
+	}
+	refused, _, changed := p.Claim(c, t0.Add(109*time.Second))
+	if refused.Allowed || changed || refused.HardLocked || refused.RetryAfter != time.Second {
+		t.Fatalf("at the limit one second before a failure is forgotten: %+v", refused)
+	}
+	// At t0+110 s one failure is forgotten: one claim, then the limit again.
+	claim, c, _ := p.Claim(c, t0.Add(110*time.Second))
+	if !claim.Allowed || claim.Failures != 5 || c.DecayAt != t0.Add(110*time.Second).Unix() {
+		t.Fatalf("after one decay: %+v %+v", claim, c)
+	}
+	// 250 s later (2.5 periods) two more are forgotten and the half period
+	// is kept.
+	f, at := p.decayed(c, t0.Add(360*time.Second).Unix())
+	if f != 3 || at != t0.Add(310*time.Second).Unix() {
+		t.Fatalf("decayed = %d from %d", f, at)
+	}
+	// After Failures·Decay the counter is the same as none: ForgetAt.
+	if got, want := p.ForgetAt(c), t0.Add(110*time.Second+500*time.Second).Unix(); got != want {
+		t.Fatalf("ForgetAt = %d, want %d", got, want)
+	}
+	if f, _ := p.decayed(c, p.ForgetAt(c)); f != 0 {
+		t.Fatalf("at ForgetAt %d failures are left", f)
+	}
+	// Whatever the pacing, failed claims over T stay ≤ HardLimit + T/Decay.
+	for _, step := range []time.Duration{time.Second, 7 * time.Second, 33 * time.Second, 99 * time.Second, 101 * time.Second} {
+		var c Counter
+		allowed := 0
+		T := 3000 * time.Second
+		for now := t0; now.Before(t0.Add(T)); now = now.Add(step) {
+			claim, next, _ := p.Claim(c, now)
+			if claim.Allowed {
+				allowed++
+			}
+			c = next
+		}
+		if bound := p.HardLimit + int(T/p.Decay); allowed > bound {
+			t.Errorf("pacing %s: %d failed claims in %s, bound %d", step, allowed, T, bound)
+		}
+	}
+}
+
+// TestForgetAt: counters that hold something only an operator or a
+// success ends are never forgotten; a lock and a budget delay it.
+func TestForgetAt(t *testing.T) {
+	never := int64(1<<63 - 1)
+	decaying := LockPolicy{FreeFailures: 1, HardLimit: 10, Decay: 10 * time.Second, Budget: 4, BudgetWindow: 4 * time.Hour}
+	for _, tc := range []struct {
+		name string
+		p    LockPolicy
+		c    Counter
+		want int64
+	}{
+		{"empty", decaying, Counter{}, 0},
+		{"hard locked", decaying, Counter{HardLocked: true}, never},
+		{"budget spent", decaying, Counter{BudgetSpent: true}, never},
+		{"consecutive failures without decay", testPolicy, Counter{Failures: 1}, never},
+		{"lock outlasts decay", decaying, Counter{Failures: 1, DecayAt: 100, LockedUntil: 500}, 500},
+		{"decay outlasts lock", decaying, Counter{Failures: 3, DecayAt: 100, LockedUntil: 105}, 130},
+		{"budget leaks last", decaying, Counter{Failures: 1, DecayAt: 100, BudgetLevel: 2, BudgetAt: 100}, 100 + 2*3600},
+	} {
+		if got := tc.p.ForgetAt(tc.c); got != tc.want {
+			t.Errorf("%s: ForgetAt = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

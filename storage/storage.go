@@ -57,10 +57,6 @@ const (
 // are passed to ReencryptSecrets.
 const SealedSettingPrefix = "sealed."
 
-// UnknownAttemptIdle is how long an unknown-username counter is kept after
-// its last failure.
-const UnknownAttemptIdle = 30 * 24 * time.Hour
-
 // Factor names an authentication factor with its own failure counter.
 type Factor string
 
@@ -127,6 +123,13 @@ type TOTPCredential struct {
 // hard-locks the factor until an operator unlocks. So over any period T at
 // most Budget·(1 + T/BudgetWindow) attempts fail, however the attacker
 // interleaves them with the owner's logins.
+//
+// Decay (0: none) makes the counter forget one failure every Decay instead
+// of being reset by a success, and replaces the hard lock: a counter that
+// holds HardLimit failures refuses until one is forgotten. The password
+// counters decay, so that an account and a name without one follow the
+// same rules over time whatever the owner does (README, security model):
+// over any period T at most HardLimit + T/Decay attempts fail.
 type LockPolicy struct {
 	FreeFailures int
 	BaseLock     time.Duration
@@ -134,6 +137,7 @@ type LockPolicy struct {
 	HardLimit    int
 	Budget       int
 	BudgetWindow time.Duration
+	Decay        time.Duration
 }
 
 // AttemptClaim is the answer of ClaimAttempt.
@@ -148,6 +152,11 @@ type AttemptClaim struct {
 	Failures int
 	// HardLocked: refused until an operator unlocks.
 	HardLocked bool
+	// AtLimit: this claim brought the counter to its limit (HardLimit, or
+	// the budget): the next attempt is refused until an operator unlocks
+	// (HardLocked) or, for a decaying counter, until a failure is
+	// forgotten.
+	AtLimit bool
 }
 
 // AttemptState is the guard's row for one account and factor (operator view).
@@ -224,6 +233,26 @@ type Ended struct {
 	// second step, done and waiting for their callback, or holding a code
 	// not yet redeemed.
 	SignIns int
+	// Devices counts remembered devices forgotten (their cookies no
+	// longer count on their own password counters).
+	Devices int
+}
+
+// Device is a remembered browser (OWASP's "device cookie" against online
+// guessing): one that completed a sign-in with both factors for UserID.
+// Its password attempts for that account count on its own counter, not
+// the account's shared one (README, security model). IDHash is the
+// SHA-256 of the cookie's secret.
+type Device struct {
+	IDHash     []byte
+	UserID     string
+	CreatedAt  time.Time // the first sign-in of the browser it was renewed from
+	LastUsedAt time.Time // its last completed sign-in
+	ExpiresAt  time.Time
+	UserAgent  string
+	// Failures and LockedUntil: its own password counter (operator view).
+	Failures    int
+	LockedUntil time.Time
 }
 
 // Done reports whether both factors are recorded; only then may a code exist.
@@ -411,8 +440,23 @@ type Store interface {
 	// AttemptStates lists the user's guard rows (empty when never used).
 	AttemptStates(ctx context.Context, userID string) ([]AttemptState, error)
 	// Unlock clears every lock, failure count and failure budget of the
-	// user.
+	// user, its remembered devices' counters included.
 	Unlock(ctx context.Context, userID string) error
+
+	// Remembered devices. RememberDevice stores d after a completed
+	// sign-in and forgets, in the same transaction, the device it renews
+	// (replaces, when it is d.UserID's: d keeps its CreatedAt) and the
+	// user's least recently used devices beyond maxPerUser.
+	RememberDevice(ctx context.Context, d Device, replaces []byte, maxPerUser int, now time.Time) error
+	// ClaimDeviceAttempt is ClaimAttempt on the password counter of the
+	// live device idHash of userID (ErrNotFound when there is none: the
+	// attempt counts on the account's shared counter instead). The claim
+	// that brings the device to p.HardLimit forgets it in the same
+	// transaction (AtLimit): a device cookie that fails too often is
+	// revoked.
+	ClaimDeviceAttempt(ctx context.Context, idHash []byte, userID string, now time.Time, p LockPolicy) (AttemptClaim, error)
+	// Devices lists the user's live devices, most recently used first.
+	Devices(ctx context.Context, userID string, now time.Time) ([]Device, error)
 
 	// Clients.
 	CreateClient(ctx context.Context, c Client) error
@@ -550,8 +594,10 @@ type Store interface {
 	DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64, error)
 
 	// GC deletes rows that expired before now (auth requests that issued
-	// a code an hour later, for reuse detection), and unknown-username
-	// counters idle for UnknownAttemptIdle; it returns how many. Audit
+	// a code an hour later, for reuse detection), remembered devices past
+	// their expiry, and password counters of accounts and unknown names
+	// alike once they are the same as none (LockPolicy.ForgetAt, as the
+	// policy that wrote them computed it); it returns how many. Audit
 	// events are not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.

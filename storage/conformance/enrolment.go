@@ -389,15 +389,11 @@ func testUnknownAttempts(t *testing.T, s storage.Store) {
 	if allowed != p.FreeFailures {
 		t.Fatalf("concurrent: %d allowed, want %d", allowed, p.FreeFailures)
 	}
-	// GC forgets idle keys only.
-	_, err = s.GC(ctx, now.Add(storage.UnknownAttemptIdle-time.Hour))
+	// GC never forgets a hard lock (no decay: only an operator ends it).
+	later := now.Add(1000 * 24 * time.Hour)
+	_, err = s.GC(ctx, later)
 	ok(t, err, "GC")
-	if c, _ := s.ClaimUnknownAttempt(ctx, "k2", now.Add(storage.UnknownAttemptIdle-time.Hour), p); c.Failures != 2 {
-		t.Fatalf("GC dropped a recent key: %+v", c)
-	}
-	_, err = s.GC(ctx, now.Add(storage.UnknownAttemptIdle+2*time.Hour))
-	ok(t, err, "GC")
-	if c, _ := s.ClaimUnknownAttempt(ctx, "k1", now.Add(storage.UnknownAttemptIdle+2*time.Hour), p); !c.Allowed || c.Failures != 1 {
-		t.Fatalf("GC kept an idle key: %+v", c)
+	if c, _ := s.ClaimUnknownAttempt(ctx, "k1", later, p); c.Allowed || !c.HardLocked {
+		t.Fatalf("GC forgot a hard-locked key: %+v", c)
 	}
 }

@@ -229,8 +229,9 @@ func (s *Store) DeleteAuditBefore(ctx context.Context, cutoff time.Time) (int64,
 
 // GC deletes expired rows and returns how many: auth requests an hour after
 // they expired (so a late replay of their code is still recognised), access
-// and refresh tokens and sessions once expired, and retired signing keys no
-// longer published. Audit events have their own retention
+// and refresh tokens, sessions and remembered devices once expired, retired
+// signing keys no longer published, and password counters once they are the
+// same as none (storage.LockPolicy.ForgetAt). Audit events have their own retention
 // (DeleteAuditBefore). Each table is its own short transaction so GC never
 // holds the write lock for long.
 func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
@@ -246,7 +247,11 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		{`DELETE FROM refresh_tokens WHERE expires_at <= ?`, n},
 		{`DELETE FROM sessions WHERE expires_at <= ?`, n},
 		{`DELETE FROM signing_keys WHERE retired_at <> 0 AND expires_at <= ?`, n},
-		{`DELETE FROM unknown_attempts WHERE last_failure_at <= ?`, n - int64(storage.UnknownAttemptIdle/time.Second)},
+		// Password counters of accounts and of unknown names go by one
+		// rule, so that collecting them tells neither from the other.
+		{`DELETE FROM unknown_attempts WHERE forget_at <= ?`, n},
+		{`DELETE FROM attempts WHERE factor = 'password' AND forget_at <= ?`, n},
+		{`DELETE FROM devices WHERE expires_at <= ?`, n},
 	} {
 		c, err := s.exec(ctx, d.query, d.arg)
 		if err != nil {

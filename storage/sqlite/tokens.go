@@ -403,8 +403,9 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 	return mapErr("replace session", err)
 }
 
-// endUser deletes the user's SSO sessions and revokes all their tokens
-// (offline grants too) inside tx; an operator action or a changed factor.
+// endUser deletes the user's SSO sessions and remembered devices and
+// revokes all their tokens (offline grants too) inside tx; an operator
+// action or a changed factor.
 func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, userID)
@@ -412,6 +413,10 @@ func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 		return e, err
 	}
 	e.Sessions = int(n)
+	if n, err = tx.exec(`DELETE FROM devices WHERE user_id = ?`, userID); err != nil {
+		return e, err
+	}
+	e.Devices = int(n)
 	if e.SignIns, err = cancelSignIns(tx, now, `user_id = ?`, userID); err != nil {
 		return e, err
 	}

@@ -162,41 +162,51 @@ type counterTable struct {
 	read, upsert string
 }
 
+// counterColumns are a counter's columns in every counter table, in the
+// order scanCounter reads them.
+const counterColumns = `failures, locked_until, hard_locked, budget_level, budget_at, budget_spent, decay_at`
+
 var (
 	attemptsTable = counterTable{
-		read: `SELECT failures, locked_until, hard_locked, budget_level, budget_at, budget_spent
-			FROM attempts WHERE user_id = ? AND factor = ?`,
-		upsert: `INSERT INTO attempts (failures, locked_until, hard_locked, budget_level, budget_at, budget_spent,
-				last_failure_at, user_id, factor)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (user_id, factor) DO UPDATE SET failures = excluded.failures,
-				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
-				budget_level = excluded.budget_level, budget_at = excluded.budget_at,
-				budget_spent = excluded.budget_spent, last_failure_at = excluded.last_failure_at`,
+		read: `SELECT ` + counterColumns + ` FROM attempts WHERE user_id = ? AND factor = ?`,
+		upsert: `INSERT INTO attempts (` + counterColumns + `, forget_at, last_failure_at, user_id, factor)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, factor) DO UPDATE SET ` + counterUpdate,
 	}
 	unknownAttemptsTable = counterTable{
-		read: `SELECT failures, locked_until, hard_locked, budget_level, budget_at, budget_spent
-			FROM unknown_attempts WHERE key = ?`,
-		upsert: `INSERT INTO unknown_attempts (failures, locked_until, hard_locked, budget_level, budget_at, budget_spent,
-				last_failure_at, key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
-				locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
-				budget_level = excluded.budget_level, budget_at = excluded.budget_at,
-				budget_spent = excluded.budget_spent, last_failure_at = excluded.last_failure_at`,
+		read: `SELECT ` + counterColumns + ` FROM unknown_attempts WHERE key = ?`,
+		upsert: `INSERT INTO unknown_attempts (` + counterColumns + `, forget_at, last_failure_at, key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET ` + counterUpdate,
 	}
 )
+
+const counterUpdate = `failures = excluded.failures,
+	locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
+	budget_level = excluded.budget_level, budget_at = excluded.budget_at,
+	budget_spent = excluded.budget_spent, decay_at = excluded.decay_at,
+	forget_at = excluded.forget_at, last_failure_at = excluded.last_failure_at`
+
+// scanCounter reads counterColumns; no row is the empty counter.
+func scanCounter(row *sql.Row) (storage.Counter, bool, error) {
+	var c storage.Counter
+	err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent, &c.DecayAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Counter{}, false, nil
+	}
+	return c, err == nil, err
+}
+
+// counterArgs are next's values for counterColumns, forget_at and
+// last_failure_at.
+func counterArgs(p storage.LockPolicy, next storage.Counter, now time.Time) []any {
+	return []any{next.Failures, next.LockedUntil, boolInt(next.HardLocked), next.BudgetLevel, next.BudgetAt,
+		boolInt(next.BudgetSpent), next.DecayAt, p.ForgetAt(next), now.Unix()}
+}
 
 // claim reads the counter keyed by key in t and stores the guard's
 // decision (storage.LockPolicy.Claim, shared by every backend).
 func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p storage.LockPolicy, key ...any) (storage.AttemptClaim, error) {
-	read := func(row *sql.Row) (storage.Counter, error) {
-		var c storage.Counter
-		if err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return c, err
-		}
-		return c, nil
-	}
 	// Cheap refusal path: a locked factor is refused from a plain read,
 	// without the write lock. Refusing on a slightly stale read is safe:
 	// locks only ever end by time or by an explicit reset.
@@ -204,11 +214,11 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 	if err != nil {
 		return storage.AttemptClaim{}, err
 	}
-	c, err := read(row)
+	c, _, err := scanCounter(row)
 	if err != nil {
 		return storage.AttemptClaim{}, err
 	}
-	if c.Refused(now) {
+	if p.Refused(c, now) {
 		claim, _, _ := p.Claim(c, now)
 		return claim, nil
 	}
@@ -220,7 +230,7 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 		if err != nil {
 			return err
 		}
-		c, err := read(row)
+		c, _, err := scanCounter(row)
 		if err != nil {
 			return err
 		}
@@ -230,9 +240,7 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 		if !changed {
 			return nil
 		}
-		args := append([]any{next.Failures, next.LockedUntil, boolInt(next.HardLocked),
-			next.BudgetLevel, next.BudgetAt, boolInt(next.BudgetSpent), now.Unix()}, key...)
-		_, err = tx.exec(t.upsert, args...)
+		_, err = tx.exec(t.upsert, append(counterArgs(p, next, now), key...)...)
 		return err
 	})
 	if err != nil {
@@ -250,17 +258,15 @@ func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error
 	if err != nil {
 		return err
 	}
-	var c storage.Counter
-	switch err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil
-	case err != nil:
+	c, found, err := scanCounter(row)
+	if err != nil || !found {
 		return err
 	}
 	n := c.Succeeded()
 	_, err = tx.exec(`UPDATE attempts SET failures = ?, locked_until = ?, hard_locked = ?, budget_level = ?, budget_at = ?,
-		budget_spent = ?, last_success_at = ? WHERE user_id = ? AND factor = ?`,
-		n.Failures, n.LockedUntil, boolInt(n.HardLocked), n.BudgetLevel, n.BudgetAt, boolInt(n.BudgetSpent), unix(now), userID, string(f))
+		budget_spent = ?, decay_at = ?, last_success_at = ? WHERE user_id = ? AND factor = ?`,
+		n.Failures, n.LockedUntil, boolInt(n.HardLocked), n.BudgetLevel, n.BudgetAt, boolInt(n.BudgetSpent), n.DecayAt,
+		unix(now), userID, string(f))
 	return err
 }
 
@@ -297,7 +303,14 @@ func (s *Store) AttemptStates(ctx context.Context, userID string) ([]storage.Att
 
 // Unlock clears every lock and failure count of the user (operator action).
 func (s *Store) Unlock(ctx context.Context, userID string) error {
-	_, err := s.exec(ctx, `UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0,
-		budget_level = 0, budget_at = 0, budget_spent = 0 WHERE user_id = ?`, userID)
+	err := s.write(ctx, func(tx *txn) error {
+		clear := `SET failures = 0, locked_until = 0, hard_locked = 0, budget_level = 0, budget_at = 0,
+			budget_spent = 0, decay_at = 0 WHERE user_id = ?`
+		if _, err := tx.exec(`UPDATE attempts `+clear, userID); err != nil {
+			return err
+		}
+		_, err := tx.exec(`UPDATE devices `+clear, userID)
+		return err
+	})
 	return mapErr("unlock", err)
 }
