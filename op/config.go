@@ -26,6 +26,13 @@ type Config struct {
 	TOTPPolicy     storage.LockPolicy
 	PasswordPolicy storage.LockPolicy
 
+	// Remembered devices (OWASP's device cookie): a browser that completed
+	// a sign-in gets a cookie for DeviceLifetime (renewed at every sign-in
+	// in it); its password attempts for that account count on its own
+	// counter, which forgets the device at DeviceMaxFailures failures.
+	DeviceLifetime    time.Duration
+	DeviceMaxFailures int
+
 	// HashConcurrency bounds concurrent argon2id computations (rule 12);
 	// 0 means the number of CPUs.
 	HashConcurrency int
@@ -93,10 +100,27 @@ var OWASPArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 var DefaultTOTPPolicy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.Minute, MaxLock: 4 * time.Hour, HardLimit: 20,
 	Budget: 20, BudgetWindow: 90 * 24 * time.Hour}
 
-// DefaultPasswordPolicy: 10 free failures, then per-account delays from
-// 30 s doubling to 15 min, and a hard stop at 100 consecutive failures
-// (NIST SP 800-63B §5.2.2).
-var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * time.Second, MaxLock: 15 * time.Minute, HardLimit: 100}
+// DefaultPasswordPolicy: 10 free failures, then delays from 30 s doubling
+// to 15 min, and never more than 100 failures held (NIST SP 800-63B-4
+// §3.2.2); one failure is forgotten a day and no success resets the count,
+// so an account and a name without one look the same however long one
+// waits, and over a year at most 100 + 365 password guesses are evaluated
+// on a counter (README, "The defaults and their arithmetic").
+var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * time.Second, MaxLock: 15 * time.Minute, HardLimit: 100,
+	Decay: 24 * time.Hour}
+
+// Remembered devices: 180 days from the last sign-in in the browser, and
+// forgotten at their 10th failed password (a stolen device cookie is worth
+// 10 guesses, then counts with everyone else's).
+const (
+	DefaultDeviceLifetime    = 180 * 24 * time.Hour
+	DefaultDeviceMaxFailures = 10
+	// maxDevicesPerUser bounds what one account can make the server store.
+	maxDevicesPerUser = 20
+	// maxDeviceLifetime is the longest cookie lifetime browsers keep
+	// (RFC 6265bis caps Max-Age at 400 days).
+	maxDeviceLifetime = 400 * 24 * time.Hour
+)
 
 // DefaultEnrollWithin is a week: long enough for someone given a new
 // account (or a reset one) on a Friday to enrol after a weekend away, short
@@ -112,6 +136,8 @@ func DefaultConfig(issuer string) Config {
 		ProductName:          "TOTP IdP",
 		TOTPPolicy:           DefaultTOTPPolicy,
 		PasswordPolicy:       DefaultPasswordPolicy,
+		DeviceLifetime:       DefaultDeviceLifetime,
+		DeviceMaxFailures:    DefaultDeviceMaxFailures,
 		HashQueueTimeout:     10 * time.Second,
 		Argon2:               OWASPArgon2,
 		AuthRequestLifetime:  10 * time.Minute,
@@ -172,6 +198,20 @@ func (c *Config) Validate() error {
 		// login, bounds nothing (README, "The defaults and their
 		// arithmetic").
 		bad("TOTPPolicy.Budget", "must be at least 1, not %d: the second factor needs a failure budget that successes do not refill", c.TOTPPolicy.Budget)
+	}
+	if c.PasswordPolicy.Decay < time.Second {
+		// Success resets would tell accounts from unknown names (README,
+		// security model).
+		bad("PasswordPolicy.Decay", "must be at least 1s, not %s: password counters forget failures by time, never by a success", c.PasswordPolicy.Decay)
+	}
+	if c.TOTPPolicy.Decay != 0 {
+		bad("TOTPPolicy.Decay", "must be 0, not %s: the second factor keeps its hard lock and its budget", c.TOTPPolicy.Decay)
+	}
+	if c.DeviceLifetime < time.Minute || c.DeviceLifetime > maxDeviceLifetime {
+		bad("DeviceLifetime", "must be between 1m and 400 days (the longest a browser keeps a cookie), not %s", c.DeviceLifetime)
+	}
+	if c.DeviceMaxFailures < 1 || c.DeviceMaxFailures > 100 {
+		bad("DeviceMaxFailures", "must be between 1 and 100 (NIST SP 800-63B-4 §3.2.2), not %d", c.DeviceMaxFailures)
 	}
 	if c.HashConcurrency < 0 {
 		bad("HashConcurrency", "must be 0 (one per CPU) or more, not %d", c.HashConcurrency)
@@ -280,6 +320,16 @@ func ValidateIssuer(issuer string) error {
 	default:
 		return fmt.Errorf("issuer %q must use https", issuer)
 	}
+}
+
+// devicePolicy is a remembered device's password counter: the password
+// policy's delays and decay, and its own limit, at which the device is
+// forgotten (storage.Store.ClaimDeviceAttempt).
+func (c *Config) devicePolicy() storage.LockPolicy {
+	p := c.PasswordPolicy
+	p.HardLimit = c.DeviceMaxFailures
+	p.FreeFailures = min(p.FreeFailures, p.HardLimit)
+	return p
 }
 
 func (c *Config) now() time.Time {

@@ -258,7 +258,7 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		s.metrics.attempt("recovery", "failed")
-		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "")
+		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongRecovery)
 		return
 	case errors.Is(err, storage.ErrWrongState):

@@ -3,6 +3,7 @@ package op
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/totp-idp/idp/storage"
 )
@@ -37,7 +38,9 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 // For a username without an account, unknownKey is its counter's key: the
 // rows name it by that key (unknownUserNote) and are rate limited by it,
 // since rotating made-up names costs an attacker nothing but hashing time.
-func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey string) {
+//
+// note names the counter for the password (counter=shared or device).
+func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string) {
 	write := func(typ, detail string) {
 		if unknownKey == "" {
 			s.audit(ctx, typ, userID, username, clientID, detail)
@@ -45,7 +48,7 @@ func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, user
 		}
 		s.auditLimited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
-	write(event, fmt.Sprintf("failures=%d", c.Failures))
+	write(event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
 	if f == storage.FactorTOTP && userID != "" {
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
@@ -53,10 +56,15 @@ func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, user
 		s.metrics.inc("idp_second_factor_failed_after_password_total", "")
 		s.audit(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
 	}
-	if c.HardLocked {
+	switch {
+	case c.HardLocked:
 		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
-	} else if c.RetryAfter > 0 {
-		write("lock_started", fmt.Sprintf("factor=%s failures=%d duration=%s", f, c.Failures, c.RetryAfter))
+	case c.AtLimit && note != "counter=device":
+		// A decaying counter at its limit refuses until it forgets a
+		// failure; a device at its limit is forgotten (device_forgotten).
+		write("limit_reached", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d retry_after=%s %s", f, c.Failures, c.RetryAfter, note)))
+	case c.RetryAfter > 0:
+		write("lock_started", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d duration=%s %s", f, c.Failures, c.RetryAfter, note)))
 	}
 }
 

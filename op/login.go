@@ -237,7 +237,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.metrics.attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key)
+		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}
@@ -245,7 +245,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "user lookup", err)
 		return
 	}
-	claim, err := s.claim(ctx, u.ID, u.Username, a.ClientID, storage.FactorPassword)
+	claim, counter, err := s.claimPassword(ctx, w, r, u, a.ClientID)
 	if err != nil {
 		s.internalError(w, r, "password claim", err)
 		return
@@ -266,14 +266,21 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	}
 	if !match {
 		s.metrics.attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "")
+		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.note())
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return
 	}
 	now := s.cfg.now()
-	if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, now); err != nil {
-		s.internalError(w, r, "password success", err)
-		return
+	if counter.device == nil {
+		// The right password gives back only its own claim: the shared
+		// counter holds what it would hold had the owner not signed in,
+		// as an unknown name's does (storage.LockPolicy.Succeeded). A
+		// device's counter starts afresh with the device renewed at the
+		// end of the sign-in.
+		if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, claim, now, s.cfg.PasswordPolicy); err != nil {
+			s.internalError(w, r, "password success", err)
+			return
+		}
 	}
 	// An account waiting for enrolment is password-only: that is allowed
 	// only within Config.EnrollWithin of it being put in that state.
@@ -365,7 +372,7 @@ func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
 		s.metrics.attempt("totp", "replay")
-		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "")
+		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return
 	case errors.Is(err, storage.ErrWrongState):

@@ -140,7 +140,8 @@ func EndedText(e storage.Ended) string { return endedText(e) }
 
 func endedText(e storage.Ended) string {
 	return plural(e.Sessions, "SSO session") + " ended, " + plural(e.Tokens, "token") + " revoked, " +
-		plural(e.SignIns, "sign-in in progress", "sign-ins in progress") + " cancelled"
+		plural(e.SignIns, "sign-in in progress", "sign-ins in progress") + " cancelled, " +
+		plural(e.Devices, "remembered device") + " forgotten"
 }
 
 // plural says n things; the plural form is what+"s" unless given.

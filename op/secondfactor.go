@@ -103,6 +103,9 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 		s.internalError(w, r, "open sso session", err)
 		return false
 	}
+	// Both factors proven in this browser: it is remembered, and its
+	// later password attempts count on its own counter (devices.go).
+	s.rememberDevice(ctx, w, r, a.UserID, now)
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return true
 }
@@ -116,7 +119,7 @@ func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, n
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
-		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "")
+		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 	}
 	return step, match

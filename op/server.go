@@ -54,6 +54,8 @@ type Server struct {
 	auditLimit *auditLimiter
 	// unknownSecret keys the counters of usernames without an account.
 	unknownSecret []byte
+	// deviceSecret signs device cookies (devices.go).
+	deviceSecret []byte
 	handler       http.Handler
 }
 
@@ -98,6 +100,9 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	mac := hmac.New(sha256.New, tokenKey[:])
 	mac.Write([]byte("unknown-username-key"))
 	s.unknownSecret = mac.Sum(nil)
+	mac = hmac.New(sha256.New, tokenKey[:])
+	mac.Write([]byte("device-cookie-key"))
+	s.deviceSecret = mac.Sum(nil)
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,

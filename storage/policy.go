@@ -60,7 +60,8 @@ func (p LockPolicy) Claim(c Counter, now time.Time) (claim AttemptClaim, next Co
 		next.BudgetSpent = next.BudgetLevel > float64(p.Budget)-1
 	}
 	hard := next.HardLocked || next.BudgetSpent
-	return AttemptClaim{Allowed: true, RetryAfter: lock, Failures: next.Failures, HardLocked: hard, AtLimit: atLimit || hard}, next, true
+	return AttemptClaim{Allowed: true, RetryAfter: lock, Failures: next.Failures, HardLocked: hard, AtLimit: atLimit || hard,
+		LockSet: next.LockedUntil}, next, true
 }
 
 // decayed is c's failure count at now under Decay, and the time the decay
@@ -137,6 +138,26 @@ func (p LockPolicy) leak(level float64, at, now int64) float64 {
 // would tell an account from a name without one (README, security model).
 func (c Counter) Succeeded() Counter {
 	return Counter{BudgetLevel: max(0, c.BudgetLevel-1), BudgetAt: c.BudgetAt}
+}
+
+// Succeeded is c after the attempt of claim turned out right (see
+// Store.AttemptSucceeded): a consecutive counter is reset
+// (Counter.Succeeded); a decaying one gets back exactly the failure the
+// claim counted and loses the lock the claim set. That lock is the only
+// one it can hold: the claim was allowed, so no earlier lock was running,
+// and while it runs no other claim changes the counter. A decaying counter
+// thus ends as if the right attempt had never been made, which is what a
+// name without an account, that no attempt ever matches, holds too.
+func (p LockPolicy) Succeeded(c Counter, claim AttemptClaim, now time.Time) Counter {
+	if p.Decay <= 0 {
+		return c.Succeeded()
+	}
+	f, at := p.decayed(c, now.Unix())
+	c.Failures, c.DecayAt = max(0, f-1), at
+	if claim.LockSet != 0 && c.LockedUntil == claim.LockSet {
+		c.LockedUntil = 0
+	}
+	return c
 }
 
 // refusal builds the answer for a locked counter.

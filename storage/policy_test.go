@@ -202,3 +202,35 @@ func TestForgetAt(t *testing.T) {
 		}
 	}
 }
+
+// TestSucceededDecaying: a right attempt on a decaying counter leaves it
+// answering every later claim exactly as if it had not been made, lock
+// included; a lock some other claim set stays.
+func TestSucceededDecaying(t *testing.T) {
+	t0 := time.Unix(1_900_000_000, 0)
+	p := LockPolicy{FreeFailures: 3, BaseLock: 10 * time.Second, MaxLock: 40 * time.Second, HardLimit: 6, Decay: 100 * time.Second}
+	for before := range 6 {
+		var c Counter
+		for i := range before {
+			_, c, _ = p.Claim(c, t0.Add(time.Duration(i)*50*time.Second))
+		}
+		at := t0.Add(time.Duration(before)*50*time.Second + 45*time.Second)
+		claim, next, _ := p.Claim(c, at)
+		if !claim.Allowed {
+			continue
+		}
+		with := p.Succeeded(next, claim, at)
+		for _, d := range []time.Duration{0, time.Second, 30 * time.Second, 99 * time.Second, 500 * time.Second} {
+			a, _, _ := p.Claim(with, at.Add(d))
+			b, _, _ := p.Claim(c, at.Add(d))
+			if a != b {
+				t.Errorf("%d failures before, claim +%s: after a right attempt %+v, without it %+v", before, d, a, b)
+			}
+		}
+	}
+	// A lock set by another claim is not lifted by this claim's success.
+	other := Counter{Failures: 4, LockedUntil: t0.Unix() + 20, DecayAt: t0.Unix()}
+	if got := p.Succeeded(other, AttemptClaim{Allowed: true, LockSet: t0.Unix() + 5}, t0); got.LockedUntil != other.LockedUntil || got.Failures != 3 {
+		t.Fatalf("Succeeded lifted another claim's lock: %+v", got)
+	}
+}

@@ -157,6 +157,9 @@ type AttemptClaim struct {
 	// (HardLocked) or, for a decaying counter, until a failure is
 	// forgotten.
 	AtLimit bool
+	// LockSet is the lock end (unix seconds) this claim set, 0 if none:
+	// AttemptSucceeded gives back exactly this claim.
+	LockSet int64
 }
 
 // AttemptState is the guard's row for one account and factor (operator view).
@@ -434,9 +437,13 @@ type Store interface {
 	// unknown names lock exactly like accounts, so a lock does not reveal
 	// which names exist (SECURITY-RESEARCH R-W5). It never succeeds.
 	ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p LockPolicy) (AttemptClaim, error)
-	// AttemptSucceeded resets the factor's consecutive failures and lock
-	// (storage.Counter.Succeeded): the failure budget stays as it is.
-	AttemptSucceeded(ctx context.Context, userID string, f Factor, now time.Time) error
+	// AttemptSucceeded records that the attempt of claim was right. For a
+	// policy without Decay it resets the factor's consecutive failures and
+	// lock (Counter.Succeeded; the failure budget gives back only this
+	// claim); for a decaying one it gives back only this claim
+	// (LockPolicy.Refunded), so the counter holds what it would hold had
+	// the attempt never been made.
+	AttemptSucceeded(ctx context.Context, userID string, f Factor, claim AttemptClaim, now time.Time, p LockPolicy) error
 	// AttemptStates lists the user's guard rows (empty when never used).
 	AttemptStates(ctx context.Context, userID string) ([]AttemptState, error)
 	// Unlock clears every lock, failure count and failure budget of the

@@ -77,6 +77,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
 	fs.DurationVar(&cfg.TOTPPolicy.BudgetWindow, "totp-budget-window", cfg.TOTPPolicy.BudgetWindow, "the window of --totp-budget (one failure leaks out every window/budget)")
 	registerPolicyFlags(fs, "password", &cfg.PasswordPolicy)
+	fs.DurationVar(&cfg.PasswordPolicy.Decay, "password-decay", cfg.PasswordPolicy.Decay, "each password counter forgets one failure per this; no success resets it, so accounts and unknown names look alike (over a period T at most --password-hard-limit + T/decay failures)")
+	fs.DurationVar(&cfg.DeviceLifetime, "device-lifetime", cfg.DeviceLifetime, "how long a browser stays remembered after its last complete sign-in (its password attempts count on its own counter, so others' failures do not lock it out)")
+	fs.IntVar(&cfg.DeviceMaxFailures, "device-max-failures", cfg.DeviceMaxFailures, "failed passwords with one remembered device's cookie before it is forgotten (at most 100)")
 	pos, err := parseArgs(fs, args, "config")
 	if err != nil {
 		return err
@@ -222,6 +225,10 @@ func registerPolicyFlags(fs *flag.FlagSet, factor string, p *storage.LockPolicy)
 	fs.IntVar(&p.FreeFailures, factor+"-max-failures", p.FreeFailures, "consecutive "+factor+" failures before the first lock")
 	fs.DurationVar(&p.BaseLock, factor+"-lock", p.BaseLock, "first "+factor+" lock duration; each further failure doubles it")
 	fs.DurationVar(&p.MaxLock, factor+"-lock-max", p.MaxLock, "longest "+factor+" lock")
+	if factor == "password" {
+		fs.IntVar(&p.HardLimit, factor+"-hard-limit", p.HardLimit, "most password failures a counter holds; at it, attempts are refused until one is forgotten (--password-decay; at most 100)")
+		return
+	}
 	fs.IntVar(&p.HardLimit, factor+"-hard-limit", p.HardLimit, "consecutive "+factor+" failures that lock until an operator unlocks (at most 100)")
 }
 
@@ -250,6 +257,9 @@ var settingFlags = map[string]string{
 	"PasswordPolicy.BaseLock":     "password-lock",
 	"PasswordPolicy.MaxLock":      "password-lock-max",
 	"PasswordPolicy.HardLimit":    "password-hard-limit",
+	"PasswordPolicy.Decay":        "password-decay",
+	"DeviceLifetime":              "device-lifetime",
+	"DeviceMaxFailures":           "device-max-failures",
 }
 
 // flagErrors turns the *op.ConfigError values in err into one usage error

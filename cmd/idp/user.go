@@ -235,6 +235,27 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		}
 		return t.UTC().Format(time.RFC3339)
 	}
+	devices, err := st.Devices(ctx, u.ID, now)
+	if err != nil {
+		return err
+	}
+	type deviceView struct {
+		Created     string `json:"created"`
+		LastUsed    string `json:"last_used"`
+		Expires     string `json:"expires"`
+		UserAgent   string `json:"user_agent"`
+		Failures    int    `json:"failures"`
+		LockedUntil string `json:"locked_until,omitempty"`
+	}
+	dv := []deviceView{}
+	for _, d := range devices {
+		v := deviceView{Created: ts(d.CreatedAt), LastUsed: ts(d.LastUsedAt), Expires: ts(d.ExpiresAt),
+			UserAgent: d.UserAgent, Failures: d.Failures}
+		if d.LockedUntil.After(now) {
+			v.LockedUntil = ts(d.LockedUntil)
+		}
+		dv = append(dv, v)
+	}
 	var fv []factorView
 	for _, s := range states {
 		fv = append(fv, factorView{
@@ -249,6 +270,7 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		return json.NewEncoder(e.stdout).Encode(map[string]any{
 			"id": u.ID, "username": u.Username, "name": u.Name, "email": u.Email,
 			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "enroll_pending_since": ts(u.EnrollPendingSince), "factors": fv,
+			"devices": dv,
 		})
 	}
 	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
@@ -278,6 +300,18 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		if f.BudgetAt != "" {
 			fmt.Fprintf(e.stdout, "%-10s  failure budget: %.1f used as of %s (successes do not refill it; it leaks by time)\n", "", f.BudgetUsed, f.BudgetAt)
 		}
+		if f.Factor == string(storage.FactorPassword) {
+			fmt.Fprintf(e.stdout, "%-10s  (the shared counter of browsers not remembered; it forgets one failure per --password-decay)\n", "")
+		}
+	}
+	fmt.Fprintf(e.stdout, "devices:    %d remembered (their password attempts count on their own counters)\n", len(dv))
+	for _, d := range dv {
+		state := ""
+		if d.LockedUntil != "" {
+			state = ", LOCKED until " + d.LockedUntil
+		}
+		fmt.Fprintf(e.stdout, "  - since %s, last sign-in %s, expires %s, failures %d%s; %s\n",
+			d.Created, d.LastUsed, d.Expires, d.Failures, state, printable(d.UserAgent))
 	}
 	return nil
 }

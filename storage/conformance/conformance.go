@@ -467,6 +467,7 @@ func claim(t *testing.T, s storage.Store, user string, f storage.Factor, now tim
 
 func wantClaim(t *testing.T, what string, got, want storage.AttemptClaim) {
 	t.Helper()
+	got.LockSet = 0 // an absolute time; RetryAfter says the same
 	if got != want {
 		t.Fatalf("%s: got %+v, want %+v", what, got, want)
 	}
@@ -573,7 +574,7 @@ func testAttemptSucceeded(t *testing.T, s storage.Store) {
 	for i := 1; i <= 3; i++ {
 		claim(t, s, "u1", pw, t0, policy)
 	}
-	ok(t, s.AttemptSucceeded(ctx, "u1", pw, t0.Add(time.Second)), "AttemptSucceeded")
+	ok(t, s.AttemptSucceeded(ctx, "u1", pw, storage.AttemptClaim{}, t0.Add(time.Second), policy), "AttemptSucceeded")
 	states, err := s.AttemptStates(ctx, "u1")
 	ok(t, err, "AttemptStates")
 	same(t, "AttemptStates after success", states, []storage.AttemptState{{UserID: "u1", Factor: pw,
@@ -588,7 +589,7 @@ func testAttemptSucceeded(t *testing.T, s storage.Store) {
 	if c := claim(t, s, "u1", pw, t0.Add(3*time.Second), policy); c.Allowed {
 		t.Fatalf("not locked after %d failures: %+v", policy.FreeFailures, c)
 	}
-	ok(t, s.AttemptSucceeded(ctx, "u1", pw, t0.Add(3*time.Second)), "AttemptSucceeded")
+	ok(t, s.AttemptSucceeded(ctx, "u1", pw, storage.AttemptClaim{}, t0.Add(3*time.Second), policy), "AttemptSucceeded")
 	wantClaim(t, "claim after success lifted the lock", claim(t, s, "u1", pw, t0.Add(3*time.Second), policy),
 		storage.AttemptClaim{Allowed: true, Failures: 1})
 
@@ -601,13 +602,13 @@ func testAttemptSucceeded(t *testing.T, s storage.Store) {
 	if c := claim(t, s, "u1", pw, now, p); !c.Allowed || !c.HardLocked {
 		t.Fatalf("claim reaching HardLimit: %+v", c)
 	}
-	ok(t, s.AttemptSucceeded(ctx, "u1", pw, now), "AttemptSucceeded")
+	ok(t, s.AttemptSucceeded(ctx, "u1", pw, storage.AttemptClaim{}, now, p), "AttemptSucceeded")
 	wantClaim(t, "claim after the HardLimit attempt succeeded", claim(t, s, "u1", pw, now, p),
 		storage.AttemptClaim{Allowed: true, Failures: 1})
 
 	// Success without any claim is harmless.
 	addUser(t, s, "u2")
-	ok(t, s.AttemptSucceeded(ctx, "u2", pw, now), "AttemptSucceeded without row")
+	ok(t, s.AttemptSucceeded(ctx, "u2", pw, storage.AttemptClaim{}, now, policy), "AttemptSucceeded without row")
 	wantClaim(t, "first claim of u2", claim(t, s, "u2", pw, now, policy), storage.AttemptClaim{Allowed: true, Failures: 1})
 }
 
@@ -627,7 +628,7 @@ func testAttemptIndependent(t *testing.T, s storage.Store) {
 		storage.AttemptClaim{Allowed: true, Failures: 1})
 
 	// Resetting one factor leaves the other alone.
-	ok(t, s.AttemptSucceeded(ctx, "u1", storage.FactorTOTP, t0), "AttemptSucceeded totp")
+	ok(t, s.AttemptSucceeded(ctx, "u1", storage.FactorTOTP, storage.AttemptClaim{}, t0, policy), "AttemptSucceeded totp")
 	if c := claim(t, s, "u1", storage.FactorPassword, t0, policy); c.Allowed {
 		t.Fatalf("totp success unlocked the password: %+v", c)
 	}

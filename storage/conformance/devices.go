@@ -14,9 +14,9 @@ var decayPolicy = storage.LockPolicy{FreeFailures: 3, BaseLock: time.Minute, Max
 
 // testAttemptDecay: an account's password counter and an unknown name's
 // follow the same rules over time whatever happens in between: the same
-// claims give the same answers, the owner's success does not reset the
-// account's (a decaying counter has no AttemptSucceeded), the limit ends by
-// decay for both, and GC forgets both at the same moment. A backend must
+// claims give the same answers, the owner's right attempts give back only
+// themselves (they neither reset the counter nor leave a trace), the limit
+// ends by decay for both, and GC forgets both at the same moment. A backend must
 // not be able to tell them apart.
 func testAttemptDecay(t *testing.T, s storage.Store) {
 	ctx := context.Background()
@@ -41,12 +41,25 @@ func testAttemptDecay(t *testing.T, s storage.Store) {
 		steps = append(steps, 5*time.Minute) // past MaxLock: allowed until the limit
 	}
 	steps = append(steps, 30*time.Minute, 31*time.Minute, time.Hour, 10*time.Second, 2*time.Hour, 0, 0, 0, 0)
+	// The owner signs in between the attacker's attempts (her right
+	// attempts are claimed, then given back); the name without an account
+	// sees only the attacker's.
+	owner := func(now time.Time) {
+		c, err := s.ClaimAttempt(ctx, u.ID, storage.FactorPassword, now, p)
+		ok(t, err, "owner's claim")
+		if c.Allowed {
+			ok(t, s.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, c, now, p), "AttemptSucceeded")
+		}
+	}
 	now := t0
 	for i, d := range steps {
 		now = now.Add(d)
 		if i%5 == 4 {
 			_, err := s.GC(ctx, now)
 			ok(t, err, "GC")
+		}
+		if i%3 == 1 {
+			owner(now)
 		}
 		a, k := account(now), unknown(now)
 		if a != k {

@@ -84,7 +84,7 @@ func testAttemptBudget(t *testing.T, s storage.Store) {
 	owner := func() {
 		t.Helper()
 		claim("owner's attempt", true)
-		ok(t, s.AttemptSucceeded(ctx, "u1", storage.FactorTOTP, now), "AttemptSucceeded")
+		ok(t, s.AttemptSucceeded(ctx, "u1", storage.FactorTOTP, storage.AttemptClaim{}, now, policy), "AttemptSucceeded")
 	}
 	claim("first", true)
 	owner()

@@ -57,7 +57,7 @@ func benchClaim(b *testing.B, users int) {
 				start := time.Now()
 				c, err := s.ClaimAttempt(ctx, user, storage.FactorPassword, now, policy)
 				if err == nil && c.Allowed {
-					err = s.AttemptSucceeded(ctx, user, storage.FactorPassword, now)
+					err = s.AttemptSucceeded(ctx, user, storage.FactorPassword, c, now, policy)
 				}
 				lat[i] = time.Since(start)
 				if err != nil {

@@ -249,11 +249,17 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 	return claim, nil
 }
 
-// resetAttempt records a success (storage.Counter.Succeeded): the
-// consecutive failures and their locks end (hard lock included: the
-// attempt that reached HardLimit may itself succeed); the failure budget
-// gives back only this attempt's own claim. No row means nothing to reset.
+// resetAttempt records a success of the second factor inside a completing
+// transaction (storage.Counter.Succeeded): the consecutive failures and
+// their locks end (hard lock included: the attempt that reached HardLimit
+// may itself succeed); the failure budget gives back only this attempt's
+// own claim. No row means nothing to reset.
 func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error {
+	return succeeded(tx, userID, f, now, func(c storage.Counter) storage.Counter { return c.Succeeded() })
+}
+
+// succeeded stores fn of the factor's counter with the success time.
+func succeeded(tx *txn, userID string, f storage.Factor, now time.Time, fn func(storage.Counter) storage.Counter) error {
 	row, err := tx.queryRow(attemptsTable.read, userID, string(f))
 	if err != nil {
 		return err
@@ -262,7 +268,7 @@ func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error
 	if err != nil || !found {
 		return err
 	}
-	n := c.Succeeded()
+	n := fn(c)
 	_, err = tx.exec(`UPDATE attempts SET failures = ?, locked_until = ?, hard_locked = ?, budget_level = ?, budget_at = ?,
 		budget_spent = ?, decay_at = ?, last_success_at = ? WHERE user_id = ? AND factor = ?`,
 		n.Failures, n.LockedUntil, boolInt(n.HardLocked), n.BudgetLevel, n.BudgetAt, boolInt(n.BudgetSpent), n.DecayAt,
@@ -270,9 +276,12 @@ func resetAttempt(tx *txn, userID string, f storage.Factor, now time.Time) error
 	return err
 }
 
-// AttemptSucceeded resets the factor's failures and lock.
-func (s *Store) AttemptSucceeded(ctx context.Context, userID string, f storage.Factor, now time.Time) error {
-	err := s.write(ctx, func(tx *txn) error { return resetAttempt(tx, userID, f, now) })
+// AttemptSucceeded gives back the claim of a right attempt
+// (storage.LockPolicy.Succeeded).
+func (s *Store) AttemptSucceeded(ctx context.Context, userID string, f storage.Factor, claim storage.AttemptClaim, now time.Time, p storage.LockPolicy) error {
+	err := s.write(ctx, func(tx *txn) error {
+		return succeeded(tx, userID, f, now, func(c storage.Counter) storage.Counter { return p.Succeeded(c, claim, now) })
+	})
 	return mapErr("attempt succeeded", err)
 }
 

@@ -1,0 +1,155 @@
+package op
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// Remembered devices: OWASP's "device cookie" answer to the lockout
+// trade-off (Authentication Cheat Sheet; README, security model). A
+// browser that completed a sign-in with both factors holds a signed cookie
+// naming the account; its password attempts for that account count on the
+// device's own counter, so an attacker's guesses from everywhere else lock
+// only the account's shared counter ("untrusted clients"), and the owner
+// still signs in from her devices during the attack. The second factor's
+// counter and budget stay per account: a device cookie proves a past
+// sign-in, not knowledge of the code.
+
+// maxDeviceCookie bounds the cookie value read (a v1 value is ~150 bytes
+// for a 36-byte user id).
+const maxDeviceCookie = 512
+
+// maxUserAgent bounds the user agent kept with a device (operator view).
+const maxUserAgent = 200
+
+func (s *Server) deviceCookieName() string { return s.cookieName("idp_device") }
+
+// deviceMAC signs a device cookie's account and secret, so that a forged
+// or altered cookie is refused before any database read.
+func (s *Server) deviceMAC(uid, secret string) []byte {
+	m := hmac.New(sha256.New, s.deviceSecret)
+	m.Write([]byte("device:v1:" + uid + "." + secret))
+	return []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// presentedDevice is the id hash of the device cookie r carries, when that
+// cookie is well formed, signed by this provider and names userID. The
+// store decides whether it is still live (ClaimDeviceAttempt).
+func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) {
+	c, err := r.Cookie(s.deviceCookieName())
+	if err != nil || len(c.Value) > maxDeviceCookie {
+		return nil, false
+	}
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 4 || parts[0] != "v1" || parts[2] == "" {
+		return nil, false
+	}
+	if subtle.ConstantTimeCompare([]byte(parts[3]), s.deviceMAC(parts[1], parts[2])) != 1 {
+		return nil, false
+	}
+	uid, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || string(uid) != userID {
+		// Another account's device cookie gives nothing here.
+		return nil, false
+	}
+	return hashSecret(parts[2]), true
+}
+
+// rememberDevice gives the browser a new device cookie after a completed
+// sign-in, renewing (and so revoking) the one it presented for the same
+// account. A failure is logged and the sign-in goes on: the device only
+// changes which counter later password attempts use.
+func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, now time.Time) {
+	secret := randomID(32)
+	replaces, _ := s.presentedDevice(r, userID)
+	d := storage.Device{IDHash: hashSecret(secret), UserID: userID, CreatedAt: now, LastUsedAt: now,
+		ExpiresAt: now.Add(s.cfg.DeviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
+	if err := s.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
+		s.log.Warn("remember device", "request_id", infoFrom(ctx).id, "err", err)
+		return
+	}
+	uid := base64.RawURLEncoding.EncodeToString([]byte(userID))
+	http.SetCookie(w, &http.Cookie{
+		Name: s.deviceCookieName(), Value: "v1." + uid + "." + secret + "." + string(s.deviceMAC(uid, secret)),
+		Path: "/", MaxAge: int(s.cfg.DeviceLifetime / time.Second),
+		// Strict: only the provider's own pages ever need to send it.
+		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// cleanUserAgent keeps a printable prefix of a user agent for the
+// operator's list of devices.
+func cleanUserAgent(ua string) string {
+	ua = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(ua, ""))
+	for len(ua) > maxUserAgent {
+		_, size := lastRune(ua)
+		ua = ua[:len(ua)-size]
+	}
+	return ua
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i]&0xC0 != 0x80 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+// passwordCounter names the counter a password attempt was claimed on.
+type passwordCounter struct {
+	device []byte // the remembered device's id hash; nil: the shared counter
+}
+
+func (c passwordCounter) note() string {
+	if c.device != nil {
+		return "counter=device"
+	}
+	return "counter=shared"
+}
+
+// claimPassword claims a password attempt for u: on the device's own
+// counter when r carries a live device cookie for u, otherwise on the
+// account's shared counter (threat model rules 1–4; the device changes
+// only which counter, never the arithmetic).
+func (s *Server) claimPassword(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User, clientID string) (storage.AttemptClaim, passwordCounter, error) {
+	if dev, ok := s.presentedDevice(r, u.ID); ok {
+		c, err := s.store.ClaimDeviceAttempt(ctx, dev, u.ID, s.cfg.now(), s.cfg.devicePolicy())
+		switch {
+		case err == nil:
+			if !c.Allowed {
+				detail := fmt.Sprintf("factor=password counter=device failures=%d retry_after=%s", c.Failures, c.RetryAfter)
+				s.auditLimited(ctx, u.ID, "locked_refused", u.ID, u.Username, clientID, detail)
+			}
+			if c.AtLimit {
+				// The store forgot the device with this claim.
+				s.audit(ctx, "device_forgotten", u.ID, u.Username, clientID,
+					fmt.Sprintf("failures=%d: too many failed passwords with a remembered device's cookie", c.Failures))
+				s.clearCookie(w, s.deviceCookieName())
+			}
+			return c, passwordCounter{device: dev}, nil
+		case !errors.Is(err, storage.ErrNotFound):
+			return c, passwordCounter{}, fmt.Errorf("claim device attempt: %w", err)
+		}
+		// Expired, forgotten or revoked: the browser is untrusted again.
+	}
+	c, err := s.claim(ctx, u.ID, u.Username, clientID, storage.FactorPassword)
+	return c, passwordCounter{}, err
+}
