@@ -56,7 +56,7 @@ type Server struct {
 	unknownSecret []byte
 	// deviceSecret signs device cookies (devices.go).
 	deviceSecret []byte
-	handler       http.Handler
+	handler      http.Handler
 }
 
 // New wires a provider over store. It creates a signing key and the
