@@ -1,0 +1,101 @@
+package op
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDeviceCookie: the cookie a completed sign-in sets names the account
+// and is found again for it; any change to it, a cookie for another
+// account, one signed by another provider, an oversized or malformed one
+// is not a device (its attempts count on the shared counter).
+func TestDeviceCookie(t *testing.T) {
+	ctx := context.Background()
+	st, sealer := testStore(t)
+	cfg := DefaultConfig("https://idp.example")
+	cfg.Sealer = sealer
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
+	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	u, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(ctx, cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0 \x00\u202etest"+strings.Repeat("x", 300))
+	now := time.Now().UTC()
+	srv.rememberDevice(ctx, w, r, u.ID, now)
+	var c *http.Cookie
+	for _, k := range w.Result().Cookies() {
+		if k.Name == "__Host-idp_device" {
+			c = k
+		}
+	}
+	if c == nil || !c.HttpOnly || !c.Secure || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteStrictMode ||
+		c.MaxAge != int(DefaultDeviceLifetime/time.Second) {
+		t.Fatalf("device cookie: %+v", c)
+	}
+	ds, err := st.Devices(ctx, u.ID, now)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("devices after rememberDevice: %+v %v", ds, err)
+	}
+	if ua := ds[0].UserAgent; len(ua) > maxUserAgent || strings.ContainsAny(ua, "\x00\u202e") || !strings.HasPrefix(ua, "Mozilla/5.0 test") {
+		t.Errorf("user agent kept as %q", ua)
+	}
+	with := func(name, value string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/password", nil)
+		r.AddCookie(&http.Cookie{Name: name, Value: value})
+		return r
+	}
+	id, ok := srv.presentedDevice(with(c.Name, c.Value), u.ID)
+	if !ok || !bytes.Equal(id, ds[0].IDHash) {
+		t.Fatalf("the cookie set is not found again: %v", ok)
+	}
+	parts := strings.Split(c.Value, ".")
+	other := base64.RawURLEncoding.EncodeToString([]byte("someone-else"))
+	for name, value := range map[string]string{
+		"other account named": strings.Join([]string{"v1", other, parts[2], parts[3]}, "."),
+		"secret changed":      strings.Join([]string{"v1", parts[1], parts[2] + "A", parts[3]}, "."),
+		"signature changed":   strings.Join([]string{"v1", parts[1], parts[2], strings.ToUpper(parts[3])}, "."),
+		"no signature":        strings.Join(parts[:3], "."),
+		"another version":     strings.Join(append([]string{"v2"}, parts[1:]...), "."),
+		"extra part":          c.Value + ".x",
+		"empty secret":        strings.Join([]string{"v1", parts[1], "", parts[3]}, "."),
+		"oversized":           c.Value + strings.Repeat("A", maxDeviceCookie),
+		"not base64 user":     strings.Join([]string{"v1", "!!", parts[2], parts[3]}, "."),
+		"empty":               "",
+	} {
+		if _, ok := srv.presentedDevice(with(c.Name, value), u.ID); ok {
+			t.Errorf("%s: accepted as a device", name)
+		}
+	}
+	if _, ok := srv.presentedDevice(with(c.Name, c.Value), "someone-else"); ok {
+		t.Error("ann's cookie accepted for another account")
+	}
+	if _, ok := srv.presentedDevice(with("idp_device", c.Value), u.ID); ok {
+		t.Error("the cookie accepted without its __Host- prefix under https")
+	}
+	// A provider with another database (another token key) refuses it.
+	st2, sealer2 := testStore(t)
+	cfg.Sealer = sealer2
+	srv2, err := New(ctx, cfg, st2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv2.presentedDevice(with(c.Name, c.Value), u.ID); ok {
+		t.Error("another provider's signature accepted")
+	}
+}
