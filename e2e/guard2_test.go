@@ -147,8 +147,8 @@ func TestAttackLimitEndsAlike(t *testing.T) {
 func TestAttackDeviceCookie(t *testing.T) {
 	t.Parallel()
 	const deviceMax = 3
-	s := StartServer(t, "--password-max-failures", "3", "--password-lock", "60s", "--password-lock-max", "5m",
-		"--device-max-failures", fmt.Sprint(deviceMax), "--totp-lock", "2s", "--totp-lock-max", "8s")
+	s := StartServer(t, atkArgs(atkMetricsFlag, []string{"--password-max-failures", "3", "--password-lock", "60s", "--password-lock-max", "5m",
+		"--device-max-failures", fmt.Sprint(deviceMax), "--totp-lock", "2s", "--totp-lock-max", "8s"})...)
 	alice := AddUser(t, s.DB, "alice", "correct horse battery")
 	bob := AddUser(t, s.DB, "bob", "staple paper clip")
 	c := AddClient(t, s.DB, "app")
@@ -176,8 +176,12 @@ func TestAttackDeviceCookie(t *testing.T) {
 
 	// The owner, in her browser, signs in during the lock; a wrong code
 	// first still counts on the account's second-factor budget.
+	hashes := atkMetrics(t, s)["idp_password_hashes_total"]
 	f := aliceBrowser.StartFlow(s, c, AuthParams{Extra: url.Values{"prompt": {"login"}}})
 	atkPasswordOK(t, f, alice.Name, alice.Password)
+	if n := atkMetrics(t, s)["idp_password_hashes_total"] - hashes; n != 1 {
+		t.Errorf("the password step with a device cookie computed %v argon2id hashes, want 1 (the password's own)", n)
+	}
 	if p := f.TOTP(atkWrongCodes(alice, 1)[0]); p.Status != http.StatusUnauthorized {
 		t.Fatalf("a wrong code after the device's password: %d", p.Status)
 	}

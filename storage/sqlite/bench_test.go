@@ -32,14 +32,61 @@ func benchStore(b *testing.B, users int) *Store {
 // (ClaimAttempt, then AttemptSucceeded when allowed) with benchWorkers
 // goroutines at once, and reports the latency percentiles of that pair.
 func BenchmarkClaimAttempt(b *testing.B) {
-	b.Run("distinct-users", func(b *testing.B) { benchClaim(b, benchWorkers) })
-	b.Run("one-user", func(b *testing.B) { benchClaim(b, 1) })
+	b.Run("distinct-users", func(b *testing.B) { benchGuard(b, benchWorkers, sharedRoundTrip) })
+	b.Run("one-user", func(b *testing.B) { benchGuard(b, 1, sharedRoundTrip) })
 }
 
-func benchClaim(b *testing.B, users int) {
+// BenchmarkDeviceGuard measures what remembered devices add to a login:
+// the password claim on a device's own counter (which replaces the shared
+// round trip above) and the renewal of the device when the sign-in
+// completes (RememberDevice, one write per completed login).
+func BenchmarkDeviceGuard(b *testing.B) {
+	b.Run("device-claim", func(b *testing.B) { benchGuard(b, benchWorkers, deviceClaim) })
+	b.Run("remember-device", func(b *testing.B) { benchGuard(b, benchWorkers, rememberDevice) })
+}
+
+// benchPassword is the default password policy's shape (a decaying
+// counter; the bench never reaches a lock).
+var benchPassword = storage.LockPolicy{FreeFailures: 1 << 20, BaseLock: time.Second, MaxLock: time.Minute, HardLimit: 1 << 30,
+	Decay: 24 * time.Hour}
+
+// guardOp is one guarded store operation of worker w's user.
+type guardOp func(ctx context.Context, s *Store, user string, w int, now time.Time) error
+
+func sharedRoundTrip(ctx context.Context, s *Store, user string, _ int, now time.Time) error {
+	c, err := s.ClaimAttempt(ctx, user, storage.FactorPassword, now, benchPassword)
+	if err == nil && c.Allowed {
+		err = s.AttemptSucceeded(ctx, user, storage.FactorPassword, c, now, benchPassword)
+	}
+	return err
+}
+
+func benchDevice(w int) []byte { return []byte(fmt.Sprintf("device-%d", w)) }
+
+func deviceClaim(ctx context.Context, s *Store, user string, w int, now time.Time) error {
+	_, err := s.ClaimDeviceAttempt(ctx, benchDevice(w), user, now, benchPassword)
+	return err
+}
+
+func rememberDevice(ctx context.Context, s *Store, user string, w int, now time.Time) error {
+	// Renew worker w's device under a new id, as each completed login
+	// does; the id it replaces is the one this worker stored last.
+	id := []byte(fmt.Sprintf("device-%d-%d", w, now.UnixNano()))
+	d := storage.Device{IDHash: id, UserID: user, CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(time.Hour), UserAgent: "bench"}
+	return s.RememberDevice(ctx, d, benchDevice(w), 20, now)
+}
+
+func benchGuard(b *testing.B, users int, op guardOp) {
 	ctx := context.Background()
 	s := benchStore(b, users)
 	now := time.Now()
+	for w := range benchWorkers {
+		d := storage.Device{IDHash: benchDevice(w), UserID: fmt.Sprintf("u%d", w%users), CreatedAt: now, LastUsedAt: now,
+			ExpiresAt: now.Add(time.Hour)}
+		if err := s.RememberDevice(ctx, d, nil, benchWorkers, now); err != nil {
+			b.Fatal(err)
+		}
+	}
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -55,10 +102,7 @@ func benchClaim(b *testing.B, users int) {
 					return
 				}
 				start := time.Now()
-				c, err := s.ClaimAttempt(ctx, user, storage.FactorPassword, now, policy)
-				if err == nil && c.Allowed {
-					err = s.AttemptSucceeded(ctx, user, storage.FactorPassword, c, now, policy)
-				}
+				err := op(ctx, s, user, w, start)
 				lat[i] = time.Since(start)
 				if err != nil {
 					b.Error(err)
