@@ -124,7 +124,7 @@ func TestAttackLimitEndsAlike(t *testing.T) {
 	// Wait until every failure has decayed (the four left decay from
 	// start+decay), then restart: GC runs at start-up and deletes both
 	// counters by the same rule.
-	time.Sleep(time.Until(start.Add(5*decay + time.Second)))
+	time.Sleep(time.Until(start.Add(5*decay + 2*time.Second)))
 	s.Stop()
 	s.Restart()
 	// Fresh counters for both: the free failures again (what follows them
