@@ -300,3 +300,46 @@ func atkShowJSON(t *testing.T, s *Server, name string, v any) {
 		t.Fatalf("user show output %q: %v", out, err)
 	}
 }
+
+// TestAttackStolenDevicePaced: a thief with a stolen device cookie stops
+// one short of --device-max-failures and then guesses once per password
+// decay period. A device counter does not decay, so the cookie is worth
+// exactly its limit however the guesses are paced; the next one counts on
+// the shared counter. (With the password's decay on device counters, this
+// thief got one guess per period for the device's whole lifetime.)
+func TestAttackStolenDevicePaced(t *testing.T) {
+	t.Parallel()
+	const deviceMax, decay = 3, 2 * time.Second
+	s := StartServer(t, "--device-max-failures", fmt.Sprint(deviceMax), "--password-decay", decay.String(),
+		"--totp-lock", "2s", "--totp-lock-max", "8s")
+	u := AddUser(t, s.DB, "petra", "correct horse battery")
+	c := AddClient(t, s.DB, "app")
+	owner := NewBrowser(t, "127.0.0.2")
+	if p := g2Login(t, owner, s, c, u, false); p.Status != http.StatusSeeOther {
+		t.Fatalf("the owner's sign-in: %d", p.Status)
+	}
+	thief := atkFrom(t, owner, "127.0.0.90")
+	for i := range 2 + 3 {
+		if i >= 2 {
+			time.Sleep(decay + 200*time.Millisecond)
+		}
+		f := thief.StartFlow(s, c, AuthParams{Extra: url.Values{"prompt": {"login"}}})
+		f.Password(u.Name, "wrong-"+randString())
+	}
+	onDevice, shared := 0, 0
+	for _, e := range atkOfType(atkAudit(t, s.DB, u.Name), "password_failed") {
+		switch {
+		case strings.Contains(e.Detail, "counter=device"):
+			onDevice++
+		case strings.Contains(e.Detail, "counter=shared"):
+			shared++
+		}
+	}
+	t.Logf("5 paced guesses with a stolen device cookie: %d on the device counter, %d on the shared one", onDevice, shared)
+	if onDevice != deviceMax || shared != 5-deviceMax {
+		t.Errorf("paced guesses: %d on the device, %d shared; want %d and %d", onDevice, shared, deviceMax, 5-deviceMax)
+	}
+	if n := atkShowDevices(t, s, u.Name); n != 0 {
+		t.Errorf("the device is still remembered after its limit (%d)", n)
+	}
+}

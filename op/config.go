@@ -115,6 +115,9 @@ var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * 
 const (
 	DefaultDeviceLifetime    = 180 * 24 * time.Hour
 	DefaultDeviceMaxFailures = 10
+	// maxPasswordDecay is the longest --password-decay: at the limit an
+	// untrusted browser waits one decay period per guess.
+	maxPasswordDecay = 30 * 24 * time.Hour
 	// maxDevicesPerUser bounds what one account can make the server store.
 	maxDevicesPerUser = 20
 	// maxDeviceLifetime is the longest cookie lifetime browsers keep
@@ -199,10 +202,11 @@ func (c *Config) Validate() error {
 		// arithmetic").
 		bad("TOTPPolicy.Budget", "must be at least 1, not %d: the second factor needs a failure budget that successes do not refill", c.TOTPPolicy.Budget)
 	}
-	if c.PasswordPolicy.Decay < time.Second {
-		// Success resets would tell accounts from unknown names (README,
-		// security model).
-		bad("PasswordPolicy.Decay", "must be at least 1s, not %s: password counters forget failures by time, never by a success", c.PasswordPolicy.Decay)
+	if c.PasswordPolicy.Decay < time.Second || c.PasswordPolicy.Decay > maxPasswordDecay {
+		// Success resets would tell accounts from unknown names; a decay
+		// of years would make the limit a lock without end for every
+		// browser not remembered (README, security model).
+		bad("PasswordPolicy.Decay", "must be between 1s and 720h (30 days), not %s: password counters forget failures by time, never by a success", c.PasswordPolicy.Decay)
 	}
 	if c.TOTPPolicy.Decay != 0 {
 		bad("TOTPPolicy.Decay", "must be 0, not %s: the second factor keeps its hard lock and its budget", c.TOTPPolicy.Decay)
@@ -323,12 +327,18 @@ func ValidateIssuer(issuer string) error {
 }
 
 // devicePolicy is a remembered device's password counter: the password
-// policy's delays and decay, and its own limit, at which the device is
-// forgotten (storage.Store.ClaimDeviceAttempt).
+// policy's delays and its own limit, at which the device is forgotten
+// (storage.Store.ClaimDeviceAttempt).
+//
+// It does not decay: its failures count from the device's last complete
+// sign-in (which renews the device with an empty counter), so a stolen
+// device cookie is worth DeviceMaxFailures guesses however slowly they
+// come, never one more per decay period.
 func (c *Config) devicePolicy() storage.LockPolicy {
 	p := c.PasswordPolicy
 	p.HardLimit = c.DeviceMaxFailures
 	p.FreeFailures = min(p.FreeFailures, p.HardLimit)
+	p.Decay = 0
 	return p
 }
 

@@ -76,6 +76,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero password policy", func(c *Config) { c.PasswordPolicy = storage.LockPolicy{} },
 			[]string{"PasswordPolicy.FreeFailures", "PasswordPolicy.BaseLock", "PasswordPolicy.HardLimit", "PasswordPolicy.Decay"}},
 		{"password counters reset by success", func(c *Config) { c.PasswordPolicy.Decay = 0 }, []string{"PasswordPolicy.Decay"}},
+		{"password decay of years", func(c *Config) { c.PasswordPolicy.Decay = 3 * 365 * 24 * time.Hour }, []string{"PasswordPolicy.Decay"}},
 		{"decaying second factor", func(c *Config) { c.TOTPPolicy.Decay = time.Hour }, []string{"TOTPPolicy.Decay"}},
 		{"device cookie beyond 400 days", func(c *Config) { c.DeviceLifetime = 401 * 24 * time.Hour }, []string{"DeviceLifetime"}},
 		{"device never forgotten", func(c *Config) { c.DeviceMaxFailures = 0 }, []string{"DeviceMaxFailures"}},
