@@ -216,6 +216,17 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, msgLongPassword)
 		return
 	}
+	// The hashing slot before the claim: a claim is counted before its
+	// answer is known, and a right password gives it back only afterwards
+	// (storage.LockPolicy.Succeeded). Waiting for hashing capacity first
+	// keeps that window to one hash, however long the queue an attacker
+	// builds with made-up names (README, security model rule 3).
+	slot, err := s.hasher.Reserve(ctx)
+	if err != nil {
+		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
+		return
+	}
+	defer slot.Release()
 	u, err := s.store.UserByUsername(ctx, username)
 	if errors.Is(err, storage.ErrNotFound) {
 		// An unknown name is counted and locked like an account (R-W5),
@@ -232,10 +243,11 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return
 		}
-		if _, err := s.hasher.Verify(ctx, "", password); errors.Is(err, ErrHashBusy) {
-			s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
+		if _, err := slot.Verify("", password); err != nil {
+			s.internalError(w, r, "password verify", err)
 			return
 		}
+		slot.Release()
 		s.metrics.attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
@@ -255,11 +267,8 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return
 	}
-	match, err := s.hasher.Verify(ctx, u.PasswordHash, password)
-	if errors.Is(err, ErrHashBusy) {
-		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
-		return
-	}
+	match, err := slot.Verify(u.PasswordHash, password)
+	slot.Release()
 	if err != nil {
 		s.internalError(w, r, "password verify", err)
 		return

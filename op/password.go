@@ -77,6 +77,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	defer h.release()
+	h.computed.Add(1)
 	return h.hashUnbounded(password)
 }
 
@@ -84,9 +85,47 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 // empty encoded (unknown user) is checked against a dummy hash so that the
 // answer costs the same as for a real account (threat model rule 11).
 func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, error) {
+	slot, err := h.Reserve(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer slot.Release()
+	return slot.Verify(encoded, password)
+}
+
+// Slot is a hashing slot taken by Reserve, so that a caller can wait for
+// hashing capacity before it claims an attempt: the claim and the hash
+// then follow each other within one hash time, however long the queue
+// (the window in which a claim is counted but not yet known to be right,
+// README, security model rule 3).
+type Slot struct {
+	h    *Hasher
+	done bool
+}
+
+// Reserve waits for a hashing slot (ErrHashBusy after the queue timeout).
+// The caller must Release it.
+func (h *Hasher) Reserve(ctx context.Context) (*Slot, error) {
+	if err := h.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return &Slot{h: h}, nil
+}
+
+// Release gives the slot back; a second call does nothing.
+func (s *Slot) Release() {
+	if !s.done {
+		s.done = true
+		s.h.release()
+	}
+}
+
+// Verify is Hasher.Verify on the reserved slot: it never waits.
+func (s *Slot) Verify(encoded, password string) (bool, error) {
 	if len(password) > MaxPasswordBytes {
 		return false, ErrPasswordTooLong
 	}
+	h := s.h
 	password = normalizePassword(password)
 	real := encoded != ""
 	if !real {
@@ -99,10 +138,7 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if err := h.acquire(ctx); err != nil {
-		return false, err
-	}
-	defer h.release()
+	h.computed.Add(1)
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	ok := subtle.ConstantTimeCompare(got, want) == 1
 	return ok && real, nil
@@ -145,7 +181,6 @@ func (h *Hasher) acquire(ctx context.Context) error {
 			break
 		}
 	}
-	h.computed.Add(1)
 	return nil
 }
 

@@ -19,6 +19,11 @@ type Counter struct {
 	// DecayAt is when the decay of Failures is measured from
 	// (LockPolicy.Decay): one failure is forgotten every Decay after it.
 	DecayAt int64
+	// Claims counts the allowed claims ever made on the counter, and
+	// ClaimAt is when the last was: a success gives back its own claim
+	// exactly, knowing whether others came after it (Succeeded).
+	Claims  int64
+	ClaimAt int64
 }
 
 // Claim is the attempt guard's one decision, shared by every backend so
@@ -36,7 +41,8 @@ func (p LockPolicy) Claim(c Counter, now time.Time) (claim AttemptClaim, next Co
 	if failures == 0 {
 		decayAt = nowU
 	}
-	next = Counter{Failures: failures + 1, BudgetLevel: c.BudgetLevel, BudgetAt: c.BudgetAt, DecayAt: decayAt}
+	next = Counter{Failures: failures + 1, BudgetLevel: c.BudgetLevel, BudgetAt: c.BudgetAt, DecayAt: decayAt,
+		Claims: c.Claims + 1, ClaimAt: nowU}
 	lock := p.LockFor(next.Failures)
 	if lock > 0 {
 		next.LockedUntil = nowU + ceilSeconds(lock)
@@ -61,7 +67,7 @@ func (p LockPolicy) Claim(c Counter, now time.Time) (claim AttemptClaim, next Co
 	}
 	hard := next.HardLocked || next.BudgetSpent
 	return AttemptClaim{Allowed: true, RetryAfter: lock, Failures: next.Failures, HardLocked: hard, AtLimit: atLimit || hard,
-		LockSet: next.LockedUntil}, next, true
+		Seq: next.Claims}, next, true
 }
 
 // decayed is c's failure count at now under Decay, and the time the decay
@@ -143,19 +149,33 @@ func (c Counter) Succeeded() Counter {
 // Succeeded is c after the attempt of claim turned out right (see
 // Store.AttemptSucceeded): a consecutive counter is reset
 // (Counter.Succeeded); a decaying one gets back exactly the failure the
-// claim counted and loses the lock the claim set. That lock is the only
-// one it can hold: the claim was allowed, so no earlier lock was running,
-// and while it runs no other claim changes the counter. A decaying counter
-// thus ends as if the right attempt had never been made, which is what a
-// name without an account, that no attempt ever matches, holds too.
+// claim counted, and its lock is the one the failures left would have set:
+//
+//   - no claim since this one: no lock (this claim was allowed, so no
+//     earlier lock was running, and the one it set is withdrawn);
+//   - later claims: each counted this one too, and the last of them, at
+//     ClaimAt, set the lock for one failure more than remains; it is
+//     recomputed for the count without this claim.
+//
+// So a decaying counter ends as if the right attempt had never been made,
+// which is what a name without an account, that no attempt ever matches,
+// holds too. What cannot be undone is an answer given meanwhile: a claim
+// made between this one and its success saw one failure more (a lock or
+// the limit one attempt early). The login takes its hashing slot before it
+// claims, so that window is one hash (README, security model rule 3).
 func (p LockPolicy) Succeeded(c Counter, claim AttemptClaim, now time.Time) Counter {
 	if p.Decay <= 0 {
 		return c.Succeeded()
 	}
+	later := c.Claims != claim.Seq
+	failures := c.Failures
 	f, at := p.decayed(c, now.Unix())
 	c.Failures, c.DecayAt = max(0, f-1), at
-	if claim.LockSet != 0 && c.LockedUntil == claim.LockSet {
-		c.LockedUntil = 0
+	c.LockedUntil = 0
+	if later {
+		if lock := p.LockFor(failures - 1); lock > 0 {
+			c.LockedUntil = c.ClaimAt + ceilSeconds(lock)
+		}
 	}
 	return c
 }

@@ -223,14 +223,35 @@ func TestSucceededDecaying(t *testing.T) {
 		for _, d := range []time.Duration{0, time.Second, 30 * time.Second, 99 * time.Second, 500 * time.Second} {
 			a, _, _ := p.Claim(with, at.Add(d))
 			b, _, _ := p.Claim(c, at.Add(d))
+			a.Seq, b.Seq = 0, 0 // the right attempt was numbered too
 			if a != b {
 				t.Errorf("%d failures before, claim +%s: after a right attempt %+v, without it %+v", before, d, a, b)
 			}
 		}
 	}
-	// A lock set by another claim is not lifted by this claim's success.
-	other := Counter{Failures: 4, LockedUntil: t0.Unix() + 20, DecayAt: t0.Unix()}
-	if got := p.Succeeded(other, AttemptClaim{Allowed: true, LockSet: t0.Unix() + 5}, t0); got.LockedUntil != other.LockedUntil || got.Failures != 3 {
-		t.Fatalf("Succeeded lifted another claim's lock: %+v", got)
+	// A wrong attempt claimed between a right one and its success: the
+	// counter then answers like one that only ever saw the wrong attempt
+	// (its lock recomputed for the count without the right one).
+	for before := range 6 {
+		var c Counter
+		for i := range before {
+			_, c, _ = p.Claim(c, t0.Add(time.Duration(i)*50*time.Second))
+		}
+		at := t0.Add(time.Duration(before)*50*time.Second + 45*time.Second)
+		right, withRight, _ := p.Claim(c, at)
+		wrong, withBoth, _ := p.Claim(withRight, at.Add(time.Second))
+		if !right.Allowed || !wrong.Allowed {
+			continue
+		}
+		refunded := p.Succeeded(withBoth, right, at.Add(2*time.Second))
+		_, onlyWrong, _ := p.Claim(c, at.Add(time.Second))
+		for _, d := range []time.Duration{2 * time.Second, 5 * time.Second, 30 * time.Second, 99 * time.Second, 500 * time.Second} {
+			a, _, _ := p.Claim(refunded, at.Add(d))
+			b, _, _ := p.Claim(onlyWrong, at.Add(d))
+			a.Seq, b.Seq = 0, 0
+			if a != b {
+				t.Errorf("%d failures before, a wrong attempt during a right one, claim +%s: %+v, with only the wrong one %+v", before, d, a, b)
+			}
+		}
 	}
 }

@@ -157,9 +157,9 @@ type AttemptClaim struct {
 	// (HardLocked) or, for a decaying counter, until a failure is
 	// forgotten.
 	AtLimit bool
-	// LockSet is the lock end (unix seconds) this claim set, 0 if none:
-	// AttemptSucceeded gives back exactly this claim.
-	LockSet int64
+	// Seq numbers this claim among the counter's claims, so that
+	// AttemptSucceeded gives back exactly this one.
+	Seq int64
 }
 
 // AttemptState is the guard's row for one account and factor (operator view).

@@ -22,14 +22,18 @@ func testAttemptDecay(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	p := decayPolicy
 	u := addUser(t, s, "u1")
+	// Seq is each counter's own numbering of its claims (the owner's are
+	// numbered too); everything else must be equal.
 	account := func(now time.Time) storage.AttemptClaim {
 		c, err := s.ClaimAttempt(ctx, u.ID, storage.FactorPassword, now, p)
 		ok(t, err, "ClaimAttempt")
+		c.Seq = 0
 		return c
 	}
 	unknown := func(now time.Time) storage.AttemptClaim {
 		c, err := s.ClaimUnknownAttempt(ctx, "k1", now, p)
 		ok(t, err, "ClaimUnknownAttempt")
+		c.Seq = 0
 		return c
 	}
 	// A schedule: bursts, waits inside locks, waits past decays, GC runs.
@@ -261,5 +265,72 @@ func testDevicesConcurrent(t *testing.T, s storage.Store) {
 	if allowed != p.HardLimit || atLimit != 1 || got["nil"]+got["notfound"] != 30 {
 		t.Fatalf("30 concurrent claims: %d allowed, %d at the limit, errors %v; want %d, 1, only not-found",
 			allowed, atLimit, got, p.HardLimit)
+	}
+}
+
+// testAttemptRefundRace: a wrong attempt claimed while the owner's right
+// one is being verified leaves the account's counter exactly where the
+// wrong attempt alone leaves an unknown name's: same count, same lock (the
+// review's race: the wrong claim, counted one higher, set a lock that
+// survived the owner's success).
+func testAttemptRefundRace(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := decayPolicy // 3 free failures, then 1 min doubling to 4 min
+	u := addUser(t, s, "u1")
+	unknown := func(now time.Time) storage.AttemptClaim {
+		c, err := s.ClaimUnknownAttempt(ctx, "k1", now, p)
+		ok(t, err, "ClaimUnknownAttempt")
+		c.Seq = 0
+		return c
+	}
+	account := func(now time.Time) storage.AttemptClaim {
+		c := claim(t, s, u.ID, storage.FactorPassword, now, p)
+		c.Seq = 0
+		return c
+	}
+	now := t0
+	account(now)
+	unknown(now)
+	right := claim(t, s, u.ID, storage.FactorPassword, now.Add(time.Second), p) // the owner's: 2, no lock
+	if a, k := account(now.Add(2*time.Second)), unknown(now.Add(2*time.Second)); !a.Allowed || !k.Allowed {
+		t.Fatalf("the racing wrong claims: account %+v, unknown %+v", a, k)
+	}
+	ok(t, s.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, right, now.Add(3*time.Second), p), "AttemptSucceeded")
+	for _, d := range []time.Duration{4 * time.Second, 5 * time.Second, 70 * time.Second, 71 * time.Second} {
+		if a, k := account(now.Add(d)), unknown(now.Add(d)); a != k {
+			t.Fatalf("+%s after the race: account %+v, unknown name %+v", d, a, k)
+		}
+	}
+	// Another account and name with 2 failures each. The owner's claim
+	// brings the account to the first lock (1 min); a wrong claim allowed
+	// after that lock ran out but before her success set the 2 min lock of
+	// one failure more: her success recomputes it as the 1 min lock the
+	// unknown name got.
+	u = addUser(t, s, "u2")
+	unknownKey := "k2"
+	unknown = func(now time.Time) storage.AttemptClaim {
+		c, err := s.ClaimUnknownAttempt(ctx, unknownKey, now, p)
+		ok(t, err, "ClaimUnknownAttempt")
+		c.Seq = 0
+		return c
+	}
+	now = t0.Add(time.Hour)
+	for range 2 {
+		account(now)
+		unknown(now)
+	}
+	right = claim(t, s, u.ID, storage.FactorPassword, now, p)
+	if right.RetryAfter != time.Minute {
+		t.Fatalf("the owner's claim: %+v", right)
+	}
+	late := now.Add(61 * time.Second)
+	if a, k := account(late), unknown(late); !a.Allowed || !k.Allowed || a.RetryAfter != 2*time.Minute || k.RetryAfter != time.Minute {
+		t.Fatalf("the late wrong claims: account %+v, unknown %+v", a, k)
+	}
+	ok(t, s.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, right, late, p), "AttemptSucceeded")
+	for _, d := range []time.Duration{62 * time.Second, 120 * time.Second, 121 * time.Second, 122 * time.Second, 10 * time.Hour} {
+		if a, k := account(now.Add(d)), unknown(now.Add(d)); a != k {
+			t.Fatalf("+%s after the late race: account %+v, unknown name %+v", d, a, k)
+		}
 	}
 }

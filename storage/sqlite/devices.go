@@ -77,9 +77,9 @@ func (s *Store) ClaimDeviceAttempt(ctx context.Context, idHash []byte, userID st
 			return err
 		}
 		_, err = tx.exec(`UPDATE devices SET failures = ?, locked_until = ?, hard_locked = ?, budget_level = ?, budget_at = ?,
-			budget_spent = ?, decay_at = ?, last_failure_at = ? WHERE id_hash = ?`,
+			budget_spent = ?, decay_at = ?, claims = ?, last_failure_at = ? WHERE id_hash = ?`,
 			next.Failures, next.LockedUntil, boolInt(next.HardLocked), next.BudgetLevel, next.BudgetAt,
-			boolInt(next.BudgetSpent), next.DecayAt, now.Unix(), idHash)
+			boolInt(next.BudgetSpent), next.DecayAt, next.Claims, next.ClaimAt, idHash)
 		return err
 	})
 	if errors.Is(err, storage.ErrNotFound) {

@@ -164,19 +164,20 @@ type counterTable struct {
 
 // counterColumns are a counter's columns in every counter table, in the
 // order scanCounter reads them.
-const counterColumns = `failures, locked_until, hard_locked, budget_level, budget_at, budget_spent, decay_at`
+const counterColumns = `failures, locked_until, hard_locked, budget_level, budget_at, budget_spent, decay_at,
+	claims, last_failure_at`
 
 var (
 	attemptsTable = counterTable{
 		read: `SELECT ` + counterColumns + ` FROM attempts WHERE user_id = ? AND factor = ?`,
-		upsert: `INSERT INTO attempts (` + counterColumns + `, forget_at, last_failure_at, user_id, factor)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		upsert: `INSERT INTO attempts (` + counterColumns + `, forget_at, user_id, factor)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (user_id, factor) DO UPDATE SET ` + counterUpdate,
 	}
 	unknownAttemptsTable = counterTable{
 		read: `SELECT ` + counterColumns + ` FROM unknown_attempts WHERE key = ?`,
-		upsert: `INSERT INTO unknown_attempts (` + counterColumns + `, forget_at, last_failure_at, key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		upsert: `INSERT INTO unknown_attempts (` + counterColumns + `, forget_at, key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET ` + counterUpdate,
 	}
 )
@@ -184,24 +185,24 @@ var (
 const counterUpdate = `failures = excluded.failures,
 	locked_until = excluded.locked_until, hard_locked = excluded.hard_locked,
 	budget_level = excluded.budget_level, budget_at = excluded.budget_at,
-	budget_spent = excluded.budget_spent, decay_at = excluded.decay_at,
-	forget_at = excluded.forget_at, last_failure_at = excluded.last_failure_at`
+	budget_spent = excluded.budget_spent, decay_at = excluded.decay_at, claims = excluded.claims,
+	last_failure_at = excluded.last_failure_at, forget_at = excluded.forget_at`
 
 // scanCounter reads counterColumns; no row is the empty counter.
 func scanCounter(row *sql.Row) (storage.Counter, bool, error) {
 	var c storage.Counter
-	err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent, &c.DecayAt)
+	err := row.Scan(&c.Failures, &c.LockedUntil, &c.HardLocked, &c.BudgetLevel, &c.BudgetAt, &c.BudgetSpent, &c.DecayAt,
+		&c.Claims, &c.ClaimAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Counter{}, false, nil
 	}
 	return c, err == nil, err
 }
 
-// counterArgs are next's values for counterColumns, forget_at and
-// last_failure_at.
-func counterArgs(p storage.LockPolicy, next storage.Counter, now time.Time) []any {
+// counterArgs are next's values for counterColumns and forget_at.
+func counterArgs(p storage.LockPolicy, next storage.Counter) []any {
 	return []any{next.Failures, next.LockedUntil, boolInt(next.HardLocked), next.BudgetLevel, next.BudgetAt,
-		boolInt(next.BudgetSpent), next.DecayAt, p.ForgetAt(next), now.Unix()}
+		boolInt(next.BudgetSpent), next.DecayAt, next.Claims, next.ClaimAt, p.ForgetAt(next)}
 }
 
 // claim reads the counter keyed by key in t and stores the guard's
@@ -240,7 +241,7 @@ func (s *Store) claim(ctx context.Context, t counterTable, now time.Time, p stor
 		if !changed {
 			return nil
 		}
-		_, err = tx.exec(t.upsert, append(counterArgs(p, next, now), key...)...)
+		_, err = tx.exec(t.upsert, append(counterArgs(p, next), key...)...)
 		return err
 	})
 	if err != nil {

@@ -7,9 +7,13 @@
 -- becomes the same as none (storage.LockPolicy.ForgetAt); garbage
 -- collection deletes password counters of accounts and of unknown names by
 -- that one rule.
+-- claims numbers the allowed claims, so that a right password gives back
+-- exactly its own (storage.LockPolicy.Succeeded).
 ALTER TABLE attempts ADD COLUMN decay_at  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN claims    INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN forget_at INTEGER NOT NULL DEFAULT 9223372036854775807;
 ALTER TABLE unknown_attempts ADD COLUMN decay_at  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE unknown_attempts ADD COLUMN claims    INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE unknown_attempts ADD COLUMN forget_at INTEGER NOT NULL DEFAULT 9223372036854775807;
 
 -- Existing password counters: hard locks become counts that decay from the
@@ -43,6 +47,7 @@ CREATE TABLE devices (
     budget_at       INTEGER NOT NULL DEFAULT 0,
     budget_spent    INTEGER NOT NULL DEFAULT 0,
     decay_at        INTEGER NOT NULL DEFAULT 0,
+    claims          INTEGER NOT NULL DEFAULT 0,
     last_failure_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX devices_user ON devices (user_id, last_used_at);
