@@ -380,3 +380,36 @@ func TestAttackRefundRace(t *testing.T) {
 		g2Alike(t, fmt.Sprintf("round %d, the attempt after the race", round), next, nextK)
 	}
 }
+
+// TestAttackCreateDeleteInvisible (from the hostile review): a name held
+// at the password limit keeps answering 429 when an account is created
+// under it, and an account held at the limit keeps answering 429 when it
+// is deleted; both used to answer 401 at once, telling the attacker the
+// moment an account appeared (password-only during its enrolment window)
+// or went.
+func TestAttackCreateDeleteInvisible(t *testing.T) {
+	t.Parallel()
+	s := StartServer(t, "--password-max-failures", "3", "--password-hard-limit", "4", "--password-lock", "1s",
+		"--password-lock-max", "1s", "--password-decay", "1h", "--totp-lock", "2s", "--totp-lock-max", "8s")
+	c := AddClient(t, s.DB, "app")
+	dora := AddUser(t, s.DB, "dora", "correct horse battery")
+	for i := range 4 {
+		if i == 3 {
+			time.Sleep(1100 * time.Millisecond) // past the lock the third set
+		}
+		g2Wrong(t, s, c, "127.0.0.70", "newhire")
+		g2Wrong(t, s, c, "127.0.0.70", dora.Name)
+	}
+	for _, n := range []string{"newhire", dora.Name} {
+		if p := g2Wrong(t, s, c, "127.0.0.71", n); p.Status != http.StatusTooManyRequests {
+			t.Fatalf("%s is not at the limit: %s", n, g2Answer(p))
+		}
+	}
+	AddUser(t, s.DB, "newhire", "staple paper clip")
+	CLI(t, s.DB, "", "user", "delete", dora.Name)
+	for _, n := range []string{"newhire", dora.Name} {
+		if p := g2Wrong(t, s, c, "127.0.0.72", n); p.Status != http.StatusTooManyRequests {
+			t.Errorf("%s after the account was created or deleted: %s, want 429 as before", n, g2Answer(p))
+		}
+	}
+}

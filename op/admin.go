@@ -84,7 +84,14 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 		return CreatedUser{}, err
 	}
 	now := a.now()
-	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified, PasswordHash: hash, CreatedAt: now}
+	// The name's unknown-name counter becomes the account's: creating the
+	// account must not show to someone holding the name at the limit.
+	tokenKey, err := openTokenKey(ctx, a.Sealer, a.Store)
+	if err != nil {
+		return CreatedUser{}, err
+	}
+	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified,
+		PasswordHash: hash, CreatedAt: now, NameKey: nameKey(deriveKey(tokenKey, "unknown-username-key"), username)}
 	if nu.SkipTOTP {
 		// Password-only until enrolment: the provider lets that last
 		// Config.EnrollWithin from now.

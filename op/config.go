@@ -110,8 +110,9 @@ var DefaultPasswordPolicy = storage.LockPolicy{FreeFailures: 10, BaseLock: 30 * 
 	Decay: 24 * time.Hour}
 
 // Remembered devices: 180 days from the last sign-in in the browser, and
-// forgotten at their 10th failed password (a stolen device cookie is worth
-// 10 guesses, then counts with everyone else's).
+// forgotten at their 10th failed password since it (their counters do not
+// decay: a stolen device cookie is worth 10 guesses however they are paced,
+// then counts with everyone else's).
 const (
 	DefaultDeviceLifetime    = 180 * 24 * time.Hour
 	DefaultDeviceMaxFailures = 10

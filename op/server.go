@@ -97,12 +97,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	mac := hmac.New(sha256.New, tokenKey[:])
-	mac.Write([]byte("unknown-username-key"))
-	s.unknownSecret = mac.Sum(nil)
-	mac = hmac.New(sha256.New, tokenKey[:])
-	mac.Write([]byte("device-cookie-key"))
-	s.deviceSecret = mac.Sum(nil)
+	s.unknownSecret = deriveKey(tokenKey, "unknown-username-key")
+	s.deviceSecret = deriveKey(tokenKey, "device-cookie-key")
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
@@ -157,21 +153,27 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 // database (any of them can read a token another issued) and sealed like
 // every secret; the first process creates it.
 func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
+	return openTokenKey(ctx, s.cfg.Sealer, s.store)
+}
+
+// openTokenKey opens the database's opaque-token key, creating it on first
+// use; the keys of unknown-name counters and device cookies derive from it.
+func openTokenKey(ctx context.Context, sealer *Sealer, store storage.Store) ([32]byte, error) {
 	var key [32]byte
 	fresh := make([]byte, 32)
 	if _, err := rand.Read(fresh); err != nil {
 		return key, err
 	}
 	name := storage.SealedSettingPrefix + "oidc_token_key"
-	sealed, err := s.cfg.Sealer.Seal(ctx, aadSetting(name), fresh)
+	sealed, err := sealer.Seal(ctx, aadSetting(name), fresh)
 	if err != nil {
 		return key, err
 	}
-	stored, err := s.store.PutSettingIfAbsent(ctx, name, sealed)
+	stored, err := store.PutSettingIfAbsent(ctx, name, sealed)
 	if err != nil {
 		return key, fmt.Errorf("token key: %w", err)
 	}
-	plain, err := s.cfg.Sealer.Open(aadSetting(name), stored)
+	plain, err := sealer.Open(aadSetting(name), stored)
 	if err != nil || len(plain) != 32 {
 		return key, fmt.Errorf("token key: %w", errors.Join(ErrSecretKey, err))
 	}
@@ -182,10 +184,19 @@ func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
 // unknownKey is the counter key of a username without an account: a keyed
 // hash, so the table holds no submitted names and is the same in every
 // process on the database.
-func (s *Server) unknownKey(username string) string {
-	mac := hmac.New(sha256.New, s.unknownSecret)
+func (s *Server) unknownKey(username string) string { return nameKey(s.unknownSecret, username) }
+
+func nameKey(secret []byte, username string) string {
+	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(username))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// deriveKey is a purpose-bound key from the token key.
+func deriveKey(tokenKey [32]byte, purpose string) []byte {
+	mac := hmac.New(sha256.New, tokenKey[:])
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
 }
 
 // Handler is the provider's HTTP handler.

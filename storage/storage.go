@@ -95,6 +95,12 @@ type User struct {
 	// zero while it has a confirmed one. The provider lets the password
 	// alone through only for a while after it.
 	EnrollPendingSince time.Time
+	// NameKey is the key of the username's failure counter while it has
+	// no account (ClaimUnknownAttempt). CreateUser makes that counter the
+	// account's password counter and DeleteUser makes it the name's again,
+	// so that someone holding a name at the limit sees nothing change when
+	// an account is created or deleted. Empty: nothing moves.
+	NameKey string
 }
 
 // TOTPCredential is a user's TOTP secret. Secret is stored as given: the

@@ -77,7 +77,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
 	fs.DurationVar(&cfg.TOTPPolicy.BudgetWindow, "totp-budget-window", cfg.TOTPPolicy.BudgetWindow, "the window of --totp-budget (one failure leaks out every window/budget)")
 	registerPolicyFlags(fs, "password", &cfg.PasswordPolicy)
-	fs.DurationVar(&cfg.PasswordPolicy.Decay, "password-decay", cfg.PasswordPolicy.Decay, "each password counter forgets one failure per this; no success resets it, so accounts and unknown names look alike (over a period T at most --password-hard-limit + T/decay failures)")
+	fs.DurationVar(&cfg.PasswordPolicy.Decay, "password-decay", cfg.PasswordPolicy.Decay, "each password counter forgets one failure per this (at most 720h); no success resets it, so accounts and unknown names look alike (over a period T the shared counter evaluates at most --password-hard-limit + T/decay wrong passwords; each remembered device at most --device-max-failures more)")
 	fs.DurationVar(&cfg.DeviceLifetime, "device-lifetime", cfg.DeviceLifetime, "how long a browser stays remembered after its last complete sign-in (its password attempts count on its own counter, so others' failures do not lock it out)")
 	fs.IntVar(&cfg.DeviceMaxFailures, "device-max-failures", cfg.DeviceMaxFailures, "failed passwords with one remembered device's cookie before it is forgotten (at most 100)")
 	pos, err := parseArgs(fs, args, "config")

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Attempts/Budget", testAttemptBudget},
 		{"Attempts/Decay", testAttemptDecay},
 		{"Attempts/RefundRace", testAttemptRefundRace},
+		{"Attempts/UserNameKey", testUserNameKey},
 		{"Devices", testDevices},
 		{"Devices/Concurrent", testDevicesConcurrent},
 		{"Clients", testClients},

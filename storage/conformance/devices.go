@@ -334,3 +334,47 @@ func testAttemptRefundRace(t *testing.T, s storage.Store) {
 		}
 	}
 }
+
+// testUserNameKey: creating an account takes over its name's unknown-name
+// counter (User.NameKey) and deleting it gives the counter back, so that a
+// name held at the limit answers the same before and after either.
+func testUserNameKey(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := decayPolicy
+	for range p.HardLimit {
+		_, err := s.ClaimUnknownAttempt(ctx, "name-key", t0, p)
+		ok(t, err, "ClaimUnknownAttempt")
+	}
+	before, err := s.ClaimUnknownAttempt(ctx, "name-key", t0.Add(time.Second), p)
+	ok(t, err, "ClaimUnknownAttempt")
+	if before.Allowed {
+		t.Fatalf("the name is not at the limit: %+v", before)
+	}
+	u := storage.User{ID: "u1", Username: "newhire", PasswordHash: "x", CreatedAt: t0, NameKey: "name-key"}
+	ok(t, s.CreateUser(ctx, u), "CreateUser")
+	got, err := s.UserByID(ctx, "u1")
+	ok(t, err, "UserByID")
+	if got.NameKey != "name-key" {
+		t.Fatalf("NameKey stored as %q", got.NameKey)
+	}
+	created := claim(t, s, "u1", storage.FactorPassword, t0.Add(time.Second), p)
+	before.Seq, created.Seq = 0, 0
+	if created != before {
+		t.Fatalf("the new account answers %+v, its name answered %+v", created, before)
+	}
+	// The name's own counter is gone (the account holds it now).
+	if c, _ := s.ClaimUnknownAttempt(ctx, "name-key", t0.Add(2*time.Second), p); c.Allowed != true || c.Failures != 1 {
+		t.Fatalf("the name's counter after the account took it over: %+v", c)
+	}
+	ok(t, s.DeleteUser(ctx, "u1"), "DeleteUser")
+	after, err := s.ClaimUnknownAttempt(ctx, "name-key", t0.Add(3*time.Second), p)
+	ok(t, err, "ClaimUnknownAttempt")
+	after.Seq = 0
+	before.RetryAfter -= 2 * time.Second // asked two seconds later
+	if after != before {
+		t.Fatalf("the name after the account was deleted answers %+v, before it existed %+v", after, before)
+	}
+	// Without a NameKey nothing moves.
+	addUser(t, s, "u2")
+	ok(t, s.DeleteUser(ctx, "u2"), "DeleteUser u2")
+}

@@ -10,20 +10,36 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since`
+const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since, name_key`
 
 func scanUser(sc interface{ Scan(...any) error }) (storage.User, error) {
 	var u storage.User
 	var created, pending int64
-	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending)
+	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending, &u.NameKey)
 	u.CreatedAt, u.EnrollPendingSince = fromUnix(created), fromUnix(pending)
 	return u, err
 }
 
 // CreateUser inserts u; ErrConflict when the id or username exists.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
-	_, err := s.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt), unix(u.EnrollPendingSince))
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt),
+			unix(u.EnrollPendingSince), u.NameKey); err != nil {
+			return err
+		}
+		if u.NameKey == "" {
+			return nil
+		}
+		// The name's counter becomes the account's (storage.User.NameKey).
+		if _, err := tx.exec(`INSERT INTO attempts (`+counterColumns+`, forget_at, user_id, factor)
+			SELECT `+counterColumns+`, forget_at, ?, ? FROM unknown_attempts WHERE key = ?`,
+			u.ID, string(storage.FactorPassword), u.NameKey); err != nil {
+			return err
+		}
+		_, err := tx.exec(`DELETE FROM unknown_attempts WHERE key = ?`, u.NameKey)
+		return err
+	})
 	return mapErr("create user", err)
 }
 
@@ -70,14 +86,27 @@ func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
 // TOTP credential, attempt counters, auth requests, sessions and tokens in
 // the same statement. ErrNotFound for an unknown id.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	n, err := s.exec(ctx, `DELETE FROM users WHERE id = ?`, id)
-	if err != nil {
-		return mapErr("delete user", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: delete user: %w", storage.ErrNotFound)
-	}
-	return nil
+	err := s.write(ctx, func(tx *txn) error {
+		// The account's password counter becomes its name's again
+		// (storage.User.NameKey).
+		if _, err := tx.exec(`INSERT INTO unknown_attempts (`+counterColumns+`, forget_at, key)
+			SELECT a.failures, a.locked_until, a.hard_locked, a.budget_level, a.budget_at, a.budget_spent, a.decay_at,
+				a.claims, a.last_failure_at, a.forget_at, u.name_key
+			FROM attempts a JOIN users u ON u.id = a.user_id
+			WHERE a.user_id = ? AND a.factor = ? AND u.name_key <> ''
+			ON CONFLICT (key) DO UPDATE SET `+counterUpdate, id, string(storage.FactorPassword)); err != nil {
+			return err
+		}
+		n, err := tx.exec(`DELETE FROM users WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		return nil
+	})
+	return mapErr("delete user", err)
 }
 
 // SetPasswordHash replaces the user's password hash; ErrNotFound for an
@@ -139,9 +168,12 @@ func (s *Store) TOTPByUser(ctx context.Context, userID string) (storage.TOTPCred
 // attempt as a failure, setting the next lock per p, before the caller
 // verifies anything. A refused claim changes nothing.
 //
-// A lock ends when now reaches locked_until (whole seconds). A hard lock
-// (HardLimit reached) refuses regardless of time until Unlock or a success;
-// its RetryAfter is MaxLock as a hint. The user must exist (ErrNotFound).
+// A lock ends when now reaches locked_until (whole seconds). Under a
+// policy without Decay (the second factor) a hard lock (HardLimit reached)
+// refuses regardless of time until Unlock or a success, with MaxLock as a
+// Retry-After hint; a decaying counter (the password) has none and refuses
+// at HardLimit until a failure decays (storage.LockPolicy). The user must
+// exist (ErrNotFound).
 func (s *Store) ClaimAttempt(ctx context.Context, userID string, f storage.Factor, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
 	c, err := s.claim(ctx, attemptsTable, now, p, userID, string(f))
 	return c, mapErr("claim attempt", err)

@@ -27,6 +27,12 @@ CREATE INDEX attempts_forget ON attempts (forget_at) WHERE factor = 'password';
 DROP INDEX unknown_attempts_last_failure;
 CREATE INDEX unknown_attempts_forget ON unknown_attempts (forget_at);
 
+-- The key of the name's counter while it had no account: creating the
+-- account takes that counter over, deleting it gives it back
+-- (storage.User.NameKey), so neither shows to someone holding the name at
+-- the limit. Accounts created before this migration have none.
+ALTER TABLE users ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+
 -- A remembered device (OWASP's "device cookie"): a browser that completed
 -- a sign-in with both factors. Its password attempts count on its own
 -- counter (the columns below, as in attempts), not on the account's shared
