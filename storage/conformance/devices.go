@@ -363,7 +363,7 @@ func testUserNameKey(t *testing.T, s storage.Store) {
 		t.Fatalf("the new account answers %+v, its name answered %+v", created, before)
 	}
 	// The name's own counter is gone (the account holds it now).
-	if c, _ := s.ClaimUnknownAttempt(ctx, "name-key", t0.Add(2*time.Second), p); c.Allowed != true || c.Failures != 1 {
+	if c, _ := s.ClaimUnknownAttempt(ctx, "name-key", t0.Add(2*time.Second), p); !c.Allowed || c.Failures != 1 {
 		t.Fatalf("the name's counter after the account took it over: %+v", c)
 	}
 	ok(t, s.DeleteUser(ctx, "u1"), "DeleteUser")
