@@ -86,6 +86,9 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	now := a.now()
 	// The name's unknown-name counter becomes the account's: creating the
 	// account must not show to someone holding the name at the limit.
+	if a.Sealer == nil {
+		return CreatedUser{}, errors.New("adding a user needs the secret key (--secret-key-file)")
+	}
 	tokenKey, err := openTokenKey(ctx, a.Sealer, a.Store)
 	if err != nil {
 		return CreatedUser{}, err

@@ -56,7 +56,9 @@ func (e *env) user(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	var sealer *op.Sealer
-	if sub == "add" && !enrollAtLogin {
+	if sub == "add" {
+		// The secret key seals the TOTP secret and opens the key of the
+		// name's unknown-name counter, which the account takes over.
 		if sealer, _, err = loadSealer(keyFile, *db, false); err != nil {
 			return err
 		}
