@@ -30,7 +30,7 @@ func atkLockArgs(totpL, pwL int) []string {
 	}
 }
 
-// TestAttackTOTPBruteForce (threat model #1, R-A1, R-A10): after a correct
+// TestAttackTOTPBruteForce (docs/THREAT-MODEL.md attack #1, R-A1, R-A10): after a correct
 // password, sequential wrong codes are evaluated at most L times; then the
 // account answers 429 with Retry-After, even to the correct code, and
 // nothing more is evaluated.
@@ -110,7 +110,7 @@ func TestAttackTOTPBruteForce(t *testing.T) {
 	t.Logf("L=%d: %d wrong codes → %d×401 then %d×429; correct code while locked 429; metrics evaluated=%d", L, len(guesses), n401, len(guesses)-n401, L)
 }
 
-// TestAttackTOTPWaitOut (threat model rule 9, R-A9): an attacker who waits
+// TestAttackTOTPWaitOut (docs/THREAT-MODEL.md rule 9, R-A9): an attacker who waits
 // out every lock gets one evaluated guess per lock, the locks are capped at
 // --totp-lock-max, and at --totp-hard-limit the account stays locked past
 // any lock duration until an operator unlocks it.
@@ -185,7 +185,7 @@ func atkSpoofHeaders(fake string) http.Header {
 	return h
 }
 
-// TestAttackIPRotation (threat model #2–4, R-A5, R-P1, R-P2): every guess
+// TestAttackIPRotation (docs/THREAT-MODEL.md attack #2–4, R-A5, R-P1, R-P2): every guess
 // comes from another source address with other spoofed client-IP headers;
 // the counter never resets and the lock comes at exactly L. The audit
 // records the real peer unless the peer is a configured trusted proxy.
@@ -296,7 +296,7 @@ func TestAttackIPRotation(t *testing.T) {
 	})
 }
 
-// TestAttackSessionRotation (threat model #8, R-A6, R-A7): every guess
+// TestAttackSessionRotation (docs/THREAT-MODEL.md attack #8, R-A6, R-A7): every guess
 // comes from a new cookie jar after a fresh, correct password step. The
 // counter continues across flows, and a password success never resets it.
 func TestAttackSessionRotation(t *testing.T) {
@@ -339,7 +339,7 @@ func TestAttackSessionRotation(t *testing.T) {
 	t.Logf("L=%d: %d fresh sessions each with a password success; locked after failure %d; the next session's correct code got 429", L, L+1, L)
 }
 
-// TestAttackConcurrentGuesses (threat model #7, R-A2): 200 wrong guesses
+// TestAttackConcurrentGuesses (docs/THREAT-MODEL.md attack #7, R-A2): 200 wrong guesses
 // from 20 sessions released at once. The claim-before-verify guard lets
 // exactly L be evaluated; the rest are refused.
 func TestAttackConcurrentGuesses(t *testing.T) {
@@ -400,7 +400,7 @@ func atkHorizon(t testing.TB, p Page) time.Time {
 	return time.Now().Add(time.Duration(atkRetryAfter(t, p)) * time.Second)
 }
 
-// TestAttackRestart (threat model #5, R-A3): lock, SIGKILL, restart on the
+// TestAttackRestart (docs/THREAT-MODEL.md attack #5, R-A3): lock, SIGKILL, restart on the
 // same file: still locked, with the same horizon.
 func TestAttackRestart(t *testing.T) {
 	t.Parallel()
@@ -443,7 +443,7 @@ func TestAttackRestart(t *testing.T) {
 	t.Logf("L=%d: locked until %s before and after SIGKILL; horizons %s / %s / %s", L, before.LockedUntil, h1.Format(time.TimeOnly), h2.Format(time.TimeOnly), h3.Format(time.TimeOnly))
 }
 
-// TestAttackTwoProcesses (threat model #6, R-A4): two processes on one
+// TestAttackTwoProcesses (docs/THREAT-MODEL.md attack #6, R-A4): two processes on one
 // database share the counter, whether each flow stays on one process or a
 // single flow hops between them.
 func TestAttackTwoProcesses(t *testing.T) {
@@ -525,7 +525,7 @@ func TestAttackTwoProcesses(t *testing.T) {
 	t.Logf("L=%d: two processes; flow per process → %v evaluated in total, split flow → %v; both refuse afterwards", L, ea, eb)
 }
 
-// TestAttackReplay (threat model #9, R-T1): a used code is refused in a
+// TestAttackReplay (docs/THREAT-MODEL.md attack #9, R-T1): a used code is refused in a
 // second session within its window, and one valid code submitted
 // concurrently from 20 sessions logs in exactly once.
 func TestAttackReplay(t *testing.T) {
@@ -627,7 +627,7 @@ func atkNoCodeFollow(t testing.TB, b *Browser, s *Server, p Page, what string) P
 	return p
 }
 
-// TestAttackSkipSecondStep (threat model #10, R-O1, R-T5): after the
+// TestAttackSkipSecondStep (docs/THREAT-MODEL.md attack #10, R-O1, R-T5): after the
 // password alone no path yields a code; flows are bound to their browser;
 // the TOTP step checks the account recorded server-side, whatever the form
 // says; steps cannot be taken out of order.
@@ -772,7 +772,7 @@ func TestAttackSkipSecondStep(t *testing.T) {
 	})
 }
 
-// TestAttackPasswordBruteForce (threat model #11, R-A9, R-A10): password
+// TestAttackPasswordBruteForce (docs/THREAT-MODEL.md attack #11, R-A9, R-A10): password
 // guesses from rotating addresses meet per-account escalation; another
 // account is unaffected; a locked answer computes no hash; the TOTP
 // counter does not move.
@@ -881,8 +881,8 @@ func TestAttackPasswordBruteForce(t *testing.T) {
 		P, P, ip-70, ras, base, maxLock, atkMedian(lockedDur), atkMedian(evalDur))
 }
 
-// TestAttackConcurrentPasswordGuesses (threat model #7 on the first
-// factor, R-A2): a burst of wrong passwords for one account released at
+// TestAttackConcurrentPasswordGuesses (docs/THREAT-MODEL.md attack #7 on the first
+// factor, docs/THREAT-MODEL.md R-A2): a burst of wrong passwords for one account released at
 // once from many addresses is evaluated — and hashed — at most P times.
 func TestAttackConcurrentPasswordGuesses(t *testing.T) {
 	t.Parallel()
@@ -925,7 +925,7 @@ func TestAttackConcurrentPasswordGuesses(t *testing.T) {
 	t.Logf("P=%d: %d concurrent wrong passwords from %d addresses → %s; %d hashes", P, burst, sessions, atkStatuses(hist), P)
 }
 
-// TestAttackHashingFlood (threat model #12, R-S1): 200 concurrent password
+// TestAttackHashingFlood (docs/THREAT-MODEL.md attack #12, R-S1): 200 concurrent password
 // attempts for unknown users never run more hashes at once than
 // --hash-concurrency, and a real user still gets in within a bounded wait.
 // Not parallel: it measures the provider's CPU budget.
@@ -1033,7 +1033,7 @@ func atkNormalise(body, username string) string {
 	return strings.ReplaceAll(body, `value="`+html.EscapeString(username)+`"`, `value="USERNAME"`)
 }
 
-// TestAttackEnumeration (threat model #13, R-W5): an unknown user and a
+// TestAttackEnumeration (docs/THREAT-MODEL.md attack #13, R-W5): an unknown user and a
 // wrong password get the same status and page, and take the same time.
 // Not parallel: it measures latency.
 func TestAttackEnumeration(t *testing.T) {
@@ -1125,7 +1125,7 @@ func TestAttackEnumeration(t *testing.T) {
 		samples, rounds, st.Failures)
 }
 
-// TestAttackUsernameVariants (threat model rule 1): every spelling of one
+// TestAttackUsernameVariants (docs/THREAT-MODEL.md rule 1): every spelling of one
 // username hits one account and therefore one counter.
 func TestAttackUsernameVariants(t *testing.T) {
 	t.Parallel()
@@ -1187,7 +1187,7 @@ func TestAttackUsernameVariants(t *testing.T) {
 // request put there.
 var atkScrubLog = regexp.MustCompile(`(time|dur)=\S+`)
 
-// TestAuditNoSecrets (R-L1, ASVS 16.2.5): after the attacks, neither the
+// TestAuditNoSecrets (docs/THREAT-MODEL.md R-L1, ASVS 16.2.5): after the attacks, neither the
 // database files nor the server's log (at debug level) contain a submitted
 // password or code — while the audit trail does record the events.
 func TestAuditNoSecrets(t *testing.T) {
@@ -1290,7 +1290,7 @@ func TestAuditNoSecrets(t *testing.T) {
 
 // TestAttackEnumerationByLockout: probing names by locking them out tells
 // nothing: an unknown name locks after the same number of failures, with
-// the same status, Retry-After and page as a real account (R-W5), and the
+// the same status, Retry-After and page as a real account (docs/THREAT-MODEL.md R-W5), and the
 // locked answer computes no hash for either.
 func TestAttackEnumerationByLockout(t *testing.T) {
 	t.Parallel()

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The browser binding (README, security model rule 7): an authorization
+// The browser binding (docs/THREAT-MODEL.md rule 7): an authorization
 // code is issued only into the browser that called /authorize, whatever shape the callback request has
 // and whichever browser typed the credentials.
 

@@ -43,7 +43,7 @@ func TestFullLogin(t *testing.T) {
 }
 
 // TestNoCodeAfterPasswordOnly: after the password step alone, neither the
-// callback nor a repeated authorize yields a code (threat model rule 7).
+// callback nor a repeated authorize yields a code (docs/THREAT-MODEL.md rule 7).
 func TestNoCodeAfterPasswordOnly(t *testing.T) {
 	s := StartServer(t, fastPolicy...)
 	u := AddUser(t, s.DB, "bob", "correct horse battery")

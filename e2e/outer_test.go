@@ -89,7 +89,7 @@ func TestRepeatedCallbackGetsNoSecondCode(t *testing.T) {
 
 // TestSSOSessionIdleTimeout: a session unused for longer than
 // --session-idle-timeout no longer satisfies prompt=none (NIST AAL2
-// reauthentication, R-W3), while a fresh one does.
+// reauthentication, docs/THREAT-MODEL.md R-W3), while a fresh one does.
 func TestSSOSessionIdleTimeout(t *testing.T) {
 	s := StartServer(t, append(fastPolicy, "--session-idle-timeout", "2s")...)
 	c := AddClient(t, s.DB, "app")

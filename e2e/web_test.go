@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// webCheckHTML asserts the headers every HTML answer carries (R-W4).
+// webCheckHTML asserts the headers every HTML answer carries (docs/THREAT-MODEL.md R-W4).
 func webCheckHTML(t *testing.T, name string, p Page) {
 	t.Helper()
 	if ct := p.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
@@ -145,7 +145,7 @@ func TestSecureCookiesForHTTPSIssuer(t *testing.T) {
 }
 
 // TestLoginForgeryRefused: cross-site posts, posts without the flow token
-// and with another flow's token get 403 (R-W1).
+// and with another flow's token get 403 (docs/THREAT-MODEL.md R-W1).
 func TestLoginForgeryRefused(t *testing.T) {
 	s := StartServer(t, fastPolicy...)
 	c := AddClient(t, s.DB, "app")
@@ -186,7 +186,7 @@ func TestLoginForgeryRefused(t *testing.T) {
 }
 
 // TestFlowCookieRenewed: the flow cookie differs before login, after the
-// password and after the TOTP step, and an old value is refused (R-W2).
+// password and after the TOTP step, and an old value is refused (docs/THREAT-MODEL.md R-W2).
 func TestFlowCookieRenewed(t *testing.T) {
 	s := StartServer(t, fastPolicy...)
 	c := AddClient(t, s.DB, "app")

@@ -8,8 +8,8 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// audit appends a security event to the audit table and the log (threat
-// model rule 13). Callers never pass a password, code or token. Events a
+// audit appends a security event to the audit table and the log (docs/THREAT-MODEL.md
+// rule 13). Callers never pass a password, code or token. Events a
 // request without any credential can trigger (anonymousEvents) are rate
 // limited by their content.
 func (s *Server) audit(ctx context.Context, typ, userID, username, clientID, detail string) {

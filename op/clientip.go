@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// ClientIP returns the address of the client that sent r (threat model
+// ClientIP returns the address of the client that sent r (docs/THREAT-MODEL.md
 // rule 10). The socket peer is the answer unless it is a trusted proxy;
 // then X-Forwarded-For is walked from the right, skipping trusted proxies,
 // and the first other address is the client. Unparsable entries stop the

@@ -22,7 +22,7 @@ type Config struct {
 	// ProductName is shown on pages and in TOTP provisioning URIs.
 	ProductName string
 
-	// Lock policies of the attempt guard (threat model rule 9).
+	// Lock policies of the attempt guard (docs/THREAT-MODEL.md rule 9).
 	TOTPPolicy     storage.LockPolicy
 	PasswordPolicy storage.LockPolicy
 
@@ -33,7 +33,7 @@ type Config struct {
 	DeviceLifetime    time.Duration
 	DeviceMaxFailures int
 
-	// HashConcurrency bounds concurrent argon2id computations (rule 12);
+	// HashConcurrency bounds concurrent argon2id computations (docs/THREAT-MODEL.md rule 12);
 	// 0 means the number of CPUs.
 	HashConcurrency int
 	// HashQueueTimeout is how long a login waits for a hashing slot before
@@ -68,11 +68,11 @@ type Config struct {
 	LoginBurstPerIP int
 
 	// TrustedProxies are the peers whose X-Forwarded-For is honoured
-	// (rule 10). Empty by default.
+	// (docs/THREAT-MODEL.md rule 10). Empty by default.
 	TrustedProxies []netip.Prefix
 
 	// Sealer holds the secret key that seals TOTP secrets, signing keys
-	// and the opaque-token key (threat model rule 12). Required.
+	// and the opaque-token key (docs/THREAT-MODEL.md rule 12). Required.
 	Sealer *Sealer
 
 	Logger *slog.Logger
@@ -206,7 +206,7 @@ func (c *Config) Validate() error {
 	if c.PasswordPolicy.Decay < time.Second || c.PasswordPolicy.Decay > maxPasswordDecay {
 		// Success resets would tell accounts from unknown names; a decay
 		// of years would make the limit a lock without end for every
-		// browser not remembered (README, security model).
+		// browser not remembered (docs/THREAT-MODEL.md rule 9).
 		bad("PasswordPolicy.Decay", "must be between 1s and 720h (30 days), not %s: password counters forget failures by time, never by a success", c.PasswordPolicy.Decay)
 	}
 	if c.TOTPPolicy.Decay != 0 {
@@ -266,7 +266,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validatePolicy checks one factor's lock policy (README, Security model,
+// validatePolicy checks one factor's lock policy (docs/THREAT-MODEL.md
 // rules 3 and 9).
 func validatePolicy(bad func(setting, format string, args ...any), name string, p storage.LockPolicy) {
 	if p.FreeFailures < 1 {

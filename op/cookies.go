@@ -48,7 +48,7 @@ func (s *Server) clearCookie(w http.ResponseWriter, name string) {
 }
 
 // boundToBrowser reports whether r carries the cookie the auth request was
-// bound to (threat model rule 7).
+// bound to (docs/THREAT-MODEL.md rule 7).
 func (s *Server) boundToBrowser(r *http.Request, a *storage.AuthRequest) bool {
 	if len(a.BindingHash) == 0 {
 		return false
@@ -138,7 +138,7 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 }
 
 // renewFlowCookie gives the flow a new binding secret after a completed
-// step (ASVS session renewal, SECURITY-RESEARCH R-W2): the old cookie value
+// step (ASVS session renewal, docs/THREAT-MODEL.md R-W2): the old cookie value
 // stops working server-side at once.
 func (s *Server) renewFlowCookie(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, oldSecret string) (string, error) {
 	fresh := randomID(32)

@@ -17,7 +17,7 @@ import (
 )
 
 // Remembered devices: OWASP's "device cookie" answer to the lockout
-// trade-off (Authentication Cheat Sheet; README, security model). A
+// trade-off (OWASP Authentication Cheat Sheet; docs/THREAT-MODEL.md rule 14). A
 // browser that completed a sign-in with both factors holds a signed cookie
 // naming the account; its password attempts for that account count on the
 // device's own counter, so an attacker's guesses from everywhere else lock
@@ -127,7 +127,7 @@ func (c passwordCounter) note() string {
 
 // claimPassword claims a password attempt for u: on the device's own
 // counter when r carries a live device cookie for u, otherwise on the
-// account's shared counter (threat model rules 1–4; the device changes
+// account's shared counter (docs/THREAT-MODEL.md rules 1–4; the device changes
 // only which counter, never the arithmetic).
 func (s *Server) claimPassword(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User, clientID string) (storage.AttemptClaim, passwordCounter, error) {
 	if dev, ok := s.presentedDevice(r, u.ID); ok {

@@ -88,7 +88,7 @@ func groupSecret(b32 string) string {
 }
 
 // renderEnroll shows the enrolment page: only reachable in password_ok,
-// that is after a correct password in this very flow (R-T4).
+// that is after a correct password in this very flow (docs/THREAT-MODEL.md R-T4).
 func (s *Server) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	ctx := r.Context()
 	secret, err := s.pendingSecret(ctx, a)
@@ -151,7 +151,7 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 // Confirming does not finish the login: the authenticator was bound on the
 // strength of the password alone, so the request moves to enrolled and
 // completes only through the TOTP step, with a code of a later time step
-// (README, Security model, rule 7).
+// (docs/THREAT-MODEL.md rule 7).
 func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
@@ -242,7 +242,7 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *stora
 }
 
 // recoveryStep accepts a recovery code instead of a TOTP code. A wrong code
-// counts on the same guard counter as a wrong TOTP code (R-A8).
+// counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
 func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: msgBadRecovery,

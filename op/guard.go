@@ -9,7 +9,7 @@ import (
 )
 
 // claim asks the attempt guard for the right to verify factor f of userID
-// (threat model rules 1–4): the store counts the attempt as a failure
+// (docs/THREAT-MODEL.md rules 1–4): the store counts the attempt as a failure
 // before anything is verified, keyed by the account id alone. No IP,
 // session or submitted string takes part.
 func (s *Server) claim(ctx context.Context, userID, username, clientID string, f storage.Factor) (storage.AttemptClaim, error) {

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// ipLimiter is the optional outer layer of threat model rule 9: a token
+// ipLimiter is the optional outer layer of docs/THREAT-MODEL.md rule 9: a token
 // bucket per client address for the login form posts. It only takes load
 // off the per-account guard and the hashing pool; it is never the
 // defence, since addresses are cheap to rotate. IPv6 clients are grouped

@@ -69,7 +69,7 @@ func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.Qu
 
 // loginPage shows the step the auth request is at. The request was bound
 // at /authorize to the browser that called it; any other browser gets a
-// page saying so and nothing else (README, security model rule 7).
+// page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("id")
@@ -194,7 +194,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthR
 
 // passwordStep verifies the first factor. It never completes a login: on
 // success the request moves to password_ok and the browser to the TOTP
-// page (threat model rule 7).
+// page (docs/THREAT-MODEL.md rule 7).
 func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a, flowSecret, ok := s.loadFlow(w, r)
@@ -220,7 +220,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	// answer is known, and a right password gives it back only afterwards
 	// (storage.LockPolicy.Succeeded). Waiting for hashing capacity first
 	// keeps that window to one hash, however long the queue an attacker
-	// builds with made-up names (README, security model rule 3).
+	// builds with made-up names (docs/THREAT-MODEL.md rule 3).
 	slot, err := s.hasher.Reserve(ctx)
 	if err != nil {
 		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
@@ -229,8 +229,8 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	defer slot.Release()
 	u, err := s.store.UserByUsername(ctx, username)
 	if errors.Is(err, storage.ErrNotFound) {
-		// An unknown name is counted and locked like an account (R-W5),
-		// costs the same hash and gets the same answer (rule 11).
+		// An unknown name is counted and locked like an account (docs/THREAT-MODEL.md R-W5),
+		// costs the same hash and gets the same answer (docs/THREAT-MODEL.md rule 11).
 		key := s.unknownKey(username)
 		claim, err := s.store.ClaimUnknownAttempt(ctx, key, s.cfg.now(), s.cfg.PasswordPolicy)
 		if err != nil {
@@ -342,7 +342,7 @@ func normalizeCode(s string) (string, bool) {
 }
 
 // totpStep verifies the second factor. The account is the one the password
-// step recorded server-side, never a form field (R-T5). Only here does an
+// step recorded server-side, never a form field (docs/THREAT-MODEL.md R-T5). Only here does an
 // auth request become done.
 func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()

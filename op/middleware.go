@@ -44,7 +44,7 @@ func infoFrom(ctx context.Context) *reqInfo {
 
 func ssoCookieFromContext(ctx context.Context) string { return infoFrom(ctx).ssoCookie }
 
-// outer wraps every request: a request id, the client IP (rule 10), the
+// outer wraps every request: a request id, the client IP (docs/THREAT-MODEL.md rule 10), the
 // SSO cookie for the storage callbacks, a body limit, baseline security
 // headers, an access log line, and recovery from panics without leaking a
 // stack trace to the client.

@@ -18,7 +18,7 @@ import (
 )
 
 // oidcStorage implements zitadel's op.Storage over storage.Store and
-// closes the library's gaps listed in ZITADEL-OIDC-NOTES.md: PKCE S256
+// closes the library's gaps listed in docs/DESIGN.md, "The zitadel seam": PKCE S256
 // required, atomic single-use codes, one code per auth request, refresh
 // rotation with reuse detection, expiry and revocation checked everywhere,
 // client ownership checked on revocation and introspection, the JWT-bearer
@@ -405,7 +405,7 @@ func (o *oidcStorage) GetClientByClientID(ctx context.Context, id string) (zop.C
 
 // AuthorizeClientIDSecret compares sha256(secret) with the stored digest in
 // constant time; client secrets are random 256-bit values, so a fast hash
-// is the right store (DESIGN.md, performance budget).
+// is the right store (docs/DESIGN.md, performance budget).
 func (o *oidcStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	c, err := o.s.clients.get(ctx, id)
 	if err != nil {

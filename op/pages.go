@@ -130,7 +130,7 @@ func newPages(product string) (*pages, error) {
 	return p, nil
 }
 
-// htmlHeaders are set on every HTML answer (SECURITY-RESEARCH R-W4).
+// htmlHeaders are set on every HTML answer (docs/THREAT-MODEL.md R-W4).
 func htmlHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -166,7 +166,7 @@ func (p *pages) errorPageFor(w http.ResponseWriter, status int, msg, back, clien
 	p.render(w, status, "error", pageData{Title: title, Message: msg, BackURL: back, ClientName: clientName})
 }
 
-// locked answers 429 with Retry-After (threat model rule 4).
+// locked answers 429 with Retry-After (docs/THREAT-MODEL.md rule 4).
 func (p *pages) locked(w http.ResponseWriter, retry time.Duration, hard bool, now time.Time, back string) {
 	p.tooMany(w, msgLocked, retry, hard, now, back)
 }

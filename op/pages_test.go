@@ -47,7 +47,7 @@ func TestCatalogueComplete(t *testing.T) {
 }
 
 // TestPagesRender renders every page with the catalogue: no template
-// error, no unresolved key, and the headers of R-W4.
+// error, no unresolved key, and the headers of docs/THREAT-MODEL.md R-W4.
 func TestPagesRender(t *testing.T) {
 	p, err := newPages("Test IdP")
 	if err != nil {

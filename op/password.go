@@ -16,7 +16,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// MaxPasswordBytes bounds a password before any hashing (threat model
+// MaxPasswordBytes bounds a password before any hashing (docs/THREAT-MODEL.md
 // rule 12): long enough for any passphrase, short enough that nobody can
 // make us hash megabytes.
 const MaxPasswordBytes = 1024
@@ -29,7 +29,7 @@ var ErrHashBusy = errors.New("password hashing capacity exhausted")
 
 // Hasher computes and verifies argon2id password hashes (PHC strings) with
 // a bounded number running at once, since each costs m MiB and a core for
-// tens of milliseconds (threat model rule 12).
+// tens of milliseconds (docs/THREAT-MODEL.md rule 12).
 type Hasher struct {
 	params  Argon2Params
 	slots   chan struct{}
@@ -83,7 +83,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 
 // Verify reports whether password matches the PHC string encoded. An
 // empty encoded (unknown user) is checked against a dummy hash so that the
-// answer costs the same as for a real account (threat model rule 11).
+// answer costs the same as for a real account (docs/THREAT-MODEL.md rule 11).
 func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, error) {
 	slot, err := h.Reserve(ctx)
 	if err != nil {
@@ -97,7 +97,7 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 // hashing capacity before it claims an attempt: the claim and the hash
 // then follow each other within one hash time, however long the queue
 // (the window in which a claim is counted but not yet known to be right,
-// README, security model rule 3).
+// docs/THREAT-MODEL.md rule 3).
 type Slot struct {
 	h    *Hasher
 	done bool

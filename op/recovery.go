@@ -13,7 +13,7 @@ import (
 )
 
 // recoveryCodeCount codes of 128 random bits each are issued at enrolment
-// (SECURITY-RESEARCH R-S4): enough entropy that SHA-256 is the right store.
+// (docs/THREAT-MODEL.md R-S4): enough entropy that SHA-256 is the right store.
 const recoveryCodeCount = 10
 
 var recoveryEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

@@ -21,7 +21,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// Sealed values (threat model rule 12, SECURITY-RESEARCH R-S2) are
+// Sealed values (docs/THREAT-MODEL.md rule 12, R-S2) are
 //
 //	"s1" | key id (8 bytes) | nonce (12 bytes) | AES-256-GCM ciphertext
 //
@@ -260,7 +260,7 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 // ReadKeyFile reads a secret key: 32 bytes written as base64 (what
 // GenerateKeyFile writes) or hex, surrounding white space ignored. A file
 // that group or others may read or write is refused: whoever reads the key
-// opens every TOTP secret (README, Security model, rule 12; OWASP ASVS 5.0
+// opens every TOTP secret (docs/THREAT-MODEL.md rule 12; OWASP ASVS 5.0
 // V13.3).
 func ReadKeyFile(path string) ([]byte, error) {
 	if path == "" {

@@ -29,15 +29,15 @@ type secondForm struct {
 	enrols bool
 	// afterEnrolment: the form also serves a request that enrolled in
 	// this flow. Only the TOTP form does: the authenticator was bound on
-	// the strength of the password alone (README, Security model, rule 7).
+	// the strength of the password alone (docs/THREAT-MODEL.md rule 7).
 	afterEnrolment bool
 }
 
 // secondFactorForm does what every path that accepts a second factor
 // shares, in one place: the flow and its browser binding, the stage (only
-// a correct password in this flow leads here, R-T4/R-T5), the state of the
+// a correct password in this flow leads here, docs/THREAT-MODEL.md R-T4/R-T5), the state of the
 // account's authenticator, the input check, and the guard's claim on the
-// one TOTP counter (rule 3, R-A8). It answers the request itself and
+// one TOTP counter (docs/THREAT-MODEL.md rule 3, R-A8). It answers the request itself and
 // returns false when a check fails; a malformed value is answered by
 // render with 400 and counts nothing.
 func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
@@ -88,7 +88,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 }
 
 // loginCompleted finishes a login whose request the store has just moved
-// to done: audit, a renewed flow cookie (R-W2), an SSO session. It returns
+// to done: audit, a renewed flow cookie (docs/THREAT-MODEL.md R-W2), an SSO session. It returns
 // false when it has answered the request itself.
 func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) bool {
 	a := &st.a

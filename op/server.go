@@ -370,7 +370,7 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 // browser that called /authorize: it sets that request's flow cookie on the
 // /authorize answer, before the redirect to the login page. A login page
 // opened in any other browser is refused, so a genuine login link sent to a
-// victim is useless (README, security model rule 7).
+// victim is useless (docs/THREAT-MODEL.md rule 7).
 func (s *Server) authorizeBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/authorize" {
@@ -383,8 +383,8 @@ func (s *Server) authorizeBinding(next http.Handler) http.Handler {
 }
 
 // callbackBinding lets the library's callback issue a code only to the
-// browser that called /authorize and signed in (README, security
-// model rule 7). The library reads the request id from r.Form, where a
+// browser that called /authorize and signed in (docs/THREAT-MODEL.md
+// rule 7). The library reads the request id from r.Form, where a
 // body value wins over the query, so the request must have exactly one
 // shape: GET, no body, exactly one id in the query. The checked id is put
 // in the request context and SaveAuthCode refuses a code for any other.

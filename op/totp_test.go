@@ -36,7 +36,7 @@ func TestTOTPCodeMatchesIndependentLibrary(t *testing.T) {
 }
 
 // TestTOTPWindow: the current and the previous step are accepted; the next
-// step and two steps back are not (RFC 6238 §5.2, SECURITY-RESEARCH R-T2).
+// step and two steps back are not (RFC 6238 §5.2, docs/THREAT-MODEL.md R-T2).
 func TestTOTPWindow(t *testing.T) {
 	secret := []byte("12345678901234567890")
 	now := time.Unix(1_800_000_015, 0)

@@ -27,7 +27,7 @@ type Counter struct {
 }
 
 // Claim is the attempt guard's one decision, shared by every backend so
-// that none can change the arithmetic (README, security model rules 3–4 and
+// that none can change the arithmetic (docs/THREAT-MODEL.md rules 3–4 and
 // 9): a locked counter is refused and stays unchanged; otherwise the
 // attempt is counted as a failure before anything is verified, and the
 // lock that failure earns is set at once. changed reports whether next must
@@ -141,7 +141,7 @@ func (p LockPolicy) leak(level float64, at, now int64) float64 {
 // It is for policies without Decay (the second factor). A decaying
 // counter (the password's) is never reset by a success: anyone who knows
 // a name can fill it, and a reset by the owner's login is exactly what
-// would tell an account from a name without one (README, security model).
+// would tell an account from a name without one (docs/THREAT-MODEL.md rule 9).
 func (c Counter) Succeeded() Counter {
 	return Counter{BudgetLevel: max(0, c.BudgetLevel-1), BudgetAt: c.BudgetAt}
 }
@@ -162,7 +162,7 @@ func (c Counter) Succeeded() Counter {
 // holds too. What cannot be undone is an answer given meanwhile: a claim
 // made between this one and its success saw one failure more (a lock or
 // the limit one attempt early). The login takes its hashing slot before it
-// claims, so that window is one hash (README, security model rule 3).
+// claims, so that window is one hash (docs/THREAT-MODEL.md rule 3).
 func (p LockPolicy) Succeeded(c Counter, claim AttemptClaim, now time.Time) Counter {
 	if p.Decay <= 0 {
 		return c.Succeeded()

@@ -61,8 +61,8 @@ const SealedSettingPrefix = "sealed."
 type Factor string
 
 // Factors counted by the attempt guard. Recovery codes count on FactorTOTP:
-// every path that accepts a second factor shares one counter (threat model
-// rule 1; SECURITY-RESEARCH R-A8).
+// every path that accepts a second factor shares one counter
+// (docs/THREAT-MODEL.md rule 1, R-A8).
 const (
 	FactorPassword Factor = "password"
 	FactorTOTP     Factor = "totp"
@@ -70,7 +70,7 @@ const (
 
 // Auth request stages: created → password_ok → done, or created →
 // password_ok → enrolled → done when the user binds an authenticator in
-// the flow (README, Security model, rule 7). Each transition is one
+// the flow (docs/THREAT-MODEL.md rule 7). Each transition is one
 // guarded update. Only the TOTP step leaves enrolled: the authenticator was
 // bound on the strength of the password alone, so a code from it at a later
 // time step finishes the login, never the enrolment or a recovery code.
@@ -134,7 +134,7 @@ type TOTPCredential struct {
 // of being reset by a success, and replaces the hard lock: a counter that
 // holds HardLimit failures refuses until one is forgotten. The password
 // counters decay, so that an account and a name without one follow the
-// same rules over time whatever the owner does (README, security model):
+// same rules over time whatever the owner does (docs/THREAT-MODEL.md rule 9):
 // over any period T at most HardLimit + T/Decay attempts fail.
 type LockPolicy struct {
 	FreeFailures int
@@ -250,7 +250,7 @@ type Ended struct {
 // Device is a remembered browser (OWASP's "device cookie" against online
 // guessing): one that completed a sign-in with both factors for UserID.
 // Its password attempts for that account count on its own counter, not
-// the account's shared one (README, security model). IDHash is the
+// the account's shared one (docs/THREAT-MODEL.md rule 14). IDHash is the
 // SHA-256 of the cookie's secret.
 type Device struct {
 	IDHash     []byte
@@ -434,14 +434,14 @@ type Store interface {
 	// leaves the row alone).
 	ReencryptSecrets(ctx context.Context, fn func(kind SecretKind, id string, sealed []byte) ([]byte, error)) (int, error)
 
-	// Attempt guard (threat model rules 1–4, 8–9). ClaimAttempt atomically
+	// Attempt guard (docs/THREAT-MODEL.md rules 1–4, 8–9). ClaimAttempt atomically
 	// refuses while locked, or counts the attempt as a failure (setting the
 	// next lock per policy) before the caller verifies anything.
 	ClaimAttempt(ctx context.Context, userID string, f Factor, now time.Time, p LockPolicy) (AttemptClaim, error)
 	// ClaimUnknownAttempt is ClaimAttempt for a username that has no
 	// account, keyed by an opaque key the caller derives from the name:
 	// unknown names lock exactly like accounts, so a lock does not reveal
-	// which names exist (SECURITY-RESEARCH R-W5). It never succeeds.
+	// which names exist (docs/THREAT-MODEL.md R-W5). It never succeeds.
 	ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p LockPolicy) (AttemptClaim, error)
 	// AttemptSucceeded records that the attempt of claim was right. For a
 	// policy without Decay it resets the factor's consecutive failures and

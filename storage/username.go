@@ -18,7 +18,7 @@ var ErrBadUsername = errors.New("invalid username")
 
 // CanonicalUsername maps every spelling of a username to one key, so that
 // "Alice", "ALICE ", " alice" and full-width "ａｌｉｃｅ" hit one account
-// and therefore one failure counter (threat model rule 1): Unicode NFKC,
+// and therefore one failure counter (docs/THREAT-MODEL.md rule 1): Unicode NFKC,
 // then lower case, then surrounding white space trimmed.
 func CanonicalUsername(s string) (string, error) {
 	if !utf8.ValidString(s) {

@@ -1,5 +1,5 @@
 // Command idp-bench measures the provider against its performance budget
-// (DESIGN.md, "Performance budget"): it builds the real idp binary, runs `idp serve` on a
+// (docs/DESIGN.md, "Performance budget"): it builds the real idp binary, runs `idp serve` on a
 // temporary SQLite database and drives complete logins (authorize →
 // password → TOTP → code → token), refresh grants, JWKS and discovery
 // requests and locked-account answers over HTTP on 127.0.0.1, beside the

@@ -190,7 +190,7 @@ func cpuBound(cores int, msPerOp float64) float64 {
 	return float64(cores) * 1000 / msPerOp
 }
 
-// evaluate fills in the targets of the issue / DESIGN.md budget.
+// evaluate fills in the targets of the issue / docs/DESIGN.md budget.
 func (r *report) evaluate() {
 	var bestLogin, bestRefresh float64
 	var cpu time.Duration
@@ -306,7 +306,7 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.JWKS.Requests > 0 {
 		p("")
-		p("Static documents at concurrency %d (DESIGN.md: Dex 2.4 k JWKS req/s, zitadel example 25 k, Authelia 38 k)", r.JWKS.Concurrency)
+		p("Static documents at concurrency %d (docs/DESIGN.md: Dex 2.4 k JWKS req/s, zitadel example 25 k, Authelia 38 k)", r.JWKS.Concurrency)
 		for _, d := range []struct {
 			name string
 			s    staticResult
@@ -332,7 +332,7 @@ func (r *report) print(w io.Writer) {
 		p("         with ceilings of an idle machine are disturbed. Run again on a quiet machine for a verdict.")
 	}
 	p("")
-	p("Targets (issue / DESIGN.md performance budget)")
+	p("Targets (issue / docs/DESIGN.md performance budget)")
 	for _, t := range r.Targets {
 		op := "≥"
 		if t.AtMost {

@@ -95,7 +95,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 // t0 is the suite's clock origin, a whole second far from the epoch.
 var t0 = time.Unix(1_900_000_000, 0).UTC()
 
-// policy is the lock policy of the threat model's defaults.
+// policy is the shape of the default TOTP lock policy (op.DefaultTOTPPolicy).
 var policy = storage.LockPolicy{FreeFailures: 5, BaseLock: 15 * time.Minute, MaxLock: 4 * time.Hour, HardLimit: 20}
 
 // ---------------------------------------------------------------------------

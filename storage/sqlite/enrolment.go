@@ -164,7 +164,7 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 		if confirmed == 0 {
 			return storage.ErrWrongState
 		}
-		// Exactly one row changes, or the code is wrong or used (R-S4).
+		// Exactly one row changes, or the code is wrong or used (docs/THREAT-MODEL.md R-S4).
 		n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
 			revokedAt(now), userID, codeHash)
 		if err != nil {

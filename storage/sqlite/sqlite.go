@@ -64,7 +64,7 @@ const (
 // wait instead of failing. synchronous=FULL syncs the WAL at every commit:
 // with NORMAL a power loss can roll back committed transactions, and a
 // rolled-back attempt claim hands its guesses back to the attacker
-// (README, Security model, rules 2 and 3). It costs an fsync per write
+// (docs/THREAT-MODEL.md rules 2 and 3). It costs an fsync per write
 // transaction (README, Performance).
 //
 // secure_delete overwrites deleted and replaced content with zeros, so a

@@ -1,7 +1,7 @@
 -- 0003_unknown_attempts: failure counters for usernames without an account.
 --
 -- They lock exactly like an account's password counter, so a lock tells an
--- attacker nothing about which names exist (SECURITY-RESEARCH R-W5). The key
+-- attacker nothing about which names exist (docs/THREAT-MODEL.md R-W5). The key
 -- is a keyed hash of the canonical name: no submitted name is stored.
 CREATE TABLE unknown_attempts (
     key             TEXT    PRIMARY KEY,
