@@ -122,17 +122,17 @@ func TestAttackCallbackIDPollution(t *testing.T) {
 
 // TestAttackVictimCompletesAttackersRequest: the attacker calls /authorize
 // itself and sends the victim the genuine login link. Whatever path the
-// victim would take (password and TOTP, enrolment, recovery code, an SSO
+// victim would take (password and TOTP, enrollment, recovery code, an SSO
 // session that needs no typing), the link is refused in her browser, and no
 // callback shape gives a code to anyone.
 func TestAttackVictimCompletesAttackersRequest(t *testing.T) {
 	t.Parallel()
 	p := confNewProto(t)
-	for _, path := range []string{"password", "enrolment", "recovery", "sso"} {
+	for _, path := range []string{"password", "enrollment", "recovery", "sso"} {
 		t.Run(path, func(t *testing.T) {
 			var u User
 			switch path {
-			case "enrolment":
+			case "enrollment":
 				u = enrAddUserAtLogin(t, p.s.DB, "bnd-enr-"+strings.ToLower(randString()[:6]), confPassword)
 			default:
 				u = confNewUser(t, p.s)
@@ -197,7 +197,7 @@ func bndVictimSignsIn(t *testing.T, f *Flow, page Page, path string, u User, rec
 	switch path {
 	case "password":
 		f.TOTP(confTOTP(u, false))
-	case "enrolment":
+	case "enrollment":
 		secret := enrSecret(t, next.Body)
 		enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
 	case "recovery":
@@ -206,7 +206,7 @@ func bndVictimSignsIn(t *testing.T, f *Flow, page Page, path string, u User, rec
 	}
 }
 
-// TestContinueStepBoundAndSingleUse: after enrolment the "Continue" link
+// TestContinueStepBoundAndSingleUse: after enrollment the "Continue" link
 // of the recovery-codes page leads to the TOTP step, after which the
 // request waits, done and code-less, behind the callback. Neither gives
 // anything to another browser; the signing-in browser gets its code once,
@@ -217,7 +217,7 @@ func TestContinueStepBoundAndSingleUse(t *testing.T) {
 	u := enrAddUserAtLogin(t, p.s.DB, "bnd-cont-"+strings.ToLower(randString()[:6]), confPassword)
 	b := NewBrowser(t, "")
 	f := b.StartFlow(p.s, p.a, AuthParams{})
-	page := enrPasswordToEnrol(t, f, u)
+	page := enrPasswordToEnroll(t, f, u)
 	secret := enrSecret(t, page.Body)
 	codesPage := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now().Add(-30*time.Second))}})
 	m := enrLinkRe.FindStringSubmatch(codesPage.Body)
@@ -231,12 +231,12 @@ func TestContinueStepBoundAndSingleUse(t *testing.T) {
 	}
 	next := b.Get(cont)
 	if atkHasCode(next.Location) || !atkIsTOTPForm(next) {
-		t.Fatalf("Continue after enrolment: want the TOTP form, got %d %q", next.Status, next.Location)
+		t.Fatalf("Continue after enrollment: want the TOTP form, got %d %q", next.Status, next.Location)
 	}
 	f.Form = Hidden(next.Body)
 	done := f.TOTP(enrCode(t, secret, time.Now()))
 	if done.Status != http.StatusSeeOther {
-		t.Fatalf("TOTP step after enrolment: %d", done.Status)
+		t.Fatalf("TOTP step after enrollment: %d", done.Status)
 	}
 	callback := done.Location
 	if r := other.Get(callback); r.Status != http.StatusForbidden || atkHasCode(r.Location) {

@@ -227,7 +227,7 @@ func TestBrowserLockoutPage(t *testing.T) {
 }
 
 // TestBrowserEnrollmentQR: a user without an authenticator gets the
-// enrolment page after the password; the test reads the QR code from a
+// enrollment page after the password; the test reads the QR code from a
 // screenshot like a phone would, computes the code from the otpauth URI,
 // saves the recovery codes and continues to the demo RP.
 func TestBrowserEnrollmentQR(t *testing.T) {
@@ -240,7 +240,7 @@ func TestBrowserEnrollmentQR(t *testing.T) {
 
 	brSigninPage(b, rp, s, "password", "")
 	brSubmitPassword(b, u.Name, u.Password)
-	b.waitVisible("enrolment page", "img.qr")
+	b.waitVisible("enrollment page", "img.qr")
 	b.step("QR image loaded", func(ctx context.Context) error {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => { const i = document.querySelector('img.qr'); return !!i && i.complete && i.naturalWidth > 0 })()`,
 			chromedp.WithPollingInterval(50*time.Millisecond)))
@@ -292,7 +292,7 @@ func TestBrowserEnrollmentQR(t *testing.T) {
 	b.shot("recovery-codes", "")
 
 	b.clickAndLoad("continue after the recovery codes", "a.button")
-	b.waitVisible("code page after enrolment", `form[action="/login/totp"]`)
+	b.waitVisible("code page after enrollment", `form[action="/login/totp"]`)
 	brSubmitCode(b, "/login/totp", codeAt(time.Now()))
 	brExpectClaimsPage(b, rp, u)
 	b.shot("claims", "")

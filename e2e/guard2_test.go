@@ -385,7 +385,7 @@ func TestAttackRefundRace(t *testing.T) {
 // at the password limit keeps answering 429 when an account is created
 // under it, and an account held at the limit keeps answering 429 when it
 // is deleted; both used to answer 401 at once, telling the attacker the
-// moment an account appeared (password-only during its enrolment window)
+// moment an account appeared (password-only during its enrollment window)
 // or went.
 func TestAttackCreateDeleteInvisible(t *testing.T) {
 	t.Parallel()

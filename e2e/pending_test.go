@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// pendEnrolPage runs the password step of a new flow for u and returns the
+// pendEnrollPage runs the password step of a new flow for u and returns the
 // flow and the page the login URL then shows.
-func pendEnrolPage(t *testing.T, s *Server, c Client, u User) (*Flow, Page) {
+func pendEnrollPage(t *testing.T, s *Server, c Client, u User) (*Flow, Page) {
 	t.Helper()
 	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
 	p := f.Password(u.Name, u.Password)
@@ -26,40 +26,40 @@ func pendEnrolPage(t *testing.T, s *Server, c Client, u User) (*Flow, Page) {
 	return f, page
 }
 
-// pendExpired reports whether p is the refusal of an expired enrolment:
+// pendExpired reports whether p is the refusal of an expired enrollment:
 // 403, a page telling the user to ask the operator, and no form.
 func pendExpired(p Page) bool {
 	return p.Status == http.StatusForbidden && strings.Contains(p.Body, "administrator") &&
 		!strings.Contains(p.Body, "<form") && !strings.Contains(p.Body, `class="secret"`)
 }
 
-// TestPendingEnrolmentExpires: an account waiting for enrolment signs in
+// TestPendingEnrollmentExpires: an account waiting for enrollment signs in
 // with its password alone only within --enroll-within of being put in that
 // state. After it, the password gets a page saying to ask the operator,
 // also for a flow that passed the password step in time, and the refusal
 // is audited; `idp user reset-totp` opens a new window.
-func TestPendingEnrolmentExpires(t *testing.T) {
+func TestPendingEnrollmentExpires(t *testing.T) {
 	const within = 3 * time.Second
 	s := StartServer(t, append(fastPolicy, "--enroll-within", within.String())...)
 	c := AddClient(t, s.DB, "app")
 	created := time.Now()
 	u := enrAddUserAtLogin(t, s.DB, "pia", "correct horse battery")
-	early, page := pendEnrolPage(t, s, c, u)
+	early, page := pendEnrollPage(t, s, c, u)
 	if page.Status != http.StatusOK || !strings.Contains(page.Body, `action="/login/enroll"`) {
-		t.Fatalf("within --enroll-within: want the enrolment page, got %d\n%s", page.Status, page.Body)
+		t.Fatalf("within --enroll-within: want the enrollment page, got %d\n%s", page.Status, page.Body)
 	}
 	secret := enrSecret(t, page.Body)
 	time.Sleep(time.Until(created.Add(within + 1500*time.Millisecond)))
 
 	// The flow that passed the password step in time gets no further.
 	if p := early.B.Get(early.LoginURL); !pendExpired(p) {
-		t.Errorf("reloading the enrolment page after the deadline: %d\n%s", p.Status, p.Body)
+		t.Errorf("reloading the enrollment page after the deadline: %d\n%s", p.Status, p.Body)
 	}
 	if p := enrPost(early, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}}); !pendExpired(p) {
-		t.Errorf("confirming the enrolment after the deadline: %d\n%s", p.Status, p.Body)
+		t.Errorf("confirming the enrollment after the deadline: %d\n%s", p.Status, p.Body)
 	}
 	// A new sign-in: the password alone gets the refusal.
-	if _, p := pendEnrolPage(t, s, c, u); !pendExpired(p) {
+	if _, p := pendEnrollPage(t, s, c, u); !pendExpired(p) {
 		t.Errorf("password after the deadline: %d %q\n%s", p.Status, p.Location, p.Body)
 	}
 	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, "totp:       false") {
@@ -70,8 +70,8 @@ func TestPendingEnrolmentExpires(t *testing.T) {
 	}
 	// The operator opens a new window.
 	CLI(t, s.DB, "", "user", "reset-totp", u.Name)
-	if _, p := pendEnrolPage(t, s, c, u); p.Status != http.StatusOK || !strings.Contains(p.Body, `action="/login/enroll"`) {
-		t.Errorf("after reset-totp: want the enrolment page, got %d\n%s", p.Status, p.Body)
+	if _, p := pendEnrollPage(t, s, c, u); p.Status != http.StatusOK || !strings.Contains(p.Body, `action="/login/enroll"`) {
+		t.Errorf("after reset-totp: want the enrollment page, got %d\n%s", p.Status, p.Body)
 	}
 }
 
@@ -86,7 +86,7 @@ func TestEnrollingLoginEndsWithTOTPStep(t *testing.T) {
 	rp := NewRP(t, s, c)
 	u := enrAddUserAtLogin(t, s.DB, "ned", "correct horse battery")
 	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
-	secret := enrSecret(t, enrPasswordToEnrol(t, f, u).Body)
+	secret := enrSecret(t, enrPasswordToEnroll(t, f, u).Body)
 	// The previous step's code confirms; the current one is left for the
 	// TOTP step.
 	confirm := enrCode(t, secret, time.Now().Add(-30*time.Second))
@@ -99,20 +99,20 @@ func TestEnrollingLoginEndsWithTOTPStep(t *testing.T) {
 	codes := strings.Fields(m[1])
 	id := f.Form.Get("id")
 	if cb := f.B.Get(s.URL + "/authorize/callback?id=" + url.QueryEscape(id)); atkHasCode(cb.Location) {
-		t.Fatalf("the callback issued a code right after enrolment: %s", cb.Location)
+		t.Fatalf("the callback issued a code right after enrollment: %s", cb.Location)
 	}
 	next := f.B.Get(absURL(s, strings.ReplaceAll(link[1], "&amp;", "&")))
 	if atkHasCode(next.Location) {
-		t.Fatalf("Continue after enrolment issued a code without the TOTP step: %s", next.Location)
+		t.Fatalf("Continue after enrollment issued a code without the TOTP step: %s", next.Location)
 	}
 	if next.Status == http.StatusSeeOther {
 		next = f.B.Get(absURL(s, next.Location))
 	}
 	if next.Status != http.StatusOK || !atkIsTOTPForm(next) {
-		t.Fatalf("after enrolment: want the TOTP form, got %d %q\n%s", next.Status, next.Location, next.Body)
+		t.Fatalf("after enrollment: want the TOTP form, got %d %q\n%s", next.Status, next.Location, next.Body)
 	}
 	if strings.Contains(next.Body, "/login/recovery") {
-		t.Error("the code form after enrolment offers a recovery code")
+		t.Error("the code form after enrollment offers a recovery code")
 	}
 	f.Form = Hidden(next.Body)
 	// A recovery code shown a moment ago does not finish this request.
@@ -126,7 +126,7 @@ func TestEnrollingLoginEndsWithTOTPStep(t *testing.T) {
 	}
 	p := f.TOTP(enrCode(t, secret, time.Now()))
 	if p.Status != http.StatusSeeOther {
-		t.Fatalf("TOTP step after enrolment: %d\n%s", p.Status, p.Body)
+		t.Fatalf("TOTP step after enrollment: %d\n%s", p.Status, p.Body)
 	}
 	tok, err := rp.Exchange(f, f.CodeFrom(f.Follow(p)))
 	if err != nil {
@@ -146,7 +146,7 @@ func TestEnrollingLoginEndsWithTOTPStep(t *testing.T) {
 
 // TestRecoveryNeedsAuthenticator: recovery codes stand in for a lost
 // authenticator; an account that has none confirmed (waiting for
-// enrolment) cannot sign in with one, even if codes exist for it. The
+// enrollment) cannot sign in with one, even if codes exist for it. The
 // operator cannot issue codes to it, and reset-totp deletes the old ones.
 func TestRecoveryNeedsAuthenticator(t *testing.T) {
 	s := StartServer(t, fastPolicy...)
@@ -165,9 +165,9 @@ func TestRecoveryNeedsAuthenticator(t *testing.T) {
 		codes = []string{"aaaaa-bbbbb-ccccc-ddddd-eeeeee"}
 		pendInsertRecoveryCode(t, s.DB, atkShow(t, s.DB, u.Name).ID, codes[0])
 	}
-	f, page := pendEnrolPage(t, s, c, u)
+	f, page := pendEnrollPage(t, s, c, u)
 	if !strings.Contains(page.Body, `action="/login/enroll"`) {
-		t.Fatalf("want the enrolment page, got %d\n%s", page.Status, page.Body)
+		t.Fatalf("want the enrollment page, got %d\n%s", page.Status, page.Body)
 	}
 	if p := f.B.Get(s.URL + "/login/recovery?id=" + url.QueryEscape(f.Form.Get("id"))); strings.Contains(p.Body, `name="recovery_code"`) {
 		t.Error("the recovery form is offered to an account without an authenticator")
@@ -182,9 +182,9 @@ func TestRecoveryNeedsAuthenticator(t *testing.T) {
 
 	// After reset-totp the codes of the old authenticator are gone.
 	v := enrAddUserAtLogin(t, s.DB, "ros", "correct horse battery")
-	_, old := enrEnrol(t, s, c, &v)
+	_, old := enrEnroll(t, s, c, &v)
 	CLI(t, s.DB, "", "user", "reset-totp", v.Name)
-	f, _ = pendEnrolPage(t, s, c, v)
+	f, _ = pendEnrollPage(t, s, c, v)
 	if p := enrPost(f, "/login/recovery", url.Values{"recovery_code": {old[0]}}); p.Status == http.StatusOK || atkHasCode(p.Location) {
 		t.Fatalf("an old recovery code worked after reset-totp: %d %q", p.Status, p.Location)
 	}

@@ -298,8 +298,8 @@ func secKid(t *testing.T, raw string) string {
 }
 
 // TestSecretsRotateWhileServing: a server that was running during `idp
-// secrets rotate` seals what it writes next (a TOTP secret at enrolment, a
-// pending enrolment secret) with the new key, even when nothing it has read
+// secrets rotate` seals what it writes next (a TOTP secret at enrollment, a
+// pending enrollment secret) with the new key, even when nothing it has read
 // since names that key. After a restart with the new key only, the user who
 // enrolled signs in, and no value in the database opens with the old key.
 func TestSecretsRotateWhileServing(t *testing.T) {
@@ -317,15 +317,15 @@ func TestSecretsRotateWhileServing(t *testing.T) {
 	CLI(t, s.DB, "", "secrets", "rotate", "--new-key-file", newKeyFile)
 
 	// Right after the rotation, through the server that was running: eve
-	// enrols, fay stops at the enrolment page with a pending secret. Eve
+	// enrolls, fay stops at the enrollment page with a pending secret. Eve
 	// confirms with the previous step's code, so that her sign-in after the
 	// restart can use the current one (a code's step is accepted once).
 	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
-	secret := enrSecret(t, enrPasswordToEnrol(t, f, eve).Body)
+	secret := enrSecret(t, enrPasswordToEnroll(t, f, eve).Body)
 	if p := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now().Add(-30*time.Second))}}); p.Status != http.StatusOK {
-		t.Fatalf("eve's enrolment: %d\n%s", p.Status, p.Body)
+		t.Fatalf("eve's enrollment: %d\n%s", p.Status, p.Body)
 	}
-	enrPasswordToEnrol(t, NewBrowser(t, "").StartFlow(s, c, AuthParams{}), fay)
+	enrPasswordToEnroll(t, NewBrowser(t, "").StartFlow(s, c, AuthParams{}), fay)
 	// The server also notices the new key by itself (a short timer).
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(s.Stderr(), "secret key changed") && time.Now().Before(deadline) {

@@ -67,7 +67,7 @@ func TestHTMLRoutesHeaders(t *testing.T) {
 	}
 
 	fe := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
-	pages["enroll"] = enrPasswordToEnrol(t, fe, enr)
+	pages["enroll"] = enrPasswordToEnroll(t, fe, enr)
 	secret := enrSecret(t, pages["enroll"].Body)
 	pages["codes"] = enrPost(fe, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
 

@@ -52,7 +52,7 @@ type NewUser struct {
 	// (the email_verified claim).
 	EmailVerified bool
 	Password      string
-	// SkipTOTP leaves the account without a TOTP credential (enrolment at
+	// SkipTOTP leaves the account without a TOTP credential (enrollment at
 	// first login).
 	SkipTOTP bool
 }
@@ -96,7 +96,7 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified,
 		PasswordHash: hash, CreatedAt: now, NameKey: nameKey(deriveKey(tokenKey, "unknown-username-key"), username)}
 	if nu.SkipTOTP {
-		// Password-only until enrolment: the provider lets that last
+		// Password-only until enrollment: the provider lets that last
 		// Config.EnrollWithin from now.
 		u.EnrollPendingSince = now
 	}

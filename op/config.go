@@ -53,7 +53,7 @@ type Config struct {
 	KeyRetention time.Duration
 	// EnrollWithin is how long after an account was put in the state of
 	// enrolling at login (created without an authenticator, or reset) its
-	// password alone may still lead to the enrolment page; after it the
+	// password alone may still lead to the enrollment page; after it the
 	// sign-in is refused until an operator resets the account again.
 	EnrollWithin time.Duration
 
@@ -127,7 +127,7 @@ const (
 )
 
 // DefaultEnrollWithin is a week: long enough for someone given a new
-// account (or a reset one) on a Friday to enrol after a weekend away, short
+// account (or a reset one) on a Friday to enroll after a weekend away, short
 // enough that an account whose password was handed out but never used
 // does not stay password-only for long (README, "The defaults and their
 // arithmetic").

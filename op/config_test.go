@@ -98,7 +98,7 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{"AuthRequestLifetime", "CodeLifetime", "AccessTokenLifetime", "IDTokenLifetime",
 			"RefreshTokenLifetime", "SessionLifetime", "SessionIdleTimeout", "KeyRetention"}},
 		{"negative lifetime", func(c *Config) { c.AccessTokenLifetime = -time.Second }, []string{"AccessTokenLifetime"}},
-		{"no enrolment window", func(c *Config) { c.EnrollWithin = 0 }, []string{"EnrollWithin"}},
+		{"no enrollment window", func(c *Config) { c.EnrollWithin = 0 }, []string{"EnrollWithin"}},
 		{"long code lifetime", func(c *Config) { c.CodeLifetime = 11 * time.Minute }, []string{"CodeLifetime"}},
 		{"idle timeout over the lifetime", func(c *Config) { c.SessionIdleTimeout = c.SessionLifetime + time.Minute },
 			[]string{"SessionIdleTimeout"}},

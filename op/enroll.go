@@ -33,7 +33,7 @@ func (s *Server) hasTOTP(ctx context.Context, userID string) (bool, error) {
 	return c.Confirmed, nil
 }
 
-// pendingSecret returns the request's pending enrolment secret, creating
+// pendingSecret returns the request's pending enrollment secret, creating
 // one on first use. The secret is not regenerated while the flow lives
 // (other products' hole: a new secret behind a pending challenge).
 func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]byte, error) {
@@ -87,7 +87,7 @@ func groupSecret(b32 string) string {
 	return strings.Join(parts, " ")
 }
 
-// renderEnroll shows the enrolment page: only reachable in password_ok,
+// renderEnroll shows the enrollment page: only reachable in password_ok,
 // that is after a correct password in this very flow (docs/THREAT-MODEL.md R-T4).
 func (s *Server) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	ctx := r.Context()
@@ -158,7 +158,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 		s.renderEnroll(w, r, a, secret, status, msg)
 	}
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
-		normalize: normalizeCode, render: render, enrols: true})
+		normalize: normalizeCode, render: render, enrolls: true})
 	if !ok {
 		return
 	}

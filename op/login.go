@@ -23,7 +23,7 @@ func (s *Server) loginHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login/{$}", s.loginPage)
 	mux.HandleFunc("POST /login/password", s.passwordStep)
-	mux.HandleFunc("POST /login/totp", s.totpStep)
+	mux.HandleFunc("POST /login/totp", s.codeStep)
 	mux.HandleFunc("GET /login/enroll/qr.png", s.enrollQR)
 	mux.HandleFunc("POST /login/enroll", s.enrollStep)
 	mux.HandleFunc("GET /login/recovery", s.recoveryPage)
@@ -109,7 +109,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		}
 		if !enrolled {
 			// The flow may have passed the password step before the
-			// enrolment window closed.
+			// enrollment window closed.
 			if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
 				return
 			}
@@ -162,7 +162,7 @@ func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *stora
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
 	s.pages.render(w, status, "totp", pageData{
 		Title: "title.code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
-		CSRF: csrfToken(flowSecret, a.ID), Error: msg, AfterEnrol: a.Stage == storage.StageEnrolled,
+		CSRF: csrfToken(flowSecret, a.ID), Error: msg, AfterEnroll: a.Stage == storage.StageEnrolled,
 	})
 }
 
@@ -291,7 +291,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// An account waiting for enrolment is password-only: that is allowed
+	// An account waiting for enrollment is password-only: that is allowed
 	// only within Config.EnrollWithin of it being put in that state.
 	enrolled, err := s.hasTOTP(ctx, u.ID)
 	if err != nil {
@@ -341,23 +341,23 @@ func normalizeCode(s string) (string, bool) {
 	return s, true
 }
 
-// totpStep verifies the second factor. The account is the one the password
+// codeStep verifies the second factor. The account is the one the password
 // step recorded server-side, never a form field (docs/THREAT-MODEL.md R-T5). Only here does an
 // auth request become done.
-func (s *Server) totpStep(w http.ResponseWriter, r *http.Request) {
+func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderTOTP(w, r, a, secret, status, msg)
 	}
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
-		normalize: normalizeCode, render: render, afterEnrolment: true})
+		normalize: normalizeCode, render: render, afterEnrollment: true})
 	if !ok {
 		return
 	}
 	a := &st.a
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
-		// Reset by an operator since the check: the login page enrols.
+		// Reset by an operator since the check: the login page enrolls.
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
 	}

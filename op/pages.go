@@ -54,7 +54,7 @@ type pageData struct {
 	RetryAt    string
 	RetryIn    string
 	BackURL    string
-	// Enrolment and recovery pages.
+	// Enrollment and recovery pages.
 	QRURL       string
 	Secret      string
 	Codes       []string
@@ -63,8 +63,8 @@ type pageData struct {
 	Left        int
 	// Fields are hidden form fields carried over (the logout page).
 	Fields []field
-	// AfterEnrol: the code page of a request that has just enrolled.
-	AfterEnrol bool
+	// AfterEnroll: the code page of a request that has just enrolled.
+	AfterEnroll bool
 }
 
 // field is a hidden form field.

@@ -12,7 +12,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// recoveryCodeCount codes of 128 random bits each are issued at enrolment
+// recoveryCodeCount codes of 128 random bits each are issued at enrollment
 // (docs/THREAT-MODEL.md R-S4): enough entropy that SHA-256 is the right store.
 const recoveryCodeCount = 10
 
@@ -64,8 +64,8 @@ func recoveryHash(normalized string) []byte {
 }
 
 // ErrNoAuthenticator: the account has no confirmed authenticator, so a
-// recovery code would stand in for nothing; it gets codes when it enrols.
-var ErrNoAuthenticator = errors.New("the account has no authenticator yet; recovery codes are issued when it enrols")
+// recovery code would stand in for nothing; it gets codes when it enrolls.
+var ErrNoAuthenticator = errors.New("the account has no authenticator yet; recovery codes are issued when it enrolls")
 
 // RegenerateRecoveryCodes replaces the user's recovery codes (the old set
 // stops working) and returns the new ones to show once. An account without
@@ -96,8 +96,8 @@ func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (stora
 }
 
 // ResetTOTP removes the user's authenticator and recovery codes; the next
-// login, after a correct password, enrols a new one, within the server's
-// Config.EnrollWithin from now (for an account already waiting to enrol it
+// login, after a correct password, enrolls a new one, within the server's
+// Config.EnrollWithin from now (for an account already waiting to enroll it
 // opens a new window). Whoever holds a session or token from the old factor
 // is signed out in the same transaction.
 func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, storage.Ended, error) {
@@ -109,7 +109,7 @@ func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, stora
 	if err != nil {
 		return u, e, err
 	}
-	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrolment at next login; "+endedText(e))
+	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrollment at next login; "+endedText(e))
 	return u, e, nil
 }
 

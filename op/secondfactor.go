@@ -9,7 +9,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// secondStep is a posted second-factor form (TOTP, enrolment or recovery
+// secondStep is a posted second-factor form (TOTP, enrollment or recovery
 // code) that passed the checks every such form shares.
 type secondStep struct {
 	a          storage.AuthRequest
@@ -23,14 +23,14 @@ type secondForm struct {
 	field, kind, badMsg string
 	normalize           func(string) (string, bool)
 	render              func(*storage.AuthRequest, string, int, string)
-	// enrols: the form binds a new authenticator (it needs an open
-	// enrolment window); otherwise it checks a code of a confirmed one or
+	// enrolls: the form binds a new authenticator (it needs an open
+	// enrollment window); otherwise it checks a code of a confirmed one or
 	// a recovery code standing in for it (it needs one).
-	enrols bool
-	// afterEnrolment: the form also serves a request that enrolled in
+	enrolls bool
+	// afterEnrollment: the form also serves a request that enrolled in
 	// this flow. Only the TOTP form does: the authenticator was bound on
 	// the strength of the password alone (docs/THREAT-MODEL.md rule 7).
-	afterEnrolment bool
+	afterEnrollment bool
 }
 
 // secondFactorForm does what every path that accepts a second factor
@@ -46,7 +46,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 	if !ok {
 		return secondStep{}, false
 	}
-	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrolment && a.Stage == storage.StageEnrolled
+	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrollment && a.Stage == storage.StageEnrolled
 	if !stageOK || a.UserID == "" {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false
@@ -57,14 +57,14 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 		return secondStep{}, false
 	}
 	switch {
-	case f.enrols && !enrolled:
+	case f.enrolls && !enrolled:
 		if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
 			return secondStep{}, false
 		}
-	case !f.enrols && !enrolled:
+	case !f.enrolls && !enrolled:
 		// No confirmed authenticator (never enrolled, or reset): nothing
 		// for a code to prove or a recovery code to stand in for. The
-		// login page enrols, or says the enrolment window closed.
+		// login page enrolls, or says the enrollment window closed.
 		s.audit(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false

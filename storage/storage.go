@@ -73,7 +73,7 @@ const (
 // the flow (docs/THREAT-MODEL.md rule 7). Each transition is one
 // guarded update. Only the TOTP step leaves enrolled: the authenticator was
 // bound on the strength of the password alone, so a code from it at a later
-// time step finishes the login, never the enrolment or a recovery code.
+// time step finishes the login, never the enrollment or a recovery code.
 const (
 	StageCreated    = "created"
 	StagePasswordOK = "password_ok"
@@ -220,7 +220,7 @@ type AuthRequest struct {
 	UserID      string
 	BindingHash []byte // sha256 of the browser-binding cookie
 	PasswordAt  time.Time
-	// PendingTOTP is a sealed TOTP secret offered for enrolment in this
+	// PendingTOTP is a sealed TOTP secret offered for enrollment in this
 	// flow, not yet confirmed; it dies with the request.
 	PendingTOTP []byte
 	AuthTime    time.Time
@@ -388,7 +388,7 @@ type Store interface {
 	TOTPByUser(ctx context.Context, userID string) (TOTPCredential, error)
 
 	// DeleteTOTP removes the user's TOTP credential and recovery codes and
-	// sets EnrollPendingSince to now, so the next login enrols a new
+	// sets EnrollPendingSince to now, so the next login enrolls a new
 	// authenticator within the provider's window (for a user already
 	// waiting it only restarts the window); in the same transaction it ends
 	// every SSO session, sign-in in progress and token of the user (whoever
@@ -396,7 +396,7 @@ type Store interface {
 	// not exist.
 	DeleteTOTP(ctx context.Context, userID string, now time.Time) (Ended, error)
 
-	// Enrolment at login. SetPendingTOTP stores a sealed secret on a live
+	// Enrollment at login. SetPendingTOTP stores a sealed secret on a live
 	// request in password_ok for userID whose user has no TOTP credential
 	// (ErrWrongState otherwise); it replaces an earlier pending secret only
 	// if replace is true.

@@ -280,9 +280,9 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 	switch {
 	case hasTOTP:
 	case u.EnrollPendingSince.IsZero():
-		fmt.Fprintln(e.stdout, "enrolment:  not open (no start recorded); idp user reset-totp opens it")
+		fmt.Fprintln(e.stdout, "enrollment:  not open (no start recorded); idp user reset-totp opens it")
 	default:
-		fmt.Fprintf(e.stdout, "enrolment:  waiting since %s (the server's --enroll-within counts from then)\n", ts(u.EnrollPendingSince))
+		fmt.Fprintf(e.stdout, "enrollment:  waiting since %s (the server's --enroll-within counts from then)\n", ts(u.EnrollPendingSince))
 	}
 	if len(fv) == 0 {
 		fmt.Fprintln(e.stdout, "attempts:   none recorded")

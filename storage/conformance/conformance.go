@@ -386,7 +386,7 @@ func testTOTP(t *testing.T, s storage.Store) {
 	ok(t, err, "TOTPByUser")
 	same(t, "TOTPByUser", got, c)
 
-	// Re-enrolment replaces the credential.
+	// Re-enrollment replaces the credential.
 	c2 := storage.TOTPCredential{UserID: "u1", Secret: []byte("new secret"), Confirmed: true, LastStep: 0, CreatedAt: t0.Add(time.Hour)}
 	ok(t, s.PutTOTP(ctx, c2), "PutTOTP replace")
 	got, err = s.TOTPByUser(ctx, "u1")

@@ -407,7 +407,7 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	t.Fatal("the database file did not grow: nothing was checkpointed from the WAL")
 }
 
-// TestMigrationEnrollPending: migration 0007 starts the enrolment window of
+// TestMigrationEnrollPending: migration 0007 starts the enrollment window of
 // the accounts already waiting (no confirmed authenticator) at the
 // upgrade, and leaves enrolled accounts out of it.
 func TestMigrationEnrollPending(t *testing.T) {
@@ -456,7 +456,7 @@ func TestMigrationEnrollPending(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := !u.EnrollPendingSince.IsZero(); got != waits || waits && (u.EnrollPendingSince.Before(before) || u.EnrollPendingSince.After(time.Now())) {
-			t.Errorf("%s: waiting for enrolment since %v, want waiting %v from the upgrade", id, u.EnrollPendingSince, waits)
+			t.Errorf("%s: waiting for enrollment since %v, want waiting %v from the upgrade", id, u.EnrollPendingSince, waits)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error 
 }
 
 // PutTOTP stores the user's TOTP credential, replacing an existing one
-// (re-enrolment); a confirmed one ends the wait for enrolment. ErrNotFound
+// (re-enrollment); a confirmed one ends the wait for enrollment. ErrNotFound
 // when the user does not exist.
 func (s *Store) PutTOTP(ctx context.Context, c storage.TOTPCredential) error {
 	secret := c.Secret

@@ -13,7 +13,7 @@ import (
 )
 
 // DeleteTOTP removes the user's TOTP credential and recovery codes, starts
-// the user's wait for enrolment at now and ends everything the user is
+// the user's wait for enrollment at now and ends everything the user is
 // signed in with, in one transaction.
 func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
@@ -38,7 +38,7 @@ func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) (s
 	return e, mapErr("delete totp", err)
 }
 
-// SetPendingTOTP stores a sealed secret for enrolment on a live request in
+// SetPendingTOTP stores a sealed secret for enrollment on a live request in
 // password_ok for a user without a TOTP credential.
 func (s *Store) SetPendingTOTP(ctx context.Context, id, userID string, sealed []byte, replace bool, now time.Time) error {
 	if len(sealed) == 0 {

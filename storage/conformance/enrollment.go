@@ -21,8 +21,8 @@ func passwordOK(t *testing.T, s storage.Store, id, userID string, now time.Time)
 func testEnrollment(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	now := t0
-	u := addUser(t, s, "enrol")
-	other := addUser(t, s, "enrol-other")
+	u := addUser(t, s, "enroll")
+	other := addUser(t, s, "enroll-other")
 	addAuthRequest(t, s, "fresh", now)
 	isErr(t, s.SetPendingTOTP(ctx, "fresh", u.ID, []byte("sealed-1"), false, now), storage.ErrWrongState, "pending before password")
 	passwordOK(t, s, "enr", u.ID, now)
@@ -49,7 +49,7 @@ func testEnrollment(t *testing.T, s storage.Store) {
 		t.Fatalf("pending kept for another user: %q", a.PendingTOTP)
 	}
 	// Confirmation stores the credential with the confirming step and the
-	// recovery codes, clears the counter and the wait for enrolment, and
+	// recovery codes, clears the counter and the wait for enrollment, and
 	// moves the request to enrolled: not done.
 	p := storage.LockPolicy{FreeFailures: 5, BaseLock: time.Minute, MaxLock: time.Hour}
 	claim(t, s, u.ID, storage.FactorTOTP, now, p)
@@ -63,7 +63,7 @@ func testEnrollment(t *testing.T, s storage.Store) {
 		t.Fatalf("after confirm: stage %s done %v pending %q auth_time %v", a.Stage, a.Done(), a.PendingTOTP, a.AuthTime)
 	}
 	if got, _ := s.UserByID(ctx, u.ID); !got.EnrollPendingSince.IsZero() {
-		t.Fatalf("still waiting for enrolment since %v after confirm", got.EnrollPendingSince)
+		t.Fatalf("still waiting for enrollment since %v after confirm", got.EnrollPendingSince)
 	}
 	isErr(t, s.SaveAuthCode(ctx, "enr", hash("code-enr"), now.Add(time.Minute)), storage.ErrWrongState, "code for an enrolled request")
 	got, err := s.TOTPByUser(ctx, u.ID)
@@ -80,7 +80,7 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	ok(t, err, "AttemptStates")
 	for _, st := range states {
 		if st.Factor == storage.FactorTOTP && st.Failures != 0 {
-			t.Fatalf("totp failures %d after enrolment", st.Failures)
+			t.Fatalf("totp failures %d after enrollment", st.Failures)
 		}
 	}
 	// From enrolled only the TOTP step continues: not the password step,
@@ -102,12 +102,12 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	if !a.Done() || a.ACR != "acr" {
 		t.Fatalf("after the TOTP step: stage %s done %v acr %q", a.Stage, a.Done(), a.ACR)
 	}
-	// Once a credential exists, no enrolment can start or finish.
+	// Once a credential exists, no enrollment can start or finish.
 	passwordOK(t, s, "enr2", u.ID, now)
 	isErr(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), storage.ErrWrongState, "pending with existing credential")
 	// The steps used so far are consumed.
 	isErr(t, s.CompleteTOTP(ctx, "enr2", u.ID, 1001, now, nil, ""), storage.ErrReplay, "replay of a used step")
-	// Reset: credential and codes gone, enrolment possible again.
+	// Reset: credential and codes gone, enrollment possible again.
 	ok(t, second(s.DeleteTOTP(ctx, u.ID, now)), "DeleteTOTP")
 	_, err = s.TOTPByUser(ctx, u.ID)
 	isErr(t, err, storage.ErrNotFound, "TOTPByUser after reset")
@@ -115,13 +115,13 @@ func testEnrollment(t *testing.T, s storage.Store) {
 		t.Fatalf("codes left after reset %d", n)
 	}
 	// The reset cancels the sign-in in progress (whoever was at the second
-	// step with the old factor); a new sign-in may enrol.
+	// step with the old factor); a new sign-in may enroll.
 	isErr(t, s.SetPendingTOTP(ctx, "enr2", u.ID, []byte("sealed-3"), true, now), storage.ErrNotFound, "SetPendingTOTP on a request the reset cancelled")
 	passwordOK(t, s, "enr3", u.ID, now)
 	ok(t, s.SetPendingTOTP(ctx, "enr3", u.ID, []byte("sealed-3"), true, now), "SetPendingTOTP after reset")
 }
 
-// testEnrollPending: the time an account began waiting for enrolment
+// testEnrollPending: the time an account began waiting for enrollment
 // (User.EnrollPendingSince) round-trips, ends with a confirmed credential
 // and restarts with DeleteTOTP, also for an account already waiting.
 func testEnrollPending(t *testing.T, s storage.Store) {
@@ -149,7 +149,7 @@ func testEnrollPending(t *testing.T, s storage.Store) {
 	// An unconfirmed credential does not end the wait; a confirmed one does.
 	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), CreatedAt: t0}), "PutTOTP unconfirmed")
 	if !pending("after unconfirmed").Equal(since) {
-		t.Fatal("an unconfirmed credential ended the wait for enrolment")
+		t.Fatal("an unconfirmed credential ended the wait for enrollment")
 	}
 	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: u.ID, Secret: []byte("s"), Confirmed: true, CreatedAt: t0}), "PutTOTP confirmed")
 	if p := pending("after confirmed"); !p.IsZero() {

@@ -9,7 +9,7 @@ import (
 )
 
 // enrollmentClosed reports whether u, who has no confirmed authenticator,
-// is past the window in which the password alone may lead to enrolment
+// is past the window in which the password alone may lead to enrollment
 // (Config.EnrollWithin from User.EnrollPendingSince). An account without a
 // recorded start is closed: nobody put it in that state on purpose.
 func (s *Server) enrollmentClosed(u storage.User, now time.Time) bool {
@@ -18,7 +18,7 @@ func (s *Server) enrollmentClosed(u storage.User, now time.Time) bool {
 
 // refuseClosedEnrollment answers the request with the "ask your
 // administrator" page and audits it when the account of a, which has no
-// confirmed authenticator, may no longer enrol. It reports whether it
+// confirmed authenticator, may no longer enroll. It reports whether it
 // answered (and an error it answered with a 500 page).
 func (s *Server) refuseClosedEnrollment(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest) (bool, error) {
 	u, err := s.store.UserByID(r.Context(), a.UserID)
@@ -39,7 +39,7 @@ func (s *Server) refuseIfEnrollmentClosed(ctx context.Context, w http.ResponseWr
 		since = u.EnrollPendingSince.UTC().Format(time.RFC3339)
 	}
 	s.metrics.attempt("password", "enrollment_expired")
-	s.audit(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrolment since "+since+"; window "+s.cfg.EnrollWithin.String())
+	s.audit(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrollment since "+since+"; window "+s.cfg.EnrollWithin.String())
 	s.pages.errorPageFor(w, http.StatusForbidden, msgEnrollExpired,
 		s.appErrorURL(a, "access_denied", "the account's authenticator set-up has expired"), s.clientName(ctx, a.ClientID))
 	return true

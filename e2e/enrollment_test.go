@@ -30,8 +30,8 @@ func enrAddUserAtLogin(t *testing.T, db, name, password string) User {
 	return User{Name: name, Password: password}
 }
 
-// enrPasswordToEnrol runs the password step and returns the enrolment page.
-func enrPasswordToEnrol(t *testing.T, f *Flow, u User) Page {
+// enrPasswordToEnroll runs the password step and returns the enrollment page.
+func enrPasswordToEnroll(t *testing.T, f *Flow, u User) Page {
 	t.Helper()
 	p := f.Password(u.Name, u.Password)
 	if p.Status != http.StatusSeeOther {
@@ -39,7 +39,7 @@ func enrPasswordToEnrol(t *testing.T, f *Flow, u User) Page {
 	}
 	page := f.B.Get(p.Location)
 	if page.Status != http.StatusOK || !strings.Contains(page.Body, `action="/login/enroll"`) {
-		t.Fatalf("want the enrolment page, got %d\n%s", page.Status, page.Body)
+		t.Fatalf("want the enrollment page, got %d\n%s", page.Status, page.Body)
 	}
 	f.Form = Hidden(page.Body)
 	return page
@@ -69,13 +69,13 @@ func enrPost(f *Flow, path string, fields url.Values) Page {
 	return f.B.Post(f.S.URL+path, fields)
 }
 
-// enrEnrol completes enrolment for u in a new flow and returns the secret
+// enrEnroll completes enrollment for u in a new flow and returns the secret
 // and the recovery codes shown.
-func enrEnrol(t *testing.T, s *Server, c Client, u *User) (string, []string) {
+func enrEnroll(t *testing.T, s *Server, c Client, u *User) (string, []string) {
 	t.Helper()
 	b := NewBrowser(t, "")
 	f := b.StartFlow(s, c, AuthParams{})
-	page := enrPasswordToEnrol(t, f, *u)
+	page := enrPasswordToEnroll(t, f, *u)
 	secret := enrSecret(t, page.Body)
 	done := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, secret, time.Now())}})
 	if done.Status != http.StatusOK {
@@ -104,7 +104,7 @@ func TestEnrollmentAtLogin(t *testing.T) {
 	u := enrAddUserAtLogin(t, s.DB, "erin", "correct horse battery")
 	b := NewBrowser(t, "")
 	f := b.StartFlow(s, c, AuthParams{})
-	page := enrPasswordToEnrol(t, f, u)
+	page := enrPasswordToEnroll(t, f, u)
 	secret := enrSecret(t, page.Body)
 	if len(secret) < 32 {
 		t.Errorf("secret %q shorter than 160 bits", secret)
@@ -172,10 +172,10 @@ func TestEnrollmentAtLogin(t *testing.T) {
 	if p := f2.TOTP(code); p.Status != http.StatusUnauthorized {
 		t.Fatalf("replayed confirmation code: %d", p.Status)
 	}
-	// Operator reset: enrolment again at the next login.
+	// Operator reset: enrollment again at the next login.
 	CLI(t, s.DB, "", "user", "reset-totp", "erin")
 	f3 := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
-	if secret3 := enrSecret(t, enrPasswordToEnrol(t, f3, u).Body); secret3 == secret {
+	if secret3 := enrSecret(t, enrPasswordToEnroll(t, f3, u).Body); secret3 == secret {
 		t.Fatal("reset kept the old secret")
 	}
 }
@@ -203,7 +203,7 @@ func TestRecoveryCodes(t *testing.T) {
 	c := AddClient(t, s.DB, "app")
 	rp := NewRP(t, s, c)
 	u := enrAddUserAtLogin(t, s.DB, "rita", "correct horse battery")
-	_, codes := enrEnrol(t, s, c, &u)
+	_, codes := enrEnroll(t, s, c, &u)
 
 	f := enrRecoveryFlow(t, s, c, u)
 	p := enrPost(f, "/login/recovery", url.Values{"recovery_code": {strings.ToUpper(codes[0])}})
