@@ -256,3 +256,28 @@ func TestContinueStepBoundAndSingleUse(t *testing.T) {
 		t.Errorf("second callback: want access_denied, got %v", q)
 	}
 }
+
+// TestBindingMismatchAuditedOnEveryPage: a flow's pages opened in another
+// browser are refused and audited alike (the recovery page used to refuse
+// without an audit row).
+func TestBindingMismatchAuditedOnEveryPage(t *testing.T) {
+	t.Parallel()
+	s := StartServer(t, fastPolicy...)
+	u := AddUser(t, s.DB, "bianca", "correct horse battery")
+	c := AddClient(t, s.DB, "app")
+	f := atkToTOTP(t, NewBrowser(t, "127.0.0.2"), s, c, u.Name, u.Password)
+	id := f.Form.Get("id")
+	other := NewBrowser(t, "127.0.0.3")
+	for _, path := range []string{"/login/?id=", "/login/recovery?id="} {
+		if p := other.Get(s.URL + path + url.QueryEscape(id)); p.Status != http.StatusForbidden {
+			t.Errorf("%s in another browser: %d, want 403", path, p.Status)
+		}
+	}
+	var where []string
+	for _, e := range atkOfType(atkAudit(t, s.DB, ""), "binding_mismatch") {
+		where = append(where, e.Detail)
+	}
+	if len(where) != 2 || !strings.Contains(strings.Join(where, " "), "/login/recovery") {
+		t.Errorf("binding_mismatch rows: %q, want one per page, the recovery page included", where)
+	}
+}

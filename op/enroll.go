@@ -212,13 +212,8 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 // recoveryPage shows the recovery-code form at the TOTP step.
 func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, err := s.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), s.cfg.now())
-	if err != nil {
-		s.linkProblem(w, r, r.URL.Query().Get("id"))
-		return
-	}
-	if !s.boundToBrowser(r, &a) {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	if !ok {
 		return
 	}
 	if a.Stage != storage.StagePasswordOK {
@@ -230,8 +225,7 @@ func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return
 	}
-	c, _ := r.Cookie(s.flowCookieName(a.ID))
-	s.renderRecovery(w, r, &a, c.Value, http.StatusOK, "")
+	s.renderRecovery(w, r, &a, flowSecret, http.StatusOK, "")
 }
 
 func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {

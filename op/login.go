@@ -72,19 +72,10 @@ func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.Qu
 // page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	id := r.URL.Query().Get("id")
-	a, err := s.store.AuthRequestByID(ctx, id, s.cfg.now())
-	if err != nil {
-		s.linkProblem(w, r, id)
+	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	if !ok {
 		return
 	}
-	if !s.boundToBrowser(r, &a) {
-		s.audit(ctx, "binding_mismatch", a.UserID, "", a.ClientID, "login page")
-		s.pages.errorPage(w, r, http.StatusForbidden, msgStartedElsewhere, "")
-		return
-	}
-	c, _ := r.Cookie(s.flowCookieName(a.ID))
-	flowSecret := c.Value
 	switch a.Stage {
 	case storage.StageDone:
 		if len(a.SessionHash) == 0 {
@@ -166,21 +157,37 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.A
 	})
 }
 
-// loadFlow reads the posted auth request and checks the browser binding and
-// the form token. It answers the request itself when they fail.
+// boundFlow reads auth request id and checks that r comes from the
+// browser it was bound to at /authorize (docs/THREAT-MODEL.md rule 7). It
+// returns the request and the flow cookie's secret, or answers r itself: a
+// link problem page, or 403 with a binding_mismatch audit row. Every page
+// and form of a flow loads it here, so none can skip the check or its
+// audit. refusal is the message of the 403: a page says where the
+// sign-in was started, a form also that it may have moved on.
+func (s *Server) boundFlow(w http.ResponseWriter, r *http.Request, id, refusal string) (storage.AuthRequest, string, bool) {
+	a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
+	if err != nil {
+		s.linkProblem(w, r, id)
+		return a, "", false
+	}
+	if !s.boundToBrowser(r, &a) {
+		s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
+		s.pages.errorPage(w, r, http.StatusForbidden, refusal, "")
+		return a, "", false
+	}
+	c, _ := r.Cookie(s.flowCookieName(a.ID))
+	return a, c.Value, true
+}
+
+// loadFlow is boundFlow for a posted form, which must also carry the
+// flow's form token (R-W1).
 func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthRequest, string, bool) {
 	if err := r.ParseForm(); err != nil {
 		s.pages.errorPage(w, r, http.StatusBadRequest, msgUnreadable, "")
 		return storage.AuthRequest{}, "", false
 	}
-	a, err := s.store.AuthRequestByID(r.Context(), r.PostFormValue("id"), s.cfg.now())
-	if err != nil {
-		s.linkProblem(w, r, r.PostFormValue("id"))
-		return a, "", false
-	}
-	if !s.boundToBrowser(r, &a) {
-		s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+	a, flowSecret, ok := s.boundFlow(w, r, r.PostFormValue("id"), msgOtherBrowser)
+	if !ok {
 		return a, "", false
 	}
 	if !s.csrfValid(r, &a) {
@@ -188,8 +195,7 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthR
 		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, s.loginURL(a.ID))
 		return a, "", false
 	}
-	c, _ := r.Cookie(s.flowCookieName(a.ID))
-	return a, c.Value, true
+	return a, flowSecret, true
 }
 
 // passwordStep verifies the first factor. It never completes a login: on
