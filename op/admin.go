@@ -34,13 +34,8 @@ func (a *Admin) now() time.Time {
 }
 
 func (a *Admin) audit(ctx context.Context, typ, userID, username, clientID, detail string) {
-	e := storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username, ClientID: clientID, ClientIP: "cli", Detail: detail}
-	if a.Log != nil {
-		a.Log.Info("audit", "event", typ, "user_id", userID, "username", username, "client_id", clientID, "ip", "cli", "detail", detail)
-	}
-	if err := a.Store.AppendAudit(ctx, e); err != nil && a.Log != nil {
-		a.Log.Error("audit write failed", "event", typ, "err", err)
-	}
+	appendAudit(ctx, a.Store, a.Log, storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username,
+		ClientID: clientID, ClientIP: "cli", Detail: detail})
 }
 
 // NewUser describes an account to create.

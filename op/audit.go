@@ -40,15 +40,25 @@ func (s *Server) writeAudit(ctx context.Context, typ, userID, username, clientID
 		Time: s.cfg.now(), Type: typ, UserID: userID, Username: username,
 		ClientID: clientID, ClientIP: ipString(ri), RequestID: ri.id, Detail: detail,
 	}
-	// slog's text and JSON handlers quote values, so a username with a
-	// newline cannot forge a log line.
-	s.log.LogAttrs(ctx, slog.LevelInfo, "audit",
-		slog.String("event", typ), slog.String("user_id", userID), slog.String("username", username),
-		slog.String("client_id", clientID), slog.String("ip", e.ClientIP),
-		slog.String("request_id", ri.id), slog.String("detail", detail))
+	appendAudit(ctx, s.store, s.log, e)
+}
+
+// appendAudit writes e to the log and the audit table: the one place every
+// event of the server and of the operator CLI goes through
+// (docs/THREAT-MODEL.md rule 13). log may be nil (the CLI without one).
+func appendAudit(ctx context.Context, st storage.Store, log *slog.Logger, e storage.AuditEvent) {
+	if log != nil {
+		// slog's text and JSON handlers quote values, so a username with
+		// a newline cannot forge a log line. The row's own request id and
+		// address are written, so requestHandler must not add them again.
+		log.LogAttrs(context.Background(), slog.LevelInfo, "audit",
+			slog.String("event", e.Type), slog.String("user_id", e.UserID), slog.String("username", e.Username),
+			slog.String("client_id", e.ClientID), slog.String("ip", e.ClientIP),
+			slog.String("request_id", e.RequestID), slog.String("detail", e.Detail))
+	}
 	// The audit row must not be lost because the request was cancelled.
-	if err := s.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
-		s.log.Error("audit write failed", "event", typ, "err", err)
+	if err := st.AppendAudit(context.WithoutCancel(ctx), e); err != nil && log != nil {
+		log.Error("audit write failed", "event", e.Type, "request_id", e.RequestID, "err", err)
 	}
 }
 

@@ -130,7 +130,7 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 	// still reaches them.
 	if old := ssoCookieFromContext(ctx); old != "" {
 		if err := s.store.ReplaceSession(ctx, hashSecret(old), sess.IDHash, now); err != nil {
-			s.log.Warn("replace previous session", "request_id", infoFrom(ctx).id, "err", err)
+			s.log.WarnContext(ctx, "replace previous session", "err", err)
 		}
 	}
 	s.setCookie(w, s.ssoCookieName(), v, s.cfg.SessionLifetime)

@@ -76,7 +76,7 @@ func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *h
 	d := storage.Device{IDHash: hashSecret(secret), UserID: userID, CreatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(s.cfg.DeviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
 	if err := s.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
-		s.log.Warn("remember device", "request_id", infoFrom(ctx).id, "err", err)
+		s.log.WarnContext(ctx, "remember device", "err", err)
 		return
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(userID))

@@ -37,7 +37,7 @@ func (s *Server) htmlErrors(next http.Handler) http.Handler {
 		case strings.Contains(text, "client"):
 			msg = msgUnknownClient
 		}
-		s.log.Info("protocol error page", "path", r.URL.Path, "status", c.status, "detail", strings.TrimSpace(c.body.String()))
+		s.log.InfoContext(r.Context(), "protocol error page", "path", r.URL.Path, "status", c.status, "detail", strings.TrimSpace(c.body.String()))
 		s.pages.errorPage(w, r, c.status, msg, "")
 	})
 }

@@ -320,7 +320,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
 			if err := s.store.SetPasswordHash(ctx, u.ID, h); err != nil {
-				s.log.Warn("password rehash", "err", err)
+				s.log.WarnContext(ctx, "password rehash", "err", err)
 			}
 		}
 	}
@@ -408,11 +408,11 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what stri
 	if errors.Is(err, storage.ErrBusy) {
 		// The database stayed locked past every retry; nothing changed,
 		// so the same request can simply be sent again.
-		s.log.Warn(what, "request_id", infoFrom(r.Context()).id, "err", err)
+		s.log.WarnContext(r.Context(), what, "err", err)
 		w.Header().Set("Retry-After", "5")
 		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, "")
 		return
 	}
-	s.log.Error(what, "request_id", infoFrom(r.Context()).id, "err", err)
+	s.log.ErrorContext(r.Context(), what, "err", err)
 	s.pages.errorPage(w, r, http.StatusInternalServerError, msgInternal, "")
 }

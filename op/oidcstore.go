@@ -153,7 +153,7 @@ func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 	if checked := infoFrom(ctx).callbackID; checked == "" || checked != id {
 		// The library chose another request than the one whose browser
 		// binding callbackBinding checked: never issue that code.
-		o.s.log.Error("auth code refused: request id differs from the checked callback id", "request_id", infoFrom(ctx).id)
+		o.s.log.ErrorContext(ctx, "auth code refused: request id differs from the checked callback id")
 		return oidc.ErrAccessDenied().WithDescription("this sign-in cannot be completed here; start a new one")
 	}
 	now := o.s.cfg.now()

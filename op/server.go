@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Logger, metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
+	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
 	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Cache-Control", "no-store")
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("health check failed", "err", err)
+		s.log.WarnContext(r.Context(), "health check failed", "err", err)
 		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 		return
 	}
