@@ -8,7 +8,7 @@ ISSUER   ?= http://127.0.0.1:8080
 LISTEN   ?= 127.0.0.1:8080
 RACE_PKGS := ./storage/... ./op/... ./cmd/...
 
-.PHONY: build run demo test test-race test-e2e bench lint tidy-check clean screenshots
+.PHONY: build run demo test test-race test-e2e bench fuzz lint tidy-check clean screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -41,6 +41,18 @@ screenshots:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./storage/sqlite/ ./op/
 	$(GO) run ./cmd/idp-bench
+
+# Every fuzz target of an untrusted-input parser, each for FUZZ_EXECS
+# inputs (a count, not a time: bounded however fast the machine is). A
+# crash is saved under the package's testdata/fuzz/ and from then on runs
+# as a regression test in make test. CI runs each briefly (.ci/run).
+FUZZ_EXECS ?= 20000x
+FUZZ_TARGETS := ./storage:FuzzCanonicalUsername ./op:FuzzNormalizeCode ./op:FuzzNormalizeRecoveryCode \
+	./op:FuzzDeviceCookie ./op:FuzzOpenSealed ./op:FuzzPasswordForm ./cmd/idp:FuzzReadConfig
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t#*:}; \
+	  echo "fuzz $$name ($$pkg, $(FUZZ_EXECS))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_EXECS) -parallel 1 $$pkg; done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -10,7 +10,7 @@ import (
 
 // testStore opens a fresh SQLite store in t's temporary directory, closed
 // when t ends, and a sealer with an all-zero test key.
-func testStore(t *testing.T) (*sqlite.Store, *Sealer) {
+func testStore(t testing.TB) (*sqlite.Store, *Sealer) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "idp.db"))
 	if err != nil {

@@ -114,5 +114,9 @@ func readConfig(fs *flag.FlagSet, r io.Reader, path string, set map[string]bool)
 			return fmt.Errorf("%s:%d: %s: %w", path, n, name, err)
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		// A line over 64 KiB: say where.
+		return fmt.Errorf("%s:%d: %w", path, n+1, err)
+	}
+	return nil
 }
