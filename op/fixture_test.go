@@ -2,8 +2,15 @@ package op
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/totp-idp/idp/storage/sqlite"
 )
@@ -22,4 +29,70 @@ func testStore(t testing.TB) (*sqlite.Store, *Sealer) {
 		t.Fatal(err)
 	}
 	return st, sealer
+}
+
+// testEnv is the real handler stack in process: a provider on a fresh
+// SQLite store, the user "ann" (password "correct horse", TOTP enrolled)
+// and the confidential client "app" redirecting to https://rp.example/cb.
+type testEnv struct {
+	srv   *Server
+	ts    *httptest.Server
+	store *sqlite.Store
+	admin *Admin
+}
+
+// newTestEnv builds a testEnv; mod, when given, changes the configuration
+// before the provider is built. The hasher is swapped for a fast one
+// (Config.Validate refuses weak argon2id), so these tests exercise the
+// handlers, not the hash.
+func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
+	t.Helper()
+	ctx := context.Background()
+	st, sealer := testStore(t)
+	cfg := DefaultConfig("http://127.0.0.1:1")
+	cfg.Sealer = sealer
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if mod != nil {
+		mod(&cfg)
+	}
+	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
+	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(ctx, cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.hasher, _ = NewHasher(testArgon2, 2, time.Second)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &testEnv{srv: srv, ts: ts, store: st, admin: admin}
+}
+
+// browser is a cookie-keeping client that sees every redirect.
+func (e *testEnv) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// authorizeQuery is a valid code-flow request of "app" with PKCE S256.
+func authorizeQuery() url.Values {
+	return url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"https://rp.example/cb"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}, "state": {"st"}}
+}
+
+// get fetches u with c and returns the status and body.
+func get(t testing.TB, c *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
