@@ -2,19 +2,15 @@ package op
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/totp-idp/idp/storage"
 )
@@ -137,47 +133,19 @@ func FuzzOpenSealed(f *testing.F) {
 // answer is one the login defines (303 on, 400 malformed, 401 wrong, 429
 // locked), never a server error, and only the right password passes.
 func FuzzPasswordForm(f *testing.F) {
-	ctx := context.Background()
-	st, sealer := testStore(f)
-	cfg := DefaultConfig("http://127.0.0.1:1")
-	cfg.Sealer = sealer
-	cfg.Argon2 = OWASPArgon2
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.PasswordPolicy.FreeFailures, cfg.PasswordPolicy.HardLimit = 100, 100
-	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
-	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
-		f.Fatal(err)
-	}
-	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
-		f.Fatal(err)
-	}
-	srv, err := New(ctx, cfg, st)
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv.hasher, _ = NewHasher(testArgon2, 2, time.Second) // a fast hash: this fuzzes the handler, not argon2id
-	ts := httptest.NewServer(srv.Handler())
-	f.Cleanup(ts.Close)
+	e := newTestEnv(f, func(c *Config) { c.PasswordPolicy.FreeFailures, c.PasswordPolicy.HardLimit = 100, 100 })
+	ts := e.ts
 	formRe := regexp.MustCompile(`name="(id|csrf)" value="([^"]*)"`)
 	start := func(t *testing.T) (*http.Client, url.Values) {
-		jar, _ := cookiejar.New(nil)
-		c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"https://rp.example/cb"},
-			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
-		resp, err := c.Get(ts.URL + "/authorize?" + q.Encode())
+		c := e.browser()
+		resp, err := c.Get(ts.URL + "/authorize?" + authorizeQuery().Encode())
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		resp, err = c.Get(ts.URL + resp.Header.Get("Location"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, page := get(t, c, ts.URL+resp.Header.Get("Location"))
 		form := url.Values{}
-		for _, m := range formRe.FindAllStringSubmatch(string(page), -1) {
+		for _, m := range formRe.FindAllStringSubmatch(page, -1) {
 			form.Set(m[1], m[2])
 		}
 		return c, form
