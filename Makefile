@@ -8,7 +8,7 @@ ISSUER   ?= http://127.0.0.1:8080
 LISTEN   ?= 127.0.0.1:8080
 RACE_PKGS := ./storage/... ./op/... ./cmd/...
 
-.PHONY: build run demo test test-race test-e2e bench fuzz lint tidy-check clean screenshots
+.PHONY: build run demo test test-race test-e2e bench fuzz cover lint tidy-check clean screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -41,6 +41,19 @@ screenshots:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./storage/sqlite/ ./op/
 	$(GO) run ./cmd/idp-bench
+
+# Statement coverage of op/... and storage/... by the unit tests and the
+# end-to-end suite together: the e2e binaries are built with -cover and
+# write into the same directory as the unit tests. Prints the per-package
+# figures, then `total: NN.N%` (statements of op/... and storage/...).
+COVER_PKGS := github.com/totp-idp/idp/op/...,github.com/totp-idp/idp/storage/...
+cover:
+	@rm -rf testout/cover && mkdir -p testout/cover/unit testout/cover/e2e
+	$(GO) test -count=1 -cover -coverpkg=$(COVER_PKGS) ./storage/... ./op/... ./cmd/... -args -test.gocoverdir=$(CURDIR)/testout/cover/unit >/dev/null
+	IDP_E2E_COVERDIR=$(CURDIR)/testout/cover/e2e $(GO) test -count=1 ./e2e/... >/dev/null
+	@$(GO) tool covdata percent -i=testout/cover/unit,testout/cover/e2e -pkg=$(COVER_PKGS)
+	@$(GO) tool covdata textfmt -i=testout/cover/unit,testout/cover/e2e -pkg=$(COVER_PKGS) -o testout/cover/all.out
+	@$(GO) tool cover -func=testout/cover/all.out | tail -1 | awk '{print "total: " $$NF}'
 
 # Every fuzz target of an untrusted-input parser, each for FUZZ_EXECS
 # inputs (a count, not a time: bounded however fast the machine is). A

@@ -41,7 +41,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	idpBin = filepath.Join(dir, "idp")
-	build := exec.Command("go", "build", "-o", idpBin, "../cmd/idp")
+	buildArgs := []string{"build"}
+	if cover := os.Getenv("IDP_E2E_COVERDIR"); cover != "" {
+		// make cover: the binaries record which statements of op and
+		// storage they ran into GOCOVERDIR, which every process the
+		// tests start inherits.
+		// The main packages are instrumented too: without them the
+		// binaries write no coverage at all.
+		buildArgs = append(buildArgs, "-cover", "-coverpkg=github.com/totp-idp/idp/op/...,github.com/totp-idp/idp/storage/...,github.com/totp-idp/idp/cmd/...")
+		os.Setenv("GOCOVERDIR", cover)
+	}
+	build := exec.Command("go", append(buildArgs, "-o", idpBin, "../cmd/idp")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build idp:", err)
@@ -49,7 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	// The example relying party, for the browser tests.
 	brDemoRPBin = filepath.Join(dir, "demo-rp")
-	buildRP := exec.Command("go", "build", "-o", brDemoRPBin, "../cmd/demo-rp")
+	buildRP := exec.Command("go", append(buildArgs, "-o", brDemoRPBin, "../cmd/demo-rp")...)
 	buildRP.Stdout, buildRP.Stderr = os.Stdout, os.Stderr
 	if err := buildRP.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build demo-rp:", err)
