@@ -18,12 +18,6 @@ import (
 // login UI's error page, with its security headers.
 func (s *Server) htmlErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/authorize", callbackPath, "/end_session":
-		default:
-			next.ServeHTTP(w, r)
-			return
-		}
 		c := &errorCapture{ResponseWriter: w}
 		next.ServeHTTP(c, r)
 		if !c.captured {

@@ -18,12 +18,7 @@ import (
 // path.
 func (s *Server) authorizationResponseIssuer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/authorize", callbackPath:
-			next.ServeHTTP(&issuerWriter{ResponseWriter: w, iss: s.cfg.Issuer}, r)
-		default:
-			next.ServeHTTP(w, r)
-		}
+		next.ServeHTTP(&issuerWriter{ResponseWriter: w, iss: s.cfg.Issuer}, r)
 	})
 }
 

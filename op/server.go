@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, fmt.Errorf("provider: %w", err)
 	}
 	prov := &provider{Provider: p}
-	router := zop.CreateRouter(prov, s.protocolHeaders, s.limitAuthorize, s.authorizeBinding, s.tokenClient, s.bearerErrors, s.htmlErrors, s.callbackBinding, s.endSession, s.authorizationResponseIssuer)
+	router := zop.CreateRouter(prov, s.protocolRoutes)
 	discovery, err := s.discoveryDocument(ctx, prov)
 	if err != nil {
 		return nil, err
@@ -147,6 +147,60 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
 	return s, nil
+}
+
+// protocolRoutes gives each of the library's routes the defences of its
+// class, in one table, so that no wrapper has to ask which path it is on:
+//
+//   - browser routes (/authorize, its callback, /end_session) answer a
+//     person: errors become our error pages (htmlErrors), authorization
+//     responses carry iss (RFC 9207), and each has its own guard (the
+//     flow binding at /authorize and the callback, logout confirmation);
+//   - API routes (token, revocation, introspection, userinfo) answer a
+//     client: never cached (RFC 6749 §5.1), client authentication before
+//     the library reaches the storage, RFC 6750 errors at userinfo;
+//   - JWKS may be cached for JWKSMaxAge; every other library route is
+//     uncacheable.
+//
+// It is the library router's one interceptor: the library's own CORS
+// handling stays outside it, and its routes are the exact paths below.
+func (s *Server) protocolRoutes(next http.Handler) http.Handler {
+	chain := func(wrap ...func(http.Handler) http.Handler) http.Handler {
+		h := next
+		for i := len(wrap) - 1; i >= 0; i-- {
+			h = wrap[i](h)
+		}
+		return h
+	}
+	browser := func(guards ...func(http.Handler) http.Handler) http.Handler {
+		return chain(append([]func(http.Handler) http.Handler{noStore, s.htmlErrors}, guards...)...)
+	}
+	api := func(guards ...func(http.Handler) http.Handler) http.Handler {
+		return chain(append([]func(http.Handler) http.Handler{noStore}, guards...)...)
+	}
+	routes := map[string]http.Handler{
+		authorizePath:       browser(s.limitAuthorize, s.authorizeBinding, s.authorizationResponseIssuer),
+		callbackPath:        browser(s.callbackBinding, s.authorizationResponseIssuer),
+		endSessionPath:      browser(s.endSession),
+		"/oauth/token":      api(s.tokenClient),
+		"/revoke":           api(s.tokenClient),
+		"/oauth/introspect": api(s.tokenClient),
+		"/userinfo":         api(s.bearerErrors),
+		"/keys":             chain(jwksCache),
+	}
+	other := chain(noStore)
+	for p := range browserRoutes {
+		if routes[p] == nil {
+			panic("protocolRoutes: browser route " + p + " without its wrappers")
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := routes[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		other.ServeHTTP(w, r)
+	})
 }
 
 // openSettings returns the opaque-token key, shared by every process on the
@@ -271,17 +325,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// protocolHeaders marks protocol answers uncacheable (RFC 6749 §5.1 for the
-// token endpoint; the same for userinfo, introspection and revocation) and
-// lets JWKS be cached briefly.
-func (s *Server) protocolHeaders(next http.Handler) http.Handler {
+// noStore marks protocol answers uncacheable (RFC 6749 §5.1 for the token
+// endpoint; the same for every other protocol answer but JWKS).
+func noStore(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/keys" {
-			w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(JWKSMaxAge/time.Second)))
-		} else {
-			w.Header().Set("Cache-Control", "no-store")
-			w.Header().Set("Pragma", "no-cache")
-		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jwksCache lets JWKS be cached for JWKSMaxAge (key rotation waits that
+// long before a new key signs).
+func jwksCache(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(JWKSMaxAge/time.Second)))
 		next.ServeHTTP(w, r)
 	})
 }
@@ -295,10 +353,6 @@ func (s *Server) protocolHeaders(next http.Handler) http.Handler {
 // 2.1 removes the method).
 func (s *Server) bearerErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/userinfo" {
-			next.ServeHTTP(w, r)
-			return
-		}
 		if r.URL.Query().Has("access_token") {
 			const desc = "send the access token in the Authorization header, not in the URL"
 			h := w.Header()
@@ -355,12 +409,10 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/authorize" {
-			if ok, wait := s.ipLimit.allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
-				s.metrics.inc("idp_login_ip_limited_total", "")
-				s.pages.limited(w, wait, s.cfg.now())
-				return
-			}
+		if ok, wait := s.ipLimit.allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
+			s.metrics.inc("idp_login_ip_limited_total", "")
+			s.pages.limited(w, wait, s.cfg.now())
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -373,10 +425,8 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 // victim is useless (docs/THREAT-MODEL.md rule 7).
 func (s *Server) authorizeBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/authorize" {
-			infoFrom(r.Context()).bindFlow = func(id, secret string) {
-				s.setCookie(w, s.flowCookieName(id), secret, s.cfg.AuthRequestLifetime)
-			}
+		infoFrom(r.Context()).bindFlow = func(id, secret string) {
+			s.setCookie(w, s.flowCookieName(id), secret, s.cfg.AuthRequestLifetime)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -390,10 +440,6 @@ func (s *Server) authorizeBinding(next http.Handler) http.Handler {
 // in the request context and SaveAuthCode refuses a code for any other.
 func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != callbackPath {
-			next.ServeHTTP(w, r)
-			return
-		}
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			s.pages.errorPage(w, r, http.StatusMethodNotAllowed, msgBadRequest, "")
@@ -442,10 +488,6 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 func (s *Server) endSession(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/end_session" {
-			next.ServeHTTP(w, r)
-			return
-		}
 		if err := r.ParseForm(); err != nil {
 			s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
 			return
@@ -538,12 +580,6 @@ func (w *logoutWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // nothing itself: the library still answers the authentication failure.
 func (s *Server) tokenClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/oauth/token", "/revoke", "/oauth/introspect":
-		default:
-			next.ServeHTTP(w, r)
-			return
-		}
 		if r.Method != http.MethodPost {
 			// RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1: POST only, so
 			// that codes and tokens never travel in a URL (the library
@@ -597,10 +633,18 @@ func (s *Server) authenticatedClient(r *http.Request) string {
 	return c.ID
 }
 
+// The library's browser routes (protocolRoutes); CORS never applies to
+// them.
+const (
+	authorizePath  = "/authorize"
+	endSessionPath = "/end_session"
+)
+
+var browserRoutes = map[string]bool{authorizePath: true, callbackPath: true, endSessionPath: true}
+
 // corsAllowed admits registered client origins on the API endpoints only.
 func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {
-	switch r.URL.Path {
-	case "/authorize", callbackPath, "/end_session":
+	if browserRoutes[r.URL.Path] {
 		return false, nil
 	}
 	return s.clients.originAllowed(r.Context(), origin), nil
