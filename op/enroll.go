@@ -152,7 +152,7 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 // strength of the password alone, so the request moves to enrolled and
 // completes only through the TOTP step, with a code of a later time step
 // (docs/THREAT-MODEL.md rule 7).
-func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
+func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderEnroll(w, r, a, secret, status, msg)
@@ -160,72 +160,70 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) {
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
 		normalize: normalizeCode, render: render, enrolls: true})
 	if !ok {
-		return
+		return nil
 	}
 	a := &st.a
 	if a.PendingTOTP == nil {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
-		s.internalError(w, r, "open pending totp", err)
-		return
+		return internal("open pending totp", err)
 	}
 	now := s.cfg.now()
 	step, match := s.checkCode(ctx, &st, secret, now, "enrollment_failed", render)
 	if !match {
-		return
+		return nil
 	}
 	sealed, err := s.cfg.Sealer.Seal(ctx, aadTOTP(a.UserID), secret)
 	if err != nil {
-		s.internalError(w, r, "seal totp", err)
-		return
+		return internal("seal totp", err)
 	}
 	codes, hashes, err := newRecoveryCodes()
 	if err != nil {
-		s.internalError(w, r, "recovery codes", err)
-		return
+		return internal("recovery codes", err)
 	}
 	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
 	if err := s.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
 		if errors.Is(err, storage.ErrWrongState) {
 			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-			return
+			return nil
 		}
-		s.internalError(w, r, "confirm enrollment", err)
-		return
+		return internal("confirm enrollment", err)
 	}
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
 	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
 		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-		return
+		return nil
 	}
 	text := strings.Join(codes, "\n") + "\n"
 	s.pages.render(w, http.StatusOK, "codes", pageData{
 		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
 		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.loginURL(a.ID),
 	})
+	return nil
 }
 
 // recoveryPage shows the recovery-code form at the TOTP step.
-func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
 	if !ok {
-		return
+		return nil
 	}
 	if a.Stage != storage.StagePasswordOK {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	if enrolled, err := s.hasTOTP(ctx, a.UserID); err != nil || !enrolled {
 		// A recovery code stands in for a confirmed authenticator.
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	s.renderRecovery(w, r, &a, flowSecret, http.StatusOK, "")
+	return nil
 }
 
 func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
@@ -237,14 +235,14 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *stora
 
 // recoveryStep accepts a recovery code instead of a TOTP code. A wrong code
 // counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
-func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
+func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: msgBadRecovery,
 		normalize: normalizeRecoveryCode, render: func(a *storage.AuthRequest, secret string, status int, msg string) {
 			s.renderRecovery(w, r, a, secret, status, msg)
 		}})
 	if !ok {
-		return
+		return nil
 	}
 	a := &st.a
 	now := s.cfg.now()
@@ -254,20 +252,20 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) {
 		s.metrics.attempt("recovery", "failed")
 		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongRecovery)
-		return
+		return nil
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	case err != nil:
-		s.internalError(w, r, "complete recovery", err)
-		return
+		return internal("complete recovery", err)
 	}
 	s.metrics.attempt("recovery", "ok")
 	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
 	if !s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now) {
-		return
+		return nil
 	}
 	s.pages.render(w, http.StatusOK, "recovered", pageData{
 		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
 	})
+	return nil
 }

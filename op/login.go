@@ -21,13 +21,13 @@ var amrPasswordTOTP = []string{"pwd", "otp", "mfa"}
 // bound to the browser's flow cookie.
 func (s *Server) loginHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /login/{$}", s.loginPage)
-	mux.HandleFunc("POST /login/password", s.passwordStep)
-	mux.HandleFunc("POST /login/totp", s.codeStep)
+	mux.HandleFunc("GET /login/{$}", s.page(s.loginPage))
+	mux.HandleFunc("POST /login/password", s.page(s.passwordStep))
+	mux.HandleFunc("POST /login/totp", s.page(s.codeStep))
 	mux.HandleFunc("GET /login/enroll/qr.png", s.enrollQR)
-	mux.HandleFunc("POST /login/enroll", s.enrollStep)
-	mux.HandleFunc("GET /login/recovery", s.recoveryPage)
-	mux.HandleFunc("POST /login/recovery", s.recoveryStep)
+	mux.HandleFunc("POST /login/enroll", s.page(s.enrollStep))
+	mux.HandleFunc("GET /login/recovery", s.page(s.recoveryPage))
+	mux.HandleFunc("POST /login/recovery", s.page(s.recoveryStep))
 	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
 		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "title.loggedout"})
@@ -70,11 +70,11 @@ func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.Qu
 // loginPage shows the step the auth request is at. The request was bound
 // at /authorize to the browser that called it; any other browser gets a
 // page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
-func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
 	if !ok {
-		return
+		return nil
 	}
 	switch a.Stage {
 	case storage.StageDone:
@@ -83,32 +83,30 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 			// session (a database error): open it now, in the browser
 			// the request is bound to.
 			if err := s.openSession(ctx, w, &a, s.cfg.now()); err != nil {
-				s.internalError(w, r, "open sso session", err)
-				return
+				return internal("open sso session", err)
 			}
 		}
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	case storage.StageEnrolled:
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
-		return
+		return nil
 	case storage.StagePasswordOK:
 		enrolled, err := s.hasTOTP(ctx, a.UserID)
 		if err != nil {
-			s.internalError(w, r, "totp lookup", err)
-			return
+			return internal("totp lookup", err)
 		}
 		if !enrolled {
 			// The flow may have passed the password step before the
 			// enrollment window closed.
 			if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
-				return
+				return nil
 			}
 			s.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
-			return
+			return nil
 		}
 		s.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
-		return
+		return nil
 	}
 	// A live SSO session may satisfy the request without any page.
 	if sess, ok := s.usableSession(ctx, &a); ok {
@@ -116,14 +114,15 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 			_ = s.store.TouchSession(ctx, sess.IDHash, s.cfg.now())
 			s.audit(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
 			http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
-			return
+			return nil
 		}
 	}
 	if slices.Contains(a.Prompt, oidc.PromptNone) {
 		s.redirectError(w, r, &a, oidc.ErrLoginRequired())
-		return
+		return nil
 	}
 	s.renderPassword(w, r, &a, flowSecret, http.StatusOK, a.LoginHint, "")
+	return nil
 }
 
 // redirectError sends an OAuth error to the client's (already validated)
@@ -201,26 +200,26 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthR
 // passwordStep verifies the first factor. It never completes a login: on
 // success the request moves to password_ok and the browser to the TOTP
 // page (docs/THREAT-MODEL.md rule 7).
-func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
+func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, flowSecret, ok := s.loadFlow(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	if a.Stage == storage.StageDone {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	rawUser := r.PostFormValue("username")
 	password := r.PostFormValue("password")
 	username, err := storage.CanonicalUsername(rawUser)
 	if err != nil {
 		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", msgNoUsername)
-		return
+		return nil
 	}
 	if len(password) > MaxPasswordBytes {
 		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, msgLongPassword)
-		return
+		return nil
 	}
 	// The hashing slot before the claim: a claim is counted before its
 	// answer is known, and a right password gives it back only afterwards
@@ -230,7 +229,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 	slot, err := s.hasher.Reserve(ctx)
 	if err != nil {
 		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
-		return
+		return nil
 	}
 	defer slot.Release()
 	u, err := s.store.UserByUsername(ctx, username)
@@ -240,50 +239,45 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		key := s.unknownKey(username)
 		claim, err := s.store.ClaimUnknownAttempt(ctx, key, s.cfg.now(), s.cfg.PasswordPolicy)
 		if err != nil {
-			s.internalError(w, r, "unknown user claim", err)
-			return
+			return internal("unknown user claim", err)
 		}
 		if !claim.Allowed {
 			s.metrics.attempt("password", "locked")
 			s.auditLimited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
 			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
-			return
+			return nil
 		}
 		if _, err := slot.Verify("", password); err != nil {
-			s.internalError(w, r, "password verify", err)
-			return
+			return internal("password verify", err)
 		}
 		slot.Release()
 		s.metrics.attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
-		return
+		return nil
 	}
 	if err != nil {
-		s.internalError(w, r, "user lookup", err)
-		return
+		return internal("user lookup", err)
 	}
 	claim, counter, err := s.claimPassword(ctx, w, r, u, a.ClientID)
 	if err != nil {
-		s.internalError(w, r, "password claim", err)
-		return
+		return internal("password claim", err)
 	}
 	if !claim.Allowed {
 		s.metrics.attempt("password", "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
-		return
+		return nil
 	}
 	match, err := slot.Verify(u.PasswordHash, password)
 	slot.Release()
 	if err != nil {
-		s.internalError(w, r, "password verify", err)
-		return
+		return internal("password verify", err)
 	}
 	if !match {
 		s.metrics.attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.note())
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
-		return
+		return nil
 	}
 	now := s.cfg.now()
 	if counter.device == nil {
@@ -293,29 +287,27 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		// device's counter starts afresh with the device renewed at the
 		// end of the sign-in.
 		if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, claim, now, s.cfg.PasswordPolicy); err != nil {
-			s.internalError(w, r, "password success", err)
-			return
+			return internal("password success", err)
 		}
 	}
 	// An account waiting for enrollment is password-only: that is allowed
 	// only within Config.EnrollWithin of it being put in that state.
 	enrolled, err := s.hasTOTP(ctx, u.ID)
 	if err != nil {
-		s.internalError(w, r, "totp lookup", err)
-		return
+		return internal("totp lookup", err)
 	}
 	if !enrolled && s.refuseIfEnrollmentClosed(ctx, w, &a, u) {
-		return
+		return nil
 	}
 	if err := s.store.PasswordVerified(ctx, a.ID, u.ID, now); err != nil {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	s.metrics.attempt("password", "ok")
 	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
 	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
 		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-		return
+		return nil
 	}
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
@@ -325,6 +317,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+	return nil
 }
 
 // normalizeCode strips the spaces people type or paste; anything but six
@@ -350,7 +343,7 @@ func normalizeCode(s string) (string, bool) {
 // codeStep verifies the second factor. The account is the one the password
 // step recorded server-side, never a form field (docs/THREAT-MODEL.md R-T5). Only here does an
 // auth request become done.
-func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) {
+func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderTOTP(w, r, a, secret, status, msg)
@@ -358,28 +351,26 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) {
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
 		normalize: normalizeCode, render: render, afterEnrollment: true})
 	if !ok {
-		return
+		return nil
 	}
 	a := &st.a
 	cred, err := s.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
 		// Reset by an operator since the check: the login page enrolls.
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	}
 	if err != nil {
-		s.internalError(w, r, "totp lookup", err)
-		return
+		return internal("totp lookup", err)
 	}
 	secret, err := s.cfg.Sealer.Open(aadTOTP(a.UserID), cred.Secret)
 	if err != nil {
-		s.internalError(w, r, "open totp secret", err)
-		return
+		return internal("open totp secret", err)
 	}
 	now := s.cfg.now()
 	step, match := s.checkCode(ctx, &st, secret, now, "totp_failed", render)
 	if !match {
-		return
+		return nil
 	}
 	err = s.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, s.cfg.ACR)
 	switch {
@@ -389,30 +380,17 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) {
 		s.metrics.attempt("totp", "replay")
 		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
-		return
+		return nil
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
-		return
+		return nil
 	case err != nil:
-		s.internalError(w, r, "complete totp", err)
-		return
+		return internal("complete totp", err)
 	}
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
 	if s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now) {
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 	}
-}
-
-func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
-	if errors.Is(err, storage.ErrBusy) {
-		// The database stayed locked past every retry; nothing changed,
-		// so the same request can simply be sent again.
-		s.log.WarnContext(r.Context(), what, "err", err)
-		w.Header().Set("Retry-After", "5")
-		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, "")
-		return
-	}
-	s.log.ErrorContext(r.Context(), what, "err", err)
-	s.pages.errorPage(w, r, http.StatusInternalServerError, msgInternal, "")
+	return nil
 }
