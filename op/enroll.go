@@ -209,9 +209,9 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 // recoveryPage shows the recovery-code form at the TOTP step.
 func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
-	if !ok {
-		return nil
+	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	if err != nil {
+		return err
 	}
 	if a.Stage != storage.StagePasswordOK {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
@@ -261,8 +261,8 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.attempt("recovery", "ok")
 	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
-	if !s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now) {
-		return nil
+	if err := s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now); err != nil {
+		return err
 	}
 	s.pages.render(w, http.StatusOK, "recovered", pageData{
 		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),

@@ -67,13 +67,17 @@ func (c *errorCapture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 // its redirect URI with error=access_denied, which the application can
 // answer by starting a new sign-in.
 func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) {
+	s.answerError(w, r, s.linkError(r, id))
+}
+
+// linkError is linkProblem's page as a handler's error.
+func (s *Server) linkError(r *http.Request, id string) error {
 	a, err := s.store.AuthRequestByID(r.Context(), id, time.Time{})
 	if err != nil || a.ExpiresAt.After(s.cfg.now()) {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgInvalidLink, "")
-		return
+		return &pageError{status: http.StatusBadRequest, msg: msgInvalidLink, what: "invalid sign-in link"}
 	}
-	back := s.appErrorURL(&a, "access_denied", "the sign-in link expired")
-	s.pages.errorPageFor(w, http.StatusBadRequest, msgExpired, back, s.clientName(r.Context(), a.ClientID))
+	return &pageError{status: http.StatusBadRequest, msg: msgExpired, what: "expired sign-in link",
+		back: s.appErrorURL(&a, "access_denied", "the sign-in link expired"), client: s.clientName(r.Context(), a.ClientID)}
 }
 
 // appErrorURL is the client's (registered, already validated) redirect URI

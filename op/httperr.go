@@ -16,8 +16,11 @@ import (
 type pageError struct {
 	status int
 	msg    string
-	what   string
-	cause  error
+	// back is the page's way back (a login or application URL), client
+	// the application's name on it; both may be empty.
+	back, client string
+	what         string
+	cause        error
 }
 
 func (e *pageError) Error() string {
@@ -65,7 +68,7 @@ func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) 
 	case pe.status >= 500:
 		s.log.ErrorContext(r.Context(), pe.what, "err", pe.cause)
 	}
-	s.pages.errorPage(w, r, pe.status, pe.msg, "")
+	s.pages.errorPageFor(w, pe.status, pe.msg, pe.back, pe.client)
 }
 
 // internalError answers an unexpected failure from a helper that answers

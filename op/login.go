@@ -72,9 +72,9 @@ func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.Qu
 // page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, flowSecret, ok := s.boundFlow(w, r, r.URL.Query().Get("id"), msgStartedElsewhere)
-	if !ok {
-		return nil
+	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	if err != nil {
+		return err
 	}
 	switch a.Stage {
 	case storage.StageDone:
@@ -163,38 +163,34 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.A
 // and form of a flow loads it here, so none can skip the check or its
 // audit. refusal is the message of the 403: a page says where the
 // sign-in was started, a form also that it may have moved on.
-func (s *Server) boundFlow(w http.ResponseWriter, r *http.Request, id, refusal string) (storage.AuthRequest, string, bool) {
+func (s *Server) boundFlow(r *http.Request, id, refusal string) (storage.AuthRequest, string, error) {
 	a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 	if err != nil {
-		s.linkProblem(w, r, id)
-		return a, "", false
+		return a, "", s.linkError(r, id)
 	}
 	if !s.boundToBrowser(r, &a) {
 		s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
-		s.pages.errorPage(w, r, http.StatusForbidden, refusal, "")
-		return a, "", false
+		return a, "", &pageError{status: http.StatusForbidden, msg: refusal, what: "binding mismatch"}
 	}
 	c, _ := r.Cookie(s.flowCookieName(a.ID))
-	return a, c.Value, true
+	return a, c.Value, nil
 }
 
 // loadFlow is boundFlow for a posted form, which must also carry the
 // flow's form token (R-W1).
-func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthRequest, string, bool) {
+func (s *Server) loadFlow(r *http.Request) (storage.AuthRequest, string, error) {
 	if err := r.ParseForm(); err != nil {
-		s.pages.errorPage(w, r, http.StatusBadRequest, msgUnreadable, "")
-		return storage.AuthRequest{}, "", false
+		return storage.AuthRequest{}, "", &pageError{status: http.StatusBadRequest, msg: msgUnreadable, what: "unreadable form"}
 	}
-	a, flowSecret, ok := s.boundFlow(w, r, r.PostFormValue("id"), msgOtherBrowser)
-	if !ok {
-		return a, "", false
+	a, flowSecret, err := s.boundFlow(r, r.PostFormValue("id"), msgOtherBrowser)
+	if err != nil {
+		return a, "", err
 	}
 	if !s.csrfValid(r, &a) {
 		s.audit(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
-		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, s.loginURL(a.ID))
-		return a, "", false
+		return a, "", &pageError{status: http.StatusForbidden, msg: msgForgery, what: "form token", back: s.loginURL(a.ID)}
 	}
-	return a, flowSecret, true
+	return a, flowSecret, nil
 }
 
 // passwordStep verifies the first factor. It never completes a login: on
@@ -202,9 +198,9 @@ func (s *Server) loadFlow(w http.ResponseWriter, r *http.Request) (storage.AuthR
 // page (docs/THREAT-MODEL.md rule 7).
 func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, flowSecret, ok := s.loadFlow(w, r)
-	if !ok {
-		return nil
+	a, flowSecret, err := s.loadFlow(r)
+	if err != nil {
+		return err
 	}
 	if a.Stage == storage.StageDone {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
@@ -389,8 +385,9 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.attempt("totp", "ok")
 	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
-	if s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now) {
-		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
+	if err := s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now); err != nil {
+		return err
 	}
+	http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 	return nil
 }

@@ -42,8 +42,9 @@ type secondForm struct {
 // render with 400 and counts nothing.
 func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
 	ctx := r.Context()
-	a, flowSecret, ok := s.loadFlow(w, r)
-	if !ok {
+	a, flowSecret, err := s.loadFlow(r)
+	if err != nil {
+		s.answerError(w, r, err)
 		return secondStep{}, false
 	}
 	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrollment && a.Stage == storage.StageEnrolled
@@ -88,26 +89,24 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 }
 
 // loginCompleted finishes a login whose request the store has just moved
-// to done: audit, a renewed flow cookie (docs/THREAT-MODEL.md R-W2), an SSO session. It returns
-// false when it has answered the request itself.
-func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) bool {
+// to done: audit, a renewed flow cookie (docs/THREAT-MODEL.md R-W2), an
+// SSO session, the remembered device. The caller answers on success.
+func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) error {
 	a := &st.a
 	a.AMR, a.ACR = amr, s.cfg.ACR
 	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
-		return false
+		return &pageError{status: http.StatusForbidden, msg: msgOtherBrowser, what: "renew flow cookie"}
 	}
 	if err := s.openSession(ctx, w, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page
 		// retries opening it.
-		s.internalError(w, r, "open sso session", err)
-		return false
+		return internal("open sso session", err)
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (devices.go).
 	s.rememberDevice(ctx, w, r, a.UserID, now)
 	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
-	return true
+	return nil
 }
 
 // checkCode evaluates a TOTP code against secret on the server's clock. On
