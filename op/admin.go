@@ -12,6 +12,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -20,7 +21,7 @@ import (
 type Admin struct {
 	Store   storage.Store
 	Sealer  *Sealer
-	Hasher  *Hasher
+	Hasher  *password.Hasher
 	Product string
 	Log     *slog.Logger
 	Now     func() time.Time

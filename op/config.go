@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -40,7 +41,7 @@ type Config struct {
 	// it is answered 503.
 	HashQueueTimeout time.Duration
 	// Argon2 parameters for new hashes.
-	Argon2 Argon2Params
+	Argon2 password.Params
 
 	AuthRequestLifetime  time.Duration
 	CodeLifetime         time.Duration
@@ -79,17 +80,6 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
-
-// Argon2Params are argon2id cost parameters.
-type Argon2Params struct {
-	MemoryKiB uint32
-	Time      uint32
-	Threads   uint8
-}
-
-// OWASPArgon2 is the OWASP Password Storage Cheat Sheet minimum for
-// argon2id: m=19 MiB, t=2, p=1.
-var OWASPArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 
 // DefaultTOTPPolicy: 5 free failures, then locks of 15 min doubling to a
 // 4 h cap, and a hard lock at 20 consecutive failures; and a budget of 20
@@ -143,7 +133,7 @@ func DefaultConfig(issuer string) Config {
 		DeviceLifetime:       DefaultDeviceLifetime,
 		DeviceMaxFailures:    DefaultDeviceMaxFailures,
 		HashQueueTimeout:     10 * time.Second,
-		Argon2:               OWASPArgon2,
+		Argon2:               password.OWASP,
 		AuthRequestLifetime:  10 * time.Minute,
 		CodeLifetime:         60 * time.Second,
 		AccessTokenLifetime:  15 * time.Minute,
@@ -167,14 +157,6 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string { return e.Setting + ": " + e.Problem }
-
-// owaspArgon2Minimums are the argon2id configurations of the OWASP
-// Password Storage Cheat Sheet, which it rates as equally strong: memory
-// (KiB) with at least that many passes.
-var owaspArgon2Minimums = []Argon2Params{
-	{MemoryKiB: 46 * 1024, Time: 1}, {MemoryKiB: 19 * 1024, Time: 2}, {MemoryKiB: 12 * 1024, Time: 3},
-	{MemoryKiB: 9 * 1024, Time: 4}, {MemoryKiB: 7 * 1024, Time: 5},
-}
 
 // maxCodeLifetime caps authorization codes: RFC 6749 §4.1.2 recommends at
 // most 10 minutes.
@@ -224,7 +206,7 @@ func (c *Config) Validate() error {
 	if c.HashQueueTimeout <= 0 {
 		bad("HashQueueTimeout", "must be longer than 0, not %s", c.HashQueueTimeout)
 	}
-	if !strongArgon2(c.Argon2) {
+	if !c.Argon2.MeetsOWASP() {
 		bad("Argon2", "m=%d KiB, t=%d, p=%d is below every OWASP argon2id configuration (m=19 MiB with t=2, or the equivalents)",
 			c.Argon2.MemoryKiB, c.Argon2.Time, c.Argon2.Threads)
 	}
@@ -289,18 +271,6 @@ func validatePolicy(bad func(setting, format string, args ...any), name string, 
 	if p.Budget > 0 && p.BudgetWindow < time.Hour {
 		bad(name+".BudgetWindow", "must be at least 1h, not %s: the budget leaks one failure every window/budget", p.BudgetWindow)
 	}
-}
-
-func strongArgon2(a Argon2Params) bool {
-	if a.Threads < 1 {
-		return false
-	}
-	for _, m := range owaspArgon2Minimums {
-		if a.MemoryKiB >= m.MemoryKiB && a.Time >= m.Time {
-			return true
-		}
-	}
-	return false
 }
 
 // ValidateIssuer accepts https issuers, and http only for loopback hosts

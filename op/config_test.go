@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -38,7 +39,7 @@ func TestNewRefusesUnsafeConfig(t *testing.T) {
 		"zero password policy":   func(c *Config) { c.PasswordPolicy = storage.LockPolicy{} },
 		"negative hash slots":    func(c *Config) { c.HashConcurrency = -1 },
 		"zero session lifetime":  func(c *Config) { c.SessionLifetime = 0 },
-		"weak argon2id":          func(c *Config) { c.Argon2 = Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1} },
+		"weak argon2id":          func(c *Config) { c.Argon2 = password.Params{MemoryKiB: 64, Time: 1, Threads: 1} },
 		"code lifetime of a day": func(c *Config) { c.CodeLifetime = 24 * time.Hour },
 	} {
 		cfg := DefaultConfig("http://127.0.0.1:1")
@@ -90,7 +91,7 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"TOTPPolicy.HardLimit"}},
 		{"negative hash concurrency", func(c *Config) { c.HashConcurrency = -2 }, []string{"HashConcurrency"}},
 		{"no hash queue timeout", func(c *Config) { c.HashQueueTimeout = 0 }, []string{"HashQueueTimeout"}},
-		{"weak argon2id", func(c *Config) { c.Argon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 1, Threads: 1} }, []string{"Argon2"}},
+		{"weak argon2id", func(c *Config) { c.Argon2 = password.Params{MemoryKiB: 19 * 1024, Time: 1, Threads: 1} }, []string{"Argon2"}},
 		{"argon2id without threads", func(c *Config) { c.Argon2.Threads = 0 }, []string{"Argon2"}},
 		{"zero lifetimes", func(c *Config) {
 			c.AuthRequestLifetime, c.CodeLifetime, c.AccessTokenLifetime, c.IDTokenLifetime = 0, 0, 0, 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"github.com/totp-idp/idp/op/password"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,7 +25,7 @@ func TestDeviceCookie(t *testing.T) {
 	cfg.Sealer = sealer
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
 	u, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
 	if err != nil {
 		t.Fatal(err)

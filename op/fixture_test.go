@@ -2,6 +2,7 @@ package op
 
 import (
 	"context"
+	"github.com/totp-idp/idp/op/password"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/totp-idp/idp/storage/sqlite"
 )
+
+// testArgon2 is a cheap argon2id for tests that exercise the handlers, not
+// the hash.
+var testArgon2 = password.Params{MemoryKiB: 64, Time: 1, Threads: 1}
 
 // testStore opens a fresh SQLite store in t's temporary directory, closed
 // when t ends, and a sealer with an all-zero test key.
@@ -56,7 +61,7 @@ func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 		mod(&cfg)
 	}
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
 	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +72,7 @@ func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.hasher, _ = NewHasher(testArgon2, 2, time.Second)
+	srv.hasher, _ = password.NewHasher(testArgon2, 2, time.Second)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &testEnv{srv: srv, ts: ts, store: st, admin: admin}

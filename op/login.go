@@ -10,6 +10,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -207,13 +208,13 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	rawUser := r.PostFormValue("username")
-	password := r.PostFormValue("password")
+	typed := r.PostFormValue("password")
 	username, err := storage.CanonicalUsername(rawUser)
 	if err != nil {
 		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", msgNoUsername)
 		return nil
 	}
-	if len(password) > MaxPasswordBytes {
+	if len(typed) > password.MaxBytes {
 		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, msgLongPassword)
 		return nil
 	}
@@ -243,7 +244,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return nil
 		}
-		if _, err := slot.Verify("", password); err != nil {
+		if _, err := slot.Verify("", typed); err != nil {
 			return internal("password verify", err)
 		}
 		slot.Release()
@@ -264,7 +265,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return nil
 	}
-	match, err := slot.Verify(u.PasswordHash, password)
+	match, err := slot.Verify(u.PasswordHash, typed)
 	slot.Release()
 	if err != nil {
 		return internal("password verify", err)
@@ -306,7 +307,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if s.hasher.NeedsRehash(u.PasswordHash) {
-		if h, err := s.hasher.Hash(ctx, password); err == nil {
+		if h, err := s.hasher.Hash(ctx, typed); err == nil {
 			if err := s.store.SetPasswordHash(ctx, u.ID, h); err != nil {
 				s.log.WarnContext(ctx, "password rehash", "err", err)
 			}

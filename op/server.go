@@ -22,6 +22,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -45,7 +46,7 @@ type Server struct {
 	store   storage.Store
 	log     *slog.Logger
 	keys    *KeyManager
-	hasher  *Hasher
+	hasher  *password.Hasher
 	clients *clientCache
 	pages   *pages
 	metrics *metrics
@@ -80,7 +81,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err := s.keys.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	h, err := NewHasher(cfg.Argon2, cfg.HashConcurrency, cfg.HashQueueTimeout)
+	h, err := password.NewHasher(cfg.Argon2, cfg.HashConcurrency, cfg.HashQueueTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +258,7 @@ func deriveKey(tokenKey [32]byte, purpose string) []byte {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Hasher exposes the password hasher (CLI and benchmarks share it).
-func (s *Server) Hasher() *Hasher { return s.hasher }
+func (s *Server) Hasher() *password.Hasher { return s.hasher }
 
 // Keys exposes the signing key manager.
 func (s *Server) Keys() *KeyManager { return s.keys }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -34,7 +35,7 @@ func TestLockedDatabaseAnswers503(t *testing.T) {
 	cfg.Sealer = sealer
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
 	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -26,7 +27,7 @@ func TestSessionRechecksAccount(t *testing.T) {
 	ctx := context.Background()
 	st, sealer := testStore(t)
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = NewHasher(testArgon2, 1, time.Second)
+	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
 	cu, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// OWASP argon2id parameters, as op.OWASPArgon2 (m=19 MiB, t=2, p=1).
+// OWASP argon2id parameters, as password.OWASP (m=19 MiB, t=2, p=1).
 const (
 	argonMemoryKiB = 19 * 1024
 	argonTime      = 2

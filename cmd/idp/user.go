@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -329,13 +330,13 @@ func orNone(s string) string {
 // with --password-stdin, otherwise twice from the terminal without echo.
 func (e *env) readPassword(fromStdin bool) (string, error) {
 	if fromStdin {
-		line, err := bufio.NewReader(io.LimitReader(e.stdin, op.MaxPasswordBytes+2)).ReadString('\n')
+		line, err := bufio.NewReader(io.LimitReader(e.stdin, password.MaxBytes+2)).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}
 		pw := strings.TrimRight(line, "\r\n")
-		if len(pw) > op.MaxPasswordBytes {
-			return "", op.ErrPasswordTooLong
+		if len(pw) > password.MaxBytes {
+			return "", password.ErrTooLong
 		}
 		if pw == "" {
 			return "", errors.New("no password on standard input")

@@ -1,4 +1,4 @@
-package op
+package password
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 // cheap parameters keep these unit tests fast; the PHC format and the
 // bound are what is tested here.
-var testArgon2 = Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}
+var testArgon2 = Params{MemoryKiB: 64, Time: 1, Threads: 1}
 
 func TestHasherRoundTrip(t *testing.T) {
 	h, err := NewHasher(testArgon2, 2, time.Second)
@@ -47,11 +47,11 @@ func TestHasherRoundTrip(t *testing.T) {
 func TestHasherRejectsLongPasswordWithoutHashing(t *testing.T) {
 	h, _ := NewHasher(testArgon2, 1, time.Second)
 	_, _, before := h.Stats()
-	long := strings.Repeat("x", MaxPasswordBytes+1)
-	if _, err := h.Verify(context.Background(), "", long); !errors.Is(err, ErrPasswordTooLong) {
+	long := strings.Repeat("x", MaxBytes+1)
+	if _, err := h.Verify(context.Background(), "", long); !errors.Is(err, ErrTooLong) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := h.Hash(context.Background(), long); !errors.Is(err, ErrPasswordTooLong) {
+	if _, err := h.Hash(context.Background(), long); !errors.Is(err, ErrTooLong) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, _, after := h.Stats(); after != before {
@@ -60,7 +60,7 @@ func TestHasherRejectsLongPasswordWithoutHashing(t *testing.T) {
 }
 
 func TestHasherBoundsConcurrency(t *testing.T) {
-	h, _ := NewHasher(Argon2Params{MemoryKiB: 1024, Time: 2, Threads: 1}, 2, 30*time.Second)
+	h, _ := NewHasher(Params{MemoryKiB: 1024, Time: 2, Threads: 1}, 2, 30*time.Second)
 	enc, _ := h.Hash(context.Background(), "pw")
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
@@ -80,14 +80,14 @@ func TestHasherQueueTimeout(t *testing.T) {
 	h, _ := NewHasher(testArgon2, 1, 20*time.Millisecond)
 	h.slots <- struct{}{} // occupy the only slot
 	defer func() { <-h.slots }()
-	if _, err := h.Verify(context.Background(), "", "x"); !errors.Is(err, ErrHashBusy) {
-		t.Fatalf("err = %v, want ErrHashBusy", err)
+	if _, err := h.Verify(context.Background(), "", "x"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy", err)
 	}
 }
 
 func TestNeedsRehash(t *testing.T) {
 	weak, _ := NewHasher(testArgon2, 1, time.Second)
-	strong, _ := NewHasher(Argon2Params{MemoryKiB: 128, Time: 2, Threads: 1}, 1, time.Second)
+	strong, _ := NewHasher(Params{MemoryKiB: 128, Time: 2, Threads: 1}, 1, time.Second)
 	enc, _ := weak.Hash(context.Background(), "pw")
 	if !strong.NeedsRehash(enc) || weak.NeedsRehash(enc) {
 		t.Error("NeedsRehash wrong")

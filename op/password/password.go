@@ -1,4 +1,10 @@
-package op
+// Package password hashes and verifies passwords with argon2id (OWASP
+// Password Storage Cheat Sheet) in a bounded pool: each hash costs m MiB
+// and a core for tens of milliseconds, so at most a configured number run
+// at once and the rest wait in a queue with a timeout
+// (docs/THREAT-MODEL.md rule 11, R-S1). Passwords are Unicode-NFKC
+// normalised, so every keyboard's "é" is the same password.
+package password
 
 import (
 	"context"
@@ -16,22 +22,54 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// MaxPasswordBytes bounds a password before any hashing (docs/THREAT-MODEL.md
-// rule 12): long enough for any passphrase, short enough that nobody can
+// MaxBytes bounds a password before any hashing (docs/THREAT-MODEL.md
+// rule 11): long enough for any passphrase, short enough that nobody can
 // make us hash megabytes.
-const MaxPasswordBytes = 1024
+const MaxBytes = 1024
 
-// ErrPasswordTooLong is returned before hashing an over-long password.
-var ErrPasswordTooLong = fmt.Errorf("password longer than %d bytes", MaxPasswordBytes)
+// ErrTooLong is returned before hashing an over-long password.
+var ErrTooLong = fmt.Errorf("password longer than %d bytes", MaxBytes)
 
-// ErrHashBusy: no hashing slot was free within the queue timeout.
-var ErrHashBusy = errors.New("password hashing capacity exhausted")
+// ErrBusy: no hashing slot was free within the queue timeout.
+var ErrBusy = errors.New("password hashing capacity exhausted")
+
+// Params are argon2id cost parameters.
+type Params struct {
+	MemoryKiB uint32
+	Time      uint32
+	Threads   uint8
+}
+
+// OWASP is the OWASP Password Storage Cheat Sheet minimum for argon2id:
+// m=19 MiB, t=2, p=1.
+var OWASP = Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
+
+// owaspMinimums are the argon2id configurations of the OWASP Password
+// Storage Cheat Sheet, which it rates as equally strong: memory (KiB) with
+// at least that many passes.
+var owaspMinimums = []Params{
+	{MemoryKiB: 46 * 1024, Time: 1}, {MemoryKiB: 19 * 1024, Time: 2}, {MemoryKiB: 12 * 1024, Time: 3},
+	{MemoryKiB: 9 * 1024, Time: 4}, {MemoryKiB: 7 * 1024, Time: 5},
+}
+
+// MeetsOWASP reports whether p is at least one of OWASP's configurations.
+func (p Params) MeetsOWASP() bool {
+	if p.Threads < 1 {
+		return false
+	}
+	for _, m := range owaspMinimums {
+		if p.MemoryKiB >= m.MemoryKiB && p.Time >= m.Time {
+			return true
+		}
+	}
+	return false
+}
 
 // Hasher computes and verifies argon2id password hashes (PHC strings) with
 // a bounded number running at once, since each costs m MiB and a core for
 // tens of milliseconds (docs/THREAT-MODEL.md rule 12).
 type Hasher struct {
-	params  Argon2Params
+	params  Params
 	slots   chan struct{}
 	timeout time.Duration
 
@@ -46,7 +84,7 @@ type Hasher struct {
 
 // NewHasher returns a hasher allowing concurrency hashes at once; a caller
 // waits at most queueTimeout for a slot (0: as long as its context lives).
-func NewHasher(p Argon2Params, concurrency int, queueTimeout time.Duration) (*Hasher, error) {
+func NewHasher(p Params, concurrency int, queueTimeout time.Duration) (*Hasher, error) {
 	if concurrency < 1 {
 		concurrency = 1
 	}
@@ -62,17 +100,18 @@ func (h *Hasher) Warm() error {
 	return h.dummyErr
 }
 
-// normalizePassword applies Unicode NFKC, as NIST SP 800-63B §5.1.1.2
+// Normalize applies Unicode NFKC, as NIST SP 800-63B §5.1.1.2
 // advises, so that "é" typed as one code point or as e + combining accent
 // (different keyboards and platforms) is the same password.
-func normalizePassword(p string) string { return norm.NFKC.String(p) }
+// Normalize is the form a password is hashed in (Unicode NFKC).
+func Normalize(p string) string { return norm.NFKC.String(p) }
 
 // Hash returns the PHC string of password.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
-	if len(password) > MaxPasswordBytes {
-		return "", ErrPasswordTooLong
+	if len(password) > MaxBytes {
+		return "", ErrTooLong
 	}
-	password = normalizePassword(password)
+	password = Normalize(password)
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}
@@ -103,7 +142,7 @@ type Slot struct {
 	done bool
 }
 
-// Reserve waits for a hashing slot (ErrHashBusy after the queue timeout).
+// Reserve waits for a hashing slot (ErrBusy after the queue timeout).
 // The caller must Release it.
 func (h *Hasher) Reserve(ctx context.Context) (*Slot, error) {
 	if err := h.acquire(ctx); err != nil {
@@ -122,11 +161,11 @@ func (s *Slot) Release() {
 
 // Verify is Hasher.Verify on the reserved slot: it never waits.
 func (s *Slot) Verify(encoded, password string) (bool, error) {
-	if len(password) > MaxPasswordBytes {
-		return false, ErrPasswordTooLong
+	if len(password) > MaxBytes {
+		return false, ErrTooLong
 	}
 	h := s.h
-	password = normalizePassword(password)
+	password = Normalize(password)
 	real := encoded != ""
 	if !real {
 		if err := h.Warm(); err != nil {
@@ -170,7 +209,7 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	select {
 	case h.slots <- struct{}{}:
 	case <-expired:
-		return ErrHashBusy
+		return ErrBusy
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -201,8 +240,8 @@ func (h *Hasher) hashUnbounded(password string) (string, error) {
 		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-func parsePHC(s string) (Argon2Params, []byte, []byte, error) {
-	var p Argon2Params
+func parsePHC(s string) (Params, []byte, []byte, error) {
+	var p Params
 	parts := strings.Split(s, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
 		return p, nil, nil, errors.New("not an argon2id PHC string")
