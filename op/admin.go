@@ -13,6 +13,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -20,7 +21,7 @@ import (
 // commands). Every action is audited.
 type Admin struct {
 	Store   storage.Store
-	Sealer  *Sealer
+	Sealer  *seal.Sealer
 	Hasher  *password.Hasher
 	Product string
 	Log     *slog.Logger
@@ -124,9 +125,9 @@ func (a *Admin) enrollTOTP(ctx context.Context, u storage.User) (string, error) 
 		return "", err
 	}
 	if a.Sealer == nil {
-		return "", fmt.Errorf("%w: needed to store a TOTP secret", ErrSecretKey)
+		return "", fmt.Errorf("%w: needed to store a TOTP secret", seal.ErrKey)
 	}
-	sealed, err := a.Sealer.Seal(ctx, aadTOTP(u.ID), secret)
+	sealed, err := a.Sealer.Seal(ctx, seal.AADTOTP(u.ID), secret)
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -74,7 +75,7 @@ type Config struct {
 
 	// Sealer holds the secret key that seals TOTP secrets, signing keys
 	// and the opaque-token key (docs/THREAT-MODEL.md rule 12). Required.
-	Sealer *Sealer
+	Sealer *seal.Sealer
 
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.

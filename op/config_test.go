@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -55,7 +56,7 @@ func TestNewRefusesUnsafeConfig(t *testing.T) {
 // TestConfigValidate: the default configuration is valid, and each unsafe
 // setting is reported as a *ConfigError naming exactly that setting.
 func TestConfigValidate(t *testing.T) {
-	sealer, _ := NewSealer(make([]byte, 32), "")
+	sealer, _ := seal.New(make([]byte, 32), "")
 	valid := func() Config {
 		c := DefaultConfig("https://id.example.com")
 		c.Sealer = sealer

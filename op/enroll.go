@@ -14,6 +14,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) hasTOTP(ctx context.Context, userID string) (bool, error) {
 // (other products' hole: a new secret behind a pending challenge).
 func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]byte, error) {
 	if a.PendingTOTP != nil {
-		if secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP); err == nil {
+		if secret, err := s.cfg.Sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP); err == nil {
 			return secret, nil
 		}
 	}
@@ -46,7 +47,7 @@ func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]b
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	sealed, err := s.cfg.Sealer.Seal(ctx, aadPendingTOTP(a.ID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, seal.AADPendingTOTP(a.ID), secret)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +60,7 @@ func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]b
 		if err != nil || fresh.PendingTOTP == nil {
 			return nil, storage.ErrWrongState
 		}
-		return s.cfg.Sealer.Open(aadPendingTOTP(a.ID), fresh.PendingTOTP)
+		return s.cfg.Sealer.Open(seal.AADPendingTOTP(a.ID), fresh.PendingTOTP)
 	}
 	if err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
+	secret, err := s.cfg.Sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
@@ -167,7 +168,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return nil
 	}
-	secret, err := s.cfg.Sealer.Open(aadPendingTOTP(a.ID), a.PendingTOTP)
+	secret, err := s.cfg.Sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
 		return internal("open pending totp", err)
 	}
@@ -176,7 +177,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	if !match {
 		return nil
 	}
-	sealed, err := s.cfg.Sealer.Seal(ctx, aadTOTP(a.UserID), secret)
+	sealed, err := s.cfg.Sealer.Seal(ctx, seal.AADTOTP(a.UserID), secret)
 	if err != nil {
 		return internal("seal totp", err)
 	}

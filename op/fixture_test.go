@@ -3,6 +3,7 @@ package op
 import (
 	"context"
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,14 +23,14 @@ var testArgon2 = password.Params{MemoryKiB: 64, Time: 1, Threads: 1}
 
 // testStore opens a fresh SQLite store in t's temporary directory, closed
 // when t ends, and a sealer with an all-zero test key.
-func testStore(t testing.TB) (*sqlite.Store, *Sealer) {
+func testStore(t testing.TB) (*sqlite.Store, *seal.Sealer) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "idp.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	sealer, err := NewSealer(make([]byte, 32), "")
+	sealer, err := seal.New(make([]byte, 32), "")
 	if err != nil {
 		t.Fatal(err)
 	}

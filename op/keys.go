@@ -14,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -26,7 +27,7 @@ const keyCacheTTL = 5 * time.Second
 // published public keys, cached in memory.
 type KeyManager struct {
 	store     storage.Store
-	sealer    *Sealer
+	sealer    *seal.Sealer
 	now       func() time.Time
 	retention time.Duration
 
@@ -50,7 +51,7 @@ const DefaultKeyActivationDelay = 2 * (JWKSMaxAge + keyCacheTTL)
 
 // NewKeyManager returns a key manager over store; private keys are sealed
 // with sealer.
-func NewKeyManager(store storage.Store, sealer *Sealer, now func() time.Time, retention time.Duration) *KeyManager {
+func NewKeyManager(store storage.Store, sealer *seal.Sealer, now func() time.Time, retention time.Duration) *KeyManager {
 	return &KeyManager{store: store, sealer: sealer, now: now, retention: retention}
 }
 
@@ -166,7 +167,7 @@ func (m *KeyManager) load(ctx context.Context) error {
 	private := make(map[string]*signingKey, len(rows))
 	public := make([]zop.Key, 0, len(rows))
 	for _, r := range rows {
-		der, err := m.sealer.Open(aadSigningKey(r.ID), r.PrivateKey)
+		der, err := m.sealer.Open(seal.AADSigningKey(r.ID), r.PrivateKey)
 		if err != nil {
 			return fmt.Errorf("signing key %s: %w", r.ID, err)
 		}
@@ -201,7 +202,7 @@ func (m *KeyManager) newRSAKey(ctx context.Context, now time.Time) (storage.Sign
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	sealed, err := m.sealer.Seal(ctx, aadSigningKey(id), der)
+	sealed, err := m.sealer.Seal(ctx, seal.AADSigningKey(id), der)
 	if err != nil {
 		return storage.SigningKey{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -360,7 +361,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return internal("totp lookup", err)
 	}
-	secret, err := s.cfg.Sealer.Open(aadTOTP(a.UserID), cred.Secret)
+	secret, err := s.cfg.Sealer.Open(seal.AADTOTP(a.UserID), cred.Secret)
 	if err != nil {
 		return internal("open totp secret", err)
 	}

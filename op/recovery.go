@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -159,9 +160,9 @@ func plural(n int, what string, many ...string) string {
 // transaction and returns how many values were rewritten. Values that do
 // not open with the current key abort the rotation unchanged.
 func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
-	newID := KeyID(newKey)
+	newID := seal.KeyID(newKey)
 	n, err := a.Store.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error) {
-		aad, err := aadFor(kind, id)
+		aad, err := seal.AADFor(kind, id)
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +170,7 @@ func (a *Admin) RotateSecrets(ctx context.Context, newKey []byte) (int, error) {
 		if err != nil {
 			return nil, err
 		}
-		return seal(newKey, newID, aad, plain)
+		return seal.WithKey(newKey, aad, plain)
 	})
 	if err != nil {
 		return 0, err

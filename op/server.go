@@ -23,6 +23,7 @@ import (
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -213,14 +214,14 @@ func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
 
 // openTokenKey opens the database's opaque-token key, creating it on first
 // use; the keys of unknown-name counters and device cookies derive from it.
-func openTokenKey(ctx context.Context, sealer *Sealer, store storage.Store) ([32]byte, error) {
+func openTokenKey(ctx context.Context, sealer *seal.Sealer, store storage.Store) ([32]byte, error) {
 	var key [32]byte
 	fresh := make([]byte, 32)
 	if _, err := rand.Read(fresh); err != nil {
 		return key, err
 	}
 	name := storage.SealedSettingPrefix + "oidc_token_key"
-	sealed, err := sealer.Seal(ctx, aadSetting(name), fresh)
+	sealed, err := sealer.Seal(ctx, seal.AADSetting(name), fresh)
 	if err != nil {
 		return key, err
 	}
@@ -228,9 +229,9 @@ func openTokenKey(ctx context.Context, sealer *Sealer, store storage.Store) ([32
 	if err != nil {
 		return key, fmt.Errorf("token key: %w", err)
 	}
-	plain, err := sealer.Open(aadSetting(name), stored)
+	plain, err := sealer.Open(seal.AADSetting(name), stored)
 	if err != nil || len(plain) != 32 {
-		return key, fmt.Errorf("token key: %w", errors.Join(ErrSecretKey, err))
+		return key, fmt.Errorf("token key: %w", errors.Join(seal.ErrKey, err))
 	}
 	copy(key[:], plain)
 	return key, nil

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/seal"
 )
 
 func mustTime(t *testing.T, s string) time.Time {
@@ -36,7 +36,7 @@ func TestCLIUserLifecycle(t *testing.T) {
 	if _, _, err := runCLI(t, "s3cret-password\n", "user", "add", "nokey", "--db", db, "--password-stdin"); err == nil || !strings.Contains(err.Error(), "secret key") {
 		t.Fatalf("user add without a secret key: %v", err)
 	}
-	if err := op.GenerateKeyFile(db + ".key"); err != nil {
+	if err := seal.GenerateKeyFile(db + ".key"); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runCLI(t, "s3cret-password\n", "user", "add", "Alice", "--db", db, "--password-stdin", "--json", "--email", "a@example.com")

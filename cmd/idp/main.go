@@ -15,6 +15,7 @@ import (
 
 	"github.com/totp-idp/idp/op"
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 	"github.com/totp-idp/idp/storage/sqlite"
 )
@@ -113,7 +114,7 @@ func openStore(ctx context.Context, path string) (storage.Store, error) {
 
 // newAdmin returns the operator API over an opened store. The CLI hashes
 // passwords with the same OWASP argon2id parameters as the server.
-func newAdmin(st storage.Store, sealer *op.Sealer, product string) (*op.Admin, error) {
+func newAdmin(st storage.Store, sealer *seal.Sealer, product string) (*op.Admin, error) {
 	h, err := password.NewHasher(password.OWASP, 1, 0)
 	if err != nil {
 		return nil, err

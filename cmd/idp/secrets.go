@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -26,18 +27,18 @@ func keyFileFor(flagValue, db string) string {
 
 // loadSealer reads the secret key. With create (idp serve --dev) a missing
 // DB.key is generated with mode 0600.
-func loadSealer(flagValue, db string, create bool) (*op.Sealer, string, error) {
+func loadSealer(flagValue, db string, create bool) (*seal.Sealer, string, error) {
 	path := keyFileFor(flagValue, db)
 	if path == "" && create {
 		path = db + ".key"
-		if err := op.GenerateKeyFile(path); err != nil {
+		if err := seal.GenerateKeyFile(path); err != nil {
 			return nil, "", fmt.Errorf("create secret key %s: %w", path, err)
 		}
 	}
 	if path == "" {
-		return nil, "", fmt.Errorf("%w: none given; pass --secret-key-file F (or IDP_SECRET_KEY_FILE) naming a file with 32 random bytes in base64, e.g. made by: head -c 32 /dev/urandom | base64 > F && chmod 600 F", op.ErrSecretKey)
+		return nil, "", fmt.Errorf("%w: none given; pass --secret-key-file F (or IDP_SECRET_KEY_FILE) naming a file with 32 random bytes in base64, e.g. made by: head -c 32 /dev/urandom | base64 > F && chmod 600 F", seal.ErrKey)
 	}
-	s, err := op.LoadSealer(path)
+	s, err := seal.Load(path)
 	return s, path, err
 }
 
@@ -58,7 +59,7 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	if *newKeyFile == "" {
 		return usageError{"--new-key-file is required"}
 	}
-	newKey, err := op.ReadKeyFile(*newKeyFile)
+	newKey, err := seal.ReadKeyFile(*newKeyFile)
 	if err != nil {
 		return err
 	}
@@ -71,10 +72,10 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := op.CheckSecretKey(ctx, st, sealer); err != nil {
+	if err := seal.CheckKey(ctx, st, sealer); err != nil {
 		return err
 	}
-	if op.KeyID(newKey) == sealer.CurrentKeyID() {
+	if seal.KeyID(newKey) == sealer.CurrentKeyID() {
 		return errors.New("the new key is the current key")
 	}
 	n, err := (&op.Admin{Store: st, Sealer: sealer}).RotateSecrets(ctx, newKey)
@@ -85,7 +86,7 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	// their key file (README, Operations): replace the file atomically.
 	if err := replaceFile(path, *newKeyFile); err != nil {
 		return fmt.Errorf("re-encrypted %d secrets under key %s, but could not update %s: %w; copy %s over it before restarting servers",
-			n, op.KeyID(newKey), path, err, *newKeyFile)
+			n, seal.KeyID(newKey), path, err, *newKeyFile)
 	}
 	// Drop the old ciphertexts' page images from the WAL and the database
 	// file (secure_delete zeroes what was replaced).
@@ -94,7 +95,7 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 			fmt.Fprintf(e.stderr, "warning: could not truncate the database's write-ahead log (%v); it still holds copies the old key opens until the servers truncate it\n", err)
 		}
 	}
-	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on, re-seal within a minute anything they wrote with the old key meanwhile, and then clear the database files of old copies. After that the old key opens nothing; destroy every copy of it, and of database backups made before the rotation.\n", n, op.KeyID(newKey), path)
+	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on, re-seal within a minute anything they wrote with the old key meanwhile, and then clear the database files of old copies. After that the old key opens nothing; destroy every copy of it, and of database backups made before the rotation.\n", n, seal.KeyID(newKey), path)
 	return nil
 }
 

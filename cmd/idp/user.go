@@ -16,6 +16,7 @@ import (
 
 	"github.com/totp-idp/idp/op"
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -56,7 +57,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	var sealer *op.Sealer
+	var sealer *seal.Sealer
 	if sub == "add" {
 		// The secret key seals the TOTP secret and opens the key of the
 		// name's unknown-name counter, which the account takes over.

@@ -1,4 +1,9 @@
-package op
+// Package seal seals the database's secrets (TOTP secrets, signing keys,
+// the token key) with AES-256-GCM under the key in the secret key file,
+// which never enters the database; each value is bound to its row by its
+// associated data and records the key's id (docs/THREAT-MODEL.md rule 12,
+// R-S2). A Sealer follows `idp secrets rotate` while the server runs.
+package seal
 
 import (
 	"context"
@@ -33,9 +38,9 @@ const (
 	keyIDLen    = 8
 )
 
-// ErrSecretKey: the secret key is missing, malformed or not the one the
+// ErrKey: the secret key is missing, malformed or not the one the
 // database was sealed with.
-var ErrSecretKey = errors.New("secret key")
+var ErrKey = errors.New("secret key")
 
 // Sealer seals and opens values with the secret key.
 //
@@ -61,11 +66,11 @@ type Sealer struct {
 	switchedAt time.Time
 }
 
-// NewSealer returns a sealer for key (32 bytes), reloading from path when
+// New returns a sealer for key (32 bytes), reloading from path when
 // path is not empty.
-func NewSealer(key []byte, path string) (*Sealer, error) {
+func New(key []byte, path string) (*Sealer, error) {
 	if len(key) != 32 {
-		return nil, fmt.Errorf("%w: need 32 bytes, have %d", ErrSecretKey, len(key))
+		return nil, fmt.Errorf("%w: need 32 bytes, have %d", ErrKey, len(key))
 	}
 	s := &Sealer{path: path, known: map[string][]byte{}}
 	id := KeyID(key)
@@ -74,13 +79,13 @@ func NewSealer(key []byte, path string) (*Sealer, error) {
 	return s, nil
 }
 
-// LoadSealer reads the key file at path.
-func LoadSealer(path string) (*Sealer, error) {
+// Load reads the key file at path.
+func Load(path string) (*Sealer, error) {
 	key, err := ReadKeyFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return NewSealer(key, path)
+	return New(key, path)
 }
 
 // KeyID is the identifier a sealed value records: the first 8 bytes of a
@@ -97,10 +102,10 @@ func (s *Sealer) CurrentKeyID() string {
 	return s.currentID
 }
 
-// Bind checks that the sealer's key is st's (CheckSecretKey) and from then
+// Bind checks that the sealer's key is st's (CheckKey) and from then
 // on lets st's key check decide which key seals.
 func (s *Sealer) Bind(ctx context.Context, st storage.Store) error {
-	if err := CheckSecretKey(ctx, st, s); err != nil {
+	if err := CheckKey(ctx, st, s); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -141,7 +146,7 @@ func (s *Sealer) sealingKey(ctx context.Context) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("secret key check: %w", err)
 	}
-	dbID, err := SealedKeyID(check)
+	dbID, err := KeyIDOf(check)
 	if err != nil {
 		return nil, "", fmt.Errorf("secret key check: %w", err)
 	}
@@ -155,10 +160,10 @@ func (s *Sealer) sealingKey(ctx context.Context) ([]byte, string, error) {
 	fileID := KeyID(fileKey)
 	if fileID != dbID {
 		return nil, "", fmt.Errorf("%w: the database is now sealed with key %s but %s holds key %s; nothing is sealed until the file holds the database's key",
-			ErrSecretKey, dbID, s.path, fileID)
+			ErrKey, dbID, s.path, fileID)
 	}
-	if _, err := open(fileKey, aadSetting(keyCheckSetting), check); err != nil {
-		return nil, "", fmt.Errorf("%w: key %s in %s does not open the database's key check", ErrSecretKey, fileID, s.path)
+	if _, err := open(fileKey, AADSetting(keyCheckSetting), check); err != nil {
+		return nil, "", fmt.Errorf("%w: key %s in %s does not open the database's key check", ErrKey, fileID, s.path)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,15 +191,21 @@ func seal(key []byte, id, aad string, plaintext []byte) ([]byte, error) {
 	return gcm.Seal(out, nonce, plaintext, []byte(aad)), nil
 }
 
+// WithKey seals plaintext for aad under key, recording key's id: what
+// `idp secrets rotate` writes under the new key.
+func WithKey(key []byte, aad string, plaintext []byte) ([]byte, error) {
+	return seal(key, KeyID(key), aad, plaintext)
+}
+
 // Open decrypts a sealed value bound to aad.
 func (s *Sealer) Open(aad string, sealed []byte) ([]byte, error) {
-	id, err := SealedKeyID(sealed)
+	id, err := KeyIDOf(sealed)
 	if err != nil {
 		return nil, err
 	}
 	key := s.keyFor(id)
 	if key == nil {
-		return nil, fmt.Errorf("%w: value sealed with key %s, which this server does not have", ErrSecretKey, id)
+		return nil, fmt.Errorf("%w: value sealed with key %s, which this server does not have", ErrKey, id)
 	}
 	return open(key, aad, sealed)
 }
@@ -216,8 +227,8 @@ func open(key []byte, aad string, sealed []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// SealedKeyID returns the key id recorded in a sealed value.
-func SealedKeyID(sealed []byte) (string, error) {
+// KeyIDOf returns the key id recorded in a sealed value.
+func KeyIDOf(sealed []byte) (string, error) {
 	if len(sealed) < len(sealVersion)+keyIDLen || string(sealed[:len(sealVersion)]) != sealVersion {
 		return "", errors.New("not a sealed value")
 	}
@@ -264,24 +275,24 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 // V13.3).
 func ReadKeyFile(path string) ([]byte, error) {
 	if path == "" {
-		return nil, fmt.Errorf("%w: no key file given (--secret-key-file or IDP_SECRET_KEY_FILE)", ErrSecretKey)
+		return nil, fmt.Errorf("%w: no key file given (--secret-key-file or IDP_SECRET_KEY_FILE)", ErrKey)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
 	defer f.Close()
 	// fstat the opened file, so the mode checked is the one read.
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("%w: %s may be read or changed by other users (mode %04o); allow its owner only: chmod 600 %s", ErrSecretKey, path, perm, path)
+		return nil, fmt.Errorf("%w: %s may be read or changed by other users (mode %04o); allow its owner only: chmod 600 %s", ErrKey, path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSecretKey, err)
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
 	txt := strings.TrimSpace(string(b))
 	if k, err := base64.StdEncoding.DecodeString(txt); err == nil && len(k) == 32 {
@@ -290,7 +301,7 @@ func ReadKeyFile(path string) ([]byte, error) {
 	if k, err := hex.DecodeString(txt); err == nil && len(k) == 32 {
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: %s must hold 32 random bytes as base64 or hex (create one with: head -c 32 /dev/urandom | base64 > %s)", ErrSecretKey, path, path)
+	return nil, fmt.Errorf("%w: %s must hold 32 random bytes as base64 or hex (create one with: head -c 32 /dev/urandom | base64 > %s)", ErrKey, path, path)
 }
 
 // GenerateKeyFile writes a new random key to path with mode 0600; it
@@ -315,22 +326,22 @@ func GenerateKeyFile(path string) error {
 }
 
 // AAD builders: one place names what each sealed value is bound to.
-func aadTOTP(userID string) string           { return "totp:v1:" + userID }
-func aadPendingTOTP(authReqID string) string { return "totp-pending:v1:" + authReqID }
-func aadSigningKey(kid string) string        { return "signing-key:v1:" + kid }
-func aadSetting(name string) string          { return "setting:v1:" + name }
+func AADTOTP(userID string) string           { return "totp:v1:" + userID }
+func AADPendingTOTP(authReqID string) string { return "totp-pending:v1:" + authReqID }
+func AADSigningKey(kid string) string        { return "signing-key:v1:" + kid }
+func AADSetting(name string) string          { return "setting:v1:" + name }
 
-// aadFor is the associated data of a sealed value of kind for id.
-func aadFor(kind storage.SecretKind, id string) (string, error) {
+// AADFor is the associated data of a sealed value of kind for id.
+func AADFor(kind storage.SecretKind, id string) (string, error) {
 	switch kind {
 	case storage.SecretTOTP:
-		return aadTOTP(id), nil
+		return AADTOTP(id), nil
 	case storage.SecretPendingTOTP:
-		return aadPendingTOTP(id), nil
+		return AADPendingTOTP(id), nil
 	case storage.SecretSigningKey:
-		return aadSigningKey(id), nil
+		return AADSigningKey(id), nil
 	case storage.SecretSetting:
-		return aadSetting(id), nil
+		return AADSetting(id), nil
 	}
 	return "", fmt.Errorf("unknown secret kind %q", kind)
 }
@@ -340,10 +351,10 @@ func aadFor(kind storage.SecretKind, id string) (string, error) {
 // on the first login.
 const keyCheckSetting = storage.SealedSettingPrefix + "key_check"
 
-// CheckSecretKey verifies that sealer's key is the database's (recording
+// CheckKey verifies that sealer's key is the database's (recording
 // it on first use) and fails with a clear message otherwise.
-func CheckSecretKey(ctx context.Context, st storage.Store, sealer *Sealer) error {
-	probe, err := sealer.Seal(ctx, aadSetting(keyCheckSetting), []byte("idp key check"))
+func CheckKey(ctx context.Context, st storage.Store, sealer *Sealer) error {
+	probe, err := sealer.Seal(ctx, AADSetting(keyCheckSetting), []byte("idp key check"))
 	if err != nil {
 		return err
 	}
@@ -351,9 +362,9 @@ func CheckSecretKey(ctx context.Context, st storage.Store, sealer *Sealer) error
 	if err != nil {
 		return fmt.Errorf("secret key check: %w", err)
 	}
-	if _, err := sealer.Open(aadSetting(keyCheckSetting), stored); err != nil {
-		id, _ := SealedKeyID(stored)
-		return fmt.Errorf("%w: the database was sealed with key %s but the key file holds key %s; start with the right --secret-key-file", ErrSecretKey, id, sealer.CurrentKeyID())
+	if _, err := sealer.Open(AADSetting(keyCheckSetting), stored); err != nil {
+		id, _ := KeyIDOf(stored)
+		return fmt.Errorf("%w: the database was sealed with key %s but the key file holds key %s; start with the right --secret-key-file", ErrKey, id, sealer.CurrentKeyID())
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 	"github.com/totp-idp/idp/storage/sqlite"
 )
@@ -22,7 +23,7 @@ import (
 // running server has them.
 type sealerFixture struct {
 	st      *sqlite.Store
-	sealer  *Sealer
+	sealer  *seal.Sealer
 	keyFile string
 	userID  string
 }
@@ -38,7 +39,7 @@ func newSealerFixture(t *testing.T) *sealerFixture {
 	t.Cleanup(func() { st.Close() })
 	f := &sealerFixture{st: st, keyFile: filepath.Join(dir, "idp.db.key"), userID: "u1"}
 	writeTestKey(t, f.keyFile, randomKey(t))
-	if f.sealer, err = LoadSealer(f.keyFile); err != nil {
+	if f.sealer, err = seal.Load(f.keyFile); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.sealer.Bind(ctx, st); err != nil {
@@ -74,7 +75,7 @@ func writeTestKey(t *testing.T, path string, key []byte) {
 // new key, then replace the key file.
 func (f *sealerFixture) rotate(t *testing.T) []byte {
 	t.Helper()
-	current, err := LoadSealer(f.keyFile)
+	current, err := seal.Load(f.keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func (f *sealerFixture) totpKeyID(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := SealedKeyID(c.Secret)
+	id, err := seal.KeyIDOf(c.Secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +113,18 @@ func TestSealFollowsRotation(t *testing.T) {
 	ctx := context.Background()
 	f := newSealerFixture(t)
 	next := f.rotate(t)
-	sealed, err := f.sealer.Seal(ctx, aadTOTP(f.userID), []byte("seed"))
+	sealed, err := f.sealer.Seal(ctx, seal.AADTOTP(f.userID), []byte("seed"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, _ := SealedKeyID(sealed); id != KeyID(next) {
-		t.Fatalf("sealed with key %s after the rotation to %s", id, KeyID(next))
+	if id, _ := seal.KeyIDOf(sealed); id != seal.KeyID(next) {
+		t.Fatalf("sealed with key %s after the rotation to %s", id, seal.KeyID(next))
 	}
-	if f.sealer.CurrentKeyID() != KeyID(next) || f.sealer.SwitchedAt().IsZero() {
+	if f.sealer.CurrentKeyID() != seal.KeyID(next) || f.sealer.SwitchedAt().IsZero() {
 		t.Fatalf("current key %s, switched at %v", f.sealer.CurrentKeyID(), f.sealer.SwitchedAt())
 	}
-	only, _ := NewSealer(next, "")
-	if _, err := only.Open(aadTOTP(f.userID), sealed); err != nil {
+	only, _ := seal.New(next, "")
+	if _, err := only.Open(seal.AADTOTP(f.userID), sealed); err != nil {
 		t.Fatalf("the new key alone does not open it: %v", err)
 	}
 }
@@ -135,8 +136,8 @@ func TestSealRefusesKeyFileNotTheDatabases(t *testing.T) {
 	f := newSealerFixture(t)
 	f.rotate(t)
 	writeTestKey(t, f.keyFile, randomKey(t)) // an operator's mistake
-	if _, err := f.sealer.Seal(ctx, aadTOTP(f.userID), []byte("seed")); !errors.Is(err, ErrSecretKey) {
-		t.Fatalf("Seal with a key file the database does not use: %v, want ErrSecretKey", err)
+	if _, err := f.sealer.Seal(ctx, seal.AADTOTP(f.userID), []byte("seed")); !errors.Is(err, seal.ErrKey) {
+		t.Fatalf("Seal with a key file the database does not use: %v, want seal.ErrKey", err)
 	}
 	if changed, err := f.sealer.Refresh(ctx); changed || err == nil {
 		t.Fatalf("Refresh: changed %v, err %v", changed, err)
@@ -146,12 +147,12 @@ func TestSealRefusesKeyFileNotTheDatabases(t *testing.T) {
 // TestResealStale: a value sealed with the old key just before the
 // rotation and written just after it is re-sealed under the new key; a
 // sweep does nothing while the database names a key the sealer does not
-// seal with; after forgetOldKeys only the current key remains.
+// seal with; after ForgetOldKeys only the current key remains.
 func TestResealStale(t *testing.T) {
 	ctx := context.Background()
 	f := newSealerFixture(t)
 	oldID := f.sealer.CurrentKeyID()
-	early, err := f.sealer.Seal(ctx, aadTOTP(f.userID), []byte("seed"))
+	early, err := f.sealer.Seal(ctx, seal.AADTOTP(f.userID), []byte("seed"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,12 +168,12 @@ func TestResealStale(t *testing.T) {
 	if n != 1 || err != nil {
 		t.Fatalf("sweep: %d, %v; want the one stale value", n, err)
 	}
-	if id := f.totpKeyID(t); id != KeyID(next) {
-		t.Fatalf("after the sweep the secret names %s, want %s", id, KeyID(next))
+	if id := f.totpKeyID(t); id != seal.KeyID(next) {
+		t.Fatalf("after the sweep the secret names %s, want %s", id, seal.KeyID(next))
 	}
 	c, _ := f.st.TOTPByUser(ctx, f.userID)
-	only, _ := NewSealer(next, "")
-	if pt, err := only.Open(aadTOTP(f.userID), c.Secret); err != nil || string(pt) != "seed" {
+	only, _ := seal.New(next, "")
+	if pt, err := only.Open(seal.AADTOTP(f.userID), c.Secret); err != nil || string(pt) != "seed" {
 		t.Fatalf("re-sealed value: %q, %v", pt, err)
 	}
 	if n, err := f.sealer.ResealStale(ctx, f.st); n != 0 || err != nil {
@@ -184,19 +185,16 @@ func TestResealStale(t *testing.T) {
 	// database no longer uses.
 	f.rotate(t)
 	f.putTOTP(t, early)
-	if _, err := f.sealer.ResealStale(ctx, f.st); !errors.Is(err, errDatabaseKeyMoved) {
-		t.Fatalf("sweep behind the database: %v, want errDatabaseKeyMoved", err)
+	if _, err := f.sealer.ResealStale(ctx, f.st); !errors.Is(err, seal.ErrDatabaseKeyMoved) {
+		t.Fatalf("sweep behind the database: %v, want seal.ErrDatabaseKeyMoved", err)
 	}
 	if id := f.totpKeyID(t); id != oldID {
 		t.Fatalf("a refused sweep changed the value to %s", id)
 	}
 
-	f.sealer.forgetOldKeys()
-	if len(f.sealer.known) != 1 {
-		t.Fatalf("%d keys kept", len(f.sealer.known))
-	}
-	if _, err := f.sealer.Open(aadTOTP(f.userID), early); err == nil {
-		t.Fatal("the old key still opens after forgetOldKeys")
+	f.sealer.ForgetOldKeys()
+	if _, err := f.sealer.Open(seal.AADTOTP(f.userID), early); err == nil {
+		t.Fatal("the old key still opens after ForgetOldKeys")
 	}
 }
 
@@ -210,7 +208,7 @@ func TestWatchSecretKeyFollowsIdle(t *testing.T) {
 	go s.WatchSecretKey(ctx)
 	next := f.rotate(t)
 	deadline := time.Now().Add(3 * keyWatchInterval)
-	for f.sealer.CurrentKeyID() != KeyID(next) {
+	for f.sealer.CurrentKeyID() != seal.KeyID(next) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still sealing with %s %s after the rotation", f.sealer.CurrentKeyID(), 3*keyWatchInterval)
 		}
@@ -226,15 +224,15 @@ func TestReadKeyFileRefusesLooseMode(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "k")
 	writeTestKey(t, path, randomKey(t))
-	if _, err := ReadKeyFile(path); err != nil {
+	if _, err := seal.ReadKeyFile(path); err != nil {
 		t.Fatalf("mode 0600: %v", err)
 	}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o620, 0o644} {
 		if err := os.Chmod(path, mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := ReadKeyFile(path)
-		if !errors.Is(err, ErrSecretKey) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		_, err := seal.ReadKeyFile(path)
+		if !errors.Is(err, seal.ErrKey) || !strings.Contains(err.Error(), "chmod 600 "+path) {
 			t.Errorf("mode %04o: %v", mode, err)
 		}
 	}
