@@ -2,18 +2,15 @@ package op
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
-
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -113,14 +110,11 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 }
 
 func (a *Admin) enrollTOTP(ctx context.Context, u storage.User) (string, error) {
-	secret := make([]byte, 20)
-	if _, err := rand.Read(secret); err != nil {
+	secret, err := totp.NewSecret()
+	if err != nil {
 		return "", err
 	}
-	key, err := totp.Generate(totp.GenerateOpts{
-		Issuer: a.Product, AccountName: u.Username, Secret: secret,
-		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
-	})
+	key, err := totp.Key(a.Product, u.Username, secret)
 	if err != nil {
 		return "", err
 	}

@@ -3,7 +3,6 @@ package op
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"html/template"
 	"image/png"
@@ -12,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
 
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -43,8 +42,8 @@ func (s *Server) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]b
 			return secret, nil
 		}
 	}
-	secret := make([]byte, 20) // 160 bits, RFC 4226 R6
-	if _, err := rand.Read(secret); err != nil {
+	secret, err := totp.NewSecret()
+	if err != nil {
 		return nil, err
 	}
 	sealed, err := s.cfg.Sealer.Seal(ctx, seal.AADPendingTOTP(a.ID), secret)
@@ -74,10 +73,7 @@ func (s *Server) totpKey(ctx context.Context, userID string, secret []byte) (*ot
 	if err != nil {
 		return nil, err
 	}
-	return totp.Generate(totp.GenerateOpts{
-		Issuer: s.cfg.ProductName, AccountName: u.Username, Secret: secret,
-		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
-	})
+	return totp.Key(s.cfg.ProductName, u.Username, secret)
 }
 
 func groupSecret(b32 string) string {
@@ -159,7 +155,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 		s.renderEnroll(w, r, a, secret, status, msg)
 	}
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
-		normalize: normalizeCode, render: render, enrolls: true})
+		normalize: totp.Normalize, render: render, enrolls: true})
 	if !ok {
 		return nil
 	}

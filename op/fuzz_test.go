@@ -20,26 +20,6 @@ import (
 // and the password form through the real handler stack. `make fuzz` runs
 // each; seeds are the attack suite's odd inputs.
 
-// FuzzNormalizeCode: an accepted code is exactly six ASCII digits and
-// normalising it again changes nothing.
-func FuzzNormalizeCode(f *testing.F) {
-	for _, s := range []string{"123456", " 123 456 ", "123-456", "１２３４５６", "12345", "1234567", "12345\x00", "٣٤٥٦٧٨", "12 34\t56"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c, ok := normalizeCode(s)
-		if !ok {
-			return
-		}
-		if len(c) != totpDigits || strings.Trim(c, "0123456789") != "" {
-			t.Fatalf("normalizeCode(%q) = %q", s, c)
-		}
-		if again, ok := normalizeCode(c); !ok || again != c {
-			t.Fatalf("normalizeCode(%q) = %q, then %q", s, c, again)
-		}
-	})
-}
-
 // FuzzNormalizeRecoveryCode: an accepted recovery code is 26 characters of
 // the lower-case base32 alphabet, normalising is idempotent, and every
 // generated code is accepted as itself.

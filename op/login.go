@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -318,26 +318,6 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// normalizeCode strips the spaces people type or paste; anything but six
-// digits is malformed.
-func normalizeCode(s string) (string, bool) {
-	s = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' || r == '-' {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) != totpDigits {
-		return "", false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return "", false
-		}
-	}
-	return s, true
-}
-
 // codeStep verifies the second factor. The account is the one the password
 // step recorded server-side, never a form field (docs/THREAT-MODEL.md R-T5). Only here does an
 // auth request become done.
@@ -347,7 +327,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 		s.renderTOTP(w, r, a, secret, status, msg)
 	}
 	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
-		normalize: normalizeCode, render: render, afterEnrollment: true})
+		normalize: totp.Normalize, render: render, afterEnrollment: true})
 	if !ok {
 		return nil
 	}

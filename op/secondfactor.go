@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -114,7 +115,7 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 // re-renders the form with 401.
 func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
 	failEvent string, render func(*storage.AuthRequest, string, int, string)) (int64, bool) {
-	step, match := matchTOTP(secret, st.value, now)
+	step, match := totp.Match(secret, st.value, now)
 	s.metrics.attempt("totp", "evaluated")
 	if !match {
 		s.metrics.attempt("totp", "failed")
