@@ -53,7 +53,7 @@ func (s *Server) limitPosts(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			ip := infoFrom(r.Context()).ip
-			if ok, wait := s.ipLimit.allow(ip, s.cfg.now()); !ok {
+			if ok, wait := s.ipLimit.Allow(ip, s.cfg.now()); !ok {
 				s.metrics.inc("idp_login_ip_limited_total", "")
 				s.pages.limited(w, wait, s.cfg.now())
 				return

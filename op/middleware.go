@@ -3,6 +3,7 @@ package op
 import (
 	"context"
 	"fmt"
+	"github.com/totp-idp/idp/op/httpx"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -51,7 +52,7 @@ func ssoCookieFromContext(ctx context.Context) string { return infoFrom(ctx).sso
 func (s *Server) outer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: randomID(9), ip: ClientIP(r, s.cfg.TrustedProxies)}
+		ri := &reqInfo{id: randomID(9), ip: httpx.ClientIP(r, s.cfg.TrustedProxies)}
 		if c, err := r.Cookie(s.ssoCookieName()); err == nil {
 			ri.ssoCookie = c.Value
 		}

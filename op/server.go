@@ -22,6 +22,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -51,7 +52,7 @@ type Server struct {
 	clients *clientCache
 	pages   *pages
 	metrics *metrics
-	ipLimit *ipLimiter
+	ipLimit *httpx.IPLimiter
 	// auditLimit bounds the audit rows anonymous requests can add.
 	auditLimit *auditLimiter
 	// unknownSecret keys the counters of usernames without an account.
@@ -74,7 +75,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: newIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
+	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: httpx.NewIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
 	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}
@@ -411,7 +412,7 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := s.ipLimit.allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
+		if ok, wait := s.ipLimit.Allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
 			s.metrics.inc("idp_login_ip_limited_total", "")
 			s.pages.limited(w, wait, s.cfg.now())
 			return

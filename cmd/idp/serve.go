@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -100,7 +101,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	}
 	slog.SetDefault(log)
 	cfg.Logger = log
-	if cfg.TrustedProxies, err = op.ParseCIDRs(proxies); err != nil {
+	if cfg.TrustedProxies, err = httpx.ParseCIDRs(proxies); err != nil {
 		return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
 	}
 	// The issuer and the secret key are settled below; op.New checks the

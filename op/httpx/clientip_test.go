@@ -1,4 +1,4 @@
-package op
+package httpx
 
 import (
 	"net/http/httptest"

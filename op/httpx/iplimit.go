@@ -1,4 +1,4 @@
-package op
+package httpx
 
 import (
 	"math"
@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// ipLimiter is the optional outer layer of docs/THREAT-MODEL.md rule 9: a token
+// IPLimiter is the optional outer layer of docs/THREAT-MODEL.md rule 9: a token
 // bucket per client address for the login form posts. It only takes load
 // off the per-account guard and the hashing pool; it is never the
 // defence, since addresses are cheap to rotate. IPv6 clients are grouped
 // by /64, the block one subscriber usually gets.
-type ipLimiter struct {
+type IPLimiter struct {
 	perSecond float64
 	burst     float64
 
@@ -28,19 +28,19 @@ type ipBucket struct {
 // maxIPBuckets bounds the limiter's memory; full buckets are dropped first.
 const maxIPBuckets = 100_000
 
-func newIPLimiter(perMinute, burst int) *ipLimiter {
+func NewIPLimiter(perMinute, burst int) *IPLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
 	if burst < 1 {
 		burst = 1
 	}
-	return &ipLimiter{perSecond: float64(perMinute) / 60, burst: float64(burst), buckets: map[netip.Addr]*ipBucket{}}
+	return &IPLimiter{perSecond: float64(perMinute) / 60, burst: float64(burst), buckets: map[netip.Addr]*ipBucket{}}
 }
 
 // allow takes a token for ip; when none is left it reports how long until
 // one is.
-func (l *ipLimiter) allow(ip netip.Addr, now time.Time) (bool, time.Duration) {
+func (l *IPLimiter) Allow(ip netip.Addr, now time.Time) (bool, time.Duration) {
 	if l == nil || !ip.IsValid() {
 		return true, 0
 	}
@@ -70,7 +70,7 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) (bool, time.Duration) {
 
 // sweep drops buckets that have refilled completely (they hold no
 // information), and if that is not enough, all of them.
-func (l *ipLimiter) sweep(now time.Time) {
+func (l *IPLimiter) sweep(now time.Time) {
 	for ip, b := range l.buckets {
 		if b.tokens+now.Sub(b.last).Seconds()*l.perSecond >= l.burst {
 			delete(l.buckets, ip)

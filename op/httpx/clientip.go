@@ -1,4 +1,8 @@
-package op
+// Package httpx holds the HTTP layer's building blocks that know nothing
+// of sign-in: the client address behind trusted proxies
+// (docs/THREAT-MODEL.md rule 10, R-P1) and the optional per-address limit,
+// an outer layer only (rule 9).
+package httpx
 
 import (
 	"net"
