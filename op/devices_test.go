@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"github.com/totp-idp/idp/op/password"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,17 +17,9 @@ import (
 // is not a device (its attempts count on the shared counter).
 func TestDeviceCookie(t *testing.T) {
 	ctx := context.Background()
-	st, sealer := testStore(t)
-	cfg := DefaultConfig("https://idp.example")
-	cfg.Sealer = sealer
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
-	u, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(ctx, cfg, st)
+	e := newTestEnv(t, func(c *Config) { c.Issuer = "https://idp.example" })
+	srv, st := e.srv, e.store
+	u, err := st.UserByUsername(ctx, "ann")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +79,7 @@ func TestDeviceCookie(t *testing.T) {
 		t.Error("the cookie accepted without its __Host- prefix under https")
 	}
 	// A provider with another database (another token key) refuses it.
-	st2, sealer2 := testStore(t)
-	cfg.Sealer = sealer2
-	srv2, err := New(ctx, cfg, st2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv2 := newTestEnv(t, func(c *Config) { c.Issuer = "https://idp.example" }).srv
 	if _, ok := srv2.presentedDevice(with(c.Name, c.Value), u.ID); ok {
 		t.Error("another provider's signature accepted")
 	}

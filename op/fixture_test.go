@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/storage"
 	"github.com/totp-idp/idp/storage/sqlite"
 )
 
@@ -53,6 +54,13 @@ type testEnv struct {
 // handlers, not the hash.
 func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
+	return newTestEnvOn(t, mod, nil)
+}
+
+// newTestEnvOn is newTestEnv with the provider on wrap(store) (a store
+// that fails on purpose, say); the accounts are created on the store itself.
+func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) storage.Store) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	st, sealer := testStore(t)
 	cfg := DefaultConfig("http://127.0.0.1:1")
@@ -69,7 +77,11 @@ func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(ctx, cfg, st)
+	var provStore storage.Store = st
+	if wrap != nil {
+		provStore = wrap(st)
+	}
+	srv, err := New(ctx, cfg, provStore)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -29,25 +26,8 @@ func (busyStore) ClaimAttempt(context.Context, string, storage.Factor, time.Time
 // answers 503 with Retry-After and a plain message, and the flow survives
 // to be retried.
 func TestLockedDatabaseAnswers503(t *testing.T) {
-	ctx := context.Background()
-	st, sealer := testStore(t)
-	cfg := DefaultConfig("http://127.0.0.1:1")
-	cfg.Sealer = sealer
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
-	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(ctx, cfg, busyStore{st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { return busyStore{st} })
+	ts := e.ts
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"https://rp.example/cb"},
