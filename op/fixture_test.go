@@ -46,6 +46,8 @@ type testEnv struct {
 	ts    *httptest.Server
 	store *sqlite.Store
 	admin *Admin
+	// annSecret is ann's TOTP secret (base32, from her provisioning URI).
+	annSecret string
 }
 
 // newTestEnv builds a testEnv; mod, when given, changes the configuration
@@ -71,7 +73,12 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	}
 	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
 	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
-	if _, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"}); err != nil {
+	ann, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := url.Parse(ann.TOTPURI)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
@@ -88,7 +95,7 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	srv.hasher, _ = password.NewHasher(testArgon2, 2, time.Second)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &testEnv{srv: srv, ts: ts, store: st, admin: admin}
+	return &testEnv{srv: srv, ts: ts, store: st, admin: admin, annSecret: uri.Query().Get("secret")}
 }
 
 // browser is a cookie-keeping client that sees every redirect.

@@ -1,0 +1,184 @@
+package op
+
+import (
+	"context"
+	"encoding/base32"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
+)
+
+// inFlow is one sign-in in process: the browser and the current form.
+type inFlow struct {
+	e    *testEnv
+	c    *http.Client
+	form url.Values
+}
+
+var hiddenField = regexp.MustCompile(`name="(id|csrf)" value="([^"]*)"`)
+
+// startFlow sends a new browser to /authorize and on to the password form.
+func startFlow(t *testing.T, e *testEnv) *inFlow {
+	t.Helper()
+	f := &inFlow{e: e, c: e.browser()}
+	resp, err := f.c.Get(e.ts.URL + "/authorize?" + authorizeQuery().Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("/authorize: %d", resp.StatusCode)
+	}
+	f.load(t, e.ts.URL+resp.Header.Get("Location"))
+	return f
+}
+
+// load fetches a page of the flow and keeps its form fields.
+func (f *inFlow) load(t *testing.T, u string) (int, string) {
+	t.Helper()
+	status, body := get(t, f.c, u)
+	f.form = url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(body, -1) {
+		f.form.Set(m[1], m[2])
+	}
+	return status, body
+}
+
+// post submits fields with the flow's id and csrf (unless overridden).
+func (f *inFlow) post(t *testing.T, path string, fields url.Values) *http.Response {
+	t.Helper()
+	form := url.Values{"id": {f.form.Get("id")}, "csrf": {f.form.Get("csrf")}}
+	for k, v := range fields {
+		form[k] = v
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.e.ts.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := f.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func (e *testEnv) annCode(t *testing.T, at time.Time) string {
+	t.Helper()
+	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(e.annSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return totp.Code(secret, totp.Step(at))
+}
+
+func (e *testEnv) auditCount(t *testing.T, typ string) int {
+	t.Helper()
+	evs, err := e.store.ListAudit(context.Background(), storage.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLoginFormsRefuseForgeryAndOtherBrowsers: every form of the flow
+// refuses a missing or wrong form token and a browser without the flow's
+// cookie, audits it, and moves nothing (docs/THREAT-MODEL.md rule 7, R-W1).
+func TestLoginFormsRefuseForgeryAndOtherBrowsers(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, path := range []string{"/login/password", "/login/totp", "/login/recovery", "/login/enroll"} {
+		f := startFlow(t, e)
+		fields := url.Values{"username": {"ann"}, "password": {"correct horse"}, "code": {"123456"}, "recovery_code": {"x"}}
+		before := e.auditCount(t, "csrf_rejected")
+		if r := f.post(t, path, url.Values{"csrf": {"forged"}, "username": fields["username"], "password": fields["password"], "code": fields["code"]}); r.StatusCode != http.StatusForbidden {
+			t.Errorf("%s with a forged token: %d", path, r.StatusCode)
+		}
+		if e.auditCount(t, "csrf_rejected") != before+1 {
+			t.Errorf("%s: a forged token was not audited", path)
+		}
+		other := &inFlow{e: e, c: e.browser(), form: f.form}
+		before = e.auditCount(t, "binding_mismatch")
+		if r := other.post(t, path, fields); r.StatusCode != http.StatusForbidden {
+			t.Errorf("%s from another browser: %d", path, r.StatusCode)
+		}
+		if e.auditCount(t, "binding_mismatch") != before+1 {
+			t.Errorf("%s: another browser was not audited", path)
+		}
+		a, err := e.store.AuthRequestByID(context.Background(), f.form.Get("id"), time.Now())
+		if err != nil || a.Stage != storage.StageCreated {
+			t.Errorf("%s: the refused posts moved the request to %q (%v)", path, a.Stage, err)
+		}
+	}
+}
+
+// TestStageTransitions: the second step before the password, or a code
+// after done, moves nothing; the password leads to password_ok and only
+// the TOTP step to done (docs/THREAT-MODEL.md rule 7).
+func TestStageTransitions(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx := context.Background()
+	stage := func(f *inFlow) string {
+		a, err := e.store.AuthRequestByID(ctx, f.form.Get("id"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Stage
+	}
+	f := startFlow(t, e)
+	id := f.form.Get("id")
+	if r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StageCreated {
+		t.Fatalf("a code before the password: %d, stage %s", r.StatusCode, stage(f))
+	}
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"wrong horse"}}); r.StatusCode != http.StatusUnauthorized || stage(f) != storage.StageCreated {
+		t.Fatalf("a wrong password: %d, stage %s", r.StatusCode, stage(f))
+	}
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StagePasswordOK {
+		t.Fatalf("the right password: %d, stage %s", r.StatusCode, stage(f))
+	}
+	f.load(t, e.ts.URL+loginPath+"?id="+url.QueryEscape(id)) // the renewed flow secret's form token
+	if r := f.post(t, "/login/totp", url.Values{"code": {"000000"}}); r.StatusCode != http.StatusUnauthorized && r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a wrong code: %d", r.StatusCode)
+	}
+	if stage(f) != storage.StagePasswordOK {
+		t.Fatalf("after a wrong code: stage %s", stage(f))
+	}
+	if r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StageDone {
+		t.Fatalf("the right code: %d, stage %s", r.StatusCode, stage(f))
+	}
+}
+
+// TestLockedPasswordEvaluatesNothing: past the free failures the password
+// step answers 429 with Retry-After and computes no hash
+// (docs/THREAT-MODEL.md rule 4).
+func TestLockedPasswordEvaluatesNothing(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) {
+		c.PasswordPolicy.FreeFailures, c.PasswordPolicy.BaseLock, c.PasswordPolicy.MaxLock = 2, time.Hour, time.Hour
+	})
+	for i := range 2 {
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"wrong"}}); r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, r.StatusCode)
+		}
+	}
+	_, _, hashes := e.srv.hasher.Stats()
+	f := startFlow(t, e)
+	r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}})
+	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("while locked: %d, Retry-After %q", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+	if _, _, after := e.srv.hasher.Stats(); after != hashes {
+		t.Fatalf("a locked attempt computed %d hashes", after-hashes)
+	}
+}
