@@ -182,3 +182,53 @@ func TestLockedPasswordEvaluatesNothing(t *testing.T) {
 		t.Fatalf("a locked attempt computed %d hashes", after-hashes)
 	}
 }
+
+// TestRecoveryCodeOnceAndOnTheTOTPCounter: a recovery code completes the
+// sign-in once; the same code in another flow is a failure counted on the
+// TOTP counter (docs/THREAT-MODEL.md R-S4, R-A8).
+func TestRecoveryCodeOnceAndOnTheTOTPCounter(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx := context.Background()
+	_, codes, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
+	if err != nil || len(codes) == 0 {
+		t.Fatalf("recovery codes: %v", err)
+	}
+	use := func(code string) (int, string) {
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password: %d", r.StatusCode)
+		}
+		f.load(t, e.ts.URL+"/login/recovery?id="+url.QueryEscape(f.form.Get("id")))
+		r := f.post(t, "/login/recovery", url.Values{"recovery_code": {code}})
+		a, err := e.store.AuthRequestByID(ctx, f.form.Get("id"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.StatusCode, a.Stage
+	}
+	if status, stage := use(strings.ToUpper(codes[0])); status != http.StatusOK || stage != storage.StageDone {
+		t.Fatalf("a fresh recovery code (typed in capitals): %d, stage %s", status, stage)
+	}
+	if status, stage := use(codes[0]); status != http.StatusUnauthorized || stage != storage.StagePasswordOK {
+		t.Fatalf("the same code again: %d, stage %s", status, stage)
+	}
+	states, err := e.store.AttemptStates(ctx, e.annID(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range states {
+		if st.Factor == storage.FactorTOTP && st.Failures == 1 {
+			return
+		}
+	}
+	t.Fatalf("the reused code is not one failure on the TOTP counter: %+v", states)
+}
+
+func (e *testEnv) annID(t *testing.T) string {
+	t.Helper()
+	u, err := e.store.UserByUsername(context.Background(), "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
