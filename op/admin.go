@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
@@ -33,7 +34,7 @@ func (a *Admin) now() time.Time {
 }
 
 func (a *Admin) audit(ctx context.Context, typ, userID, username, clientID, detail string) {
-	appendAudit(ctx, a.Store, a.Log, storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username,
+	audit.Append(ctx, a.Store, a.Log, storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username,
 		ClientID: clientID, ClientIP: "cli", Detail: detail})
 }
 

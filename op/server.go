@@ -22,6 +22,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
@@ -54,7 +55,7 @@ type Server struct {
 	metrics *metrics
 	ipLimit *httpx.IPLimiter
 	// auditLimit bounds the audit rows anonymous requests can add.
-	auditLimit *auditLimiter
+	auditLimit *audit.Limiter
 	// unknownSecret keys the counters of usernames without an account.
 	unknownSecret []byte
 	// deviceSecret signs device cookies (devices.go).
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: httpx.NewIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: newAuditLimiter()}
+	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: httpx.NewIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: audit.NewLimiter()}
 	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}

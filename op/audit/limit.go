@@ -1,9 +1,18 @@
-package op
+// Package audit is the audit trail's writing side: one function every
+// event of the server and of the operator CLI goes through, and the rate
+// limiter for events a request without any credential can cause
+// (docs/THREAT-MODEL.md rule 13, R-L1). No password, code or token is ever
+// passed in.
+package audit
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/totp-idp/idp/storage"
 )
 
 // Audit events that a request without any credential can trigger (no flow
@@ -23,9 +32,9 @@ const (
 	maxAuditKeys = 10_000
 )
 
-// anonymousEvents are the kinds limited by content (audit); other callers
+// Anonymous are the kinds limited by content (audit); other callers
 // limit by an explicit key (auditLimited).
-var anonymousEvents = map[string]bool{
+var Anonymous = map[string]bool{
 	"binding_mismatch":     true,
 	"csrf_rejected":        true,
 	"code_reused":          true,
@@ -49,22 +58,22 @@ func (b *auditBucket) take(now time.Time, perSecond, burst float64) bool {
 	return true
 }
 
-// auditLimiter is in memory, per process: a bound on growth, not a record.
-type auditLimiter struct {
+// Limiter is in memory, per process: a bound on growth, not a record.
+type Limiter struct {
 	mu         sync.Mutex
 	keys       map[string]*auditBucket
 	kinds      map[string]*auditBucket
 	suppressed map[string]int64
 }
 
-func newAuditLimiter() *auditLimiter {
-	return &auditLimiter{keys: map[string]*auditBucket{}, kinds: map[string]*auditBucket{}, suppressed: map[string]int64{}}
+func NewLimiter() *Limiter {
+	return &Limiter{keys: map[string]*auditBucket{}, kinds: map[string]*auditBucket{}, suppressed: map[string]int64{}}
 }
 
 // allow reports whether an event of kind typ about key may be written now;
 // when it may, dropped is how many of that kind were not written since the
 // last one that was.
-func (l *auditLimiter) allow(typ, key string, now time.Time) (ok bool, dropped int64) {
+func (l *Limiter) Allow(typ, key string, now time.Time) (ok bool, dropped int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := typ + "\x00" + key
@@ -93,7 +102,7 @@ func (l *auditLimiter) allow(typ, key string, now time.Time) (ok bool, dropped i
 
 // sweep drops buckets that have refilled (they hold no information), and
 // if that is not enough, all of them.
-func (l *auditLimiter) sweep(now time.Time) {
+func (l *Limiter) sweep(now time.Time) {
 	for k, b := range l.keys {
 		if b.tokens+now.Sub(b.last).Seconds()/auditKeyEvery.Seconds() >= auditKeyBurst {
 			delete(l.keys, k)
@@ -101,5 +110,24 @@ func (l *auditLimiter) sweep(now time.Time) {
 	}
 	if len(l.keys) >= maxAuditKeys {
 		clear(l.keys)
+	}
+}
+
+// Append writes e to the log and the audit table: the one place every
+// event of the server and of the operator CLI goes through
+// (docs/THREAT-MODEL.md rule 13). log may be nil (the CLI without one).
+func Append(ctx context.Context, st storage.Store, log *slog.Logger, e storage.AuditEvent) {
+	if log != nil {
+		// slog's text and JSON handlers quote values, so a username with
+		// a newline cannot forge a log line. The row's own request id and
+		// address are written, so requestHandler must not add them again.
+		log.LogAttrs(context.Background(), slog.LevelInfo, "audit",
+			slog.String("event", e.Type), slog.String("user_id", e.UserID), slog.String("username", e.Username),
+			slog.String("client_id", e.ClientID), slog.String("ip", e.ClientIP),
+			slog.String("request_id", e.RequestID), slog.String("detail", e.Detail))
+	}
+	// The audit row must not be lost because the request was cancelled.
+	if err := st.AppendAudit(context.WithoutCancel(ctx), e); err != nil && log != nil {
+		log.Error("audit write failed", "event", e.Type, "request_id", e.RequestID, "err", err)
 	}
 }
