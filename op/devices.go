@@ -91,26 +91,22 @@ func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *h
 // cleanUserAgent keeps a printable prefix of a user agent for the
 // operator's list of devices.
 func cleanUserAgent(ua string) string {
+	// Only a prefix is kept: never scan the whole of a header that may be
+	// a megabyte long.
+	if len(ua) > 4*maxUserAgent {
+		ua = ua[:4*maxUserAgent]
+	}
 	ua = strings.Map(func(r rune) rune {
 		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
 			return -1
 		}
 		return r
 	}, strings.ToValidUTF8(ua, ""))
-	for len(ua) > maxUserAgent {
-		_, size := lastRune(ua)
-		ua = ua[:len(ua)-size]
+	if len(ua) > maxUserAgent {
+		// Cut at the bound; a rune cut in half is dropped.
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
 	}
 	return ua
-}
-
-func lastRune(s string) (rune, int) {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i]&0xC0 != 0x80 {
-			return rune(s[i]), len(s) - i
-		}
-	}
-	return 0, 1
 }
 
 // passwordCounter names the counter a password attempt was claimed on.
