@@ -124,6 +124,8 @@ type atkFactor struct {
 	Locked      bool   `json:"locked"`
 	LockedUntil string `json:"locked_until"`
 	HardLocked  bool   `json:"hard_locked"`
+	// BudgetUsed is the second-factor budget's level.
+	BudgetUsed float64 `json:"budget_used"`
 }
 
 // atkUserState is the output of `idp user show --json`.
@@ -131,6 +133,9 @@ type atkUserState struct {
 	ID       string      `json:"id"`
 	Username string      `json:"username"`
 	Factors  []atkFactor `json:"factors"`
+	Devices  []struct {
+		Created string `json:"created"`
+	} `json:"devices"`
 }
 
 // F returns the row of factor (zero when none is recorded).

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -160,7 +159,7 @@ func TestAttackDeviceCookie(t *testing.T) {
 	if p := g2Login(t, bobBrowser, s, c, bob, false); p.Status != http.StatusSeeOther {
 		t.Fatalf("bob's first sign-in: %d", p.Status)
 	}
-	if d := atkShowDevices(t, s, alice.Name); d != 1 {
+	if d := len(atkShow(t, s.DB, alice.Name).Devices); d != 1 {
 		t.Fatalf("alice has %d remembered devices after her sign-in, want 1", d)
 	}
 
@@ -191,7 +190,7 @@ func TestAttackDeviceCookie(t *testing.T) {
 	if r.Status != http.StatusSeeOther || !strings.Contains(r.Location, "/authorize/callback") {
 		t.Fatalf("the owner's sign-in during the lock: %d %s\n%s", r.Status, r.Location, r.Body)
 	}
-	if st := atkShowFactor(t, s, alice.Name, "totp"); st.BudgetUsed < 1 {
+	if st := atkShow(t, s.DB, alice.Name).F("totp"); st.BudgetUsed < 1 {
 		t.Errorf("a wrong code with a device cookie did not count on the account's budget: %+v", st)
 	}
 	if p := g2Wrong(t, s, c, "127.0.0.70", alice.Name); p.Status != http.StatusTooManyRequests {
@@ -236,19 +235,19 @@ func TestAttackDeviceCookie(t *testing.T) {
 	if onDevice != deviceMax {
 		t.Errorf("audit: %d password failures counted on the device, want %d", onDevice, deviceMax)
 	}
-	if d := atkShowDevices(t, s, alice.Name); d != 0 {
+	if d := len(atkShow(t, s.DB, alice.Name).Devices); d != 0 {
 		t.Errorf("alice still has %d remembered devices after the stolen cookie's limit", d)
 	}
 
 	// revoke-sessions forgets bob's device: his next attempt counts on
 	// the shared counter.
-	if d := atkShowDevices(t, s, bob.Name); d != 1 {
+	if d := len(atkShow(t, s.DB, bob.Name).Devices); d != 1 {
 		t.Fatalf("bob has %d remembered devices, want 1", d)
 	}
 	if out := CLI(t, s.DB, "", "user", "revoke-sessions", bob.Name); !strings.Contains(out, "1 remembered device forgotten") {
 		t.Errorf("revoke-sessions output does not say it forgot the device: %q", out)
 	}
-	if d := atkShowDevices(t, s, bob.Name); d != 0 {
+	if d := len(atkShow(t, s.DB, bob.Name).Devices); d != 0 {
 		t.Errorf("bob has %d remembered devices after revoke-sessions", d)
 	}
 	bf = bobBrowser.StartFlow(s, c, AuthParams{Extra: url.Values{"prompt": {"login"}}})
@@ -256,48 +255,6 @@ func TestAttackDeviceCookie(t *testing.T) {
 	last := atkOfType(atkAudit(t, s.DB, bob.Name), "password_failed")
 	if len(last) == 0 || !strings.Contains(last[len(last)-1].Detail, "counter=shared") {
 		t.Errorf("bob's attempt after revoke-sessions was not counted on the shared counter: %+v", last)
-	}
-}
-
-// atkShowDevices is the number of remembered devices user show lists.
-func atkShowDevices(t *testing.T, s *Server, name string) int {
-	t.Helper()
-	var v struct {
-		Devices []struct {
-			Created string `json:"created"`
-		} `json:"devices"`
-	}
-	atkShowJSON(t, s, name, &v)
-	return len(v.Devices)
-}
-
-// g2Factor is a factor's row in user show --json, with its budget.
-type g2Factor struct {
-	Factor     string  `json:"factor"`
-	Failures   int     `json:"failures"`
-	BudgetUsed float64 `json:"budget_used"`
-}
-
-func atkShowFactor(t *testing.T, s *Server, name, factor string) g2Factor {
-	t.Helper()
-	var v struct {
-		Factors []g2Factor `json:"factors"`
-	}
-	atkShowJSON(t, s, name, &v)
-	for _, f := range v.Factors {
-		if f.Factor == factor {
-			return f
-		}
-	}
-	return g2Factor{Factor: factor}
-}
-
-// atkShowJSON decodes `idp user show NAME --json` into v.
-func atkShowJSON(t *testing.T, s *Server, name string, v any) {
-	t.Helper()
-	out := CLI(t, s.DB, "", "user", "show", name, "--json")
-	if err := json.Unmarshal([]byte(out), v); err != nil {
-		t.Fatalf("user show output %q: %v", out, err)
 	}
 }
 
@@ -339,7 +296,7 @@ func TestAttackStolenDevicePaced(t *testing.T) {
 	if onDevice != deviceMax || shared != 5-deviceMax {
 		t.Errorf("paced guesses: %d on the device, %d shared; want %d and %d", onDevice, shared, deviceMax, 5-deviceMax)
 	}
-	if n := atkShowDevices(t, s, u.Name); n != 0 {
+	if n := len(atkShow(t, s.DB, u.Name).Devices); n != 0 {
 		t.Errorf("the device is still remembered after its limit (%d)", n)
 	}
 }
