@@ -3,11 +3,9 @@ package op
 import (
 	"bytes"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -75,38 +73,12 @@ func FuzzDeviceCookie(f *testing.F) {
 // locked), never a server error, and only the right password passes.
 func FuzzPasswordForm(f *testing.F) {
 	e := newTestEnv(f, func(c *Config) { c.PasswordPolicy.FreeFailures, c.PasswordPolicy.HardLimit = 100, 100 })
-	ts := e.ts
-	formRe := regexp.MustCompile(`name="(id|csrf)" value="([^"]*)"`)
-	start := func(t *testing.T) (*http.Client, url.Values) {
-		c := e.browser()
-		resp, err := c.Get(ts.URL + "/authorize?" + authorizeQuery().Encode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		_, page := get(t, c, ts.URL+resp.Header.Get("Location"))
-		form := url.Values{}
-		for _, m := range formRe.FindAllStringSubmatch(page, -1) {
-			form.Set(m[1], m[2])
-		}
-		return c, form
-	}
 	for _, s := range [][2]string{{"ann", "correct horse"}, {"ANN ", "correct horse"}, {"ａｎｎ", "wrong"}, {"a\u202enn", "x"},
 		{"", ""}, {"ann", strings.Repeat("x", password.MaxBytes+1)}, {"\xff", "\xfe"}, {"nobody", "correct horse"}} {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, username, typed string) {
-		c, form := start(t)
-		form.Set("username", username)
-		form.Set("password", typed)
-		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/login/password", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp := startFlow(t, e).post(t, "/login/password", url.Values{"username": {username}, "password": {typed}})
 		switch resp.StatusCode {
 		case http.StatusSeeOther:
 			if canon, err := storage.CanonicalUsername(username); err != nil || canon != "ann" || password.Normalize(typed) != "correct horse" {
