@@ -72,15 +72,14 @@ func (s *Server) outer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("panic", "request_id", ri.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if sw.status == 0 {
 					http.Error(sw, "internal error", http.StatusInternalServerError)
 				}
 			}
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http",
-				slog.String("request_id", ri.id), slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.Int("status", sw.code()),
-				slog.String("ip", ri.ip.String()), slog.Duration("dur", time.Since(start)))
+			// requestHandler adds the request id and address (logctx.go).
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("method", r.Method),
+				slog.String("path", r.URL.Path), slog.Int("status", sw.code()), slog.Duration("dur", time.Since(start)))
 		}()
 		next.ServeHTTP(sw, r)
 	})
