@@ -2,7 +2,6 @@ package op
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -88,7 +88,7 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	if err != nil {
 		return CreatedUser{}, err
 	}
-	u := storage.User{ID: randomID(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified,
+	u := storage.User{ID: secret.New(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified,
 		PasswordHash: hash, CreatedAt: now, NameKey: nameKey(deriveKey(tokenKey, "unknown-username-key"), username)}
 	if nu.SkipTOTP {
 		// Password-only until enrollment: the provider lets that last
@@ -216,13 +216,12 @@ func (a *Admin) AddClient(ctx context.Context, nc NewClient) (CreatedClient, err
 	}
 	out := CreatedClient{ClientID: nc.ID}
 	if !nc.Public {
-		secret := nc.Secret
-		if secret == "" {
-			secret = randomID(32)
+		value := nc.Secret
+		if value == "" {
+			value = secret.New(32)
 		}
-		sum := sha256.Sum256([]byte(secret))
-		c.SecretHash = sum[:]
-		out.ClientSecret = secret
+		c.SecretHash = secret.Hash(value)
+		out.ClientSecret = value
 	}
 	if err := a.Store.CreateClient(ctx, c); err != nil {
 		return CreatedClient{}, err

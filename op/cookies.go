@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) boundToBrowser(r *http.Request, a *storage.AuthRequest) bool {
 	if err != nil || c.Value == "" {
 		return false
 	}
-	return subtle.ConstantTimeCompare(hashSecret(c.Value), a.BindingHash) == 1
+	return subtle.ConstantTimeCompare(secret.Hash(c.Value), a.BindingHash) == 1
 }
 
 // csrfToken is the per-flow form token: an HMAC of the flow id under the
@@ -87,7 +88,7 @@ func (s *Server) usableSession(ctx context.Context, a *storage.AuthRequest) (sto
 		return storage.Session{}, false
 	}
 	now := s.cfg.now()
-	sess, err := s.store.SessionByHash(ctx, hashSecret(v), now)
+	sess, err := s.store.SessionByHash(ctx, secret.Hash(v), now)
 	if err != nil {
 		return storage.Session{}, false
 	}
@@ -113,9 +114,9 @@ func (s *Server) usableSession(ctx context.Context, a *storage.AuthRequest) (sto
 // openSession starts an SSO session after a full login, links the auth
 // request to it (its tokens end with it at logout) and sets its cookie.
 func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, now time.Time) error {
-	v := randomID(32)
+	v := secret.New(32)
 	sess := storage.Session{
-		IDHash: hashSecret(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
+		IDHash: secret.Hash(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime),
 	}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
@@ -129,7 +130,7 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 	// user's tokens from it move to the new one, so this browser's logout
 	// still reaches them.
 	if old := ssoCookieFromContext(ctx); old != "" {
-		if err := s.store.ReplaceSession(ctx, hashSecret(old), sess.IDHash, now); err != nil {
+		if err := s.store.ReplaceSession(ctx, secret.Hash(old), sess.IDHash, now); err != nil {
 			s.log.WarnContext(ctx, "replace previous session", "err", err)
 		}
 	}
@@ -141,11 +142,11 @@ func (s *Server) openSession(ctx context.Context, w http.ResponseWriter, a *stor
 // step (ASVS session renewal, docs/THREAT-MODEL.md R-W2): the old cookie value
 // stops working server-side at once.
 func (s *Server) renewFlowCookie(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, oldSecret string) (string, error) {
-	fresh := randomID(32)
-	if err := s.store.RebindAuthRequest(ctx, a.ID, hashSecret(oldSecret), hashSecret(fresh)); err != nil {
+	fresh := secret.New(32)
+	if err := s.store.RebindAuthRequest(ctx, a.ID, secret.Hash(oldSecret), secret.Hash(fresh)); err != nil {
 		return "", err
 	}
-	a.BindingHash = hashSecret(fresh)
+	a.BindingHash = secret.Hash(fresh)
 	s.setCookie(w, s.flowCookieName(a.ID), fresh, s.cfg.AuthRequestLifetime)
 	return fresh, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -63,7 +64,7 @@ func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) 
 		// Another account's device cookie gives nothing here.
 		return nil, false
 	}
-	return hashSecret(parts[2]), true
+	return secret.Hash(parts[2]), true
 }
 
 // rememberDevice gives the browser a new device cookie after a completed
@@ -71,9 +72,9 @@ func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) 
 // account. A failure is logged and the sign-in goes on: the device only
 // changes which counter later password attempts use.
 func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, now time.Time) {
-	secret := randomID(32)
+	value := secret.New(32)
 	replaces, _ := s.presentedDevice(r, userID)
-	d := storage.Device{IDHash: hashSecret(secret), UserID: userID, CreatedAt: now, LastUsedAt: now,
+	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(s.cfg.DeviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
 	if err := s.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
 		s.log.WarnContext(ctx, "remember device", "err", err)
@@ -81,7 +82,7 @@ func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(userID))
 	http.SetCookie(w, &http.Cookie{
-		Name: s.deviceCookieName(), Value: "v1." + uid + "." + secret + "." + string(s.deviceMAC(uid, secret)),
+		Name: s.deviceCookieName(), Value: "v1." + uid + "." + value + "." + string(s.deviceMAC(uid, value)),
 		Path: "/", MaxAge: int(s.cfg.DeviceLifetime / time.Second),
 		// Strict: only the provider's own pages ever need to send it.
 		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteStrictMode,
@@ -132,11 +133,11 @@ func (s *Server) claimPassword(ctx context.Context, w http.ResponseWriter, r *ht
 		case err == nil:
 			if !c.Allowed {
 				detail := fmt.Sprintf("factor=password counter=device failures=%d retry_after=%s", c.Failures, c.RetryAfter)
-				s.auditLimited(ctx, u.ID, "locked_refused", u.ID, u.Username, clientID, detail)
+				s.trail.Limited(ctx, u.ID, "locked_refused", u.ID, u.Username, clientID, detail)
 			}
 			if c.AtLimit {
 				// The store forgot the device with this claim.
-				s.audit(ctx, "device_forgotten", u.ID, u.Username, clientID,
+				s.trail.Event(ctx, "device_forgotten", u.ID, u.Username, clientID,
 					fmt.Sprintf("failures=%d: too many failed passwords with a remembered device's cookie", c.Failures))
 				s.clearCookie(w, s.deviceCookieName())
 			}

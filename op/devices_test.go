@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/totp-idp/idp/op/secret"
 )
 
 // TestDeviceCookie: the cookie a completed sign-in sets names the account
@@ -91,7 +93,7 @@ func TestDeviceCookie(t *testing.T) {
 func BenchmarkPresentedDevice(b *testing.B) {
 	s := &Server{deviceSecret: make([]byte, 32)}
 	s.cfg.Issuer = "https://idp.example"
-	secret := randomID(32)
+	secret := secret.New(32)
 	uid := base64.RawURLEncoding.EncodeToString([]byte("user-1"))
 	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/password", nil)
 	r.AddCookie(&http.Cookie{Name: s.deviceCookieName(), Value: "v1." + uid + "." + secret + "." + string(s.deviceMAC(uid, secret))})

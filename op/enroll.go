@@ -189,8 +189,8 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 		}
 		return internal("confirm enrollment", err)
 	}
-	s.metrics.attempt("totp", "ok")
-	s.audit(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
+	s.metrics.Attempt("totp", "ok")
+	s.trail.Event(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
 	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
 		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 		return nil
@@ -246,7 +246,7 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	left, err := s.store.CompleteRecovery(ctx, a.ID, a.UserID, recoveryHash(st.value), now, amrPasswordRecovery, s.cfg.ACR)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		s.metrics.attempt("recovery", "failed")
+		s.metrics.Attempt("recovery", "failed")
 		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongRecovery)
 		return nil
@@ -256,8 +256,8 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return internal("complete recovery", err)
 	}
-	s.metrics.attempt("recovery", "ok")
-	s.audit(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
+	s.metrics.Attempt("recovery", "ok")
+	s.trail.Event(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
 	if err := s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now); err != nil {
 		return err
 	}

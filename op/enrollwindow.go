@@ -38,8 +38,8 @@ func (s *Server) refuseIfEnrollmentClosed(ctx context.Context, w http.ResponseWr
 	if !u.EnrollPendingSince.IsZero() {
 		since = u.EnrollPendingSince.UTC().Format(time.RFC3339)
 	}
-	s.metrics.attempt("password", "enrollment_expired")
-	s.audit(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrollment since "+since+"; window "+s.cfg.EnrollWithin.String())
+	s.metrics.Attempt("password", "enrollment_expired")
+	s.trail.Event(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrollment since "+since+"; window "+s.cfg.EnrollWithin.String())
 	s.pages.errorPageFor(w, http.StatusForbidden, msgEnrollExpired,
 		s.appErrorURL(a, "access_denied", "the account's authenticator set-up has expired"), s.clientName(ctx, a.ClientID))
 	return true

@@ -2,8 +2,6 @@ package op
 
 import (
 	"context"
-	"github.com/totp-idp/idp/op/password"
-	"github.com/totp-idp/idp/op/seal"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 
 	"github.com/totp-idp/idp/storage"
 	"github.com/totp-idp/idp/storage/sqlite"

@@ -26,9 +26,9 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 		if f == storage.FactorPassword {
 			// Anyone who knows the name gets this answer, without a
 			// password; the TOTP step needs one and is always recorded.
-			s.auditLimited(ctx, userID, "locked_refused", userID, username, clientID, detail)
+			s.trail.Limited(ctx, userID, "locked_refused", userID, username, clientID, detail)
 		} else {
-			s.audit(ctx, "locked_refused", userID, username, clientID, detail)
+			s.trail.Event(ctx, "locked_refused", userID, username, clientID, detail)
 		}
 	}
 	return c, nil
@@ -43,18 +43,18 @@ func (s *Server) claim(ctx context.Context, userID, username, clientID string, f
 func (s *Server) failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string) {
 	write := func(typ, detail string) {
 		if unknownKey == "" {
-			s.audit(ctx, typ, userID, username, clientID, detail)
+			s.trail.Event(ctx, typ, userID, username, clientID, detail)
 			return
 		}
-		s.auditLimited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
+		s.trail.Limited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
 	write(event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
 	if f == storage.FactorTOTP && userID != "" {
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
 		// event and one counter, for alerting and a later notification.
-		s.metrics.inc("idp_second_factor_failed_after_password_total", "")
-		s.audit(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
+		s.metrics.Inc("idp_second_factor_failed_after_password_total", "")
+		s.trail.Event(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
 	}
 	switch {
 	case c.HardLocked:

@@ -15,6 +15,7 @@ import (
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -197,7 +198,7 @@ func (m *KeyManager) newRSAKey(ctx context.Context, now time.Time) (storage.Sign
 	if err != nil {
 		return storage.SigningKey{}, err
 	}
-	id := randomID(12)
+	id := secret.New(12)
 	jwk, err := json.Marshal(jose.JSONWebKey{Key: &priv.PublicKey, KeyID: id, Algorithm: string(jose.RS256), Use: "sig"})
 	if err != nil {
 		return storage.SigningKey{}, err

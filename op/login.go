@@ -9,6 +9,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
@@ -52,9 +53,9 @@ func (s *Server) loginHandler() http.Handler {
 func (s *Server) limitPosts(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
-			ip := infoFrom(r.Context()).ip
+			ip := httpx.RequestFrom(r.Context()).IP
 			if ok, wait := s.ipLimit.Allow(ip, s.cfg.now()); !ok {
-				s.metrics.inc("idp_login_ip_limited_total", "")
+				s.metrics.Inc("idp_login_ip_limited_total", "")
 				s.pages.limited(w, wait, s.cfg.now())
 				return
 			}
@@ -114,7 +115,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	if sess, ok := s.usableSession(ctx, &a); ok {
 		if err := s.store.CompleteFromSession(ctx, a.ID, sess); err == nil {
 			_ = s.store.TouchSession(ctx, sess.IDHash, s.cfg.now())
-			s.audit(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
+			s.trail.Event(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
 			http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
 			return nil
 		}
@@ -171,7 +172,7 @@ func (s *Server) boundFlow(r *http.Request, id, refusal string) (storage.AuthReq
 		return a, "", s.linkError(r, id)
 	}
 	if !s.boundToBrowser(r, &a) {
-		s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
+		s.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
 		return a, "", &pageError{status: http.StatusForbidden, msg: refusal, what: "binding mismatch"}
 	}
 	c, _ := r.Cookie(s.flowCookieName(a.ID))
@@ -189,7 +190,7 @@ func (s *Server) loadFlow(r *http.Request) (storage.AuthRequest, string, error) 
 		return a, "", err
 	}
 	if !s.csrfValid(r, &a) {
-		s.audit(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
+		s.trail.Event(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
 		return a, "", &pageError{status: http.StatusForbidden, msg: msgForgery, what: "form token", back: s.loginURL(a.ID)}
 	}
 	return a, flowSecret, nil
@@ -240,8 +241,8 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 			return internal("unknown user claim", err)
 		}
 		if !claim.Allowed {
-			s.metrics.attempt("password", "locked")
-			s.auditLimited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
+			s.metrics.Attempt("password", "locked")
+			s.trail.Limited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
 			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return nil
 		}
@@ -249,7 +250,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 			return internal("password verify", err)
 		}
 		slot.Release()
-		s.metrics.attempt("password", "failed")
+		s.metrics.Attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return nil
@@ -262,7 +263,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		return internal("password claim", err)
 	}
 	if !claim.Allowed {
-		s.metrics.attempt("password", "locked")
+		s.metrics.Attempt("password", "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return nil
 	}
@@ -272,7 +273,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		return internal("password verify", err)
 	}
 	if !match {
-		s.metrics.attempt("password", "failed")
+		s.metrics.Attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.note())
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
 		return nil
@@ -301,8 +302,8 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return nil
 	}
-	s.metrics.attempt("password", "ok")
-	s.audit(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
+	s.metrics.Attempt("password", "ok")
+	s.trail.Event(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
 	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
 		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 		return nil
@@ -355,7 +356,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, storage.ErrReplay):
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
-		s.metrics.attempt("totp", "replay")
+		s.metrics.Attempt("totp", "replay")
 		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 		return nil
@@ -365,8 +366,8 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return internal("complete totp", err)
 	}
-	s.metrics.attempt("totp", "ok")
-	s.audit(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
+	s.metrics.Attempt("totp", "ok")
+	s.trail.Event(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
 	if err := s.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now); err != nil {
 		return err
 	}

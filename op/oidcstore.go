@@ -14,6 +14,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -53,7 +54,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 	}
 	now := s.cfg.now()
 	a := storage.AuthRequest{
-		ID:                  randomID(24),
+		ID:                  secret.New(24),
 		ClientID:            req.ClientID,
 		RedirectURI:         req.RedirectURI,
 		Scopes:              keepSupportedScopes(req.Scopes),
@@ -88,8 +89,8 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 	// The request belongs to the browser that called /authorize: its flow
 	// cookie is set on this answer (authorizeBinding). Without one the
 	// request can never be used.
-	flowSecret := randomID(32)
-	a.BindingHash = hashSecret(flowSecret)
+	flowSecret := secret.New(32)
+	a.BindingHash = secret.Hash(flowSecret)
 	if err := s.store.CreateAuthRequest(ctx, a); err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func (o *oidcStorage) AuthRequestByID(ctx context.Context, id string) (zop.AuthR
 // reuse revocation (RFC 6749 §4.1.3, RFC 7636 §4.6).
 func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.AuthRequest, error) {
 	ri := infoFrom(ctx)
-	info, err := o.s.store.AuthRequestByCodeHash(ctx, hashSecret(code))
+	info, err := o.s.store.AuthRequestByCodeHash(ctx, secret.Hash(code))
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +125,11 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 	if info.CodeChallenge != "" && !pkceS256Matches(ri.codeVerifier, info.CodeChallenge) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code_verifier")
 	}
-	a, err := o.s.store.ConsumeAuthCode(ctx, hashSecret(code), o.s.cfg.now())
+	a, err := o.s.store.ConsumeAuthCode(ctx, secret.Hash(code), o.s.cfg.now())
 	if errors.Is(err, storage.ErrReused) {
 		// RFC 9700 §4.2.4 / oidcc-codereuse: the tokens issued from the
 		// code are already revoked by the store.
-		o.s.audit(ctx, "code_reused", info.UserID, "", info.ClientID, "tokens issued from the code revoked")
+		o.s.trail.Event(ctx, "code_reused", info.UserID, "", info.ClientID, "tokens issued from the code revoked")
 		return nil, err
 	}
 	if err != nil {
@@ -157,7 +158,7 @@ func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 		return oidc.ErrAccessDenied().WithDescription("this sign-in cannot be completed here; start a new one")
 	}
 	now := o.s.cfg.now()
-	err := o.s.store.SaveAuthCode(ctx, id, hashSecret(code), now.Add(o.s.cfg.CodeLifetime))
+	err := o.s.store.SaveAuthCode(ctx, id, secret.Hash(code), now.Add(o.s.cfg.CodeLifetime))
 	if errors.Is(err, storage.ErrWrongState) {
 		// The callback was hit again after its code was issued: no second
 		// code, and a plain answer to the client instead of a server error.
@@ -181,7 +182,7 @@ func (o *oidcStorage) CreateAccessToken(ctx context.Context, req zop.TokenReques
 func (o *oidcStorage) newAccessToken(req zop.TokenRequest) storage.AccessToken {
 	now := o.s.cfg.now()
 	at := storage.AccessToken{
-		ID:        randomID(24),
+		ID:        secret.New(24),
 		UserID:    req.GetSubject(),
 		Scopes:    req.GetScopes(),
 		Audience:  req.GetAudience(),
@@ -204,10 +205,10 @@ func (o *oidcStorage) newAccessToken(req zop.TokenRequest) storage.AccessToken {
 func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.TokenRequest, current string) (string, string, time.Time, error) {
 	now := o.s.cfg.now()
 	at := o.newAccessToken(req)
-	value := randomID(32)
+	value := secret.New(32)
 	rt := storage.RefreshToken{
-		ID:        randomID(16),
-		TokenHash: hashSecret(value),
+		ID:        secret.New(16),
+		TokenHash: secret.Hash(value),
 		UserID:    req.GetSubject(),
 		Scopes:    req.GetScopes(),
 		Audience:  req.GetAudience(),
@@ -219,7 +220,7 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 		if current != "" {
 			return "", "", time.Time{}, errors.New("refresh token rotation without a refresh request")
 		}
-		rt.FamilyID = randomID(16)
+		rt.FamilyID = secret.New(16)
 		rt.ClientID = r.a.ClientID
 		rt.AMR, rt.ACR, rt.AuthTime = r.GetAMR(), r.GetACR(), r.a.AuthTime
 		rt.AuthRequestID = r.a.ID
@@ -236,9 +237,9 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 		rt.SessionHash = old.SessionHash
 		// The family keeps its absolute expiry (RFC 9700 §4.14.2).
 		rt.ExpiresAt = old.ExpiresAt
-		err := o.s.store.RotateRefreshToken(ctx, hashSecret(current), rt, at, now)
+		err := o.s.store.RotateRefreshToken(ctx, secret.Hash(current), rt, at, now)
 		if errors.Is(err, storage.ErrReused) {
-			o.s.audit(ctx, "refresh_token_reused", old.UserID, "", old.ClientID, "token family revoked")
+			o.s.trail.Event(ctx, "refresh_token_reused", old.UserID, "", old.ClientID, "token family revoked")
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
 		}
 		if err != nil {
@@ -254,13 +255,13 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 // with a lookup that changes nothing before the lookup that revokes a reused
 // family: another client replaying a used token revokes nothing.
 func (o *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, value string) (zop.RefreshTokenRequest, error) {
-	info, err := o.s.store.RefreshTokenInfo(ctx, hashSecret(value))
+	info, err := o.s.store.RefreshTokenInfo(ctx, secret.Hash(value))
 	if err != nil || info.ClientID != infoFrom(ctx).tokenClient {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid refresh token")
 	}
-	t, err := o.s.store.RefreshTokenByHash(ctx, hashSecret(value), o.s.cfg.now())
+	t, err := o.s.store.RefreshTokenByHash(ctx, secret.Hash(value), o.s.cfg.now())
 	if errors.Is(err, storage.ErrReused) {
-		o.s.audit(ctx, "refresh_token_reused", info.UserID, "", info.ClientID, "token family revoked")
+		o.s.trail.Event(ctx, "refresh_token_reused", info.UserID, "", info.ClientID, "token family revoked")
 		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
 	}
 	if err != nil {
@@ -298,7 +299,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	if ri.ssoCookie == "" {
 		return es.RedirectURI, nil
 	}
-	sess, err := s.store.SessionByHash(ctx, hashSecret(ri.ssoCookie), now)
+	sess, err := s.store.SessionByHash(ctx, secret.Hash(ri.ssoCookie), now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return es.RedirectURI, nil
 	}
@@ -323,7 +324,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	if !hinted {
 		how = "confirmed on the logout page"
 	}
-	s.audit(ctx, "logout", sess.UserID, "", es.ClientID, how+"; "+plural(n, "token")+" revoked")
+	s.trail.Event(ctx, "logout", sess.UserID, "", es.ClientID, how+"; "+plural(n, "token")+" revoked")
 	return es.RedirectURI, nil
 }
 
@@ -337,7 +338,7 @@ func (o *oidcStorage) postLogoutRegistered(ctx context.Context, clientID, uri st
 // GetRefreshTokenInfo serves revocation; the client is authenticated by
 // then. The lookup has no side effects.
 func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value string) (string, string, error) {
-	t, err := o.s.store.RefreshTokenInfo(ctx, hashSecret(value))
+	t, err := o.s.store.RefreshTokenInfo(ctx, secret.Hash(value))
 	if err != nil || t.ClientID != clientID {
 		return "", "", zop.ErrInvalidRefreshToken
 	}
@@ -353,7 +354,7 @@ func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, client
 	now := o.s.cfg.now()
 	rt, err := o.s.store.RefreshTokenByID(ctx, tokenOrID)
 	if err != nil {
-		rt, err = o.s.store.RefreshTokenInfo(ctx, hashSecret(tokenOrID))
+		rt, err = o.s.store.RefreshTokenInfo(ctx, secret.Hash(tokenOrID))
 	}
 	if err == nil {
 		if rt.ClientID != clientID {
@@ -362,7 +363,7 @@ func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, client
 		if err := o.s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now); err != nil {
 			return oidc.ErrServerError()
 		}
-		o.s.audit(ctx, "token_revoked", rt.UserID, "", clientID, "refresh token family")
+		o.s.trail.Event(ctx, "token_revoked", rt.UserID, "", clientID, "refresh token family")
 		return nil
 	}
 	if t, err := o.s.store.AccessTokenByID(ctx, tokenOrID, now); err == nil {
@@ -372,7 +373,7 @@ func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, client
 		if err := o.s.store.RevokeAccessToken(ctx, t.ID, now); err != nil {
 			return oidc.ErrServerError()
 		}
-		o.s.audit(ctx, "token_revoked", t.UserID, "", clientID, "access token")
+		o.s.trail.Event(ctx, "token_revoked", t.UserID, "", clientID, "access token")
 	}
 	return nil
 }
@@ -417,11 +418,11 @@ func (o *oidcStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret st
 	return nil
 }
 
-// secretMatches compares sha256(secret) with the client's stored digest in
+// secretMatches compares sha256(presented) with the client's stored digest in
 // constant time; a client without a secret matches nothing. It is the one
 // client-secret check (AuthorizeClientIDSecret, tokenClient).
-func secretMatches(c storage.Client, secret string) bool {
-	return secret != "" && len(c.SecretHash) != 0 && subtle.ConstantTimeCompare(hashSecret(secret), c.SecretHash) == 1
+func secretMatches(c storage.Client, presented string) bool {
+	return presented != "" && len(c.SecretHash) != 0 && subtle.ConstantTimeCompare(secret.Hash(presented), c.SecretHash) == 1
 }
 
 func (o *oidcStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {

@@ -67,7 +67,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 		// No confirmed authenticator (never enrolled, or reset): nothing
 		// for a code to prove or a recovery code to stand in for. The
 		// login page enrolls, or says the enrollment window closed.
-		s.audit(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
+		s.trail.Event(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false
 	}
@@ -82,7 +82,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 		return secondStep{}, false
 	}
 	if !claim.Allowed {
-		s.metrics.attempt(f.kind, "locked")
+		s.metrics.Attempt(f.kind, "locked")
 		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return secondStep{}, false
 	}
@@ -106,7 +106,7 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (devices.go).
 	s.rememberDevice(ctx, w, r, a.UserID, now)
-	s.audit(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
+	s.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return nil
 }
 
@@ -116,9 +116,9 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
 	failEvent string, render func(*storage.AuthRequest, string, int, string)) (int64, bool) {
 	step, match := totp.Match(secret, st.value, now)
-	s.metrics.attempt("totp", "evaluated")
+	s.metrics.Attempt("totp", "evaluated")
 	if !match {
-		s.metrics.attempt("totp", "failed")
+		s.metrics.Attempt("totp", "failed")
 		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -52,10 +53,9 @@ type Server struct {
 	hasher  *password.Hasher
 	clients *clientCache
 	pages   *pages
-	metrics *metrics
+	metrics *metrics.Registry
 	ipLimit *httpx.IPLimiter
-	// auditLimit bounds the audit rows anonymous requests can add.
-	auditLimit *audit.Limiter
+	trail   *audit.Trail
 	// unknownSecret keys the counters of usernames without an account.
 	unknownSecret []byte
 	// deviceSecret signs device cookies (devices.go).
@@ -76,7 +76,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if cfg.HashConcurrency == 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
-	s := &Server{cfg: cfg, store: store, log: slog.New(requestHandler{cfg.Logger.Handler()}), metrics: newMetrics(), ipLimit: httpx.NewIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP), auditLimit: audit.NewLimiter()}
+	s := &Server{cfg: cfg, store: store, log: slog.New(httpx.LogHandler{Handler: cfg.Logger.Handler()}), metrics: metrics.New(), ipLimit: httpx.NewIPLimiter(cfg.LoginRatePerIP, cfg.LoginBurstPerIP)}
+	s.trail = &audit.Trail{Store: store, Log: s.log, Now: s.cfg.now, Limit: audit.NewLimiter(), Metrics: s.metrics}
 	if err := cfg.Sealer.Bind(ctx, store); err != nil {
 		return nil, err
 	}
@@ -413,8 +414,8 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := s.ipLimit.Allow(infoFrom(r.Context()).ip, s.cfg.now()); !ok {
-			s.metrics.inc("idp_login_ip_limited_total", "")
+		if ok, wait := s.ipLimit.Allow(httpx.RequestFrom(r.Context()).IP, s.cfg.now()); !ok {
+			s.metrics.Inc("idp_login_ip_limited_total", "")
 			s.pages.limited(w, wait, s.cfg.now())
 			return
 		}
@@ -462,7 +463,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 			return
 		}
 		if !s.boundToBrowser(r, &a) {
-			s.audit(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, "callback")
+			s.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, "callback")
 			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
 			return
 		}
@@ -501,7 +502,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 		if r.Method == http.MethodPost && r.PostForm.Get("confirm") != "" {
 			if cop.Check(r) != nil || ri.ssoCookie == "" ||
 				subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(logoutToken(ri.ssoCookie))) != 1 {
-				s.audit(r.Context(), "csrf_rejected", "", "", "", "logout confirmation")
+				s.trail.Event(r.Context(), "csrf_rejected", "", "", "", "logout confirmation")
 				s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
 				return
 			}

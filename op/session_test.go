@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -50,7 +51,7 @@ func TestSessionRechecksAccount(t *testing.T) {
 	}
 	srv, hidden := open(st), open(noTOTPStore{st})
 	session := func(cookie string, authTime time.Time) context.Context {
-		sess := storage.Session{IDHash: hashSecret(cookie), UserID: cu.ID, AuthTime: authTime,
+		sess := storage.Session{IDHash: secret.Hash(cookie), UserID: cu.ID, AuthTime: authTime,
 			CreatedAt: authTime, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
 		if err := st.CreateSession(ctx, sess); err != nil {
 			t.Fatal(err)
