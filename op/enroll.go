@@ -8,10 +8,12 @@ import (
 	"image/png"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/pquerna/otp"
 
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
@@ -90,15 +92,15 @@ func (s *Server) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage
 	ctx := r.Context()
 	secret, err := s.pendingSecret(ctx, a)
 	if err != nil {
-		s.internalError(w, r, "pending totp", err)
+		s.pages.Fail(w, r, pages.Internal("pending totp", err))
 		return
 	}
 	key, err := s.totpKey(ctx, a.UserID, secret)
 	if err != nil {
-		s.internalError(w, r, "totp key", err)
+		s.pages.Fail(w, r, pages.Internal("totp key", err))
 		return
 	}
-	s.pages.render(w, status, "enroll", pageData{
+	s.pages.Render(w, status, "enroll", pages.Data{
 		Title: "title.enroll", ClientName: s.clientName(ctx, a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg,
 		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
@@ -125,17 +127,17 @@ func (s *Server) enrollQR(w http.ResponseWriter, r *http.Request) {
 	}
 	key, err := s.totpKey(ctx, a.UserID, secret)
 	if err != nil {
-		s.internalError(w, r, "totp key", err)
+		s.pages.Fail(w, r, pages.Internal("totp key", err))
 		return
 	}
 	img, err := key.Image(200, 200)
 	if err != nil {
-		s.internalError(w, r, "qr image", err)
+		s.pages.Fail(w, r, pages.Internal("qr image", err))
 		return
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
-		s.internalError(w, r, "qr png", err)
+		s.pages.Fail(w, r, pages.Internal("qr png", err))
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")
@@ -154,7 +156,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderEnroll(w, r, a, secret, status, msg)
 	}
-	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
 		normalize: totp.Normalize, render: render, enrolls: true})
 	if !ok {
 		return nil
@@ -166,7 +168,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	secret, err := s.cfg.Sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
-		return internal("open pending totp", err)
+		return pages.Internal("open pending totp", err)
 	}
 	now := s.cfg.now()
 	step, match := s.checkCode(ctx, &st, secret, now, "enrollment_failed", render)
@@ -175,11 +177,11 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	sealed, err := s.cfg.Sealer.Seal(ctx, seal.AADTOTP(a.UserID), secret)
 	if err != nil {
-		return internal("seal totp", err)
+		return pages.Internal("seal totp", err)
 	}
 	codes, hashes, err := newRecoveryCodes()
 	if err != nil {
-		return internal("recovery codes", err)
+		return pages.Internal("recovery codes", err)
 	}
 	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
 	if err := s.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
@@ -187,16 +189,16 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 			return nil
 		}
-		return internal("confirm enrollment", err)
+		return pages.Internal("confirm enrollment", err)
 	}
 	s.metrics.Attempt("totp", "ok")
 	s.trail.Event(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
 	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		s.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
 		return nil
 	}
 	text := strings.Join(codes, "\n") + "\n"
-	s.pages.render(w, http.StatusOK, "codes", pageData{
+	s.pages.Render(w, http.StatusOK, "codes", pages.Data{
 		Title: "title.codes", ClientName: s.clientName(ctx, a.ClientID), Codes: codes,
 		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: s.loginURL(a.ID),
 	})
@@ -206,7 +208,7 @@ func (s *Server) enrollStep(w http.ResponseWriter, r *http.Request) error {
 // recoveryPage shows the recovery-code form at the TOTP step.
 func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), pages.MsgStartedElsewhere)
 	if err != nil {
 		return err
 	}
@@ -224,7 +226,7 @@ func (s *Server) recoveryPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
-	s.pages.render(w, status, "recovery", pageData{
+	s.pages.Render(w, status, "recovery", pages.Data{
 		Title: "title.recovery", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg, BackURL: s.loginURL(a.ID),
 	})
@@ -234,7 +236,7 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, a *stora
 // counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
 func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	st, ok := s.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: msgBadRecovery,
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery,
 		normalize: normalizeRecoveryCode, render: func(a *storage.AuthRequest, secret string, status int, msg string) {
 			s.renderRecovery(w, r, a, secret, status, msg)
 		}})
@@ -248,20 +250,20 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, storage.ErrNotFound):
 		s.metrics.Attempt("recovery", "failed")
 		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongRecovery)
+		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
 		return nil
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return nil
 	case err != nil:
-		return internal("complete recovery", err)
+		return pages.Internal("complete recovery", err)
 	}
 	s.metrics.Attempt("recovery", "ok")
-	s.trail.Event(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+itoa(left))
+	s.trail.Event(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+strconv.Itoa(left))
 	if err := s.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now); err != nil {
 		return err
 	}
-	s.pages.render(w, http.StatusOK, "recovered", pageData{
+	s.pages.Render(w, http.StatusOK, "recovered", pages.Data{
 		Title: "title.recovered", ClientName: s.clientName(ctx, a.ClientID), Left: left, ContinueURL: s.callbackURL(a.ID),
 	})
 	return nil

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -23,7 +24,7 @@ func (s *Server) enrollmentClosed(u storage.User, now time.Time) bool {
 func (s *Server) refuseClosedEnrollment(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest) (bool, error) {
 	u, err := s.store.UserByID(r.Context(), a.UserID)
 	if err != nil {
-		s.internalError(w, r, "user lookup", err)
+		s.pages.Fail(w, r, pages.Internal("user lookup", err))
 		return true, err
 	}
 	return s.refuseIfEnrollmentClosed(r.Context(), w, a, u), nil
@@ -40,7 +41,7 @@ func (s *Server) refuseIfEnrollmentClosed(ctx context.Context, w http.ResponseWr
 	}
 	s.metrics.Attempt("password", "enrollment_expired")
 	s.trail.Event(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrollment since "+since+"; window "+s.cfg.EnrollWithin.String())
-	s.pages.errorPageFor(w, http.StatusForbidden, msgEnrollExpired,
+	s.pages.ErrorFor(w, http.StatusForbidden, pages.MsgEnrollExpired,
 		s.appErrorURL(a, "access_denied", "the account's authenticator set-up has expired"), s.clientName(ctx, a.ClientID))
 	return true
 }

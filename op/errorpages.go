@@ -9,6 +9,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -24,15 +25,15 @@ func (s *Server) htmlErrors(next http.Handler) http.Handler {
 			return
 		}
 		text := strings.ToLower(c.body.String())
-		msg := msgBadRequest
+		msg := pages.MsgBadRequest
 		switch {
 		case strings.Contains(text, "redirect_uri") || strings.Contains(text, "redirect uri"):
-			msg = msgBadRedirect
+			msg = pages.MsgBadRedirect
 		case strings.Contains(text, "client"):
-			msg = msgUnknownClient
+			msg = pages.MsgUnknownClient
 		}
 		s.log.InfoContext(r.Context(), "protocol error page", "path", r.URL.Path, "status", c.status, "detail", strings.TrimSpace(c.body.String()))
-		s.pages.errorPage(w, r, c.status, msg, "")
+		s.pages.Error(w, c.status, msg, "")
 	})
 }
 
@@ -67,17 +68,17 @@ func (c *errorCapture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 // its redirect URI with error=access_denied, which the application can
 // answer by starting a new sign-in.
 func (s *Server) linkProblem(w http.ResponseWriter, r *http.Request, id string) {
-	s.answerError(w, r, s.linkError(r, id))
+	s.pages.Fail(w, r, s.linkError(r, id))
 }
 
 // linkError is linkProblem's page as a handler's error.
 func (s *Server) linkError(r *http.Request, id string) error {
 	a, err := s.store.AuthRequestByID(r.Context(), id, time.Time{})
 	if err != nil || a.ExpiresAt.After(s.cfg.now()) {
-		return &pageError{status: http.StatusBadRequest, msg: msgInvalidLink, what: "invalid sign-in link"}
+		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgInvalidLink, What: "invalid sign-in link"}
 	}
-	return &pageError{status: http.StatusBadRequest, msg: msgExpired, what: "expired sign-in link",
-		back: s.appErrorURL(&a, "access_denied", "the sign-in link expired"), client: s.clientName(r.Context(), a.ClientID)}
+	return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgExpired, What: "expired sign-in link",
+		Back: s.appErrorURL(&a, "access_denied", "the sign-in link expired"), Client: s.clientName(r.Context(), a.ClientID)}
 }
 
 // appErrorURL is the client's (registered, already validated) redirect URI

@@ -10,6 +10,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
@@ -24,19 +25,19 @@ var amrPasswordTOTP = []string{"pwd", "otp", "mfa"}
 // bound to the browser's flow cookie.
 func (s *Server) loginHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /login/{$}", s.page(s.loginPage))
-	mux.HandleFunc("POST /login/password", s.page(s.passwordStep))
-	mux.HandleFunc("POST /login/totp", s.page(s.codeStep))
+	mux.HandleFunc("GET /login/{$}", s.pages.Handle(s.loginPage))
+	mux.HandleFunc("POST /login/password", s.pages.Handle(s.passwordStep))
+	mux.HandleFunc("POST /login/totp", s.pages.Handle(s.codeStep))
 	mux.HandleFunc("GET /login/enroll/qr.png", s.enrollQR)
-	mux.HandleFunc("POST /login/enroll", s.page(s.enrollStep))
-	mux.HandleFunc("GET /login/recovery", s.page(s.recoveryPage))
-	mux.HandleFunc("POST /login/recovery", s.page(s.recoveryStep))
-	mux.HandleFunc("GET /login/static/style.css", s.pages.serveCSS)
+	mux.HandleFunc("POST /login/enroll", s.pages.Handle(s.enrollStep))
+	mux.HandleFunc("GET /login/recovery", s.pages.Handle(s.recoveryPage))
+	mux.HandleFunc("POST /login/recovery", s.pages.Handle(s.recoveryStep))
+	mux.HandleFunc("GET /login/static/style.css", s.pages.ServeCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.render(w, http.StatusOK, "loggedout", pageData{Title: "title.loggedout"})
+		s.pages.Render(w, http.StatusOK, "loggedout", pages.Data{Title: "title.loggedout"})
 	})
 	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
-		s.pages.errorPage(w, r, http.StatusNotFound, msgNotFound, "")
+		s.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
 	})
 	var h http.Handler = mux
 	if s.ipLimit != nil {
@@ -44,7 +45,7 @@ func (s *Server) loginHandler() http.Handler {
 	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
+		s.pages.Error(w, http.StatusForbidden, pages.MsgForgery, "")
 	}))
 	return cop.Handler(h)
 }
@@ -56,7 +57,7 @@ func (s *Server) limitPosts(next http.Handler) http.Handler {
 			ip := httpx.RequestFrom(r.Context()).IP
 			if ok, wait := s.ipLimit.Allow(ip, s.cfg.now()); !ok {
 				s.metrics.Inc("idp_login_ip_limited_total", "")
-				s.pages.limited(w, wait, s.cfg.now())
+				s.pages.Limited(w, wait, s.cfg.now())
 				return
 			}
 		}
@@ -75,7 +76,7 @@ func (s *Server) loginURL(id string) string { return loginPath + "?id=" + url.Qu
 // page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), msgStartedElsewhere)
+	a, flowSecret, err := s.boundFlow(r, r.URL.Query().Get("id"), pages.MsgStartedElsewhere)
 	if err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 			// session (a database error): open it now, in the browser
 			// the request is bound to.
 			if err := s.openSession(ctx, w, &a, s.cfg.now()); err != nil {
-				return internal("open sso session", err)
+				return pages.Internal("open sso session", err)
 			}
 		}
 		http.Redirect(w, r, s.callbackURL(a.ID), http.StatusSeeOther)
@@ -97,7 +98,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	case storage.StagePasswordOK:
 		enrolled, err := s.hasTOTP(ctx, a.UserID)
 		if err != nil {
-			return internal("totp lookup", err)
+			return pages.Internal("totp lookup", err)
 		}
 		if !enrolled {
 			// The flow may have passed the password step before the
@@ -146,14 +147,14 @@ func (s *Server) clientName(ctx context.Context, id string) string {
 }
 
 func (s *Server) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
-	s.pages.render(w, status, "password", pageData{
+	s.pages.Render(w, status, "password", pages.Data{
 		Title: "title.signin", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Username: username, Error: msg,
 	})
 }
 
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
-	s.pages.render(w, status, "totp", pageData{
+	s.pages.Render(w, status, "totp", pages.Data{
 		Title: "title.code", ClientName: s.clientName(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: csrfToken(flowSecret, a.ID), Error: msg, AfterEnroll: a.Stage == storage.StageEnrolled,
 	})
@@ -173,7 +174,7 @@ func (s *Server) boundFlow(r *http.Request, id, refusal string) (storage.AuthReq
 	}
 	if !s.boundToBrowser(r, &a) {
 		s.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
-		return a, "", &pageError{status: http.StatusForbidden, msg: refusal, what: "binding mismatch"}
+		return a, "", &pages.Error{Status: http.StatusForbidden, Msg: refusal, What: "binding mismatch"}
 	}
 	c, _ := r.Cookie(s.flowCookieName(a.ID))
 	return a, c.Value, nil
@@ -183,15 +184,15 @@ func (s *Server) boundFlow(r *http.Request, id, refusal string) (storage.AuthReq
 // flow's form token (R-W1).
 func (s *Server) loadFlow(r *http.Request) (storage.AuthRequest, string, error) {
 	if err := r.ParseForm(); err != nil {
-		return storage.AuthRequest{}, "", &pageError{status: http.StatusBadRequest, msg: msgUnreadable, what: "unreadable form"}
+		return storage.AuthRequest{}, "", &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgUnreadable, What: "unreadable form"}
 	}
-	a, flowSecret, err := s.boundFlow(r, r.PostFormValue("id"), msgOtherBrowser)
+	a, flowSecret, err := s.boundFlow(r, r.PostFormValue("id"), pages.MsgOtherBrowser)
 	if err != nil {
 		return a, "", err
 	}
 	if !s.csrfValid(r, &a) {
 		s.trail.Event(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
-		return a, "", &pageError{status: http.StatusForbidden, msg: msgForgery, what: "form token", back: s.loginURL(a.ID)}
+		return a, "", &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgForgery, What: "form token", Back: s.loginURL(a.ID)}
 	}
 	return a, flowSecret, nil
 }
@@ -213,11 +214,11 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	typed := r.PostFormValue("password")
 	username, err := storage.CanonicalUsername(rawUser)
 	if err != nil {
-		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", msgNoUsername)
+		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", pages.MsgNoUsername)
 		return nil
 	}
 	if len(typed) > password.MaxBytes {
-		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, msgLongPassword)
+		s.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, pages.MsgLongPassword)
 		return nil
 	}
 	// The hashing slot before the claim: a claim is counted before its
@@ -227,7 +228,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	// builds with made-up names (docs/THREAT-MODEL.md rule 3).
 	slot, err := s.hasher.Reserve(ctx)
 	if err != nil {
-		s.pages.errorPage(w, r, http.StatusServiceUnavailable, msgBusy, s.loginURL(a.ID))
+		s.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, s.loginURL(a.ID))
 		return nil
 	}
 	defer slot.Release()
@@ -238,44 +239,44 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		key := s.unknownKey(username)
 		claim, err := s.store.ClaimUnknownAttempt(ctx, key, s.cfg.now(), s.cfg.PasswordPolicy)
 		if err != nil {
-			return internal("unknown user claim", err)
+			return pages.Internal("unknown user claim", err)
 		}
 		if !claim.Allowed {
 			s.metrics.Attempt("password", "locked")
 			s.trail.Limited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
-			s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
+			s.pages.Locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return nil
 		}
 		if _, err := slot.Verify("", typed); err != nil {
-			return internal("password verify", err)
+			return pages.Internal("password verify", err)
 		}
 		slot.Release()
 		s.metrics.Attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
-		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
+		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 		return nil
 	}
 	if err != nil {
-		return internal("user lookup", err)
+		return pages.Internal("user lookup", err)
 	}
 	claim, counter, err := s.claimPassword(ctx, w, r, u, a.ClientID)
 	if err != nil {
-		return internal("password claim", err)
+		return pages.Internal("password claim", err)
 	}
 	if !claim.Allowed {
 		s.metrics.Attempt("password", "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
+		s.pages.Locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return nil
 	}
 	match, err := slot.Verify(u.PasswordHash, typed)
 	slot.Release()
 	if err != nil {
-		return internal("password verify", err)
+		return pages.Internal("password verify", err)
 	}
 	if !match {
 		s.metrics.Attempt("password", "failed")
 		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.note())
-		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, msgWrongPassword)
+		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 		return nil
 	}
 	now := s.cfg.now()
@@ -286,14 +287,14 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		// device's counter starts afresh with the device renewed at the
 		// end of the sign-in.
 		if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, claim, now, s.cfg.PasswordPolicy); err != nil {
-			return internal("password success", err)
+			return pages.Internal("password success", err)
 		}
 	}
 	// An account waiting for enrollment is password-only: that is allowed
 	// only within Config.EnrollWithin of it being put in that state.
 	enrolled, err := s.hasTOTP(ctx, u.ID)
 	if err != nil {
-		return internal("totp lookup", err)
+		return pages.Internal("totp lookup", err)
 	}
 	if !enrolled && s.refuseIfEnrollmentClosed(ctx, w, &a, u) {
 		return nil
@@ -305,7 +306,7 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.Attempt("password", "ok")
 	s.trail.Event(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
 	if _, err := s.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
-		s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+		s.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
 		return nil
 	}
 	if s.hasher.NeedsRehash(u.PasswordHash) {
@@ -327,7 +328,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
 		s.renderTOTP(w, r, a, secret, status, msg)
 	}
-	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: msgBadCode,
+	st, ok := s.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
 		normalize: totp.Normalize, render: render, afterEnrollment: true})
 	if !ok {
 		return nil
@@ -340,11 +341,11 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		return internal("totp lookup", err)
+		return pages.Internal("totp lookup", err)
 	}
 	secret, err := s.cfg.Sealer.Open(seal.AADTOTP(a.UserID), cred.Secret)
 	if err != nil {
-		return internal("open totp secret", err)
+		return pages.Internal("open totp secret", err)
 	}
 	now := s.cfg.now()
 	step, match := s.checkCode(ctx, &st, secret, now, "totp_failed", render)
@@ -358,13 +359,13 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 		// counted this attempt as a failure.
 		s.metrics.Attempt("totp", "replay")
 		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
+		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 		return nil
 	case errors.Is(err, storage.ErrWrongState):
 		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
 		return nil
 	case err != nil:
-		return internal("complete totp", err)
+		return pages.Internal("complete totp", err)
 	}
 	s.metrics.Attempt("totp", "ok")
 	s.trail.Event(ctx, "totp_ok", a.UserID, "", a.ClientID, "")

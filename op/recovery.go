@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/totp-idp/idp/op/seal"
@@ -151,9 +152,9 @@ func plural(n int, what string, many ...string) string {
 		return "1 " + what
 	}
 	if len(many) > 0 {
-		return itoa(n) + " " + many[0]
+		return strconv.Itoa(n) + " " + many[0]
 	}
-	return itoa(n) + " " + what + "s"
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // RotateSecrets re-seals every secret of the database under newKey in one

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -45,7 +46,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 	ctx := r.Context()
 	a, flowSecret, err := s.loadFlow(r)
 	if err != nil {
-		s.answerError(w, r, err)
+		s.pages.Fail(w, r, err)
 		return secondStep{}, false
 	}
 	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrollment && a.Stage == storage.StageEnrolled
@@ -55,7 +56,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 	}
 	enrolled, err := s.hasTOTP(ctx, a.UserID)
 	if err != nil {
-		s.internalError(w, r, "totp lookup", err)
+		s.pages.Fail(w, r, pages.Internal("totp lookup", err))
 		return secondStep{}, false
 	}
 	switch {
@@ -78,12 +79,12 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 	}
 	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
-		s.internalError(w, r, f.kind+" claim", err)
+		s.pages.Fail(w, r, pages.Internal(f.kind+" claim", err))
 		return secondStep{}, false
 	}
 	if !claim.Allowed {
 		s.metrics.Attempt(f.kind, "locked")
-		s.pages.locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
+		s.pages.Locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 		return secondStep{}, false
 	}
 	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, true
@@ -96,12 +97,12 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 	a := &st.a
 	a.AMR, a.ACR = amr, s.cfg.ACR
 	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
-		return &pageError{status: http.StatusForbidden, msg: msgOtherBrowser, what: "renew flow cookie"}
+		return &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgOtherBrowser, What: "renew flow cookie"}
 	}
 	if err := s.openSession(ctx, w, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page
 		// retries opening it.
-		return internal("open sso session", err)
+		return pages.Internal("open sso session", err)
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (devices.go).
@@ -120,7 +121,7 @@ func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, n
 	if !match {
 		s.metrics.Attempt("totp", "failed")
 		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
-		render(&st.a, st.flowSecret, http.StatusUnauthorized, msgWrongCode)
+		render(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 	}
 	return step, match
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/metrics"
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -52,7 +53,7 @@ type Server struct {
 	keys    *KeyManager
 	hasher  *password.Hasher
 	clients *clientCache
-	pages   *pages
+	pages   *pages.Pages
 	metrics *metrics.Registry
 	ipLimit *httpx.IPLimiter
 	trail   *audit.Trail
@@ -94,7 +95,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	}
 	s.hasher = h
 	s.clients = newClientCache(store, s.cfg.now)
-	if s.pages, err = newPages(cfg.ProductName); err != nil {
+	if s.pages, err = pages.New(cfg.ProductName, s.log); err != nil {
 		return nil, err
 	}
 
@@ -416,7 +417,7 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := s.ipLimit.Allow(httpx.RequestFrom(r.Context()).IP, s.cfg.now()); !ok {
 			s.metrics.Inc("idp_login_ip_limited_total", "")
-			s.pages.limited(w, wait, s.cfg.now())
+			s.pages.Limited(w, wait, s.cfg.now())
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -447,13 +448,13 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
-			s.pages.errorPage(w, r, http.StatusMethodNotAllowed, msgBadRequest, "")
+			s.pages.Error(w, http.StatusMethodNotAllowed, pages.MsgBadRequest, "")
 			return
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		ids := q["id"]
 		if err != nil || len(ids) != 1 || ids[0] == "" || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-			s.pages.errorPage(w, r, http.StatusBadRequest, msgBadRequest, "")
+			s.pages.Error(w, http.StatusBadRequest, pages.MsgBadRequest, "")
 			return
 		}
 		id := ids[0]
@@ -464,7 +465,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 		}
 		if !s.boundToBrowser(r, &a) {
 			s.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, "callback")
-			s.pages.errorPage(w, r, http.StatusForbidden, msgOtherBrowser, "")
+			s.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
 			return
 		}
 		if a.Done() && len(a.SessionHash) == 0 {
@@ -494,7 +495,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
-			s.pages.errorPage(w, r, http.StatusBadRequest, msgBadLogout, "")
+			s.pages.Error(w, http.StatusBadRequest, pages.MsgBadLogout, "")
 			return
 		}
 		ri := infoFrom(r.Context())
@@ -503,7 +504,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 			if cop.Check(r) != nil || ri.ssoCookie == "" ||
 				subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(logoutToken(ri.ssoCookie))) != 1 {
 				s.trail.Event(r.Context(), "csrf_rejected", "", "", "", "logout confirmation")
-				s.pages.errorPage(w, r, http.StatusForbidden, msgForgery, "")
+				s.pages.Error(w, http.StatusForbidden, pages.MsgForgery, "")
 				return
 			}
 			ri.logoutConfirmed = true
@@ -526,16 +527,16 @@ func logoutToken(ssoCookie string) string { return csrfToken(ssoCookie, "logout"
 var logoutFields = []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales"}
 
 func (s *Server) renderLogoutConfirm(w http.ResponseWriter, r *http.Request, ssoCookie string) {
-	d := pageData{Title: "title.logout", CSRF: logoutToken(ssoCookie)}
+	d := pages.Data{Title: "title.logout", CSRF: logoutToken(ssoCookie)}
 	for _, k := range logoutFields {
 		if v := r.Form.Get(k); v != "" {
-			d.Fields = append(d.Fields, field{Name: k, Value: v})
+			d.Fields = append(d.Fields, pages.Field{Name: k, Value: v})
 		}
 	}
 	if id := r.Form.Get("client_id"); id != "" {
 		d.ClientName = s.clientName(r.Context(), id)
 	}
-	s.pages.render(w, http.StatusOK, "logout", d)
+	s.pages.Render(w, http.StatusOK, "logout", d)
 }
 
 // logoutWriter clears the SSO cookie before a logout's redirect, or holds

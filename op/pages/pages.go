@@ -1,4 +1,10 @@
-package op
+// Package pages renders every HTML answer of the provider: the login
+// pages, the error, lockout and logout pages, from the templates and the
+// message catalogue of the top-level templates package, with the headers
+// every HTML answer carries (docs/THREAT-MODEL.md R-W4). Handlers that
+// answer with a page return an *Error instead of writing one; Handle turns
+// it into the page the person sees and the log line the operator reads.
+package pages
 
 import (
 	"bytes"
@@ -6,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,33 +23,33 @@ import (
 // Messages shown to people are keys of the message catalogue
 // (templates/messages/LANG.json): plain sentences; details go to the log.
 const (
-	msgExpired          = "msg.expired"
-	msgInvalidLink      = "msg.invalid_link"
-	msgOtherBrowser     = "msg.other_browser"
-	msgStartedElsewhere = "msg.started_elsewhere"
-	msgForgery          = "msg.forgery"
-	msgUnreadable       = "msg.form_unreadable"
-	msgWrongPassword    = "msg.wrong_password"
-	msgWrongCode        = "msg.wrong_code"
-	msgBadCode          = "msg.bad_code"
-	msgNoUsername       = "msg.no_username"
-	msgLongPassword     = "msg.long_password"
-	msgLocked           = "msg.locked"
-	msgBusy             = "msg.busy"
-	msgInternal         = "msg.internal"
-	msgBadRecovery      = "msg.bad_recovery"
-	msgWrongRecovery    = "msg.wrong_recovery"
-	msgNotFound         = "msg.not_found"
-	msgUnknownClient    = "msg.unknown_client"
-	msgBadRedirect      = "msg.bad_redirect"
-	msgBadRequest       = "msg.bad_request"
-	msgBadLogout        = "msg.bad_logout"
-	msgIPLimited        = "msg.ip_limited"
-	msgEnrollExpired    = "msg.enroll_expired"
+	MsgExpired          = "msg.expired"
+	MsgInvalidLink      = "msg.invalid_link"
+	MsgOtherBrowser     = "msg.other_browser"
+	MsgStartedElsewhere = "msg.started_elsewhere"
+	MsgForgery          = "msg.forgery"
+	MsgUnreadable       = "msg.form_unreadable"
+	MsgWrongPassword    = "msg.wrong_password"
+	MsgWrongCode        = "msg.wrong_code"
+	MsgBadCode          = "msg.bad_code"
+	MsgNoUsername       = "msg.no_username"
+	MsgLongPassword     = "msg.long_password"
+	MsgLocked           = "msg.locked"
+	MsgBusy             = "msg.busy"
+	MsgInternal         = "msg.internal"
+	MsgBadRecovery      = "msg.bad_recovery"
+	MsgWrongRecovery    = "msg.wrong_recovery"
+	MsgNotFound         = "msg.not_found"
+	MsgUnknownClient    = "msg.unknown_client"
+	MsgBadRedirect      = "msg.bad_redirect"
+	MsgBadRequest       = "msg.bad_request"
+	MsgBadLogout        = "msg.bad_logout"
+	MsgIPLimited        = "msg.ip_limited"
+	MsgEnrollExpired    = "msg.enroll_expired"
 )
 
-// pageData is what every page template may use.
-type pageData struct {
+// Data is what every page template may use.
+type Data struct {
 	Title      string
 	Product    string
 	ClientName string
@@ -62,16 +69,17 @@ type pageData struct {
 	ContinueURL string
 	Left        int
 	// Fields are hidden form fields carried over (the logout page).
-	Fields []field
+	Fields []Field
 	// AfterEnroll: the code page of a request that has just enrolled.
 	AfterEnroll bool
 }
 
-// field is a hidden form field.
-type field struct{ Name, Value string }
+// Field is a hidden form field.
+type Field struct{ Name, Value string }
 
-type pages struct {
+type Pages struct {
 	product string
+	log     *slog.Logger
 	msgs    catalogue
 	byName  map[string]*template.Template
 	css     []byte
@@ -108,12 +116,14 @@ func loadCatalogue(lang string) (catalogue, error) {
 	return c, nil
 }
 
-func newPages(product string) (*pages, error) {
+// New loads the templates and the English catalogue; log takes the lines
+// of failures (Fail).
+func New(product string, log *slog.Logger) (*Pages, error) {
 	msgs, err := loadCatalogue("en")
 	if err != nil {
 		return nil, err
 	}
-	p := &pages{product: product, msgs: msgs, byName: map[string]*template.Template{}}
+	p := &Pages{product: product, log: log, msgs: msgs, byName: map[string]*template.Template{}}
 	funcs := template.FuncMap{"t": msgs.t}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templates.FS, "layout.html", name+".html")
@@ -130,8 +140,8 @@ func newPages(product string) (*pages, error) {
 	return p, nil
 }
 
-// htmlHeaders are set on every HTML answer (docs/THREAT-MODEL.md R-W4).
-func htmlHeaders(w http.ResponseWriter) {
+// Headers are set on every HTML answer (docs/THREAT-MODEL.md R-W4).
+func Headers(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -141,43 +151,45 @@ func htmlHeaders(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-store")
 }
 
-func (p *pages) render(w http.ResponseWriter, status int, name string, d pageData) {
+// Render writes page name with d.
+func (p *Pages) Render(w http.ResponseWriter, status int, name string, d Data) {
 	d.Product = p.product
 	var buf bytes.Buffer
 	if err := p.byName[name].ExecuteTemplate(&buf, "layout", d); err != nil {
-		http.Error(w, p.msgs.t(msgInternal), http.StatusInternalServerError)
+		http.Error(w, p.msgs.t(MsgInternal), http.StatusInternalServerError)
 		return
 	}
-	htmlHeaders(w)
+	Headers(w)
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (p *pages) errorPage(w http.ResponseWriter, _ *http.Request, status int, msg, back string) {
-	p.errorPageFor(w, status, msg, back, "")
+// Error writes the error page with msg and a way back (may be empty).
+func (p *Pages) Error(w http.ResponseWriter, status int, msg, back string) {
+	p.ErrorFor(w, status, msg, back, "")
 }
 
-// errorPageFor is errorPage with a link back to a named application.
-func (p *pages) errorPageFor(w http.ResponseWriter, status int, msg, back, clientName string) {
+// ErrorFor is Error with a link back to a named application.
+func (p *Pages) ErrorFor(w http.ResponseWriter, status int, msg, back, clientName string) {
 	title := "title.error"
 	if status >= 500 {
 		title = "title.service_error"
 	}
-	p.render(w, status, "error", pageData{Title: title, Message: msg, BackURL: back, ClientName: clientName})
+	p.Render(w, status, "error", Data{Title: title, Message: msg, BackURL: back, ClientName: clientName})
 }
 
-// locked answers 429 with Retry-After (docs/THREAT-MODEL.md rule 4).
-func (p *pages) locked(w http.ResponseWriter, retry time.Duration, hard bool, now time.Time, back string) {
-	p.tooMany(w, msgLocked, retry, hard, now, back)
+// Locked answers 429 with Retry-After (docs/THREAT-MODEL.md rule 4).
+func (p *Pages) Locked(w http.ResponseWriter, retry time.Duration, hard bool, now time.Time, back string) {
+	p.tooMany(w, MsgLocked, retry, hard, now, back)
 }
 
-// limited answers 429 for the per-address limit (the outer layer).
-func (p *pages) limited(w http.ResponseWriter, retry time.Duration, now time.Time) {
-	p.tooMany(w, msgIPLimited, retry, false, now, "")
+// Limited answers 429 for the per-address limit (the outer layer).
+func (p *Pages) Limited(w http.ResponseWriter, retry time.Duration, now time.Time) {
+	p.tooMany(w, MsgIPLimited, retry, false, now, "")
 }
 
-func (p *pages) tooMany(w http.ResponseWriter, msg string, retry time.Duration, hard bool, now time.Time, back string) {
-	d := pageData{Title: "title.locked", Message: msg, BackURL: back}
+func (p *Pages) tooMany(w http.ResponseWriter, msg string, retry time.Duration, hard bool, now time.Time, back string) {
+	d := Data{Title: "title.locked", Message: msg, BackURL: back}
 	if !hard {
 		secs := int((retry + time.Second - 1) / time.Second)
 		if secs < 1 {
@@ -189,10 +201,10 @@ func (p *pages) tooMany(w http.ResponseWriter, msg string, retry time.Duration, 
 	} else {
 		w.Header().Set("Retry-After", strconv.Itoa(365*24*3600))
 	}
-	p.render(w, http.StatusTooManyRequests, "locked", d)
+	p.Render(w, http.StatusTooManyRequests, "locked", d)
 }
 
-func (p *pages) humanDuration(d time.Duration) string {
+func (p *Pages) humanDuration(d time.Duration) string {
 	switch {
 	case d <= time.Second:
 		return p.msgs.t("duration.second")
@@ -207,10 +219,12 @@ func (p *pages) humanDuration(d time.Duration) string {
 	}
 }
 
-func (p *pages) serveCSS(w http.ResponseWriter, _ *http.Request) {
+// ServeCSS serves the pages' one style sheet.
+func (p *Pages) ServeCSS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(p.css)
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
+// Text is the catalogue's sentence for key (tests compare pages with it).
+func (p *Pages) Text(key string, args ...any) string { return p.msgs.t(key, args...) }

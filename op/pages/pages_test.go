@@ -1,4 +1,4 @@
-package op
+package pages
 
 import (
 	"io/fs"
@@ -28,9 +28,9 @@ func TestCatalogueComplete(t *testing.T) {
 			used[m[1]] = true
 		}
 	}
-	for _, k := range []string{msgExpired, msgInvalidLink, msgOtherBrowser, msgForgery, msgUnreadable, msgWrongPassword,
-		msgWrongCode, msgBadCode, msgNoUsername, msgLongPassword, msgLocked, msgBusy, msgInternal, msgBadRecovery,
-		msgWrongRecovery, msgNotFound, msgUnknownClient, msgBadRedirect, msgBadRequest, msgBadLogout, msgIPLimited, msgStartedElsewhere, msgEnrollExpired,
+	for _, k := range []string{MsgExpired, MsgInvalidLink, MsgOtherBrowser, MsgForgery, MsgUnreadable, MsgWrongPassword,
+		MsgWrongCode, MsgBadCode, MsgNoUsername, MsgLongPassword, MsgLocked, MsgBusy, MsgInternal, MsgBadRecovery,
+		MsgWrongRecovery, MsgNotFound, MsgUnknownClient, MsgBadRedirect, MsgBadRequest, MsgBadLogout, MsgIPLimited, MsgStartedElsewhere, MsgEnrollExpired,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout", "title.logout",
 		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours"} {
@@ -49,7 +49,7 @@ func TestCatalogueComplete(t *testing.T) {
 // TestPagesRender renders every page with the catalogue: no template
 // error, no unresolved key, and the headers of docs/THREAT-MODEL.md R-W4.
 func TestPagesRender(t *testing.T) {
-	p, err := newPages("Test IdP")
+	p, err := New("Test IdP", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestPagesRender(t *testing.T) {
 	}
 	for _, name := range pageNames {
 		w := httptest.NewRecorder()
-		p.render(w, 200, name, pageData{Title: "title.signin", Message: msgLocked, Error: msgWrongCode, ClientName: "App",
+		p.Render(w, 200, name, Data{Title: "title.signin", Message: MsgLocked, Error: MsgWrongCode, ClientName: "App",
 			RetryAt: "2026-01-01 00:00:00 UTC", RetryIn: "5 minutes", Codes: []string{"aaaaa-bbbbb"}, Left: 3})
 		body := w.Body.String()
 		if w.Code != 200 || !strings.Contains(body, "<html lang=\"en\">") {
@@ -82,7 +82,7 @@ func TestPagesRender(t *testing.T) {
 }
 
 func TestHumanDuration(t *testing.T) {
-	p, err := newPages("x")
+	p, err := New("x", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
