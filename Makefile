@@ -61,7 +61,7 @@ cover:
 # as a regression test in make test. CI runs each briefly (.ci/run).
 FUZZ_EXECS ?= 20000x
 FUZZ_TARGETS := ./storage:FuzzCanonicalUsername ./op/totp:FuzzNormalizeCode ./op:FuzzNormalizeRecoveryCode \
-	./op:FuzzDeviceCookie ./op/seal:FuzzOpenSealed ./op:FuzzPasswordForm ./cmd/idp:FuzzReadConfig
+	./op/guard:FuzzDeviceCookie ./op/seal:FuzzOpenSealed ./op:FuzzPasswordForm ./cmd/idp:FuzzReadConfig
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t#*:}; \
 	  echo "fuzz $$name ($$pkg, $(FUZZ_EXECS))"; \

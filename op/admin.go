@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/audit"
+	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/secret"
@@ -84,12 +85,12 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	if a.Sealer == nil {
 		return CreatedUser{}, errors.New("adding a user needs the secret key (--secret-key-file)")
 	}
-	tokenKey, err := openTokenKey(ctx, a.Sealer, a.Store)
+	tokenKey, err := seal.OpenTokenKey(ctx, a.Sealer, a.Store)
 	if err != nil {
 		return CreatedUser{}, err
 	}
 	u := storage.User{ID: secret.New(16), Username: username, Name: nu.Name, Email: nu.Email, EmailVerified: nu.EmailVerified,
-		PasswordHash: hash, CreatedAt: now, NameKey: nameKey(deriveKey(tokenKey, "unknown-username-key"), username)}
+		PasswordHash: hash, CreatedAt: now, NameKey: guard.NameKey(tokenKey, username)}
 	if nu.SkipTOTP {
 		// Password-only until enrollment: the provider lets that last
 		// Config.EnrollWithin from now.

@@ -110,8 +110,6 @@ const (
 	// maxPasswordDecay is the longest --password-decay: at the limit an
 	// untrusted browser waits one decay period per guess.
 	maxPasswordDecay = 30 * 24 * time.Hour
-	// maxDevicesPerUser bounds what one account can make the server store.
-	maxDevicesPerUser = 20
 	// maxDeviceLifetime is the longest cookie lifetime browsers keep
 	// (RFC 6265bis caps Max-Age at 400 days).
 	maxDeviceLifetime = 400 * 24 * time.Hour
@@ -296,22 +294,6 @@ func ValidateIssuer(issuer string) error {
 	default:
 		return fmt.Errorf("issuer %q must use https", issuer)
 	}
-}
-
-// devicePolicy is a remembered device's password counter: the password
-// policy's delays and its own limit, at which the device is forgotten
-// (storage.Store.ClaimDeviceAttempt).
-//
-// It does not decay: its failures count from the device's last complete
-// sign-in (which renews the device with an empty counter), so a stolen
-// device cookie is worth DeviceMaxFailures guesses however slowly they
-// come, never one more per decay period.
-func (c *Config) devicePolicy() storage.LockPolicy {
-	p := c.PasswordPolicy
-	p.HardLimit = c.DeviceMaxFailures
-	p.FreeFailures = min(p.FreeFailures, p.HardLimit)
-	p.Decay = 0
-	return p
 }
 
 func (c *Config) now() time.Time {

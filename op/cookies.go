@@ -13,14 +13,9 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// Cookie names get the __Host- prefix whenever the issuer is https: Secure,
-// Path=/, no Domain, so no sibling host can plant them.
-func (s *Server) cookieName(base string) string {
-	if s.cfg.secureCookies() {
-		return "__Host-" + base
-	}
-	return base
-}
+// cookieName is base with the __Host- prefix under an https issuer
+// (httpx.Cookies).
+func (s *Server) cookieName(base string) string { return s.cookies.Name(base) }
 
 func (s *Server) ssoCookieName() string { return s.cookieName("idp_session") }
 
@@ -35,18 +30,10 @@ func (s *Server) flowCookieName(authReqID string) string {
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
-	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
-		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteLaxMode,
-	})
+	s.cookies.Set(w, name, value, maxAge)
 }
 
-func (s *Server) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteLaxMode,
-	})
-}
+func (s *Server) clearCookie(w http.ResponseWriter, name string) { s.cookies.Clear(w, name) }
 
 // boundToBrowser reports whether r carries the cookie the auth request was
 // bound to (docs/THREAT-MODEL.md rule 7).

@@ -249,7 +249,7 @@ func (s *Server) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		s.metrics.Attempt("recovery", "failed")
-		s.failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
+		s.guard.Failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
 		return nil
 	case errors.Is(err, storage.ErrWrongState):

@@ -236,14 +236,12 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		// An unknown name is counted and locked like an account (docs/THREAT-MODEL.md R-W5),
 		// costs the same hash and gets the same answer (docs/THREAT-MODEL.md rule 11).
-		key := s.unknownKey(username)
-		claim, err := s.store.ClaimUnknownAttempt(ctx, key, s.cfg.now(), s.cfg.PasswordPolicy)
+		claim, key, err := s.guard.ClaimUnknown(ctx, username, a.ClientID)
 		if err != nil {
 			return pages.Internal("unknown user claim", err)
 		}
 		if !claim.Allowed {
 			s.metrics.Attempt("password", "locked")
-			s.trail.Limited(ctx, key, "locked_refused", "", "", a.ClientID, unknownUserNote(key))
 			s.pages.Locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
 			return nil
 		}
@@ -252,14 +250,14 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		}
 		slot.Release()
 		s.metrics.Attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
+		s.guard.Failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 		return nil
 	}
 	if err != nil {
 		return pages.Internal("user lookup", err)
 	}
-	claim, counter, err := s.claimPassword(ctx, w, r, u, a.ClientID)
+	claim, counter, err := s.guard.ClaimPassword(ctx, w, r, u, a.ClientID)
 	if err != nil {
 		return pages.Internal("password claim", err)
 	}
@@ -275,20 +273,13 @@ func (s *Server) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !match {
 		s.metrics.Attempt("password", "failed")
-		s.failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.note())
+		s.guard.Failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.Note())
 		s.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 		return nil
 	}
 	now := s.cfg.now()
-	if counter.device == nil {
-		// The right password gives back only its own claim: the shared
-		// counter holds what it would hold had the owner not signed in,
-		// as an unknown name's does (storage.LockPolicy.Succeeded). A
-		// device's counter starts afresh with the device renewed at the
-		// end of the sign-in.
-		if err := s.store.AttemptSucceeded(ctx, u.ID, storage.FactorPassword, claim, now, s.cfg.PasswordPolicy); err != nil {
-			return pages.Internal("password success", err)
-		}
+	if err := s.guard.PasswordSucceeded(ctx, u.ID, claim, counter); err != nil {
+		return pages.Internal("password success", err)
 	}
 	// An account waiting for enrollment is password-only: that is allowed
 	// only within Config.EnrollWithin of it being put in that state.
@@ -358,7 +349,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request) error {
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
 		s.metrics.Attempt("totp", "replay")
-		s.failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
+		s.guard.Failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		s.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 		return nil
 	case errors.Is(err, storage.ErrWrongState):

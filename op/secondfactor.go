@@ -77,7 +77,7 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 		f.render(&a, flowSecret, http.StatusBadRequest, f.badMsg)
 		return secondStep{}, false
 	}
-	claim, err := s.claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
+	claim, err := s.guard.Claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
 		s.pages.Fail(w, r, pages.Internal(f.kind+" claim", err))
 		return secondStep{}, false
@@ -106,7 +106,7 @@ func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (devices.go).
-	s.rememberDevice(ctx, w, r, a.UserID, now)
+	s.guard.RememberDevice(ctx, w, r, a.UserID, now)
 	s.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return nil
 }
@@ -120,7 +120,7 @@ func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, n
 	s.metrics.Attempt("totp", "evaluated")
 	if !match {
 		s.metrics.Attempt("totp", "failed")
-		s.failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
+		s.guard.Failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 	}
 	return step, match

@@ -2,11 +2,7 @@ package op
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +19,7 @@ import (
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/totp-idp/idp/op/audit"
+	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/pages"
@@ -57,11 +54,9 @@ type Server struct {
 	metrics *metrics.Registry
 	ipLimit *httpx.IPLimiter
 	trail   *audit.Trail
-	// unknownSecret keys the counters of usernames without an account.
-	unknownSecret []byte
-	// deviceSecret signs device cookies (devices.go).
-	deviceSecret []byte
-	handler      http.Handler
+	guard   *guard.Guard
+	cookies httpx.Cookies
+	handler http.Handler
 }
 
 // New wires a provider over store. It creates a signing key and the
@@ -99,12 +94,16 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, err
 	}
 
-	tokenKey, err := s.openSettings(ctx)
+	// The opaque-token key is shared by every process on the database:
+	// any of them can read a token another issued.
+	tokenKey, err := seal.OpenTokenKey(ctx, cfg.Sealer, store)
 	if err != nil {
 		return nil, err
 	}
-	s.unknownSecret = deriveKey(tokenKey, "unknown-username-key")
-	s.deviceSecret = deriveKey(tokenKey, "device-cookie-key")
+	s.cookies = httpx.Cookies{Secure: cfg.secureCookies()}
+	s.guard = guard.New(guard.Config{Store: store, Trail: s.trail, Metrics: s.metrics, Log: s.log, Now: s.cfg.now, Cookies: s.cookies,
+		TokenKey: tokenKey, Password: cfg.PasswordPolicy, TOTP: cfg.TOTPPolicy,
+		DeviceMaxFailures: cfg.DeviceMaxFailures, DeviceLifetime: cfg.DeviceLifetime})
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
@@ -207,56 +206,6 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 		}
 		other.ServeHTTP(w, r)
 	})
-}
-
-// openSettings returns the opaque-token key, shared by every process on the
-// database (any of them can read a token another issued) and sealed like
-// every secret; the first process creates it.
-func (s *Server) openSettings(ctx context.Context) ([32]byte, error) {
-	return openTokenKey(ctx, s.cfg.Sealer, s.store)
-}
-
-// openTokenKey opens the database's opaque-token key, creating it on first
-// use; the keys of unknown-name counters and device cookies derive from it.
-func openTokenKey(ctx context.Context, sealer *seal.Sealer, store storage.Store) ([32]byte, error) {
-	var key [32]byte
-	fresh := make([]byte, 32)
-	if _, err := rand.Read(fresh); err != nil {
-		return key, err
-	}
-	name := storage.SealedSettingPrefix + "oidc_token_key"
-	sealed, err := sealer.Seal(ctx, seal.AADSetting(name), fresh)
-	if err != nil {
-		return key, err
-	}
-	stored, err := store.PutSettingIfAbsent(ctx, name, sealed)
-	if err != nil {
-		return key, fmt.Errorf("token key: %w", err)
-	}
-	plain, err := sealer.Open(seal.AADSetting(name), stored)
-	if err != nil || len(plain) != 32 {
-		return key, fmt.Errorf("token key: %w", errors.Join(seal.ErrKey, err))
-	}
-	copy(key[:], plain)
-	return key, nil
-}
-
-// unknownKey is the counter key of a username without an account: a keyed
-// hash, so the table holds no submitted names and is the same in every
-// process on the database.
-func (s *Server) unknownKey(username string) string { return nameKey(s.unknownSecret, username) }
-
-func nameKey(secret []byte, username string) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(username))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
-}
-
-// deriveKey is a purpose-bound key from the token key.
-func deriveKey(tokenKey [32]byte, purpose string) []byte {
-	mac := hmac.New(sha256.New, tokenKey[:])
-	mac.Write([]byte(purpose))
-	return mac.Sum(nil)
 }
 
 // Handler is the provider's HTTP handler.

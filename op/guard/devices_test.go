@@ -1,16 +1,24 @@
-package op
+package guard
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/audit"
+	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/secret"
+	"github.com/totp-idp/idp/storage"
+	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 // TestDeviceCookie: the cookie a completed sign-in sets names the account
@@ -19,17 +27,12 @@ import (
 // is not a device (its attempts count on the shared counter).
 func TestDeviceCookie(t *testing.T) {
 	ctx := context.Background()
-	e := newTestEnv(t, func(c *Config) { c.Issuer = "https://idp.example" })
-	srv, st := e.srv, e.store
-	u, err := st.UserByUsername(ctx, "ann")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st, u := newTestGuard(t, [32]byte{1})
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0 \x00\u202etest"+strings.Repeat("x", 300))
 	now := time.Now().UTC()
-	srv.rememberDevice(ctx, w, r, u.ID, now)
+	srv.RememberDevice(ctx, w, r, u.ID, now)
 	var c *http.Cookie
 	for _, k := range w.Result().Cookies() {
 		if k.Name == "__Host-idp_device" {
@@ -37,7 +40,7 @@ func TestDeviceCookie(t *testing.T) {
 		}
 	}
 	if c == nil || !c.HttpOnly || !c.Secure || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteStrictMode ||
-		c.MaxAge != int(DefaultDeviceLifetime/time.Second) {
+		c.MaxAge != int(testDeviceLifetime/time.Second) {
 		t.Fatalf("device cookie: %+v", c)
 	}
 	ds, err := st.Devices(ctx, u.ID, now)
@@ -81,7 +84,7 @@ func TestDeviceCookie(t *testing.T) {
 		t.Error("the cookie accepted without its __Host- prefix under https")
 	}
 	// A provider with another database (another token key) refuses it.
-	srv2 := newTestEnv(t, func(c *Config) { c.Issuer = "https://idp.example" }).srv
+	srv2, _, _ := newTestGuard(t, [32]byte{2})
 	if _, ok := srv2.presentedDevice(with(c.Name, c.Value), u.ID); ok {
 		t.Error("another provider's signature accepted")
 	}
@@ -91,16 +94,43 @@ func TestDeviceCookie(t *testing.T) {
 // attempt that carries one: parse, HMAC-SHA256, SHA-256 of the secret; no
 // argon2id and no database read (the claim itself is the store's).
 func BenchmarkPresentedDevice(b *testing.B) {
-	s := &Server{deviceSecret: make([]byte, 32)}
-	s.cfg.Issuer = "https://idp.example"
+	s := &Guard{deviceSecret: make([]byte, 32), cookies: httpx.Cookies{Secure: true}}
 	secret := secret.New(32)
 	uid := base64.RawURLEncoding.EncodeToString([]byte("user-1"))
 	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/password", nil)
-	r.AddCookie(&http.Cookie{Name: s.deviceCookieName(), Value: "v1." + uid + "." + secret + "." + string(s.deviceMAC(uid, secret))})
+	r.AddCookie(&http.Cookie{Name: s.DeviceCookieName(), Value: "v1." + uid + "." + secret + "." + string(s.deviceMAC(uid, secret))})
 	b.ResetTimer()
 	for b.Loop() {
 		if _, ok := s.presentedDevice(r, "user-1"); !ok {
 			b.Fatal("cookie not accepted")
 		}
 	}
+}
+
+const testDeviceLifetime = 30 * 24 * time.Hour
+
+// newTestGuard is a guard for an https issuer on a fresh SQLite store
+// with one account, whose token key is key.
+func newTestGuard(t testing.TB, key [32]byte) (*Guard, storage.Store, storage.User) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now().UTC()
+	u := storage.User{ID: "u-ann", Username: "ann", PasswordHash: "x", CreatedAt: now}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := metrics.New()
+	clock := func() time.Time { return time.Now().UTC() }
+	g := New(Config{Store: st, Log: log, Metrics: m, Now: clock, Cookies: httpx.Cookies{Secure: true}, TokenKey: key,
+		Trail:             &audit.Trail{Store: st, Log: log, Now: clock, Limit: audit.NewLimiter(), Metrics: m},
+		Password:          storage.LockPolicy{FreeFailures: 3, BaseLock: time.Second, MaxLock: time.Minute, HardLimit: 10, Decay: time.Hour},
+		TOTP:              storage.LockPolicy{FreeFailures: 3, BaseLock: time.Second, MaxLock: time.Minute, HardLimit: 10},
+		DeviceMaxFailures: 5, DeviceLifetime: testDeviceLifetime})
+	return g, st, u
 }

@@ -1,4 +1,4 @@
-package op
+package guard
 
 import (
 	"context"
@@ -34,12 +34,16 @@ const maxDeviceCookie = 512
 // maxUserAgent bounds the user agent kept with a device (operator view).
 const maxUserAgent = 200
 
-func (s *Server) deviceCookieName() string { return s.cookieName("idp_device") }
+// maxDevicesPerUser bounds what one account can make the server store.
+const maxDevicesPerUser = 20
+
+// DeviceCookieName is the device cookie's name.
+func (g *Guard) DeviceCookieName() string { return g.cookies.Name("idp_device") }
 
 // deviceMAC signs a device cookie's account and secret, so that a forged
 // or altered cookie is refused before any database read.
-func (s *Server) deviceMAC(uid, secret string) []byte {
-	m := hmac.New(sha256.New, s.deviceSecret)
+func (g *Guard) deviceMAC(uid, secret string) []byte {
+	m := hmac.New(sha256.New, g.deviceSecret)
 	m.Write([]byte("device:v1:" + uid + "." + secret))
 	return []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
 }
@@ -47,8 +51,8 @@ func (s *Server) deviceMAC(uid, secret string) []byte {
 // presentedDevice is the id hash of the device cookie r carries, when that
 // cookie is well formed, signed by this provider and names userID. The
 // store decides whether it is still live (ClaimDeviceAttempt).
-func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) {
-	c, err := r.Cookie(s.deviceCookieName())
+func (g *Guard) presentedDevice(r *http.Request, userID string) ([]byte, bool) {
+	c, err := r.Cookie(g.DeviceCookieName())
 	if err != nil || len(c.Value) > maxDeviceCookie {
 		return nil, false
 	}
@@ -56,7 +60,7 @@ func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) 
 	if len(parts) != 4 || parts[0] != "v1" || parts[2] == "" {
 		return nil, false
 	}
-	if subtle.ConstantTimeCompare([]byte(parts[3]), s.deviceMAC(parts[1], parts[2])) != 1 {
+	if subtle.ConstantTimeCompare([]byte(parts[3]), g.deviceMAC(parts[1], parts[2])) != 1 {
 		return nil, false
 	}
 	uid, err := base64.RawURLEncoding.DecodeString(parts[1])
@@ -67,26 +71,23 @@ func (s *Server) presentedDevice(r *http.Request, userID string) ([]byte, bool) 
 	return secret.Hash(parts[2]), true
 }
 
-// rememberDevice gives the browser a new device cookie after a completed
+// RememberDevice gives the browser a new device cookie after a completed
 // sign-in, renewing (and so revoking) the one it presented for the same
 // account. A failure is logged and the sign-in goes on: the device only
 // changes which counter later password attempts use.
-func (s *Server) rememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, now time.Time) {
+func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, now time.Time) {
 	value := secret.New(32)
-	replaces, _ := s.presentedDevice(r, userID)
+	replaces, _ := g.presentedDevice(r, userID)
 	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
-		ExpiresAt: now.Add(s.cfg.DeviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
-	if err := s.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
-		s.log.WarnContext(ctx, "remember device", "err", err)
+		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
+	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
+		g.log.WarnContext(ctx, "remember device", "err", err)
 		return
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(userID))
-	http.SetCookie(w, &http.Cookie{
-		Name: s.deviceCookieName(), Value: "v1." + uid + "." + value + "." + string(s.deviceMAC(uid, value)),
-		Path: "/", MaxAge: int(s.cfg.DeviceLifetime / time.Second),
-		// Strict: only the provider's own pages ever need to send it.
-		HttpOnly: true, Secure: s.cfg.secureCookies(), SameSite: http.SameSiteStrictMode,
-	})
+	// Strict: only the provider's own pages ever need to send it.
+	g.cookies.SetSameSite(w, g.DeviceCookieName(), "v1."+uid+"."+value+"."+string(g.deviceMAC(uid, value)),
+		g.deviceLifetime, http.SameSiteStrictMode)
 }
 
 // cleanUserAgent keeps a printable prefix of a user agent for the
@@ -110,43 +111,46 @@ func cleanUserAgent(ua string) string {
 	return ua
 }
 
-// passwordCounter names the counter a password attempt was claimed on.
-type passwordCounter struct {
+// Counter names the counter a password attempt was claimed on.
+type Counter struct {
 	device []byte // the remembered device's id hash; nil: the shared counter
 }
 
-func (c passwordCounter) note() string {
+const deviceNote = "counter=device"
+
+// Note names the counter in the audit trail.
+func (c Counter) Note() string {
 	if c.device != nil {
-		return "counter=device"
+		return deviceNote
 	}
 	return "counter=shared"
 }
 
-// claimPassword claims a password attempt for u: on the device's own
+// ClaimPassword claims a password attempt for u: on the device's own
 // counter when r carries a live device cookie for u, otherwise on the
 // account's shared counter (docs/THREAT-MODEL.md rules 1–4; the device changes
 // only which counter, never the arithmetic).
-func (s *Server) claimPassword(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User, clientID string) (storage.AttemptClaim, passwordCounter, error) {
-	if dev, ok := s.presentedDevice(r, u.ID); ok {
-		c, err := s.store.ClaimDeviceAttempt(ctx, dev, u.ID, s.cfg.now(), s.cfg.devicePolicy())
+func (g *Guard) ClaimPassword(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User, clientID string) (storage.AttemptClaim, Counter, error) {
+	if dev, ok := g.presentedDevice(r, u.ID); ok {
+		c, err := g.store.ClaimDeviceAttempt(ctx, dev, u.ID, g.now(), g.device)
 		switch {
 		case err == nil:
 			if !c.Allowed {
 				detail := fmt.Sprintf("factor=password counter=device failures=%d retry_after=%s", c.Failures, c.RetryAfter)
-				s.trail.Limited(ctx, u.ID, "locked_refused", u.ID, u.Username, clientID, detail)
+				g.trail.Limited(ctx, u.ID, "locked_refused", u.ID, u.Username, clientID, detail)
 			}
 			if c.AtLimit {
 				// The store forgot the device with this claim.
-				s.trail.Event(ctx, "device_forgotten", u.ID, u.Username, clientID,
+				g.trail.Event(ctx, "device_forgotten", u.ID, u.Username, clientID,
 					fmt.Sprintf("failures=%d: too many failed passwords with a remembered device's cookie", c.Failures))
-				s.clearCookie(w, s.deviceCookieName())
+				g.cookies.Clear(w, g.DeviceCookieName())
 			}
-			return c, passwordCounter{device: dev}, nil
+			return c, Counter{device: dev}, nil
 		case !errors.Is(err, storage.ErrNotFound):
-			return c, passwordCounter{}, fmt.Errorf("claim device attempt: %w", err)
+			return c, Counter{}, fmt.Errorf("claim device attempt: %w", err)
 		}
 		// Expired, forgotten or revoked: the browser is untrusted again.
 	}
-	c, err := s.claim(ctx, u.ID, u.Username, clientID, storage.FactorPassword)
-	return c, passwordCounter{}, err
+	c, err := g.Claim(ctx, u.ID, u.Username, clientID, storage.FactorPassword)
+	return c, Counter{}, err
 }
