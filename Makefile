@@ -60,7 +60,7 @@ cover:
 # crash is saved under the package's testdata/fuzz/ and from then on runs
 # as a regression test in make test. CI runs each briefly (.ci/run).
 FUZZ_EXECS ?= 20000x
-FUZZ_TARGETS := ./storage:FuzzCanonicalUsername ./op/totp:FuzzNormalizeCode ./op:FuzzNormalizeRecoveryCode \
+FUZZ_TARGETS := ./storage:FuzzCanonicalUsername ./op/totp:FuzzNormalizeCode ./op/totp:FuzzNormalizeRecoveryCode \
 	./op/guard:FuzzDeviceCookie ./op/seal:FuzzOpenSealed ./op:FuzzPasswordForm ./cmd/idp:FuzzReadConfig
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t#*:}; \

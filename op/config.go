@@ -43,6 +43,10 @@ type Config struct {
 	HashQueueTimeout time.Duration
 	// Argon2 parameters for new hashes.
 	Argon2 password.Params
+	// Hasher, when set, is used instead of one built from Argon2,
+	// HashConcurrency and HashQueueTimeout (in-process tests use a cheap
+	// one; Validate still checks the parameters above).
+	Hasher *password.Hasher
 
 	AuthRequestLifetime  time.Duration
 	CodeLifetime         time.Duration

@@ -52,9 +52,9 @@ type testEnv struct {
 }
 
 // newTestEnv builds a testEnv; mod, when given, changes the configuration
-// before the provider is built. The hasher is swapped for a fast one
-// (Config.Validate refuses weak argon2id), so these tests exercise the
-// handlers, not the hash.
+// before the provider is built. The hasher is a fast one (Config.Hasher;
+// Config.Validate refuses weak argon2id parameters), so these tests
+// exercise the handlers, not the hash.
 func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	return newTestEnvOn(t, mod, nil)
@@ -89,11 +89,11 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	if wrap != nil {
 		provStore = wrap(st)
 	}
+	cfg.Hasher, _ = password.NewHasher(testArgon2, 2, time.Second)
 	srv, err := New(ctx, cfg, provStore)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.hasher, _ = password.NewHasher(testArgon2, 2, time.Second)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &testEnv{srv: srv, ts: ts, store: st, admin: admin, annSecret: uri.Query().Get("secret")}

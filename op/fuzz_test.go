@@ -15,31 +15,6 @@ import (
 // and the password form through the real handler stack. `make fuzz` runs
 // each; seeds are the attack suite's odd inputs.
 
-// FuzzNormalizeRecoveryCode: an accepted recovery code is 26 characters of
-// the lower-case base32 alphabet, normalising is idempotent, and every
-// generated code is accepted as itself.
-func FuzzNormalizeRecoveryCode(f *testing.F) {
-	codes, _, err := newRecoveryCodes()
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range append(codes[:2], "ABCDE-FGHIJ-KLMNO-PQRST-UVWXYZ", "abcde fghij klmno pqrst uvwxyz", "abcdefghijklmnopqrstuvwxy1", "ａbcde-fghij-klmno-pqrst-uvwxyz", "") {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c, ok := normalizeRecoveryCode(s)
-		if !ok {
-			return
-		}
-		if len(c) != 26 || strings.Trim(c, "abcdefghijklmnopqrstuvwxyz234567") != "" {
-			t.Fatalf("normalizeRecoveryCode(%q) = %q", s, c)
-		}
-		if again, ok := normalizeRecoveryCode(c); !ok || again != c {
-			t.Fatalf("normalizeRecoveryCode(%q) = %q, then %q", s, c, again)
-		}
-	})
-}
-
 // FuzzPasswordForm drives the real handler stack (in process, SQLite in a
 // temporary directory) with arbitrary usernames and passwords: every
 // answer is one the login defines (303 on, 400 malformed, 401 wrong, 429

@@ -3,6 +3,8 @@ package op
 import (
 	"net/http"
 	"net/url"
+
+	"github.com/totp-idp/idp/op/httpx"
 )
 
 // RFC 9207: every authorization response, success or error, carries the
@@ -10,7 +12,7 @@ import (
 // can tell which one answered (mix-up attacks). The library builds these
 // responses (AuthResponseURL, AuthRequestError) without it;
 // authorizationResponseIssuer adds it to the library's redirects, and
-// appErrorURL to ours.
+// login.Handler.AppErrorURL to ours.
 
 // authorizationResponseIssuer adds iss to every redirect to a client that
 // /authorize and the callback answer with. Those are the absolute
@@ -31,7 +33,7 @@ type issuerWriter struct {
 func (w *issuerWriter) WriteHeader(code int) {
 	if code >= 300 && code < 400 && !w.rewritten {
 		if loc, err := url.Parse(w.Header().Get("Location")); err == nil && loc.Scheme != "" {
-			w.Header().Set("Location", withAuthzParams(loc, loc.Fragment != "", url.Values{"iss": {w.iss}}))
+			w.Header().Set("Location", httpx.WithAuthzParams(loc, loc.Fragment != "", url.Values{"iss": {w.iss}}))
 			w.rewritten = true
 		}
 	}
@@ -48,26 +50,3 @@ func (w *issuerWriter) Write(b []byte) (int, error) {
 }
 
 func (w *issuerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// withAuthzParams adds params to an authorization response URL, in its
-// fragment for response_mode=fragment and in its query otherwise (OAuth
-// 2.0 Multiple Response Type Encoding Practices §2.1), replacing any value
-// already there under the same names.
-func withAuthzParams(u *url.URL, fragment bool, params url.Values) string {
-	out := *u
-	if fragment {
-		q, _ := url.ParseQuery(out.EscapedFragment())
-		for k, v := range params {
-			q[k] = v
-		}
-		out.RawFragment = q.Encode()
-		out.Fragment, _ = url.PathUnescape(out.RawFragment)
-		return out.String()
-	}
-	q := out.Query()
-	for k, v := range params {
-		q[k] = v
-	}
-	out.RawQuery = q.Encode()
-	return out.String()
-}

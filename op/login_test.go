@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -147,7 +148,7 @@ func TestStageTransitions(t *testing.T) {
 	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StagePasswordOK {
 		t.Fatalf("the right password: %d, stage %s", r.StatusCode, stage(f))
 	}
-	f.load(t, e.ts.URL+loginPath+"?id="+url.QueryEscape(id)) // the renewed flow secret's form token
+	f.load(t, e.ts.URL+login.URL(id)) // the renewed flow secret's form token
 	if r := f.post(t, "/login/totp", url.Values{"code": {"000000"}}); r.StatusCode != http.StatusUnauthorized && r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("a wrong code: %d", r.StatusCode)
 	}

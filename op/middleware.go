@@ -48,7 +48,7 @@ func ssoCookieFromContext(ctx context.Context) string { return infoFrom(ctx).sso
 func (s *Server) outer(next http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := &reqInfo{}
-		if c, err := r.Cookie(s.ssoCookieName()); err == nil {
+		if c, err := r.Cookie(s.login.SSOCookieName()); err == nil {
 			ri.ssoCookie = c.Value
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqInfoKey, ri)))

@@ -14,6 +14,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
@@ -82,7 +83,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 	if slices.Contains(a.Prompt, oidc.PromptNone) {
 		// OpenID Connect Core §3.1.2.1: without a usable session the
 		// answer is login_required, never a page.
-		if _, ok := s.usableSession(ctx, &a); !ok {
+		if _, ok := s.login.UsableSession(ctx, infoFrom(ctx).ssoCookie, &a); !ok {
 			return nil, oidc.ErrLoginRequired()
 		}
 	}
@@ -291,7 +292,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 		// differ in scheme, host and port; we match it exactly, like the
 		// redirect URIs (RFC 9700 §4.1.3), and otherwise go to our own
 		// signed-out page.
-		es.RedirectURI = loggedOutURL
+		es.RedirectURI = login.LoggedOutPath
 	}
 	// A logout that ends nothing (no live session in this browser: any
 	// cookie-less request) writes no audit row, so anonymous requests

@@ -7,6 +7,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -109,7 +110,7 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 func (c *client) GrantTypes() []oidc.GrantType {
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
 }
-func (c *client) LoginURL(id string) string            { return loginPath + "?id=" + id }
+func (c *client) LoginURL(id string) string            { return login.URL(id) }
 func (c *client) AccessTokenType() zop.AccessTokenType { return zop.AccessTokenTypeBearer }
 func (c *client) IDTokenLifetime() time.Duration       { return c.cfg.IDTokenLifetime }
 func (c *client) DevMode() bool                        { return false }

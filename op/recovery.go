@@ -2,68 +2,14 @@ package op
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
-
-// recoveryCodeCount codes of 128 random bits each are issued at enrollment
-// (docs/THREAT-MODEL.md R-S4): enough entropy that SHA-256 is the right store.
-const recoveryCodeCount = 10
-
-var recoveryEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// newRecoveryCodes returns codes to show once, grouped for reading, and
-// their digests to store.
-func newRecoveryCodes() ([]string, [][]byte, error) {
-	codes := make([]string, recoveryCodeCount)
-	hashes := make([][]byte, recoveryCodeCount)
-	for i := range codes {
-		raw := make([]byte, 16)
-		if _, err := rand.Read(raw); err != nil {
-			return nil, nil, err
-		}
-		c := strings.ToLower(recoveryEncoding.EncodeToString(raw)) // 26 characters
-		codes[i] = c[:5] + "-" + c[5:10] + "-" + c[10:15] + "-" + c[15:20] + "-" + c[20:]
-		hashes[i] = recoveryHash(c)
-	}
-	return codes, hashes, nil
-}
-
-// normalizeRecoveryCode accepts what people type: any case, with or
-// without the dashes and spaces.
-func normalizeRecoveryCode(s string) (string, bool) {
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '-' || r == ' ' || r == '\t':
-			return -1
-		case r >= 'A' && r <= 'Z':
-			return r + ('a' - 'A')
-		}
-		return r
-	}, s)
-	if len(s) != 26 {
-		return "", false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') {
-			return "", false
-		}
-	}
-	return s, true
-}
-
-func recoveryHash(normalized string) []byte {
-	h := sha256.Sum256([]byte("recovery-code:v1:" + normalized))
-	return h[:]
-}
 
 // ErrNoAuthenticator: the account has no confirmed authenticator, so a
 // recovery code would stand in for nothing; it gets codes when it enrolls.
@@ -85,7 +31,7 @@ func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (stora
 	} else if err != nil {
 		return u, nil, storage.Ended{}, err
 	}
-	codes, hashes, err := newRecoveryCodes()
+	codes, hashes, err := totp.NewRecoveryCodes()
 	if err != nil {
 		return u, nil, storage.Ended{}, err
 	}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/totp-idp/idp/op/login"
 )
 
 // TestRouteVariantsReachNoHandler: protocolRoutes attaches each route's
@@ -13,7 +15,7 @@ import (
 // one by net/http before any handler runs.
 func TestRouteVariantsReachNoHandler(t *testing.T) {
 	e := newTestEnv(t, nil)
-	for _, route := range []string{"/oauth/token", "/revoke", "/oauth/introspect", "/userinfo", "/authorize", callbackPath, "/end_session", "/keys"} {
+	for _, route := range []string{"/oauth/token", "/revoke", "/oauth/introspect", "/userinfo", "/authorize", login.CallbackPath, "/end_session", "/keys"} {
 		for _, p := range []string{route + "/", strings.ToUpper(route), route + "%2F", "/." + route, strings.Replace(route, "/", "//", 1)} {
 			for _, m := range []string{http.MethodGet, http.MethodPost} {
 				req, _ := http.NewRequest(m, e.ts.URL+p, strings.NewReader("grant_type=authorization_code&code=x"))

@@ -21,21 +21,12 @@ import (
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
-)
-
-// Paths of the login UI. Everything under /login/ is ours; the rest is the
-// protocol library's router.
-const (
-	loginPath        = "/login/"
-	loginPasswordURL = "/login/password"
-	loginTOTPURL     = "/login/totp"
-	loggedOutURL     = "/login/logged-out"
-	callbackPath     = "/authorize/callback"
 )
 
 // maxBodyBytes bounds every request body; login forms and token requests
@@ -51,6 +42,7 @@ type Server struct {
 	hasher  *password.Hasher
 	clients *clientCache
 	pages   *pages.Pages
+	login   *login.Handler
 	metrics *metrics.Registry
 	ipLimit *httpx.IPLimiter
 	trail   *audit.Trail
@@ -81,15 +73,19 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err := s.keys.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	h, err := password.NewHasher(cfg.Argon2, cfg.HashConcurrency, cfg.HashQueueTimeout)
-	if err != nil {
-		return nil, err
+	s.hasher = cfg.Hasher
+	if s.hasher == nil {
+		h, err := password.NewHasher(cfg.Argon2, cfg.HashConcurrency, cfg.HashQueueTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.Warm(); err != nil {
+			return nil, err
+		}
+		s.hasher = h
 	}
-	if err := h.Warm(); err != nil {
-		return nil, err
-	}
-	s.hasher = h
 	s.clients = newClientCache(store, s.cfg.now)
+	var err error
 	if s.pages, err = pages.New(cfg.ProductName, s.log); err != nil {
 		return nil, err
 	}
@@ -104,11 +100,15 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	s.guard = guard.New(guard.Config{Store: store, Trail: s.trail, Metrics: s.metrics, Log: s.log, Now: s.cfg.now, Cookies: s.cookies,
 		TokenKey: tokenKey, Password: cfg.PasswordPolicy, TOTP: cfg.TOTPPolicy,
 		DeviceMaxFailures: cfg.DeviceMaxFailures, DeviceLifetime: cfg.DeviceLifetime})
+	s.login = login.New(login.Deps{Store: store, Sealer: cfg.Sealer, Hasher: s.hasher, Guard: s.guard, Trail: s.trail,
+		Pages: s.pages, Metrics: s.metrics, Clients: s.clients, IPLimit: s.ipLimit, Cookies: s.cookies, Log: s.log, Now: s.cfg.now,
+		Settings: login.Settings{Issuer: cfg.Issuer, ACR: cfg.ACR, Product: cfg.ProductName, AuthRequestLifetime: cfg.AuthRequestLifetime,
+			SessionLifetime: cfg.SessionLifetime, SessionIdleTimeout: cfg.SessionIdleTimeout, EnrollWithin: cfg.EnrollWithin}})
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
 		CryptoKeyId:              "k1",
-		DefaultLogoutRedirectURI: loggedOutURL,
+		DefaultLogoutRedirectURI: login.LoggedOutPath,
 		CodeMethodS256:           true,
 		AuthMethodPost:           true,
 		GrantTypeRefreshToken:    true,
@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(discovery)
 	})
-	mux.Handle(loginPath, s.loginHandler())
+	s.login.Mount(mux)
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
 	return s, nil
@@ -185,7 +185,7 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 	}
 	routes := map[string]http.Handler{
 		authorizePath:       browser(s.limitAuthorize, s.authorizeBinding, s.authorizationResponseIssuer),
-		callbackPath:        browser(s.callbackBinding, s.authorizationResponseIssuer),
+		login.CallbackPath:  browser(s.callbackBinding, s.authorizationResponseIssuer),
 		endSessionPath:      browser(s.endSession),
 		"/oauth/token":      api(s.tokenClient),
 		"/revoke":           api(s.tokenClient),
@@ -381,7 +381,7 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 func (s *Server) authorizeBinding(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		infoFrom(r.Context()).bindFlow = func(id, secret string) {
-			s.setCookie(w, s.flowCookieName(id), secret, s.cfg.AuthRequestLifetime)
+			s.login.BindFlow(w, id, secret)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -409,10 +409,10 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 		id := ids[0]
 		a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 		if err != nil {
-			s.linkProblem(w, r, id)
+			s.pages.Fail(w, r, s.login.LinkError(r, id))
 			return
 		}
-		if !s.boundToBrowser(r, &a) {
+		if !s.login.BoundToBrowser(r, &a) {
 			s.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, "callback")
 			s.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
 			return
@@ -423,7 +423,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 			// now would come from the old cookie and belong to no session
 			// (so no logout could reach its tokens). The login page
 			// finishes that step.
-			http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+			http.Redirect(w, r, login.URL(a.ID), http.StatusSeeOther)
 			return
 		}
 		infoFrom(r.Context()).callbackID = id
@@ -458,7 +458,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 			}
 			ri.logoutConfirmed = true
 		}
-		lw := &logoutWriter{ResponseWriter: w, ri: ri, clear: func() { s.clearCookie(w, s.ssoCookieName()) }}
+		lw := &logoutWriter{ResponseWriter: w, ri: ri, clear: func() { s.cookies.Clear(w, s.login.SSOCookieName()) }}
 		next.ServeHTTP(lw, r)
 		if lw.held {
 			s.renderLogoutConfirm(w, r, ri.ssoCookie)
@@ -467,9 +467,9 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 }
 
 // logoutToken is the confirmation form's token: the login forms' token
-// (csrfToken) keyed by the SSO cookie, so only a page served to this
+// (login.CSRFToken) keyed by the SSO cookie, so only a page served to this
 // browser can carry it.
-func logoutToken(ssoCookie string) string { return csrfToken(ssoCookie, "logout") }
+func logoutToken(ssoCookie string) string { return login.CSRFToken(ssoCookie, "logout") }
 
 // logoutFields are the end_session parameters the confirmation form
 // carries back (RP-Initiated Logout 1.0 §2).
@@ -483,7 +483,7 @@ func (s *Server) renderLogoutConfirm(w http.ResponseWriter, r *http.Request, sso
 		}
 	}
 	if id := r.Form.Get("client_id"); id != "" {
-		d.ClientName = s.clientName(r.Context(), id)
+		d.ClientName = s.clients.Name(r.Context(), id)
 	}
 	s.pages.Render(w, http.StatusOK, "logout", d)
 }
@@ -595,7 +595,7 @@ const (
 	endSessionPath = "/end_session"
 )
 
-var browserRoutes = map[string]bool{authorizePath: true, callbackPath: true, endSessionPath: true}
+var browserRoutes = map[string]bool{authorizePath: true, login.CallbackPath: true, endSessionPath: true}
 
 // corsAllowed admits registered client origins on the API endpoints only.
 func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {
@@ -648,6 +648,19 @@ func (c *clientCache) get(ctx context.Context, id string) (storage.Client, error
 	c.byID[id] = cachedClient{c: cl, err: err, expiry: now.Add(clientCacheTTL)}
 	c.mu.Unlock()
 	return cl, err
+}
+
+// Name is the client's display name: its name, or its id when it has
+// none; "" for an unknown client (login.ClientNames).
+func (c *clientCache) Name(ctx context.Context, id string) string {
+	cl, err := c.get(ctx, id)
+	if err != nil {
+		return ""
+	}
+	if cl.Name != "" {
+		return cl.Name
+	}
+	return cl.ID
 }
 
 func (c *clientCache) originAllowed(ctx context.Context, origin string) bool {

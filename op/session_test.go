@@ -50,22 +50,22 @@ func TestSessionRechecksAccount(t *testing.T) {
 		return srv
 	}
 	srv, hidden := open(st), open(noTOTPStore{st})
-	session := func(cookie string, authTime time.Time) context.Context {
+	session := func(cookie string, authTime time.Time) string {
 		sess := storage.Session{IDHash: secret.Hash(cookie), UserID: cu.ID, AuthTime: authTime,
 			CreatedAt: authTime, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
 		if err := st.CreateSession(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
-		return context.WithValue(ctx, reqInfoKey, &reqInfo{ssoCookie: cookie})
+		return cookie
 	}
 	req := &storage.AuthRequest{ID: "x"}
-	if _, ok := srv.usableSession(session("fresh", cred.CreatedAt.Add(time.Minute)), req); !ok {
+	if _, ok := srv.login.UsableSession(ctx, session("fresh", cred.CreatedAt.Add(time.Minute)), req); !ok {
 		t.Error("a session opened with the current authenticator is refused")
 	}
-	if _, ok := srv.usableSession(session("older", cred.CreatedAt.Add(-time.Minute)), req); ok {
+	if _, ok := srv.login.UsableSession(ctx, session("older", cred.CreatedAt.Add(-time.Minute)), req); ok {
 		t.Error("a session older than the current authenticator satisfies a request")
 	}
-	if _, ok := hidden.usableSession(session("gone", cred.CreatedAt.Add(time.Minute)), req); ok {
+	if _, ok := hidden.login.UsableSession(ctx, session("gone", cred.CreatedAt.Add(time.Minute)), req); ok {
 		t.Error("a session of an account without an authenticator satisfies a request")
 	}
 }

@@ -2,7 +2,8 @@
 // six digits, 30 s steps, for authenticator-app compatibility), the
 // accepted window (the current and the previous step, never a future one:
 // docs/THREAT-MODEL.md R-T2), what people type normalised, and new
-// secrets with their provisioning keys (160 bits: R-T3). Replay and the
+// secrets with their provisioning keys (160 bits: R-T3), and the recovery
+// codes that stand in for a code (recovery.go, R-S4). Replay and the
 // attempt guard are the store's (rule 6, rule 3).
 package totp
 

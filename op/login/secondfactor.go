@@ -1,4 +1,4 @@
-package op
+package login
 
 import (
 	"context"
@@ -42,34 +42,34 @@ type secondForm struct {
 // one TOTP counter (docs/THREAT-MODEL.md rule 3, R-A8). It answers the request itself and
 // returns false when a check fails; a malformed value is answered by
 // render with 400 and counts nothing.
-func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
+func (h *Handler) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
 	ctx := r.Context()
-	a, flowSecret, err := s.loadFlow(r)
+	a, flowSecret, err := h.loadFlow(r)
 	if err != nil {
-		s.pages.Fail(w, r, err)
+		h.pages.Fail(w, r, err)
 		return secondStep{}, false
 	}
 	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrollment && a.Stage == storage.StageEnrolled
 	if !stageOK || a.UserID == "" {
-		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false
 	}
-	enrolled, err := s.hasTOTP(ctx, a.UserID)
+	enrolled, err := h.hasTOTP(ctx, a.UserID)
 	if err != nil {
-		s.pages.Fail(w, r, pages.Internal("totp lookup", err))
+		h.pages.Fail(w, r, pages.Internal("totp lookup", err))
 		return secondStep{}, false
 	}
 	switch {
 	case f.enrolls && !enrolled:
-		if closed, err := s.refuseClosedEnrollment(w, r, &a); err != nil || closed {
+		if closed, err := h.refuseClosedEnrollment(w, r, &a); err != nil || closed {
 			return secondStep{}, false
 		}
 	case !f.enrolls && !enrolled:
 		// No confirmed authenticator (never enrolled, or reset): nothing
 		// for a code to prove or a recovery code to stand in for. The
 		// login page enrolls, or says the enrollment window closed.
-		s.trail.Event(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
-		http.Redirect(w, r, s.loginURL(a.ID), http.StatusSeeOther)
+		h.trail.Event(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
 		return secondStep{}, false
 	}
 	value, ok := f.normalize(r.PostFormValue(f.field))
@@ -77,14 +77,14 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 		f.render(&a, flowSecret, http.StatusBadRequest, f.badMsg)
 		return secondStep{}, false
 	}
-	claim, err := s.guard.Claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
+	claim, err := h.guard.Claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
-		s.pages.Fail(w, r, pages.Internal(f.kind+" claim", err))
+		h.pages.Fail(w, r, pages.Internal(f.kind+" claim", err))
 		return secondStep{}, false
 	}
 	if !claim.Allowed {
-		s.metrics.Attempt(f.kind, "locked")
-		s.pages.Locked(w, claim.RetryAfter, claim.HardLocked, s.cfg.now(), s.appErrorURL(&a, "access_denied", "too many failed attempts"))
+		h.metrics.Attempt(f.kind, "locked")
+		h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
 		return secondStep{}, false
 	}
 	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, true
@@ -93,34 +93,34 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, f seco
 // loginCompleted finishes a login whose request the store has just moved
 // to done: audit, a renewed flow cookie (docs/THREAT-MODEL.md R-W2), an
 // SSO session, the remembered device. The caller answers on success.
-func (s *Server) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) error {
+func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *http.Request, st *secondStep, amr []string, now time.Time) error {
 	a := &st.a
-	a.AMR, a.ACR = amr, s.cfg.ACR
-	if _, err := s.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
+	a.AMR, a.ACR = amr, h.cfg.ACR
+	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
 		return &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgOtherBrowser, What: "renew flow cookie"}
 	}
-	if err := s.openSession(ctx, w, a, now); err != nil {
+	if err := h.openSession(w, r, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page
 		// retries opening it.
 		return pages.Internal("open sso session", err)
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (devices.go).
-	s.guard.RememberDevice(ctx, w, r, a.UserID, now)
-	s.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
+	h.guard.RememberDevice(ctx, w, r, a.UserID, now)
+	h.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return nil
 }
 
 // checkCode evaluates a TOTP code against secret on the server's clock. On
 // a mismatch it audits the failure (already counted by the claim) and
 // re-renders the form with 401.
-func (s *Server) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
+func (h *Handler) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
 	failEvent string, render func(*storage.AuthRequest, string, int, string)) (int64, bool) {
 	step, match := totp.Match(secret, st.value, now)
-	s.metrics.Attempt("totp", "evaluated")
+	h.metrics.Attempt("totp", "evaluated")
 	if !match {
-		s.metrics.Attempt("totp", "failed")
-		s.guard.Failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
+		h.metrics.Attempt("totp", "failed")
+		h.guard.Failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
 		render(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 	}
 	return step, match

@@ -1,0 +1,146 @@
+package login
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"time"
+
+	"github.com/totp-idp/idp/op/secret"
+	"github.com/totp-idp/idp/storage"
+)
+
+// SSOCookieName is the SSO session cookie's name.
+func (h *Handler) SSOCookieName() string { return h.cookies.Name("idp_session") }
+
+// ssoCookie is the SSO cookie r carries ("" when none).
+func (h *Handler) ssoCookie(r *http.Request) string {
+	if c, err := r.Cookie(h.SSOCookieName()); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// flowCookieName is per auth request, so several sign-ins in several tabs
+// each keep their own binding.
+func (h *Handler) flowCookieName(authReqID string) string {
+	short := authReqID
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	return h.cookies.Name("idp_flow_" + short)
+}
+
+// BindFlow sets a new auth request's flow cookie, holding the secret its
+// binding hash was made from, on the /authorize answer
+// (docs/THREAT-MODEL.md rule 7).
+func (h *Handler) BindFlow(w http.ResponseWriter, id, secret string) {
+	h.cookies.Set(w, h.flowCookieName(id), secret, h.cfg.AuthRequestLifetime)
+}
+
+// BoundToBrowser reports whether r carries the cookie the auth request was
+// bound to (docs/THREAT-MODEL.md rule 7).
+func (h *Handler) BoundToBrowser(r *http.Request, a *storage.AuthRequest) bool {
+	if len(a.BindingHash) == 0 {
+		return false
+	}
+	c, err := r.Cookie(h.flowCookieName(a.ID))
+	if err != nil || c.Value == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare(secret.Hash(c.Value), a.BindingHash) == 1
+}
+
+// CSRFToken is the per-flow form token: an HMAC of the flow id under the
+// browser-binding secret, so it is valid only with that browser's cookie.
+func CSRFToken(flowSecret, authReqID string) string {
+	m := hmac.New(sha256.New, []byte(flowSecret))
+	m.Write([]byte("csrf:" + authReqID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (h *Handler) csrfValid(r *http.Request, a *storage.AuthRequest) bool {
+	c, err := r.Cookie(h.flowCookieName(a.ID))
+	if err != nil {
+		return false
+	}
+	want := CSRFToken(c.Value, a.ID)
+	return subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(want)) == 1
+}
+
+// UsableSession returns the SSO session of cookie (the browser's SSO
+// cookie value) if it may satisfy the auth request without a new login:
+// alive, not idle too long, within max_age (prompt=login arrives as max_age=0), and of the id_token_hint's
+// subject when one was sent (OpenID Connect Core §3.1.2.1).
+func (h *Handler) UsableSession(ctx context.Context, cookie string, a *storage.AuthRequest) (storage.Session, bool) {
+	v := cookie
+	if v == "" {
+		return storage.Session{}, false
+	}
+	now := h.now()
+	sess, err := h.store.SessionByHash(ctx, secret.Hash(v), now)
+	if err != nil {
+		return storage.Session{}, false
+	}
+	if now.Sub(sess.LastSeenAt) > h.cfg.SessionIdleTimeout {
+		return storage.Session{}, false
+	}
+	if a.MaxAge != nil && now.Sub(sess.AuthTime) >= time.Duration(*a.MaxAge)*time.Second {
+		return storage.Session{}, false
+	}
+	if a.HintSubject != "" && a.HintSubject != sess.UserID {
+		return storage.Session{}, false
+	}
+	// The account is re-checked on every use: a session is worth nothing
+	// once the authenticator it was opened with is gone or replaced
+	// (reset-totp also ends sessions; this holds even if that failed).
+	cred, err := h.store.TOTPByUser(ctx, sess.UserID)
+	if err != nil || !cred.Confirmed || cred.CreatedAt.After(sess.AuthTime) {
+		return storage.Session{}, false
+	}
+	return sess, true
+}
+
+// openSession starts an SSO session after a full login, links the auth
+// request to it (its tokens end with it at logout) and sets its cookie.
+func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, now time.Time) error {
+	ctx := r.Context()
+	v := secret.New(32)
+	sess := storage.Session{
+		IDHash: secret.Hash(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(h.cfg.SessionLifetime),
+	}
+	if err := h.store.CreateSession(ctx, sess); err != nil {
+		return err
+	}
+	if err := h.store.LinkSession(ctx, a.ID, sess.IDHash); err != nil {
+		return err
+	}
+	a.SessionHash = sess.IDHash
+	// The previous session of this browser, if any, ends here; the same
+	// user's tokens from it move to the new one, so this browser's logout
+	// still reaches them.
+	if old := h.ssoCookie(r); old != "" {
+		if err := h.store.ReplaceSession(ctx, secret.Hash(old), sess.IDHash, now); err != nil {
+			h.log.WarnContext(ctx, "replace previous session", "err", err)
+		}
+	}
+	h.cookies.Set(w, h.SSOCookieName(), v, h.cfg.SessionLifetime)
+	return nil
+}
+
+// renewFlowCookie gives the flow a new binding secret after a completed
+// step (ASVS session renewal, docs/THREAT-MODEL.md R-W2): the old cookie value
+// stops working server-side at once.
+func (h *Handler) renewFlowCookie(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, oldSecret string) (string, error) {
+	fresh := secret.New(32)
+	if err := h.store.RebindAuthRequest(ctx, a.ID, secret.Hash(oldSecret), secret.Hash(fresh)); err != nil {
+		return "", err
+	}
+	a.BindingHash = secret.Hash(fresh)
+	h.cookies.Set(w, h.flowCookieName(a.ID), fresh, h.cfg.AuthRequestLifetime)
+	return fresh, nil
+}

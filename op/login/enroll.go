@@ -1,0 +1,270 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"html/template"
+	"image/png"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pquerna/otp"
+
+	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
+)
+
+// amrPasswordRecovery is the amr of a login finished with a recovery code:
+// a password and a look-up secret, two factors, but no OTP device.
+var amrPasswordRecovery = []string{"pwd", "rc", "mfa"}
+
+// hasTOTP reports whether the user has a confirmed authenticator.
+func (h *Handler) hasTOTP(ctx context.Context, userID string) (bool, error) {
+	c, err := h.store.TOTPByUser(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return c.Confirmed, nil
+}
+
+// pendingSecret returns the request's pending enrollment secret, creating
+// one on first use. The secret is not regenerated while the flow lives
+// (other products' hole: a new secret behind a pending challenge).
+func (h *Handler) pendingSecret(ctx context.Context, a *storage.AuthRequest) ([]byte, error) {
+	if a.PendingTOTP != nil {
+		if secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP); err == nil {
+			return secret, nil
+		}
+	}
+	secret, err := totp.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := h.sealer.Seal(ctx, seal.AADPendingTOTP(a.ID), secret)
+	if err != nil {
+		return nil, err
+	}
+	// replace only a value that did not open (sealed under a lost key).
+	replace := a.PendingTOTP != nil
+	err = h.store.SetPendingTOTP(ctx, a.ID, a.UserID, sealed, replace, h.now())
+	if errors.Is(err, storage.ErrWrongState) && !replace {
+		// Another tab was first: use its secret.
+		fresh, err := h.store.AuthRequestByID(ctx, a.ID, h.now())
+		if err != nil || fresh.PendingTOTP == nil {
+			return nil, storage.ErrWrongState
+		}
+		return h.sealer.Open(seal.AADPendingTOTP(a.ID), fresh.PendingTOTP)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.PendingTOTP = sealed
+	return secret, nil
+}
+
+func (h *Handler) totpKey(ctx context.Context, userID string, secret []byte) (*otp.Key, error) {
+	u, err := h.store.UserByID(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return totp.Key(h.cfg.Product, u.Username, secret)
+}
+
+func groupSecret(b32 string) string {
+	var parts []string
+	for i := 0; i < len(b32); i += 4 {
+		parts = append(parts, b32[i:min(i+4, len(b32))])
+	}
+	return strings.Join(parts, " ")
+}
+
+// renderEnroll shows the enrollment page: only reachable in password_ok,
+// that is after a correct password in this very flow (docs/THREAT-MODEL.md R-T4).
+func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	ctx := r.Context()
+	secret, err := h.pendingSecret(ctx, a)
+	if err != nil {
+		h.pages.Fail(w, r, pages.Internal("pending totp", err))
+		return
+	}
+	key, err := h.totpKey(ctx, a.UserID, secret)
+	if err != nil {
+		h.pages.Fail(w, r, pages.Internal("totp key", err))
+		return
+	}
+	h.pages.Render(w, status, "enroll", pages.Data{
+		Title: "title.enroll", ClientName: h.clients.Name(ctx, a.ClientID), ID: a.ID,
+		CSRF: CSRFToken(flowSecret, a.ID), Error: msg,
+		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
+	})
+}
+
+// enrollQR serves the QR code as a PNG rendered here: no external service
+// ever sees the secret.
+func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, err := h.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), h.now())
+	if err != nil || !h.BoundToBrowser(r, &a) || a.Stage != storage.StagePasswordOK || a.PendingTOTP == nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if u, err := h.store.UserByID(ctx, a.UserID); err != nil || h.enrollmentClosed(u, h.now()) {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
+	if err != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	key, err := h.totpKey(ctx, a.UserID, secret)
+	if err != nil {
+		h.pages.Fail(w, r, pages.Internal("totp key", err))
+		return
+	}
+	img, err := key.Image(200, 200)
+	if err != nil {
+		h.pages.Fail(w, r, pages.Internal("qr image", err))
+		return
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		h.pages.Fail(w, r, pages.Internal("qr png", err))
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// enrollStep confirms the pending secret with a code from it. Attempts go
+// through the guard like any TOTP attempt; the code's step is consumed.
+// Confirming does not finish the login: the authenticator was bound on the
+// strength of the password alone, so the request moves to enrolled and
+// completes only through the TOTP step, with a code of a later time step
+// (docs/THREAT-MODEL.md rule 7).
+func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
+		h.renderEnroll(w, r, a, secret, status, msg)
+	}
+	st, ok := h.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
+		normalize: totp.Normalize, render: render, enrolls: true})
+	if !ok {
+		return nil
+	}
+	a := &st.a
+	if a.PendingTOTP == nil {
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
+	if err != nil {
+		return pages.Internal("open pending totp", err)
+	}
+	now := h.now()
+	step, match := h.checkCode(ctx, &st, secret, now, "enrollment_failed", render)
+	if !match {
+		return nil
+	}
+	sealed, err := h.sealer.Seal(ctx, seal.AADTOTP(a.UserID), secret)
+	if err != nil {
+		return pages.Internal("seal totp", err)
+	}
+	codes, hashes, err := totp.NewRecoveryCodes()
+	if err != nil {
+		return pages.Internal("recovery codes", err)
+	}
+	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
+	if err := h.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
+		if errors.Is(err, storage.ErrWrongState) {
+			http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+			return nil
+		}
+		return pages.Internal("confirm enrollment", err)
+	}
+	h.metrics.Attempt("totp", "ok")
+	h.trail.Event(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
+	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
+		h.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
+		return nil
+	}
+	text := strings.Join(codes, "\n") + "\n"
+	h.pages.Render(w, http.StatusOK, "codes", pages.Data{
+		Title: "title.codes", ClientName: h.clients.Name(ctx, a.ClientID), Codes: codes,
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: URL(a.ID),
+	})
+	return nil
+}
+
+// recoveryPage shows the recovery-code form at the TOTP step.
+func (h *Handler) recoveryPage(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	a, flowSecret, err := h.boundFlow(r, r.URL.Query().Get("id"), pages.MsgStartedElsewhere)
+	if err != nil {
+		return err
+	}
+	if a.Stage != storage.StagePasswordOK {
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	if enrolled, err := h.hasTOTP(ctx, a.UserID); err != nil || !enrolled {
+		// A recovery code stands in for a confirmed authenticator.
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	h.renderRecovery(w, r, &a, flowSecret, http.StatusOK, "")
+	return nil
+}
+
+func (h *Handler) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	h.pages.Render(w, status, "recovery", pages.Data{
+		Title: "title.recovery", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: CSRFToken(flowSecret, a.ID), Error: msg, BackURL: URL(a.ID),
+	})
+}
+
+// recoveryStep accepts a recovery code instead of a TOTP code. A wrong code
+// counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
+func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	st, ok := h.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery,
+		normalize: totp.NormalizeRecoveryCode, render: func(a *storage.AuthRequest, secret string, status int, msg string) {
+			h.renderRecovery(w, r, a, secret, status, msg)
+		}})
+	if !ok {
+		return nil
+	}
+	a := &st.a
+	now := h.now()
+	left, err := h.store.CompleteRecovery(ctx, a.ID, a.UserID, totp.RecoveryHash(st.value), now, amrPasswordRecovery, h.cfg.ACR)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		h.metrics.Attempt("recovery", "failed")
+		h.guard.Failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
+		h.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
+		return nil
+	case errors.Is(err, storage.ErrWrongState):
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	case err != nil:
+		return pages.Internal("complete recovery", err)
+	}
+	h.metrics.Attempt("recovery", "ok")
+	h.trail.Event(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+strconv.Itoa(left))
+	if err := h.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now); err != nil {
+		return err
+	}
+	h.pages.Render(w, http.StatusOK, "recovered", pages.Data{
+		Title: "title.recovered", ClientName: h.clients.Name(ctx, a.ClientID), Left: left, ContinueURL: h.callbackURL(a.ID),
+	})
+	return nil
+}

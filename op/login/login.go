@@ -1,0 +1,360 @@
+package login
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
+)
+
+// amrPasswordTOTP is the RFC 8176 amr of a password + TOTP login.
+var amrPasswordTOTP = []string{"pwd", "otp", "mfa"}
+
+// Mount registers the login UI, everything under Path, on mux.
+// State-changing requests pass Go's cross-origin protection
+// (Sec-Fetch-Site / Origin) and a per-flow token bound to the browser's
+// flow cookie (docs/THREAT-MODEL.md R-W1).
+func (h *Handler) Mount(mux *http.ServeMux) { mux.Handle(Path, h.routes()) }
+
+func (h *Handler) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login/{$}", h.pages.Handle(h.loginPage))
+	mux.HandleFunc("POST /login/password", h.pages.Handle(h.passwordStep))
+	mux.HandleFunc("POST /login/totp", h.pages.Handle(h.codeStep))
+	mux.HandleFunc("GET /login/enroll/qr.png", h.enrollQR)
+	mux.HandleFunc("POST /login/enroll", h.pages.Handle(h.enrollStep))
+	mux.HandleFunc("GET /login/recovery", h.pages.Handle(h.recoveryPage))
+	mux.HandleFunc("POST /login/recovery", h.pages.Handle(h.recoveryStep))
+	mux.HandleFunc("GET /login/static/style.css", h.pages.ServeCSS)
+	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
+		h.pages.Render(w, http.StatusOK, "loggedout", pages.Data{Title: "title.loggedout"})
+	})
+	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
+		h.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
+	})
+	var next http.Handler = mux
+	if h.ipLimit != nil {
+		next = h.limitPosts(mux)
+	}
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.pages.Error(w, http.StatusForbidden, pages.MsgForgery, "")
+	}))
+	return cop.Handler(next)
+}
+
+// limitPosts applies the optional per-address limit to login form posts.
+func (h *Handler) limitPosts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			ip := httpx.RequestFrom(r.Context()).IP
+			if ok, wait := h.ipLimit.Allow(ip, h.now()); !ok {
+				h.metrics.Inc("idp_login_ip_limited_total", "")
+				h.pages.Limited(w, wait, h.now())
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) callbackURL(id string) string {
+	return h.cfg.Issuer + CallbackPath + "?id=" + url.QueryEscape(id)
+}
+
+// URL is the login page of auth request id.
+func URL(id string) string { return Path + "?id=" + url.QueryEscape(id) }
+
+// loginPage shows the step the auth request is at. The request was bound
+// at /authorize to the browser that called it; any other browser gets a
+// page saying so and nothing else (docs/THREAT-MODEL.md rule 7).
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	a, flowSecret, err := h.boundFlow(r, r.URL.Query().Get("id"), pages.MsgStartedElsewhere)
+	if err != nil {
+		return err
+	}
+	switch a.Stage {
+	case storage.StageDone:
+		if len(a.SessionHash) == 0 {
+			// The completing step stopped before it opened the SSO
+			// session (a database error): open it now, in the browser
+			// the request is bound to.
+			if err := h.openSession(w, r, &a, h.now()); err != nil {
+				return pages.Internal("open sso session", err)
+			}
+		}
+		http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
+		return nil
+	case storage.StageEnrolled:
+		h.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		return nil
+	case storage.StagePasswordOK:
+		enrolled, err := h.hasTOTP(ctx, a.UserID)
+		if err != nil {
+			return pages.Internal("totp lookup", err)
+		}
+		if !enrolled {
+			// The flow may have passed the password step before the
+			// enrollment window closed.
+			if closed, err := h.refuseClosedEnrollment(w, r, &a); err != nil || closed {
+				return nil
+			}
+			h.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
+			return nil
+		}
+		h.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		return nil
+	}
+	// A live SSO session may satisfy the request without any page.
+	if sess, ok := h.UsableSession(ctx, h.ssoCookie(r), &a); ok {
+		if err := h.store.CompleteFromSession(ctx, a.ID, sess); err == nil {
+			_ = h.store.TouchSession(ctx, sess.IDHash, h.now())
+			h.trail.Event(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
+			http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
+			return nil
+		}
+	}
+	if slices.Contains(a.Prompt, oidc.PromptNone) {
+		h.redirectError(w, r, &a, oidc.ErrLoginRequired())
+		return nil
+	}
+	h.renderPassword(w, r, &a, flowSecret, http.StatusOK, a.LoginHint, "")
+	return nil
+}
+
+// redirectError sends an OAuth error to the client's (already validated)
+// redirect URI.
+func (h *Handler) redirectError(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, e *oidc.Error) {
+	http.Redirect(w, r, h.AppErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
+}
+
+func (h *Handler) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
+	h.pages.Render(w, status, "password", pages.Data{
+		Title: "title.signin", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: CSRFToken(flowSecret, a.ID), Username: username, Error: msg,
+	})
+}
+
+func (h *Handler) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+	h.pages.Render(w, status, "totp", pages.Data{
+		Title: "title.code", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
+		CSRF: CSRFToken(flowSecret, a.ID), Error: msg, AfterEnroll: a.Stage == storage.StageEnrolled,
+	})
+}
+
+// boundFlow reads auth request id and checks that r comes from the
+// browser it was bound to at /authorize (docs/THREAT-MODEL.md rule 7). It
+// returns the request and the flow cookie's secret, or answers r itself: a
+// link problem page, or 403 with a binding_mismatch audit row. Every page
+// and form of a flow loads it here, so none can skip the check or its
+// audit. refusal is the message of the 403: a page says where the
+// sign-in was started, a form also that it may have moved on.
+func (h *Handler) boundFlow(r *http.Request, id, refusal string) (storage.AuthRequest, string, error) {
+	a, err := h.store.AuthRequestByID(r.Context(), id, h.now())
+	if err != nil {
+		return a, "", h.LinkError(r, id)
+	}
+	if !h.BoundToBrowser(r, &a) {
+		h.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
+		return a, "", &pages.Error{Status: http.StatusForbidden, Msg: refusal, What: "binding mismatch"}
+	}
+	c, _ := r.Cookie(h.flowCookieName(a.ID))
+	return a, c.Value, nil
+}
+
+// loadFlow is boundFlow for a posted form, which must also carry the
+// flow's form token (R-W1).
+func (h *Handler) loadFlow(r *http.Request) (storage.AuthRequest, string, error) {
+	if err := r.ParseForm(); err != nil {
+		return storage.AuthRequest{}, "", &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgUnreadable, What: "unreadable form"}
+	}
+	a, flowSecret, err := h.boundFlow(r, r.PostFormValue("id"), pages.MsgOtherBrowser)
+	if err != nil {
+		return a, "", err
+	}
+	if !h.csrfValid(r, &a) {
+		h.trail.Event(r.Context(), "csrf_rejected", a.UserID, "", a.ClientID, r.URL.Path)
+		return a, "", &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgForgery, What: "form token", Back: URL(a.ID)}
+	}
+	return a, flowSecret, nil
+}
+
+// passwordStep verifies the first factor. It never completes a login: on
+// success the request moves to password_ok and the browser to the TOTP
+// page (docs/THREAT-MODEL.md rule 7).
+func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	a, flowSecret, err := h.loadFlow(r)
+	if err != nil {
+		return err
+	}
+	if a.Stage == storage.StageDone {
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	rawUser := r.PostFormValue("username")
+	typed := r.PostFormValue("password")
+	username, err := storage.CanonicalUsername(rawUser)
+	if err != nil {
+		h.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", pages.MsgNoUsername)
+		return nil
+	}
+	if len(typed) > password.MaxBytes {
+		h.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, pages.MsgLongPassword)
+		return nil
+	}
+	// The hashing slot before the claim: a claim is counted before its
+	// answer is known, and a right password gives it back only afterwards
+	// (storage.LockPolicy.Succeeded). Waiting for hashing capacity first
+	// keeps that window to one hash, however long the queue an attacker
+	// builds with made-up names (docs/THREAT-MODEL.md rule 3).
+	slot, err := h.hasher.Reserve(ctx)
+	if err != nil {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, URL(a.ID))
+		return nil
+	}
+	defer slot.Release()
+	u, err := h.store.UserByUsername(ctx, username)
+	if errors.Is(err, storage.ErrNotFound) {
+		// An unknown name is counted and locked like an account (docs/THREAT-MODEL.md R-W5),
+		// costs the same hash and gets the same answer (docs/THREAT-MODEL.md rule 11).
+		claim, key, err := h.guard.ClaimUnknown(ctx, username, a.ClientID)
+		if err != nil {
+			return pages.Internal("unknown user claim", err)
+		}
+		if !claim.Allowed {
+			h.metrics.Attempt("password", "locked")
+			h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
+			return nil
+		}
+		if _, err := slot.Verify("", typed); err != nil {
+			return pages.Internal("password verify", err)
+		}
+		slot.Release()
+		h.metrics.Attempt("password", "failed")
+		h.guard.Failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
+		h.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
+		return nil
+	}
+	if err != nil {
+		return pages.Internal("user lookup", err)
+	}
+	claim, counter, err := h.guard.ClaimPassword(ctx, w, r, u, a.ClientID)
+	if err != nil {
+		return pages.Internal("password claim", err)
+	}
+	if !claim.Allowed {
+		h.metrics.Attempt("password", "locked")
+		h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
+		return nil
+	}
+	match, err := slot.Verify(u.PasswordHash, typed)
+	slot.Release()
+	if err != nil {
+		return pages.Internal("password verify", err)
+	}
+	if !match {
+		h.metrics.Attempt("password", "failed")
+		h.guard.Failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.Note())
+		h.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
+		return nil
+	}
+	now := h.now()
+	if err := h.guard.PasswordSucceeded(ctx, u.ID, claim, counter); err != nil {
+		return pages.Internal("password success", err)
+	}
+	// An account waiting for enrollment is password-only: that is allowed
+	// only within Config.EnrollWithin of it being put in that state.
+	enrolled, err := h.hasTOTP(ctx, u.ID)
+	if err != nil {
+		return pages.Internal("totp lookup", err)
+	}
+	if !enrolled && h.refuseIfEnrollmentClosed(ctx, w, &a, u) {
+		return nil
+	}
+	if err := h.store.PasswordVerified(ctx, a.ID, u.ID, now); err != nil {
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	h.metrics.Attempt("password", "ok")
+	h.trail.Event(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
+	if _, err := h.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
+		h.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
+		return nil
+	}
+	if h.hasher.NeedsRehash(u.PasswordHash) {
+		if hash, err := h.hasher.Hash(ctx, typed); err == nil {
+			if err := h.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+				h.log.WarnContext(ctx, "password rehash", "err", err)
+			}
+		}
+	}
+	http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+	return nil
+}
+
+// codeStep verifies the second factor. The account is the one the password
+// step recorded server-side, never a form field (docs/THREAT-MODEL.md R-T5). Only here does an
+// auth request become done.
+func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
+		h.renderTOTP(w, r, a, secret, status, msg)
+	}
+	st, ok := h.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
+		normalize: totp.Normalize, render: render, afterEnrollment: true})
+	if !ok {
+		return nil
+	}
+	a := &st.a
+	cred, err := h.store.TOTPByUser(ctx, a.UserID)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
+		// Reset by an operator since the check: the login page enrolls.
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	}
+	if err != nil {
+		return pages.Internal("totp lookup", err)
+	}
+	secret, err := h.sealer.Open(seal.AADTOTP(a.UserID), cred.Secret)
+	if err != nil {
+		return pages.Internal("open totp secret", err)
+	}
+	now := h.now()
+	step, match := h.checkCode(ctx, &st, secret, now, "totp_failed", render)
+	if !match {
+		return nil
+	}
+	err = h.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, h.cfg.ACR)
+	switch {
+	case errors.Is(err, storage.ErrReplay):
+		// RFC 6238 §5.2: a code is accepted once; the claim already
+		// counted this attempt as a failure.
+		h.metrics.Attempt("totp", "replay")
+		h.guard.Failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
+		h.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
+		return nil
+	case errors.Is(err, storage.ErrWrongState):
+		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
+		return nil
+	case err != nil:
+		return pages.Internal("complete totp", err)
+	}
+	h.metrics.Attempt("totp", "ok")
+	h.trail.Event(ctx, "totp_ok", a.UserID, "", a.ClientID, "")
+	if err := h.loginCompleted(ctx, w, r, &st, amrPasswordTOTP, now); err != nil {
+		return err
+	}
+	http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
+	return nil
+}
