@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 
@@ -46,7 +47,7 @@ type testEnv struct {
 	srv   *Server
 	ts    *httptest.Server
 	store *sqlite.Store
-	admin *Admin
+	admin *admin.Admin
 	// annSecret is ann's TOTP secret (base32, from her provisioning URI).
 	annSecret string
 }
@@ -72,9 +73,9 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	if mod != nil {
 		mod(&cfg)
 	}
-	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
-	ann, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
+	adm := &admin.Admin{Store: st, Sealer: sealer, Product: "t"}
+	adm.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
+	ann, err := adm.AddUser(ctx, admin.NewUser{Username: "ann", Password: "correct horse"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.AddClient(ctx, NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
+	if _, err := adm.AddClient(ctx, admin.NewClient{ID: "app", RedirectURIs: []string{"https://rp.example/cb"}, Secret: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	var provStore storage.Store = st
@@ -96,7 +97,7 @@ func newTestEnvOn(t testing.TB, mod func(*Config), wrap func(storage.Store) stor
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &testEnv{srv: srv, ts: ts, store: st, admin: admin, annSecret: uri.Query().Get("secret")}
+	return &testEnv{srv: srv, ts: ts, store: st, admin: adm, annSecret: uri.Query().Get("secret")}
 }
 
 // browser is a cookie-keeping client that sees every redirect.

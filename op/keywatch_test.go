@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 	"github.com/totp-idp/idp/storage/sqlite"
@@ -80,7 +81,7 @@ func (f *sealerFixture) rotate(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	next := randomKey(t)
-	if _, err := (&Admin{Store: f.st, Sealer: current}).RotateSecrets(context.Background(), next); err != nil {
+	if _, err := (&admin.Admin{Store: f.st, Sealer: current}).RotateSecrets(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
 	writeTestKey(t, f.keyFile, next)

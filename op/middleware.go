@@ -39,8 +39,6 @@ func infoFrom(ctx context.Context) *reqInfo {
 	return &reqInfo{}
 }
 
-func ssoCookieFromContext(ctx context.Context) string { return infoFrom(ctx).ssoCookie }
-
 // outer wraps every request in the baseline (httpx.Baseline: request id,
 // client IP, body limit, security headers, access log, panic recovery)
 // and gives it the protocol state below, with the SSO cookie the storage

@@ -14,6 +14,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
@@ -325,7 +326,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 	if !hinted {
 		how = "confirmed on the logout page"
 	}
-	s.trail.Event(ctx, "logout", sess.UserID, "", es.ClientID, how+"; "+plural(n, "token")+" revoked")
+	s.trail.Event(ctx, "logout", sess.UserID, "", es.ClientID, how+"; "+audit.Plural(n, "token")+" revoked")
 	return es.RedirectURI, nil
 }
 

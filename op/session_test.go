@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
@@ -27,9 +28,9 @@ func (noTOTPStore) TOTPByUser(context.Context, string) (storage.TOTPCredential, 
 func TestSessionRechecksAccount(t *testing.T) {
 	ctx := context.Background()
 	st, sealer := testStore(t)
-	admin := &Admin{Store: st, Sealer: sealer, Product: "t"}
-	admin.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
-	cu, err := admin.AddUser(ctx, NewUser{Username: "ann", Password: "correct horse"})
+	adm := &admin.Admin{Store: st, Sealer: sealer, Product: "t"}
+	adm.Hasher, _ = password.NewHasher(testArgon2, 1, time.Second)
+	cu, err := adm.AddUser(ctx, admin.NewUser{Username: "ann", Password: "correct horse"})
 	if err != nil {
 		t.Fatal(err)
 	}

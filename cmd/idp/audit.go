@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -38,7 +38,7 @@ func (e *env) audit(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	if *user != "" {
-		u, err := (&op.Admin{Store: st}).UserByName(ctx, *user)
+		u, err := (&admin.Admin{Store: st}).UserByName(ctx, *user)
 		if err != nil {
 			return notFound("user", *user, err)
 		}

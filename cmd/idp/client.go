@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -46,13 +46,13 @@ func (e *env) client(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	admin := &op.Admin{Store: st}
+	adm := &admin.Admin{Store: st}
 	switch sub {
 	case "add":
 		if err := needArgs(pos, 1, "CLIENT_ID"); err != nil {
 			return err
 		}
-		c, err := admin.AddClient(ctx, op.NewClient{
+		c, err := adm.AddClient(ctx, admin.NewClient{
 			ID: pos[0], Name: name, RedirectURIs: redirects, PostLogoutRedirectURIs: logouts,
 			Public: public, PKCEOptional: pkce == "optional", Secret: secret,
 		})
@@ -114,7 +114,7 @@ func (e *env) client(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "CLIENT_ID"); err != nil {
 			return err
 		}
-		if err := admin.DeleteClient(ctx, pos[0]); err != nil {
+		if err := adm.DeleteClient(ctx, pos[0]); err != nil {
 			return notFound("client", pos[0], err)
 		}
 		fmt.Fprintf(e.stdout, "Deleted client %s.\n", printable(pos[0]))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -57,7 +58,7 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		(&op.Admin{Store: st}).Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
+		(&admin.Admin{Store: st}).Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
 		fmt.Fprintf(e.stdout, "New signing key %s: running servers publish it in JWKS within 5 s and sign with it from %s (in %s); the current key signs until then and stays in JWKS for %s after.\n",
 			id, at.Format(time.RFC3339), *activateAfter, *retention)
 		if *activateAfter < op.JWKSMaxAge {
@@ -114,7 +115,7 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err := st.WithdrawSigningKey(ctx, kid, now()); err != nil {
 			return notFound("signing key", kid, err)
 		}
-		(&op.Admin{Store: st}).Audit(ctx, "signing_key_withdrawn", "kid "+kid)
+		(&admin.Admin{Store: st}).Audit(ctx, "signing_key_withdrawn", "kid "+kid)
 		fmt.Fprintf(e.stdout, "Withdrew signing key %s: running servers drop it from JWKS within 5 s and it signs nothing again. Relying parties that cached JWKS may still accept tokens it signed for up to %s; ID tokens it signed stop verifying everywhere after that.\n", kid, op.JWKSMaxAge)
 		return nil
 	default:

@@ -13,7 +13,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -114,14 +114,14 @@ func openStore(ctx context.Context, path string) (storage.Store, error) {
 
 // newAdmin returns the operator API over an opened store. The CLI hashes
 // passwords with the same OWASP argon2id parameters as the server.
-func newAdmin(st storage.Store, sealer *seal.Sealer, product string) (*op.Admin, error) {
+func newAdmin(st storage.Store, sealer *seal.Sealer, product string) (*admin.Admin, error) {
 	h, err := password.NewHasher(password.OWASP, 1, 0)
 	if err != nil {
 		return nil, err
 	}
 	// The audit row is the record; the CLI's log shows only problems.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return &op.Admin{Store: st, Sealer: sealer, Hasher: h, Product: product, Log: log}, nil
+	return &admin.Admin{Store: st, Sealer: sealer, Hasher: h, Product: product, Log: log}, nil
 }
 
 func needArgs(pos []string, n int, what string) error {

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
@@ -78,7 +78,7 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	if seal.KeyID(newKey) == sealer.CurrentKeyID() {
 		return errors.New("the new key is the current key")
 	}
-	n, err := (&op.Admin{Store: st, Sealer: sealer}).RotateSecrets(ctx, newKey)
+	n, err := (&admin.Admin{Store: st, Sealer: sealer}).RotateSecrets(ctx, newKey)
 	if err != nil {
 		return fmt.Errorf("rotation failed, nothing changed: %w", err)
 	}

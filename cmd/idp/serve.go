@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/storage"
 )
@@ -360,15 +361,15 @@ func (e *env) devSetup(ctx context.Context, st storage.Store, srv *op.Server, cf
 		fmt.Fprintf(e.stderr, "--dev: the database already has users or clients; nothing created.\n")
 		return nil
 	}
-	admin := &op.Admin{Store: st, Sealer: cfg.Sealer, Hasher: srv.Hasher(), Product: cfg.ProductName, Log: cfg.Logger}
-	if _, err := admin.AddClient(ctx, op.NewClient{
+	adm := &admin.Admin{Store: st, Sealer: cfg.Sealer, Hasher: srv.Hasher(), Product: cfg.ProductName, Log: cfg.Logger}
+	if _, err := adm.AddClient(ctx, admin.NewClient{
 		ID: devClientID, Name: "Demo app", Public: true,
 		RedirectURIs: []string{devRedirectURI}, PostLogoutRedirectURIs: []string{devLogoutURI},
 	}); err != nil {
 		return err
 	}
 	password := devPassword()
-	u, err := admin.AddUser(ctx, op.NewUser{Username: devUsername, Name: "Demo User", Email: "demo@example.com", Password: password})
+	u, err := adm.AddUser(ctx, admin.NewUser{Username: devUsername, Name: "Demo User", Email: "demo@example.com", Password: password})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/totp-idp/idp/op"
+	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -68,7 +69,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	admin, err := newAdmin(st, sealer, product)
+	adm, err := newAdmin(st, sealer, product)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		u, err := admin.AddUser(ctx, op.NewUser{Username: pos[0], Name: name, Email: email, EmailVerified: emailVerified, Password: pw, SkipTOTP: enrollAtLogin})
+		u, err := adm.AddUser(ctx, admin.NewUser{Username: pos[0], Name: name, Email: email, EmailVerified: emailVerified, Password: pw, SkipTOTP: enrollAtLogin})
 		if errors.Is(err, storage.ErrConflict) {
 			return fmt.Errorf("user %q already exists", pos[0])
 		}
@@ -132,7 +133,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, err := admin.UserByName(ctx, pos[0])
+		u, err := adm.UserByName(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
@@ -141,7 +142,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, err := admin.Unlock(ctx, pos[0])
+		u, err := adm.Unlock(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
@@ -151,25 +152,25 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, ended, err := admin.ResetTOTP(ctx, pos[0])
+		u, ended, err := adm.ResetTOTP(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
 		fmt.Fprintf(e.stdout, "Removed any authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password, within the server's --enroll-within (default %s) from now.\n", printable(u.Username), op.DefaultEnrollWithin)
-		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", admin.EndedText(ended))
 		return nil
 	case "recovery-codes":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, codes, ended, err := admin.RegenerateRecoveryCodes(ctx, pos[0])
-		if errors.Is(err, op.ErrNoAuthenticator) {
+		u, codes, ended, err := adm.RegenerateRecoveryCodes(ctx, pos[0])
+		if errors.Is(err, admin.ErrNoAuthenticator) {
 			return fmt.Errorf("%s has no authenticator yet: recovery codes are issued when they set one up at sign-in", pos[0])
 		}
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", printable(u.Username), op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", printable(u.Username), admin.EndedText(ended))
 		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", printable(u.Username))
 		for _, c := range codes {
 			fmt.Fprintln(e.stdout, c)
@@ -179,17 +180,17 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, ended, err := admin.DeleteUser(ctx, pos[0])
+		u, ended, err := adm.DeleteUser(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
-		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", printable(u.Username), op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", printable(u.Username), admin.EndedText(ended))
 		return nil
 	case "revoke-sessions":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
 			return err
 		}
-		u, ended, err := admin.RevokeSessions(ctx, pos[0], clientID)
+		u, ended, err := adm.RevokeSessions(ctx, pos[0], clientID)
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
@@ -197,7 +198,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if clientID != "" {
 			where = "at client " + clientID
 		}
-		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", printable(u.Username), where, op.EndedText(ended))
+		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", printable(u.Username), where, admin.EndedText(ended))
 		return nil
 	default:
 		return usageError{fmt.Sprintf("idp user: unknown subcommand %q", sub)}

@@ -1,4 +1,8 @@
-package op
+// Package admin is the operator's side: the CLI's user, client, key and
+// secret commands as methods of Admin, each audited (docs/THREAT-MODEL.md
+// rule 13) with the client address "cli". It shares the store, the sealer
+// and the password hasher with the provider, and nothing of its HTTP side.
+package admin
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/redirect"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
@@ -204,7 +209,7 @@ func (a *Admin) AddClient(ctx context.Context, nc NewClient) (CreatedClient, err
 		return CreatedClient{}, errors.New("at least one --redirect-uri is required")
 	}
 	for _, u := range append(append([]string{}, nc.RedirectURIs...), nc.PostLogoutRedirectURIs...) {
-		if err := checkRedirectURI(u, nc.Public); err != nil {
+		if err := redirect.Check(u, nc.Public); err != nil {
 			return CreatedClient{}, err
 		}
 	}

@@ -1,4 +1,4 @@
-package op
+package redirect
 
 import "testing"
 
@@ -37,8 +37,8 @@ func TestNativeRedirectMatches(t *testing.T) {
 		"http://127.0.0.1:9000/callback\x00":  false,
 		"":                                    false,
 	} {
-		if got := nativeRedirectMatches(reg, uri); got != want {
-			t.Errorf("nativeRedirectMatches(%q) = %t, want %t", uri, got, want)
+		if got := NativeMatches(reg, uri); got != want {
+			t.Errorf("NativeMatches(%q) = %t, want %t", uri, got, want)
 		}
 	}
 }

@@ -1,11 +1,11 @@
-package op
+package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
+	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
@@ -87,20 +87,9 @@ func (a *Admin) RevokeSessions(ctx context.Context, name, clientID string) (stor
 func EndedText(e storage.Ended) string { return endedText(e) }
 
 func endedText(e storage.Ended) string {
-	return plural(e.Sessions, "SSO session") + " ended, " + plural(e.Tokens, "token") + " revoked, " +
-		plural(e.SignIns, "sign-in in progress", "sign-ins in progress") + " cancelled, " +
-		plural(e.Devices, "remembered device") + " forgotten"
-}
-
-// plural says n things; the plural form is what+"s" unless given.
-func plural(n int, what string, many ...string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	if len(many) > 0 {
-		return strconv.Itoa(n) + " " + many[0]
-	}
-	return strconv.Itoa(n) + " " + what + "s"
+	return audit.Plural(e.Sessions, "SSO session") + " ended, " + audit.Plural(e.Tokens, "token") + " revoked, " +
+		audit.Plural(e.SignIns, "sign-in in progress", "sign-ins in progress") + " cancelled, " +
+		audit.Plural(e.Devices, "remembered device") + " forgotten"
 }
 
 // RotateSecrets re-seals every secret of the database under newKey in one
