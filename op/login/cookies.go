@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
@@ -131,6 +132,10 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, a *storage
 	h.cookies.Set(w, h.SSOCookieName(), v, h.cfg.SessionLifetime)
 	return nil
 }
+
+// errRenewed: the flow's binding secret changed under a step (another tab
+// of the browser completed it first); the step's answer says so.
+var errRenewed = &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgOtherBrowser, What: "renew flow cookie"}
 
 // renewFlowCookie gives the flow a new binding secret after a completed
 // step (ASVS session renewal, docs/THREAT-MODEL.md R-W2): the old cookie value

@@ -86,63 +86,59 @@ func groupSecret(b32 string) string {
 	return strings.Join(parts, " ")
 }
 
-// renderEnroll shows the enrollment page: only reachable in password_ok,
-// that is after a correct password in this very flow (docs/THREAT-MODEL.md R-T4).
-func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
+// enrollForm is the enrollment page: only reachable in password_ok, that
+// is after a correct password in this very flow (docs/THREAT-MODEL.md
+// R-T4).
+func (h *Handler) enrollForm(r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) (*pages.Form, error) {
 	ctx := r.Context()
 	secret, err := h.pendingSecret(ctx, a)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("pending totp", err))
-		return
+		return nil, pages.Internal("pending totp", err)
 	}
 	key, err := h.totpKey(ctx, a.UserID, secret)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("totp key", err))
-		return
+		return nil, pages.Internal("totp key", err)
 	}
-	h.pages.Render(w, status, "enroll", pages.Data{
+	return &pages.Form{Status: status, Page: "enroll", Data: pages.Data{
 		Title: "title.enroll", ClientName: h.clients.Name(ctx, a.ClientID), ID: a.ID,
 		CSRF: CSRFToken(flowSecret, a.ID), Error: msg,
 		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
-	})
+	}}, nil
 }
 
 // enrollQR serves the QR code as a PNG rendered here: no external service
-// ever sees the secret.
-func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
+// ever sees the secret. Anything but the bound browser of a request at
+// enrollment gets the not-found page, whatever the reason.
+func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
+	notFound := &pages.Error{Status: http.StatusNotFound, Msg: pages.MsgNotFound, What: "enrollment qr"}
 	a, err := h.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), h.now())
 	if err != nil || !h.BoundToBrowser(r, &a) || a.Stage != storage.StagePasswordOK || a.PendingTOTP == nil {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
+		return notFound
 	}
 	if u, err := h.store.UserByID(ctx, a.UserID); err != nil || h.enrollmentClosed(u, h.now()) {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
+		return notFound
 	}
 	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
+		return notFound
 	}
 	key, err := h.totpKey(ctx, a.UserID, secret)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("totp key", err))
-		return
+		return pages.Internal("totp key", err)
 	}
 	img, err := key.Image(200, 200)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("qr image", err))
-		return
+		return pages.Internal("qr image", err)
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
-		h.pages.Fail(w, r, pages.Internal("qr png", err))
-		return
+		return pages.Internal("qr png", err)
 	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(buf.Bytes())
+	return nil
 }
 
 // enrollStep confirms the pending secret with a code from it. Attempts go
@@ -153,27 +149,30 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 // (docs/THREAT-MODEL.md rule 7).
 func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
-		h.renderEnroll(w, r, a, secret, status, msg)
-	}
-	st, ok := h.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
-		normalize: totp.Normalize, render: render, enrolls: true})
-	if !ok {
-		return nil
+	form := secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode, normalize: totp.Normalize, enrolls: true,
+		form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
+			f, err := h.enrollForm(r, a, secret, status, msg)
+			if err != nil {
+				return err
+			}
+			return f
+		}}
+	st, err := h.secondFactorForm(r, form)
+	if err != nil {
+		return err
 	}
 	a := &st.a
 	if a.PendingTOTP == nil {
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
 		return pages.Internal("open pending totp", err)
 	}
 	now := h.now()
-	step, match := h.checkCode(ctx, &st, secret, now, "enrollment_failed", render)
-	if !match {
-		return nil
+	step, err := h.checkCode(ctx, &st, secret, now, "enrollment_failed", form)
+	if err != nil {
+		return err
 	}
 	sealed, err := h.sealer.Seal(ctx, seal.AADTOTP(a.UserID), secret)
 	if err != nil {
@@ -186,16 +185,14 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
 	if err := h.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
 		if errors.Is(err, storage.ErrWrongState) {
-			http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-			return nil
+			return &pages.SeeOther{URL: URL(a.ID)}
 		}
 		return pages.Internal("confirm enrollment", err)
 	}
 	h.metrics.Attempt("totp", "ok")
 	h.trail.Event(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
 	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
-		h.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
-		return nil
+		return errRenewed
 	}
 	text := strings.Join(codes, "\n") + "\n"
 	h.pages.Render(w, http.StatusOK, "codes", pages.Data{
@@ -213,35 +210,33 @@ func (h *Handler) recoveryPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if a.Stage != storage.StagePasswordOK {
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	if enrolled, err := h.hasTOTP(ctx, a.UserID); err != nil || !enrolled {
 		// A recovery code stands in for a confirmed authenticator.
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
-	h.renderRecovery(w, r, &a, flowSecret, http.StatusOK, "")
+	h.show(w, h.recoveryForm(r, &a, flowSecret, http.StatusOK, ""))
 	return nil
 }
 
-func (h *Handler) renderRecovery(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
-	h.pages.Render(w, status, "recovery", pages.Data{
+func (h *Handler) recoveryForm(r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) *pages.Form {
+	return &pages.Form{Status: status, Page: "recovery", Data: pages.Data{
 		Title: "title.recovery", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: CSRFToken(flowSecret, a.ID), Error: msg, BackURL: URL(a.ID),
-	})
+	}}
 }
 
 // recoveryStep accepts a recovery code instead of a TOTP code. A wrong code
 // counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
 func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	st, ok := h.secondFactorForm(w, r, secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery,
-		normalize: totp.NormalizeRecoveryCode, render: func(a *storage.AuthRequest, secret string, status int, msg string) {
-			h.renderRecovery(w, r, a, secret, status, msg)
+	st, err := h.secondFactorForm(r, secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery,
+		normalize: totp.NormalizeRecoveryCode, form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
+			return h.recoveryForm(r, a, secret, status, msg)
 		}})
-	if !ok {
-		return nil
+	if err != nil {
+		return err
 	}
 	a := &st.a
 	now := h.now()
@@ -250,11 +245,9 @@ func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, storage.ErrNotFound):
 		h.metrics.Attempt("recovery", "failed")
 		h.guard.Failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		h.renderRecovery(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
-		return nil
+		return h.recoveryForm(r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
 	case errors.Is(err, storage.ErrWrongState):
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	case err != nil:
 		return pages.Internal("complete recovery", err)
 	}

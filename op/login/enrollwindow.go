@@ -17,23 +17,22 @@ func (h *Handler) enrollmentClosed(u storage.User, now time.Time) bool {
 	return u.EnrollPendingSince.IsZero() || !now.Before(u.EnrollPendingSince.Add(h.cfg.EnrollWithin))
 }
 
-// refuseClosedEnrollment answers the request with the "ask your
-// administrator" page and audits it when the account of a, which has no
-// confirmed authenticator, may no longer enroll. It reports whether it
-// answered (and an error it answered with a 500 page).
-func (h *Handler) refuseClosedEnrollment(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest) (bool, error) {
+// enrollmentClosedFor is enrollmentClosedAt for the account of a, which
+// has no confirmed authenticator.
+func (h *Handler) enrollmentClosedFor(r *http.Request, a *storage.AuthRequest) error {
 	u, err := h.store.UserByID(r.Context(), a.UserID)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("user lookup", err))
-		return true, err
+		return pages.Internal("user lookup", err)
 	}
-	return h.refuseIfEnrollmentClosed(r.Context(), w, a, u), nil
+	return h.enrollmentClosedAt(r.Context(), a, u)
 }
 
-// refuseIfEnrollmentClosed is refuseClosedEnrollment for a user at hand.
-func (h *Handler) refuseIfEnrollmentClosed(ctx context.Context, w http.ResponseWriter, a *storage.AuthRequest, u storage.User) bool {
+// enrollmentClosedAt audits and returns the "ask your administrator" page
+// when u, who has no confirmed authenticator, may no longer enroll; nil
+// while the window is open.
+func (h *Handler) enrollmentClosedAt(ctx context.Context, a *storage.AuthRequest, u storage.User) error {
 	if !h.enrollmentClosed(u, h.now()) {
-		return false
+		return nil
 	}
 	since := "never recorded"
 	if !u.EnrollPendingSince.IsZero() {
@@ -41,7 +40,6 @@ func (h *Handler) refuseIfEnrollmentClosed(ctx context.Context, w http.ResponseW
 	}
 	h.metrics.Attempt("password", "enrollment_expired")
 	h.trail.Event(ctx, "enrollment_expired", u.ID, u.Username, a.ClientID, "waiting for enrollment since "+since+"; window "+h.cfg.EnrollWithin.String())
-	h.pages.ErrorFor(w, http.StatusForbidden, pages.MsgEnrollExpired,
-		h.AppErrorURL(a, "access_denied", "the account's authenticator set-up has expired"), h.clients.Name(ctx, a.ClientID))
-	return true
+	return &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgEnrollExpired, What: "enrollment window closed",
+		Back: h.AppErrorURL(a, "access_denied", "the account's authenticator set-up has expired"), Client: h.clients.Name(ctx, a.ClientID)}
 }

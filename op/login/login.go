@@ -30,7 +30,7 @@ func (h *Handler) routes() http.Handler {
 	mux.HandleFunc("GET /login/{$}", h.pages.Handle(h.loginPage))
 	mux.HandleFunc("POST /login/password", h.pages.Handle(h.passwordStep))
 	mux.HandleFunc("POST /login/totp", h.pages.Handle(h.codeStep))
-	mux.HandleFunc("GET /login/enroll/qr.png", h.enrollQR)
+	mux.HandleFunc("GET /login/enroll/qr.png", h.pages.Handle(h.enrollQR))
 	mux.HandleFunc("POST /login/enroll", h.pages.Handle(h.enrollStep))
 	mux.HandleFunc("GET /login/recovery", h.pages.Handle(h.recoveryPage))
 	mux.HandleFunc("POST /login/recovery", h.pages.Handle(h.recoveryStep))
@@ -96,7 +96,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
 		return nil
 	case storage.StageEnrolled:
-		h.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		h.show(w, h.totpForm(r, &a, flowSecret, http.StatusOK, ""))
 		return nil
 	case storage.StagePasswordOK:
 		enrolled, err := h.hasTOTP(ctx, a.UserID)
@@ -106,13 +106,17 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		if !enrolled {
 			// The flow may have passed the password step before the
 			// enrollment window closed.
-			if closed, err := h.refuseClosedEnrollment(w, r, &a); err != nil || closed {
-				return nil
+			if err := h.enrollmentClosedFor(r, &a); err != nil {
+				return err
 			}
-			h.renderEnroll(w, r, &a, flowSecret, http.StatusOK, "")
+			f, err := h.enrollForm(r, &a, flowSecret, http.StatusOK, "")
+			if err != nil {
+				return err
+			}
+			h.show(w, f)
 			return nil
 		}
-		h.renderTOTP(w, r, &a, flowSecret, http.StatusOK, "")
+		h.show(w, h.totpForm(r, &a, flowSecret, http.StatusOK, ""))
 		return nil
 	}
 	// A live SSO session may satisfy the request without any page.
@@ -128,7 +132,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		h.redirectError(w, r, &a, oidc.ErrLoginRequired())
 		return nil
 	}
-	h.renderPassword(w, r, &a, flowSecret, http.StatusOK, a.LoginHint, "")
+	h.show(w, h.passwordForm(r, &a, flowSecret, http.StatusOK, a.LoginHint, ""))
 	return nil
 }
 
@@ -138,18 +142,26 @@ func (h *Handler) redirectError(w http.ResponseWriter, r *http.Request, a *stora
 	http.Redirect(w, r, h.AppErrorURL(a, string(e.ErrorType), e.Description), http.StatusFound)
 }
 
-func (h *Handler) renderPassword(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) {
-	h.pages.Render(w, status, "password", pages.Data{
+// The forms of a flow: each is the page to show (show) or, with a message,
+// the answer to a bad or wrong value (returned as the handler's error).
+
+func (h *Handler) passwordForm(r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) *pages.Form {
+	return &pages.Form{Status: status, Page: "password", Data: pages.Data{
 		Title: "title.signin", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: CSRFToken(flowSecret, a.ID), Username: username, Error: msg,
-	})
+	}}
 }
 
-func (h *Handler) renderTOTP(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) {
-	h.pages.Render(w, status, "totp", pages.Data{
+func (h *Handler) totpForm(r *http.Request, a *storage.AuthRequest, flowSecret string, status int, msg string) *pages.Form {
+	return &pages.Form{Status: status, Page: "totp", Data: pages.Data{
 		Title: "title.code", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
 		CSRF: CSRFToken(flowSecret, a.ID), Error: msg, AfterEnroll: a.Stage == storage.StageEnrolled,
-	})
+	}}
+}
+
+// show answers with form f.
+func (h *Handler) show(w http.ResponseWriter, f *pages.Form) {
+	h.pages.Render(w, f.Status, f.Page, f.Data)
 }
 
 // boundFlow reads auth request id and checks that r comes from the
@@ -199,19 +211,16 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if a.Stage == storage.StageDone {
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	rawUser := r.PostFormValue("username")
 	typed := r.PostFormValue("password")
 	username, err := storage.CanonicalUsername(rawUser)
 	if err != nil {
-		h.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, "", pages.MsgNoUsername)
-		return nil
+		return h.passwordForm(r, &a, flowSecret, http.StatusBadRequest, "", pages.MsgNoUsername)
 	}
 	if len(typed) > password.MaxBytes {
-		h.renderPassword(w, r, &a, flowSecret, http.StatusBadRequest, rawUser, pages.MsgLongPassword)
-		return nil
+		return h.passwordForm(r, &a, flowSecret, http.StatusBadRequest, rawUser, pages.MsgLongPassword)
 	}
 	// The hashing slot before the claim: a claim is counted before its
 	// answer is known, and a right password gives it back only afterwards
@@ -234,8 +243,7 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		}
 		if !claim.Allowed {
 			h.metrics.Attempt("password", "locked")
-			h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
-			return nil
+			return h.locked(&a, claim)
 		}
 		if _, err := slot.Verify("", typed); err != nil {
 			return pages.Internal("password verify", err)
@@ -243,8 +251,7 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 		slot.Release()
 		h.metrics.Attempt("password", "failed")
 		h.guard.Failed(ctx, claim, "password_failed", "", "", a.ClientID, storage.FactorPassword, key, "counter=shared")
-		h.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
-		return nil
+		return h.passwordForm(r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 	}
 	if err != nil {
 		return pages.Internal("user lookup", err)
@@ -255,8 +262,7 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !claim.Allowed {
 		h.metrics.Attempt("password", "locked")
-		h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
-		return nil
+		return h.locked(&a, claim)
 	}
 	match, err := slot.Verify(u.PasswordHash, typed)
 	slot.Release()
@@ -266,8 +272,7 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	if !match {
 		h.metrics.Attempt("password", "failed")
 		h.guard.Failed(ctx, claim, "password_failed", u.ID, u.Username, a.ClientID, storage.FactorPassword, "", counter.Note())
-		h.renderPassword(w, r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
-		return nil
+		return h.passwordForm(r, &a, flowSecret, http.StatusUnauthorized, rawUser, pages.MsgWrongPassword)
 	}
 	now := h.now()
 	if err := h.guard.PasswordSucceeded(ctx, u.ID, claim, counter); err != nil {
@@ -279,18 +284,18 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("totp lookup", err)
 	}
-	if !enrolled && h.refuseIfEnrollmentClosed(ctx, w, &a, u) {
-		return nil
+	if !enrolled {
+		if err := h.enrollmentClosedAt(ctx, &a, u); err != nil {
+			return err
+		}
 	}
 	if err := h.store.PasswordVerified(ctx, a.ID, u.ID, now); err != nil {
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	h.metrics.Attempt("password", "ok")
 	h.trail.Event(ctx, "password_ok", u.ID, u.Username, a.ClientID, "")
 	if _, err := h.renewFlowCookie(ctx, w, &a, flowSecret); err != nil {
-		h.pages.Error(w, http.StatusForbidden, pages.MsgOtherBrowser, "")
-		return nil
+		return errRenewed
 	}
 	if h.hasher.NeedsRehash(u.PasswordHash) {
 		if hash, err := h.hasher.Hash(ctx, typed); err == nil {
@@ -308,20 +313,19 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 // auth request become done.
 func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	render := func(a *storage.AuthRequest, secret string, status int, msg string) {
-		h.renderTOTP(w, r, a, secret, status, msg)
-	}
-	st, ok := h.secondFactorForm(w, r, secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode,
-		normalize: totp.Normalize, render: render, afterEnrollment: true})
-	if !ok {
-		return nil
+	form := secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode, normalize: totp.Normalize, afterEnrollment: true,
+		form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
+			return h.totpForm(r, a, secret, status, msg)
+		}}
+	st, err := h.secondFactorForm(r, form)
+	if err != nil {
+		return err
 	}
 	a := &st.a
 	cred, err := h.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
 		// Reset by an operator since the check: the login page enrolls.
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	if err != nil {
 		return pages.Internal("totp lookup", err)
@@ -331,9 +335,9 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 		return pages.Internal("open totp secret", err)
 	}
 	now := h.now()
-	step, match := h.checkCode(ctx, &st, secret, now, "totp_failed", render)
-	if !match {
-		return nil
+	step, err := h.checkCode(ctx, &st, secret, now, "totp_failed", form)
+	if err != nil {
+		return err
 	}
 	err = h.store.CompleteTOTP(ctx, a.ID, a.UserID, step, now, amrPasswordTOTP, h.cfg.ACR)
 	switch {
@@ -342,11 +346,9 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 		// counted this attempt as a failure.
 		h.metrics.Attempt("totp", "replay")
 		h.guard.Failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		h.renderTOTP(w, r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
-		return nil
+		return h.totpForm(r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 	case errors.Is(err, storage.ErrWrongState):
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return nil
+		return &pages.SeeOther{URL: URL(a.ID)}
 	case err != nil:
 		return pages.Internal("complete totp", err)
 	}

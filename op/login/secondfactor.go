@@ -24,7 +24,9 @@ type secondStep struct {
 type secondForm struct {
 	field, kind, badMsg string
 	normalize           func(string) (string, bool)
-	render              func(*storage.AuthRequest, string, int, string)
+	// form is the form's page again with status and msg, as the answer
+	// to a bad or wrong value (a *pages.Form, or the failure to build it).
+	form func(a *storage.AuthRequest, flowSecret string, status int, msg string) error
 	// enrolls: the form binds a new authenticator (it needs an open
 	// enrollment window); otherwise it checks a code of a confirmed one or
 	// a recovery code standing in for it (it needs one).
@@ -37,57 +39,57 @@ type secondForm struct {
 
 // secondFactorForm does what every path that accepts a second factor
 // shares, in one place: the flow and its browser binding, the stage (only
-// a correct password in this flow leads here, docs/THREAT-MODEL.md R-T4/R-T5), the state of the
-// account's authenticator, the input check, and the guard's claim on the
-// one TOTP counter (docs/THREAT-MODEL.md rule 3, R-A8). It answers the request itself and
-// returns false when a check fails; a malformed value is answered by
-// render with 400 and counts nothing.
-func (h *Handler) secondFactorForm(w http.ResponseWriter, r *http.Request, f secondForm) (secondStep, bool) {
+// a correct password in this flow leads here, docs/THREAT-MODEL.md
+// R-T4/R-T5), the state of the account's authenticator, the input check,
+// and the guard's claim on the one TOTP counter (docs/THREAT-MODEL.md
+// rule 3, R-A8). When a check fails it returns the answer as an error; a
+// malformed value gets the form again with 400 and counts nothing.
+func (h *Handler) secondFactorForm(r *http.Request, f secondForm) (secondStep, error) {
 	ctx := r.Context()
 	a, flowSecret, err := h.loadFlow(r)
 	if err != nil {
-		h.pages.Fail(w, r, err)
-		return secondStep{}, false
+		return secondStep{}, err
 	}
 	stageOK := a.Stage == storage.StagePasswordOK || f.afterEnrollment && a.Stage == storage.StageEnrolled
 	if !stageOK || a.UserID == "" {
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return secondStep{}, false
+		return secondStep{}, &pages.SeeOther{URL: URL(a.ID)}
 	}
 	enrolled, err := h.hasTOTP(ctx, a.UserID)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal("totp lookup", err))
-		return secondStep{}, false
+		return secondStep{}, pages.Internal("totp lookup", err)
 	}
 	switch {
 	case f.enrolls && !enrolled:
-		if closed, err := h.refuseClosedEnrollment(w, r, &a); err != nil || closed {
-			return secondStep{}, false
+		if err := h.enrollmentClosedFor(r, &a); err != nil {
+			return secondStep{}, err
 		}
 	case !f.enrolls && !enrolled:
 		// No confirmed authenticator (never enrolled, or reset): nothing
 		// for a code to prove or a recovery code to stand in for. The
 		// login page enrolls, or says the enrollment window closed.
 		h.trail.Event(ctx, "second_factor_refused", a.UserID, "", a.ClientID, f.kind+": no confirmed authenticator")
-		http.Redirect(w, r, URL(a.ID), http.StatusSeeOther)
-		return secondStep{}, false
+		return secondStep{}, &pages.SeeOther{URL: URL(a.ID)}
 	}
 	value, ok := f.normalize(r.PostFormValue(f.field))
 	if !ok {
-		f.render(&a, flowSecret, http.StatusBadRequest, f.badMsg)
-		return secondStep{}, false
+		return secondStep{}, f.form(&a, flowSecret, http.StatusBadRequest, f.badMsg)
 	}
 	claim, err := h.guard.Claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
-		h.pages.Fail(w, r, pages.Internal(f.kind+" claim", err))
-		return secondStep{}, false
+		return secondStep{}, pages.Internal(f.kind+" claim", err)
 	}
 	if !claim.Allowed {
 		h.metrics.Attempt(f.kind, "locked")
-		h.pages.Locked(w, claim.RetryAfter, claim.HardLocked, h.now(), h.AppErrorURL(&a, "access_denied", "too many failed attempts"))
-		return secondStep{}, false
+		return secondStep{}, h.locked(&a, claim)
 	}
-	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, true
+	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, nil
+}
+
+// locked is the guard's refusal of claim, with the way back to the
+// application.
+func (h *Handler) locked(a *storage.AuthRequest, claim storage.AttemptClaim) error {
+	return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(),
+		Back: h.AppErrorURL(a, "access_denied", "too many failed attempts")}
 }
 
 // loginCompleted finishes a login whose request the store has just moved
@@ -97,7 +99,7 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 	a := &st.a
 	a.AMR, a.ACR = amr, h.cfg.ACR
 	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
-		return &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgOtherBrowser, What: "renew flow cookie"}
+		return errRenewed
 	}
 	if err := h.openSession(w, r, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page
@@ -113,15 +115,14 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 
 // checkCode evaluates a TOTP code against secret on the server's clock. On
 // a mismatch it audits the failure (already counted by the claim) and
-// re-renders the form with 401.
-func (h *Handler) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time,
-	failEvent string, render func(*storage.AuthRequest, string, int, string)) (int64, bool) {
+// returns the form again with 401.
+func (h *Handler) checkCode(ctx context.Context, st *secondStep, secret []byte, now time.Time, failEvent string, f secondForm) (int64, error) {
 	step, match := totp.Match(secret, st.value, now)
 	h.metrics.Attempt("totp", "evaluated")
 	if !match {
 		h.metrics.Attempt("totp", "failed")
 		h.guard.Failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
-		render(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
+		return step, f.form(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
 	}
-	return step, match
+	return step, nil
 }

@@ -3,6 +3,7 @@ package pages
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/totp-idp/idp/storage"
 )
@@ -40,6 +41,34 @@ func Internal(what string, err error) error {
 	return &Error{Status: http.StatusInternalServerError, Msg: MsgInternal, What: what, Cause: err}
 }
 
+// Locked is the guard's refusal: 429 with Retry-After and the lockout
+// page (docs/THREAT-MODEL.md rule 4). Hard: until an operator unlocks.
+type Locked struct {
+	Retry time.Duration
+	Hard  bool
+	Now   time.Time
+	Back  string
+}
+
+func (e *Locked) Error() string { return "locked" }
+
+// Form shows form page Page again with Data (its message says what was
+// wrong with the value sent) and Status: 400 for a malformed value, 401
+// for a wrong one.
+type Form struct {
+	Status int
+	Page   string
+	Data   Data
+}
+
+func (e *Form) Error() string { return e.Page + " form: " + e.Data.Error }
+
+// SeeOther sends the browser to URL with 303: the sign-in is at another
+// step than the form or page it asked for.
+type SeeOther struct{ URL string }
+
+func (e *SeeOther) Error() string { return "see " + e.URL }
+
 // HandlerFunc is a page handler: it answers r, or returns the failure for
 // Handle to answer.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
@@ -54,10 +83,27 @@ func (p *Pages) Handle(h HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// Fail writes err's page and logs its cause; an error that is not an
-// *Error is an internal one.
+// Fail writes err's answer: a Locked, Form or SeeOther as such, an
+// *Error as its page with its cause logged; any other error is an
+// internal one.
 func (p *Pages) Fail(w http.ResponseWriter, r *http.Request, err error) {
-	var pe *Error
+	var (
+		pe     *Error
+		locked *Locked
+		form   *Form
+		see    *SeeOther
+	)
+	switch {
+	case errors.As(err, &locked):
+		p.Locked(w, locked.Retry, locked.Hard, locked.Now, locked.Back)
+		return
+	case errors.As(err, &form):
+		p.Render(w, form.Status, form.Page, form.Data)
+		return
+	case errors.As(err, &see):
+		http.Redirect(w, r, see.URL, http.StatusSeeOther)
+		return
+	}
 	if !errors.As(err, &pe) {
 		pe = Internal("request", err).(*Error)
 	}
