@@ -140,3 +140,39 @@ func opsServeExits(t *testing.T, db string, args ...string) (string, bool) {
 	err := cmd.Run()
 	return errOut.String(), err != nil && ctx.Err() == nil
 }
+
+// TestLibraryLogLinesCarryRequestID: the protocol library logs through
+// the default logger; its lines inside a request carry that request's id
+// and address like ours, so an operator can join them to the access log
+// line and the X-Request-Id the client saw.
+func TestLibraryLogLinesCarryRequestID(t *testing.T) {
+	s := StartServer(t)
+	resp, err := http.PostForm(s.URL+"/oauth/token", map[string][]string{"grant_type": {"authorization_code"}, "code": {"nothing"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized || id == "" {
+		t.Fatalf("token request: %d, X-Request-Id %q", resp.StatusCode, id)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var lib []string
+		for _, l := range strings.Split(s.Stderr(), "\n") {
+			if strings.Contains(l, `msg="request error"`) {
+				lib = append(lib, l)
+			}
+		}
+		if len(lib) > 0 {
+			if !strings.Contains(lib[0], "request_id="+id) || !strings.Contains(lib[0], "ip=127.0.0.1") {
+				t.Fatalf("library line without the request's id %s:\n%s", id, lib[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no library log line:\n%s", s.Stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,11 +1,13 @@
 package op
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/pages"
 )
 
 // TestRouteVariantsReachNoHandler: protocolRoutes attaches each route's
@@ -32,5 +34,58 @@ func TestRouteVariantsReachNoHandler(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNoLibraryRouteBesideTheTable: what the table does not list never
+// reaches a library handler. The discovery document and the health checks
+// are ours for every method (others get 405, not the library's document,
+// which lists grants this provider does not offer); the library's device
+// authorization endpoint is not offered at all.
+func TestNoLibraryRouteBesideTheTable(t *testing.T) {
+	e := newTestEnv(t, nil)
+	do := func(m, p string) (int, http.Header, string) {
+		req, _ := http.NewRequest(m, e.ts.URL+p, strings.NewReader("client_id=app&client_secret=s&scope=openid"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := e.browser().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	for _, p := range []string{"/.well-known/openid-configuration", "/healthz", "/ready"} {
+		if status, _, body := do(http.MethodGet, p); status != http.StatusOK || strings.Contains(body, "implicit") {
+			t.Errorf("GET %s: %d %q", p, status, body)
+		}
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+			status, h, body := do(m, p)
+			if status != http.StatusMethodNotAllowed || h.Get("Allow") != "GET, HEAD" || strings.Contains(body, "grant_types_supported") {
+				t.Errorf("%s %s: %d, Allow %q, %q", m, p, status, h.Get("Allow"), body)
+			}
+		}
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if status, _, body := do(m, "/device_authorization"); status != http.StatusNotFound {
+			t.Errorf("%s /device_authorization: %d %q", m, status, body)
+		}
+	}
+}
+
+// TestEndSessionErrorPage: a logout request the library refuses (an
+// id_token_hint that does not verify) is answered with the error page,
+// not the library's JSON: end_session is a browser route.
+func TestEndSessionErrorPage(t *testing.T) {
+	e := newTestEnv(t, nil)
+	resp, err := e.browser().Get(e.ts.URL + "/end_session?id_token_hint=garbage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(string(b), e.srv.pages.Text(pages.MsgBadLogout)) || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("%d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 }

@@ -141,13 +141,17 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+	// The discovery document and the health checks are ours for every
+	// method, so that the library's own (which lists grants this provider
+	// does not offer) is never reached.
+	mux.HandleFunc("/healthz", getOnly(s.healthz))
+	mux.HandleFunc("/ready", getOnly(s.healthz))
+	mux.HandleFunc("/.well-known/openid-configuration", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(discovery)
-	})
+	}))
 	s.login.Mount(mux)
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
@@ -186,14 +190,18 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 	routes := map[string]http.Handler{
 		authorizePath:       browser(s.limitAuthorize, s.authorizeBinding, s.authorizationResponseIssuer),
 		login.CallbackPath:  browser(s.callbackBinding, s.authorizationResponseIssuer),
-		endSessionPath:      browser(s.endSession),
+		endSessionPath:      chain(noStore, s.htmlErrorsAs(pages.MsgBadLogout), s.endSession),
 		"/oauth/token":      api(s.tokenClient),
 		"/revoke":           api(s.tokenClient),
 		"/oauth/introspect": api(s.tokenClient),
 		"/userinfo":         api(s.bearerErrors),
 		"/keys":             chain(jwksCache),
 	}
-	other := chain(noStore)
+	// Any other path the library routes (its device authorization
+	// endpoint: this provider offers no device grant) finds nothing.
+	other := noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}))
 	for p := range browserRoutes {
 		if routes[p] == nil {
 			panic("protocolRoutes: browser route " + p + " without its wrappers")
@@ -266,6 +274,19 @@ func (s *Server) discoveryDocument(ctx context.Context, p *provider) ([]byte, er
 	}
 	m["authorization_response_iss_parameter_supported"] = true
 	return json.Marshal(m)
+}
+
+// getOnly answers every method but GET and HEAD with 405 (RFC 9110
+// §15.5.6).
+func getOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -100,7 +100,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	slog.SetDefault(log)
+	// The protocol library logs through the default logger with the
+	// request's context: wrapped, its lines carry the request id too.
+	slog.SetDefault(slog.New(httpx.LogHandler{Handler: log.Handler()}))
 	cfg.Logger = log
 	if cfg.TrustedProxies, err = httpx.ParseCIDRs(proxies); err != nil {
 		return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
