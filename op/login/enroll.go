@@ -231,10 +231,11 @@ func (h *Handler) recoveryForm(r *http.Request, a *storage.AuthRequest, flowSecr
 // counts on the same guard counter as a wrong TOTP code (docs/THREAT-MODEL.md R-A8).
 func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	st, err := h.secondFactorForm(r, secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery,
-		normalize: totp.NormalizeRecoveryCode, form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
+	form := secondForm{field: "recovery_code", kind: "recovery", badMsg: pages.MsgBadRecovery, normalize: totp.NormalizeRecoveryCode,
+		form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
 			return h.recoveryForm(r, a, secret, status, msg)
-		}})
+		}}
+	st, err := h.secondFactorForm(r, form)
 	if err != nil {
 		return err
 	}
@@ -243,9 +244,7 @@ func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	left, err := h.store.CompleteRecovery(ctx, a.ID, a.UserID, totp.RecoveryHash(st.value), now, amrPasswordRecovery, h.cfg.ACR)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.metrics.Attempt("recovery", "failed")
-		h.guard.Failed(ctx, st.claim, "recovery_code_failed", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		return h.recoveryForm(r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongRecovery)
+		return h.rejected(ctx, &st, form, "failed", "recovery_code_failed", pages.MsgWrongRecovery)
 	case errors.Is(err, storage.ErrWrongState):
 		return &pages.SeeOther{URL: URL(a.ID)}
 	case err != nil:

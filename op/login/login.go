@@ -344,9 +344,7 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, storage.ErrReplay):
 		// RFC 6238 §5.2: a code is accepted once; the claim already
 		// counted this attempt as a failure.
-		h.metrics.Attempt("totp", "replay")
-		h.guard.Failed(ctx, st.claim, "totp_replay", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		return h.totpForm(r, a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
+		return h.rejected(ctx, &st, form, "replay", "totp_replay", pages.MsgWrongCode)
 	case errors.Is(err, storage.ErrWrongState):
 		return &pages.SeeOther{URL: URL(a.ID)}
 	case err != nil:

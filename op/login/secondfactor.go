@@ -120,9 +120,16 @@ func (h *Handler) checkCode(ctx context.Context, st *secondStep, secret []byte, 
 	step, match := totp.Match(secret, st.value, now)
 	h.metrics.Attempt("totp", "evaluated")
 	if !match {
-		h.metrics.Attempt("totp", "failed")
-		h.guard.Failed(ctx, st.claim, failEvent, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
-		return step, f.form(&st.a, st.flowSecret, http.StatusUnauthorized, pages.MsgWrongCode)
+		return step, h.rejected(ctx, st, f, "failed", failEvent, pages.MsgWrongCode)
 	}
 	return step, nil
+}
+
+// rejected records a wrong second factor, already counted by the claim
+// (metrics result, audit event), and returns form f again with 401 and
+// msg.
+func (h *Handler) rejected(ctx context.Context, st *secondStep, f secondForm, result, event, msg string) error {
+	h.metrics.Attempt(f.kind, result)
+	h.guard.Failed(ctx, st.claim, event, st.a.UserID, "", st.a.ClientID, storage.FactorTOTP, "", "")
+	return f.form(&st.a, st.flowSecret, http.StatusUnauthorized, msg)
 }

@@ -15,7 +15,7 @@ import (
 
 const clientCols = `id, secret_hash, name, redirect_uris, post_logout_redirect_uris, public, pkce_required, created_at`
 
-func scanClient(sc interface{ Scan(...any) error }) (storage.Client, error) {
+func scanClient(sc scanner) (storage.Client, error) {
 	var c storage.Client
 	var redirects, postLogout string
 	var created int64
@@ -41,30 +41,12 @@ func (s *Store) CreateClient(ctx context.Context, c storage.Client) error {
 
 // ClientByID returns the client or ErrNotFound.
 func (s *Store) ClientByID(ctx context.Context, id string) (storage.Client, error) {
-	row, err := s.queryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id)
-	if err != nil {
-		return storage.Client{}, mapErr("client by id", err)
-	}
-	c, err := scanClient(row)
-	return c, mapErr("client by id", err)
+	return one(ctx, s, "client by id", scanClient, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id)
 }
 
 // ListClients returns all clients ordered by id.
 func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
-	rows, err := s.query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
-	if err != nil {
-		return nil, mapErr("list clients", err)
-	}
-	defer rows.Close()
-	var out []storage.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, mapErr("list clients", err)
-		}
-		out = append(out, c)
-	}
-	return out, mapErr("list clients", rows.Err())
+	return all(ctx, s, "list clients", scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 }
 
 // DeleteClient removes the client together with its auth requests and
@@ -112,7 +94,7 @@ type authRequestRow struct {
 
 const authRequestRowCols = authRequestCols + `, code_expires_at, code_used_at`
 
-func scanAuthRequest(sc interface{ Scan(...any) error }, withCode bool) (authRequestRow, error) {
+func scanAuthRequest(sc scanner, withCode bool) (authRequestRow, error) {
 	var r authRequestRow
 	a := &r.AuthRequest
 	var scopes, prompt, acrValues, uiLocales, amr string
@@ -253,17 +235,9 @@ func (s *Store) PasswordVerified(ctx context.Context, id, userID string, now tim
 // acr. ErrNotFound when the user has no TOTP credential.
 func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error {
 	err := s.write(ctx, func(tx *txn) error {
-		row, err := tx.queryRow(`SELECT stage, COALESCE(user_id, ''), expires_at FROM auth_requests WHERE id = ?`, id)
+		stage, owner, err := tx.liveStage(id, now)
 		if err != nil {
 			return err
-		}
-		var stage, owner string
-		var exp int64
-		if err := row.Scan(&stage, &owner, &exp); err != nil {
-			return err // ErrNoRows maps to ErrNotFound
-		}
-		if exp <= now.Unix() {
-			return storage.ErrNotFound
 		}
 		if stage != storage.StagePasswordOK && stage != storage.StageEnrolled || owner != userID {
 			return storage.ErrWrongState
@@ -279,8 +253,8 @@ func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64,
 			if err != nil {
 				return err
 			}
-			var one int
-			if err := row.Scan(&one); err != nil {
+			var found int
+			if err := row.Scan(&found); err != nil {
 				return err // no credential: ErrNotFound
 			}
 			return storage.ErrReplay
@@ -412,3 +386,21 @@ func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
 // revokedAt is the stored revocation time: at least 1, since 0 means "not
 // revoked".
 func revokedAt(now time.Time) int64 { return max(now.Unix(), 1) }
+
+// liveStage reads the stage and account of auth request id inside the
+// transaction: ErrNotFound when there is none or it has expired at now,
+// so that a completing step is decided on what the transaction sees.
+func (t *txn) liveStage(id string, now time.Time) (stage, owner string, err error) {
+	row, err := t.queryRow(`SELECT stage, COALESCE(user_id, ''), expires_at FROM auth_requests WHERE id = ?`, id)
+	if err != nil {
+		return "", "", err
+	}
+	var exp int64
+	if err := row.Scan(&stage, &owner, &exp); err != nil {
+		return "", "", err // ErrNoRows maps to ErrNotFound
+	}
+	if exp <= now.Unix() {
+		return "", "", storage.ErrNotFound
+	}
+	return stage, owner, nil
+}

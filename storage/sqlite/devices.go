@@ -90,21 +90,12 @@ func (s *Store) ClaimDeviceAttempt(ctx context.Context, idHash []byte, userID st
 
 // Devices lists the user's live devices, most recently used first.
 func (s *Store) Devices(ctx context.Context, userID string, now time.Time) ([]storage.Device, error) {
-	rows, err := s.query(ctx, `SELECT id_hash, user_id, created_at, last_used_at, expires_at, user_agent, failures, locked_until
-		FROM devices WHERE user_id = ? AND expires_at > ? ORDER BY last_used_at DESC, id_hash`, userID, now.Unix())
-	if err != nil {
-		return nil, mapErr("devices", err)
-	}
-	defer rows.Close()
-	var out []storage.Device
-	for rows.Next() {
+	return all(ctx, s, "devices", func(sc scanner) (storage.Device, error) {
 		var d storage.Device
 		var created, used, expires, locked int64
-		if err := rows.Scan(&d.IDHash, &d.UserID, &created, &used, &expires, &d.UserAgent, &d.Failures, &locked); err != nil {
-			return nil, mapErr("devices", err)
-		}
+		err := sc.Scan(&d.IDHash, &d.UserID, &created, &used, &expires, &d.UserAgent, &d.Failures, &locked)
 		d.CreatedAt, d.LastUsedAt, d.ExpiresAt, d.LockedUntil = fromUnix(created), fromUnix(used), fromUnix(expires), fromUnix(locked)
-		out = append(out, d)
-	}
-	return out, mapErr("devices", rows.Err())
+		return d, err
+	}, `SELECT id_hash, user_id, created_at, last_used_at, expires_at, user_agent, failures, locked_until
+		FROM devices WHERE user_id = ? AND expires_at > ? ORDER BY last_used_at DESC, id_hash`, userID, now.Unix())
 }

@@ -136,24 +136,16 @@ func (s *Store) RecoveryCodesLeft(ctx context.Context, userID string) (int, erro
 func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHash []byte, now time.Time, amr []string, acr string) (int, error) {
 	left := 0
 	err := s.write(ctx, func(tx *txn) error {
-		row, err := tx.queryRow(`SELECT stage, COALESCE(user_id, ''), expires_at FROM auth_requests WHERE id = ?`, id)
+		stage, owner, err := tx.liveStage(id, now)
 		if err != nil {
 			return err
-		}
-		var stage, owner string
-		var exp int64
-		if err := row.Scan(&stage, &owner, &exp); err != nil {
-			return err
-		}
-		if exp <= now.Unix() {
-			return storage.ErrNotFound
 		}
 		if stage != storage.StagePasswordOK || owner != userID {
 			return storage.ErrWrongState
 		}
 		// A recovery code replaces a lost authenticator: without a
 		// confirmed one there is nothing for it to replace.
-		row, err = tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+		row, err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
 		if err != nil {
 			return err
 		}

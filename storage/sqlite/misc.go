@@ -69,24 +69,15 @@ func (s *Store) AddSigningKey(ctx context.Context, k storage.SigningKey, retireO
 // still waiting for its activation) and the retired keys still published
 // (ExpiresAt > now), newest first.
 func (s *Store) SigningKeys(ctx context.Context, now time.Time) ([]storage.SigningKey, error) {
-	rows, err := s.query(ctx, `SELECT id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at
-		FROM signing_keys WHERE retired_at = 0 OR expires_at > ?
-		ORDER BY CASE WHEN retired_at = 0 THEN 0 ELSE 1 END, created_at DESC, retired_at DESC, id`, now.Unix())
-	if err != nil {
-		return nil, mapErr("signing keys", err)
-	}
-	defer rows.Close()
-	var out []storage.SigningKey
-	for rows.Next() {
+	return all(ctx, s, "signing keys", func(sc scanner) (storage.SigningKey, error) {
 		var k storage.SigningKey
 		var created, activates, retired, exp int64
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &activates, &retired, &exp); err != nil {
-			return nil, mapErr("signing keys", err)
-		}
+		err := sc.Scan(&k.ID, &k.Algorithm, &k.PrivateKey, &k.PublicJWK, &created, &activates, &retired, &exp)
 		k.CreatedAt, k.ActivatesAt, k.RetiredAt, k.ExpiresAt = fromUnix(created), fromUnix(activates), fromUnix(retired), fromUnix(exp)
-		out = append(out, k)
-	}
-	return out, mapErr("signing keys", rows.Err())
+		return k, err
+	}, `SELECT id, algorithm, private_key, public_jwk, created_at, activates_at, retired_at, expires_at
+		FROM signing_keys WHERE retired_at = 0 OR expires_at > ?
+		ORDER BY CASE WHEN retired_at = 0 THEN 0 ELSE 1 END, created_at DESC, retired_at DESC, id`, now.Unix())
 }
 
 // ---------------------------------------------------------------------------
@@ -169,22 +160,13 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
 	}
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr("list audit", err)
-	}
-	defer rows.Close()
-	var out []storage.AuditEvent
-	for rows.Next() {
+	return all(ctx, s, "list audit", func(sc scanner) (storage.AuditEvent, error) {
 		var e storage.AuditEvent
 		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.Type, &e.UserID, &e.Username, &e.ClientID, &e.ClientIP, &e.RequestID, &e.Detail); err != nil {
-			return nil, mapErr("list audit", err)
-		}
+		err := sc.Scan(&e.ID, &t, &e.Type, &e.UserID, &e.Username, &e.ClientID, &e.ClientIP, &e.RequestID, &e.Detail)
 		e.Time = fromUnix(t)
-		out = append(out, e)
-	}
-	return out, mapErr("list audit", rows.Err())
+		return e, err
+	}, q, args...)
 }
 
 // auditDeleteBatch is how many audit events one DeleteAuditBefore

@@ -427,6 +427,39 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 	return st.QueryContext(ctx, args...)
 }
 
+// scanner is a row of either kind (*sql.Row, *sql.Rows).
+type scanner interface{ Scan(...any) error }
+
+// one runs a single-row read outside any transaction and scans it with
+// scan; errors name the operation what (mapErr: ErrNotFound for no row).
+func one[T any](ctx context.Context, s *Store, what string, scan func(scanner) (T, error), query string, args ...any) (T, error) {
+	row, err := s.queryRow(ctx, query, args...)
+	if err != nil {
+		var zero T
+		return zero, mapErr(what, err)
+	}
+	v, err := scan(row)
+	return v, mapErr(what, err)
+}
+
+// all runs a read outside any transaction and scans every row with scan.
+func all[T any](ctx context.Context, s *Store, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr(what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, mapErr(what, err)
+		}
+		out = append(out, v)
+	}
+	return out, mapErr(what, rows.Err())
+}
+
 // txn is a write transaction with the store's statement cache.
 type txn struct {
 	ctx context.Context

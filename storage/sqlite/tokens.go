@@ -16,7 +16,7 @@ import (
 const accessTokenCols = `id, client_id, COALESCE(user_id, ''), scopes, audience, auth_request_id, refresh_token_id,
 	created_at, expires_at, revoked_at, session_hash`
 
-func scanAccessToken(sc interface{ Scan(...any) error }) (storage.AccessToken, error) {
+func scanAccessToken(sc scanner) (storage.AccessToken, error) {
 	var t storage.AccessToken
 	var scopes, aud string
 	var created, exp, revoked int64
@@ -89,7 +89,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, id string, now time.Time)
 const refreshTokenCols = `id, token_hash, family_id, client_id, COALESCE(user_id, ''), scopes, audience, amr, acr,
 	auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at, session_hash`
 
-func scanRefreshToken(sc interface{ Scan(...any) error }) (storage.RefreshToken, error) {
+func scanRefreshToken(sc scanner) (storage.RefreshToken, error) {
 	var t storage.RefreshToken
 	var scopes, aud, amr string
 	var authTime, created, exp, used, revoked int64
@@ -184,12 +184,7 @@ func (s *Store) RefreshTokenInfo(ctx context.Context, hash []byte) (storage.Refr
 // RefreshTokenByID returns the token in whatever state it is (used,
 // revoked, expired); ErrNotFound when unknown.
 func (s *Store) RefreshTokenByID(ctx context.Context, id string) (storage.RefreshToken, error) {
-	row, err := s.queryRow(ctx, `SELECT `+refreshTokenCols+` FROM refresh_tokens WHERE id = ?`, id)
-	if err != nil {
-		return storage.RefreshToken{}, mapErr("refresh token by id", err)
-	}
-	t, err := scanRefreshToken(row)
-	return t, mapErr("refresh token by id", err)
+	return one(ctx, s, "refresh token by id", scanRefreshToken, `SELECT `+refreshTokenCols+` FROM refresh_tokens WHERE id = ?`, id)
 }
 
 // RotateRefreshToken, in one transaction, marks the live token oldHash used

@@ -12,7 +12,7 @@ import (
 
 const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since, name_key`
 
-func scanUser(sc interface{ Scan(...any) error }) (storage.User, error) {
+func scanUser(sc scanner) (storage.User, error) {
 	var u storage.User
 	var created, pending int64
 	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending, &u.NameKey)
@@ -45,41 +45,18 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 
 // UserByID returns the user or ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (storage.User, error) {
-	row, err := s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id)
-	if err != nil {
-		return storage.User{}, mapErr("user by id", err)
-	}
-	u, err := scanUser(row)
-	return u, mapErr("user by id", err)
+	return one(ctx, s, "user by id", scanUser, `SELECT `+userCols+` FROM users WHERE id = ?`, id)
 }
 
 // UserByUsername returns the user with the canonical username or
 // ErrNotFound.
 func (s *Store) UserByUsername(ctx context.Context, username string) (storage.User, error) {
-	row, err := s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username)
-	if err != nil {
-		return storage.User{}, mapErr("user by username", err)
-	}
-	u, err := scanUser(row)
-	return u, mapErr("user by username", err)
+	return one(ctx, s, "user by username", scanUser, `SELECT `+userCols+` FROM users WHERE username = ?`, username)
 }
 
 // ListUsers returns all users ordered by username.
 func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
-	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users ORDER BY username`)
-	if err != nil {
-		return nil, mapErr("list users", err)
-	}
-	defer rows.Close()
-	var out []storage.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, mapErr("list users", err)
-		}
-		out = append(out, u)
-	}
-	return out, mapErr("list users", rows.Err())
+	return all(ctx, s, "list users", scanUser, `SELECT `+userCols+` FROM users ORDER BY username`)
 }
 
 // DeleteUser removes the user; the schema's ON DELETE CASCADE removes the
