@@ -27,7 +27,7 @@ import (
 // is not a device (its attempts count on the shared counter).
 func TestDeviceCookie(t *testing.T) {
 	ctx := context.Background()
-	srv, st, u := newTestGuard(t, [32]byte{1})
+	srv, st, u, _ := newTestGuard(t, [32]byte{1})
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0 \x00\u202etest"+strings.Repeat("x", 300))
@@ -84,7 +84,7 @@ func TestDeviceCookie(t *testing.T) {
 		t.Error("the cookie accepted without its __Host- prefix under https")
 	}
 	// A provider with another database (another token key) refuses it.
-	srv2, _, _ := newTestGuard(t, [32]byte{2})
+	srv2, _, _, _ := newTestGuard(t, [32]byte{2})
 	if _, ok := srv2.presentedDevice(with(c.Name, c.Value), u.ID); ok {
 		t.Error("another provider's signature accepted")
 	}
@@ -109,9 +109,18 @@ func BenchmarkPresentedDevice(b *testing.B) {
 
 const testDeviceLifetime = 30 * 24 * time.Hour
 
+// testClock is the guard's injected time.
+type testClock struct{ t time.Time }
+
+func (c *testClock) now() time.Time      { return c.t }
+func (c *testClock) add(d time.Duration) { c.t = c.t.Add(d) }
+
 // newTestGuard is a guard for an https issuer on a fresh SQLite store
-// with one account, whose token key is key.
-func newTestGuard(t testing.TB, key [32]byte) (*Guard, storage.Store, storage.User) {
+// with one account, whose token key is key, on a clock of its own.
+// Password: the 3rd failure starts a lock; locks from 1 s to 1 min, limit 10, one
+// failure forgotten per hour; TOTP: the same without decay; a device is
+// forgotten at its 5th failure.
+func newTestGuard(t testing.TB, key [32]byte) (*Guard, storage.Store, storage.User, *testClock) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
@@ -119,18 +128,18 @@ func newTestGuard(t testing.TB, key [32]byte) (*Guard, storage.Store, storage.Us
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	u := storage.User{ID: "u-ann", Username: "ann", PasswordHash: "x", CreatedAt: now}
+	clk := &testClock{t: time.Now().UTC().Truncate(time.Second)}
+	u := storage.User{ID: "u-ann", Username: "ann", PasswordHash: "x", CreatedAt: clk.t}
 	if err := st.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New()
-	clock := func() time.Time { return time.Now().UTC() }
+	clock := clk.now
 	g := New(Config{Store: st, Log: log, Metrics: m, Now: clock, Cookies: httpx.Cookies{Secure: true}, TokenKey: key,
 		Trail:             &audit.Trail{Store: st, Log: log, Now: clock, Limit: audit.NewLimiter(), Metrics: m},
 		Password:          storage.LockPolicy{FreeFailures: 3, BaseLock: time.Second, MaxLock: time.Minute, HardLimit: 10, Decay: time.Hour},
 		TOTP:              storage.LockPolicy{FreeFailures: 3, BaseLock: time.Second, MaxLock: time.Minute, HardLimit: 10},
 		DeviceMaxFailures: 5, DeviceLifetime: testDeviceLifetime})
-	return g, st, u
+	return g, st, u, clk
 }

@@ -181,11 +181,14 @@ func (g *Guard) Failed(ctx context.Context, c storage.AttemptClaim, event, userI
 		g.trail.Event(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
 	}
 	switch {
+	case c.AtLimit && note == deviceNote:
+		// A device at its limit is forgotten, and device_forgotten says
+		// so (ClaimPassword): the account itself is not locked.
 	case c.HardLocked:
 		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
-	case c.AtLimit && note != deviceNote:
+	case c.AtLimit:
 		// A decaying counter at its limit refuses until it forgets a
-		// failure; a device at its limit is forgotten (device_forgotten).
+		// failure.
 		write("limit_reached", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d retry_after=%s %s", f, c.Failures, c.RetryAfter, note)))
 	case c.RetryAfter > 0:
 		write("lock_started", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d duration=%s %s", f, c.Failures, c.RetryAfter, note)))
