@@ -191,7 +191,7 @@ func TestRecoveryNeedsAuthenticator(t *testing.T) {
 }
 
 // pendInsertRecoveryCode stores a recovery code for userID as the server
-// does (op/recovery.go: SHA-256 of "recovery-code:v1:" and the code in
+// does (op/totp/recovery.go: SHA-256 of "recovery-code:v1:" and the code in
 // lower case without dashes).
 func pendInsertRecoveryCode(t *testing.T, db, userID, code string) {
 	t.Helper()

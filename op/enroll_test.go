@@ -52,6 +52,7 @@ func TestEnrollmentInProcess(t *testing.T) {
 	ctx := context.Background()
 	clk := &testClock{t: time.Now().UTC().Truncate(30 * time.Second).Add(5 * time.Second)}
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	e.admin.Now = clk.now
 	if _, err := e.admin.AddUser(ctx, admin.NewUser{Username: "bob", Password: "correct staple", SkipTOTP: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +145,7 @@ func TestEnrollmentWindowCloses(t *testing.T) {
 	ctx := context.Background()
 	clk := &testClock{t: time.Now().UTC()}
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now; c.EnrollWithin = time.Hour })
+	e.admin.Now = clk.now
 	if _, err := e.admin.AddUser(ctx, admin.NewUser{Username: "cy", Password: "correct staple", SkipTOTP: true}); err != nil {
 		t.Fatal(err)
 	}

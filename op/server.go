@@ -168,8 +168,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 //   - API routes (token, revocation, introspection, userinfo) answer a
 //     client: never cached (RFC 6749 §5.1), client authentication before
 //     the library reaches the storage, RFC 6750 errors at userinfo;
-//   - JWKS may be cached for JWKSMaxAge; every other library route is
-//     uncacheable.
+//   - JWKS may be cached for JWKSMaxAge;
+//   - any other path the library routes finds nothing (404).
 //
 // It is the library router's one interceptor: the library's own CORS
 // handling stays outside it, and its routes are the exact paths below.

@@ -33,7 +33,7 @@ const (
 )
 
 // Anonymous are the kinds limited by content (audit); other callers
-// limit by an explicit key (auditLimited).
+// limit by an explicit key (Trail.Limited).
 var Anonymous = map[string]bool{
 	"binding_mismatch":     true,
 	"csrf_rejected":        true,
@@ -120,7 +120,7 @@ func Append(ctx context.Context, st storage.Store, log *slog.Logger, e storage.A
 	if log != nil {
 		// slog's text and JSON handlers quote values, so a username with
 		// a newline cannot forge a log line. The row's own request id and
-		// address are written, so requestHandler must not add them again.
+		// address are written, so httpx.LogHandler must not add them again.
 		log.LogAttrs(context.Background(), slog.LevelInfo, "audit",
 			slog.String("event", e.Type), slog.String("user_id", e.UserID), slog.String("username", e.Username),
 			slog.String("client_id", e.ClientID), slog.String("ip", e.ClientIP),
