@@ -233,3 +233,46 @@ func (e *testEnv) annID(t *testing.T) string {
 	}
 	return u.ID
 }
+
+// TestPromptNoneSessionGoneMeanwhile: prompt=none is answered at
+// /authorize when no session can satisfy it; if the session that could
+// ends before the login page is reached, the page sends the application
+// login_required with iss (OpenID Connect Core §3.1.2.6, RFC 9207), never
+// a form.
+func TestPromptNoneSessionGoneMeanwhile(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx := context.Background()
+	f := startFlow(t, e)
+	id := f.form.Get("id")
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(id))
+	if r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("code: %d", r.StatusCode)
+	}
+	q := authorizeQuery()
+	q.Set("prompt", "none")
+	resp, err := f.c.Get(e.ts.URL + "/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	next := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(next, login.Path) {
+		t.Fatalf("prompt=none with a session: %d %s", resp.StatusCode, next)
+	}
+	if _, _, err := e.admin.RevokeSessions(ctx, "ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = f.c.Get(e.ts.URL + next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || loc.Host != "rp.example" || loc.Query().Get("error") != "login_required" ||
+		loc.Query().Get("iss") != "http://127.0.0.1:1" || loc.Query().Get("state") != "st" {
+		t.Fatalf("login page after the session ended: %d %s", resp.StatusCode, loc)
+	}
+}

@@ -1,0 +1,249 @@
+package op
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/op/admin"
+	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/storage"
+)
+
+// failStore fails one named method on demand, as an unreachable disk or
+// a database that stays locked would.
+type failStore struct {
+	storage.Store
+	mu   sync.Mutex
+	name string
+	err  error
+}
+
+func (f *failStore) set(name string, err error) {
+	f.mu.Lock()
+	f.name, f.err = name, err
+	f.mu.Unlock()
+}
+
+func (f *failStore) failing(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.name == name {
+		return fmt.Errorf("sqlite: %s: %w", name, f.err)
+	}
+	return nil
+}
+
+func (f *failStore) UserByUsername(ctx context.Context, n string) (storage.User, error) {
+	if err := f.failing("UserByUsername"); err != nil {
+		return storage.User{}, err
+	}
+	return f.Store.UserByUsername(ctx, n)
+}
+
+func (f *failStore) TOTPByUser(ctx context.Context, id string) (storage.TOTPCredential, error) {
+	if err := f.failing("TOTPByUser"); err != nil {
+		return storage.TOTPCredential{}, err
+	}
+	return f.Store.TOTPByUser(ctx, id)
+}
+
+func (f *failStore) ClaimAttempt(ctx context.Context, id string, fa storage.Factor, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
+	if err := f.failing("ClaimAttempt/" + string(fa)); err != nil {
+		return storage.AttemptClaim{}, err
+	}
+	return f.Store.ClaimAttempt(ctx, id, fa, now, p)
+}
+
+func (f *failStore) ClaimUnknownAttempt(ctx context.Context, key string, now time.Time, p storage.LockPolicy) (storage.AttemptClaim, error) {
+	if err := f.failing("ClaimUnknownAttempt"); err != nil {
+		return storage.AttemptClaim{}, err
+	}
+	return f.Store.ClaimUnknownAttempt(ctx, key, now, p)
+}
+
+func (f *failStore) AttemptSucceeded(ctx context.Context, id string, fa storage.Factor, c storage.AttemptClaim, now time.Time, p storage.LockPolicy) error {
+	if err := f.failing("AttemptSucceeded"); err != nil {
+		return err
+	}
+	return f.Store.AttemptSucceeded(ctx, id, fa, c, now, p)
+}
+
+func (f *failStore) SetPendingTOTP(ctx context.Context, id, userID string, sealed []byte, replace bool, now time.Time) error {
+	if err := f.failing("SetPendingTOTP"); err != nil {
+		return err
+	}
+	return f.Store.SetPendingTOTP(ctx, id, userID, sealed, replace, now)
+}
+
+func (f *failStore) CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error {
+	if err := f.failing("CompleteTOTP"); err != nil {
+		return err
+	}
+	return f.Store.CompleteTOTP(ctx, id, userID, step, now, amr, acr)
+}
+
+func (f *failStore) CompleteRecovery(ctx context.Context, id, userID string, h []byte, now time.Time, amr []string, acr string) (int, error) {
+	if err := f.failing("CompleteRecovery"); err != nil {
+		return 0, err
+	}
+	return f.Store.CompleteRecovery(ctx, id, userID, h, now, amr, acr)
+}
+
+func (f *failStore) CreateSession(ctx context.Context, s storage.Session) error {
+	if err := f.failing("CreateSession"); err != nil {
+		return err
+	}
+	return f.Store.CreateSession(ctx, s)
+}
+
+// TestDatabaseFailuresLoseNothing: when the database fails at any step of
+// a sign-in, the answer is the service-error page (503 with Retry-After
+// when it stayed busy, 500 otherwise) that shows nothing of the cause,
+// the request stays where it was, and the same step succeeds once the
+// database is back. A failure to open the SSO session after the second
+// factor leaves a done request whose login page opens it on the next
+// visit (no code without a session).
+func TestDatabaseFailuresLoseNothing(t *testing.T) {
+	ctx := context.Background()
+	boom := errors.New("disk I/O error at /var/lib/idp/idp.db")
+	// env is a fresh provider on a store that fails on demand, with
+	// "dora" waiting for enrollment and a recovery code of ann's.
+	type env struct {
+		*testEnv
+		fs   *failStore
+		code string
+	}
+	newEnv := func(t *testing.T) env {
+		var fs *failStore
+		e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+		if _, err := e.admin.AddUser(ctx, admin.NewUser{Username: "dora", Password: "correct staple", SkipTOTP: true}); err != nil {
+			t.Fatal(err)
+		}
+		_, codes, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env{e, fs, codes[0]}
+	}
+	stage := func(t *testing.T, e env, f *inFlow) string {
+		a, err := e.store.AuthRequestByID(ctx, f.form.Get("id"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Stage
+	}
+	// atPassword is a flow past the password of user (its next page loaded).
+	atPassword := func(t *testing.T, e env, user string) *inFlow {
+		f := startFlow(t, e.testEnv)
+		pw := map[string]string{"ann": "correct horse", "dora": "correct staple"}[user]
+		if r := f.post(t, "/login/password", url.Values{"username": {user}, "password": {pw}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password of %s: %d", user, r.StatusCode)
+		}
+		f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+		return f
+	}
+	start := func(t *testing.T, e env) *inFlow { return startFlow(t, e.testEnv) }
+	password := func(user, pw string) func(*testing.T, env, *inFlow) (*http.Response, string) {
+		return func(t *testing.T, e env, f *inFlow) (*http.Response, string) {
+			return f.postPage(t, "/login/password", url.Values{"username": {user}, "password": {pw}})
+		}
+	}
+	code := func(t *testing.T, e env, f *inFlow) (*http.Response, string) {
+		return f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}})
+	}
+	recovery := func(t *testing.T, e env, f *inFlow) (*http.Response, string) {
+		return f.postPage(t, "/login/recovery", url.Values{"recovery_code": {e.code}})
+	}
+	enrollPage := func(t *testing.T, e env, f *inFlow) (*http.Response, string) {
+		resp, err := f.c.Get(e.ts.URL + login.URL(f.form.Get("id")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	type step struct {
+		method string
+		prep   func(*testing.T, env) *inFlow
+		do     func(*testing.T, env, *inFlow) (*http.Response, string)
+		stage  string // the request's stage after the failure
+		again  int    // the status of the same step once the database is back
+	}
+	for _, c := range []step{
+		{"UserByUsername", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
+		{"ClaimAttempt/password", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
+		{"ClaimUnknownAttempt", start, password("nobody", "correct horse"), storage.StageCreated, http.StatusUnauthorized},
+		{"AttemptSucceeded", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
+		{"TOTPByUser", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
+		{"ClaimAttempt/totp", func(t *testing.T, e env) *inFlow { return atPassword(t, e, "ann") }, code, storage.StagePasswordOK, http.StatusSeeOther},
+		{"CompleteTOTP", func(t *testing.T, e env) *inFlow { return atPassword(t, e, "ann") }, code, storage.StagePasswordOK, http.StatusSeeOther},
+		{"CompleteRecovery", func(t *testing.T, e env) *inFlow { return atPassword(t, e, "ann") }, recovery, storage.StagePasswordOK, http.StatusOK},
+		{"SetPendingTOTP", func(t *testing.T, e env) *inFlow {
+			f := start(t, e)
+			if r := f.post(t, "/login/password", url.Values{"username": {"dora"}, "password": {"correct staple"}}); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("dora's password: %d", r.StatusCode)
+			}
+			return f
+		}, enrollPage, storage.StagePasswordOK, http.StatusOK},
+	} {
+		for _, busy := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/busy=%t", c.method, busy), func(t *testing.T) {
+				e := newEnv(t)
+				f := c.prep(t, e)
+				err, want := boom, http.StatusInternalServerError
+				if busy {
+					err, want = storage.ErrBusy, http.StatusServiceUnavailable
+				}
+				e.fs.set(c.method, err)
+				r, body := c.do(t, e, f)
+				e.fs.set("", nil)
+				if r.StatusCode != want || busy != (r.Header.Get("Retry-After") != "") || strings.Contains(body, "disk I/O") {
+					t.Fatalf("%d, Retry-After %q\n%s", r.StatusCode, r.Header.Get("Retry-After"), body)
+				}
+				if got := stage(t, e, f); got != c.stage {
+					t.Fatalf("stage %s after the failure, want %s", got, c.stage)
+				}
+				f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+				if r, _ := c.do(t, e, f); r.StatusCode != c.again {
+					t.Fatalf("the same step once the database is back: %d, want %d", r.StatusCode, c.again)
+				}
+			})
+		}
+	}
+	t.Run("CreateSession", func(t *testing.T) {
+		e := newEnv(t)
+		f := atPassword(t, e, "ann")
+		e.fs.set("CreateSession", boom)
+		r, _ := code(t, e, f)
+		e.fs.set("", nil)
+		if r.StatusCode != http.StatusInternalServerError || stage(t, e, f) != storage.StageDone {
+			t.Fatalf("%d, stage %s", r.StatusCode, stage(t, e, f))
+		}
+		a, _ := e.store.AuthRequestByID(ctx, f.form.Get("id"), time.Now())
+		if len(a.SessionHash) != 0 {
+			t.Fatal("a session linked although none was created")
+		}
+		resp, err := f.c.Get(e.ts.URL + "/authorize/callback?id=" + url.QueryEscape(a.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, login.Path) {
+			t.Fatalf("callback without a session: %d %s, want the login page", resp.StatusCode, loc)
+		}
+		status, _ := get(t, f.c, e.ts.URL+login.URL(a.ID))
+		a, _ = e.store.AuthRequestByID(ctx, a.ID, time.Now())
+		if status != http.StatusSeeOther || len(a.SessionHash) == 0 {
+			t.Fatalf("the login page after the failure: %d, session linked %t", status, len(a.SessionHash) != 0)
+		}
+	})
+}
