@@ -276,3 +276,34 @@ func TestPromptNoneSessionGoneMeanwhile(t *testing.T) {
 		t.Fatalf("login page after the session ended: %d %s", resp.StatusCode, loc)
 	}
 }
+
+// TestCookiesOfACompletedLogin: the wiring gives each cookie of a full
+// sign-in its attributes: the device cookie lives DeviceLifetime and is
+// SameSite=Strict, the SSO cookie SessionLifetime, all HttpOnly on Path=/
+// (docs/THREAT-MODEL.md rule 14, R-W2).
+func TestCookiesOfACompletedLogin(t *testing.T) {
+	e := newTestEnv(t, nil)
+	f := startFlow(t, e)
+	id := f.form.Get("id")
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(id))
+	form := url.Values{"id": {id}, "csrf": {f.form.Get("csrf")}, "code": {e.annCode(t, time.Now())}}
+	resp, err := f.c.PostForm(e.ts.URL+"/login/totp", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := map[string]*http.Cookie{}
+	for _, c := range resp.Cookies() {
+		got[c.Name] = c
+	}
+	dev, sso := got["idp_device"], got["idp_session"]
+	if dev == nil || dev.MaxAge != int(DefaultDeviceLifetime/time.Second) || dev.SameSite != http.SameSiteStrictMode || !dev.HttpOnly || dev.Path != "/" {
+		t.Errorf("device cookie: %+v", dev)
+	}
+	if sso == nil || sso.MaxAge != int(DefaultConfig("http://x").SessionLifetime/time.Second) || sso.SameSite != http.SameSiteLaxMode || !sso.HttpOnly || sso.Path != "/" {
+		t.Errorf("SSO cookie: %+v", sso)
+	}
+}
