@@ -164,3 +164,39 @@ func TestEnrollmentWindowCloses(t *testing.T) {
 		t.Fatalf("QR code after the window: %d", status)
 	}
 }
+
+// TestEnrollFormOnAnEnrolledAccount: the enrollment form of an account
+// that already has an authenticator (or of a flow without a pending
+// secret) claims nothing: it is no second-factor attempt, so it must not
+// lock the account's TOTP counter silently, without a failure in the
+// audit trail (docs/THREAT-MODEL.md rule 3, R-L2).
+func TestEnrollFormOnAnEnrolledAccount(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEnv(t, nil)
+	f := startFlow(t, e)
+	id := f.form.Get("id")
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(id))
+	for i, code := range []string{"123456", "12", "654321", "000000", "111111", "222222", "333333"} {
+		if r := f.post(t, "/login/enroll", url.Values{"code": {code}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("enroll post %d: %d, want 303 to the login page", i, r.StatusCode)
+		}
+	}
+	states, err := e.store.AttemptStates(ctx, e.annID(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		if s.Factor == storage.FactorTOTP && (s.Failures != 0 || !s.LockedUntil.IsZero()) {
+			t.Fatalf("the enrollment form counted on the TOTP counter: %+v", s)
+		}
+	}
+	if n := e.auditCount(t, "locked_refused"); n != 0 {
+		t.Fatalf("%d locked_refused rows", n)
+	}
+	if r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the right code afterwards: %d", r.StatusCode)
+	}
+}

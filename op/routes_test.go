@@ -1,6 +1,7 @@
 package op
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -18,7 +19,14 @@ import (
 func TestRouteVariantsReachNoHandler(t *testing.T) {
 	e := newTestEnv(t, nil)
 	for _, route := range []string{"/oauth/token", "/revoke", "/oauth/introspect", "/userinfo", "/authorize", login.CallbackPath, "/end_session", "/keys"} {
-		for _, p := range []string{route + "/", strings.ToUpper(route), route + "%2F", "/." + route, strings.Replace(route, "/", "//", 1)} {
+		// Percent-encoded spellings decode to the route's path, but the
+		// library routes on the raw path: they must find no wrapper either.
+		encoded := fmt.Sprintf("/%%%02X%s", route[1], route[2:])
+		innerSlash := "/" + strings.ReplaceAll(route[1:], "/", "%2F")
+		for _, p := range []string{route + "/", strings.ToUpper(route), route + "%2F", "/." + route, strings.Replace(route, "/", "//", 1), encoded, innerSlash} {
+			if p == route {
+				continue
+			}
 			for _, m := range []string{http.MethodGet, http.MethodPost} {
 				req, _ := http.NewRequest(m, e.ts.URL+p, strings.NewReader("grant_type=authorization_code&code=x"))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -27,8 +35,10 @@ func TestRouteVariantsReachNoHandler(t *testing.T) {
 					t.Fatal(err)
 				}
 				resp.Body.Close()
-				switch resp.StatusCode {
-				case http.StatusNotFound, http.StatusTemporaryRedirect, http.StatusMovedPermanently:
+				switch {
+				case resp.StatusCode == http.StatusNotFound && resp.Header.Get("Cache-Control") != "no-store":
+					t.Errorf("%s %s: 404 through a route's wrappers (Cache-Control %q)", m, p, resp.Header.Get("Cache-Control"))
+				case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusTemporaryRedirect, resp.StatusCode == http.StatusMovedPermanently:
 				default:
 					t.Errorf("%s %s: %d, want no handler", m, p, resp.StatusCode)
 				}

@@ -79,10 +79,12 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		if err != nil {
 			return nil, err
 		}
-		if err := h.Warm(); err != nil {
-			return nil, err
-		}
 		s.hasher = h
+	}
+	// Warm before the first request: an unknown name must cost what a
+	// known one costs from the first login on (docs/THREAT-MODEL.md rule 11).
+	if err := s.hasher.Warm(); err != nil {
+		return nil, err
 	}
 	s.clients = newClientCache(store, s.cfg.now)
 	var err error
@@ -208,7 +210,11 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := routes[r.URL.Path]; ok {
+		// The table matches the decoded path, the library's router the
+		// raw one: a percent-encoded spelling (RawPath set) of a route
+		// would run that route's wrappers and then find no library
+		// route. No route of ours needs an escape, so none gets one.
+		if h, ok := routes[r.URL.Path]; ok && r.URL.RawPath == "" {
 			h.ServeHTTP(w, r)
 			return
 		}

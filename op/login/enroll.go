@@ -161,10 +161,7 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a := &st.a
-	if a.PendingTOTP == nil {
-		return &pages.SeeOther{URL: URL(a.ID)}
-	}
+	a := &st.a // secondFactorForm saw its pending secret
 	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
 	if err != nil {
 		return pages.Internal("open pending totp", err)

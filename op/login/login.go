@@ -325,6 +325,9 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 	cred, err := h.store.TOTPByUser(ctx, a.UserID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
 		// Reset by an operator since the check: the login page enrolls.
+		// The claim stays counted and is recorded, so that no claim on
+		// the TOTP counter goes without a row (docs/THREAT-MODEL.md R-L2).
+		h.guard.Failed(ctx, st.claim, "totp_authenticator_gone", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
 		return &pages.SeeOther{URL: URL(a.ID)}
 	}
 	if err != nil {

@@ -59,11 +59,17 @@ func (h *Handler) secondFactorForm(r *http.Request, f secondForm) (secondStep, e
 		return secondStep{}, pages.Internal("totp lookup", err)
 	}
 	switch {
-	case f.enrolls && !enrolled:
+	case f.enrolls && (enrolled || a.PendingTOTP == nil):
+		// Nothing to enroll: the account has its authenticator, or the
+		// flow has no pending secret yet (the login page makes one). No
+		// code is evaluated, so nothing is claimed: a claim here would
+		// count on the TOTP counter without any failure being recorded.
+		return secondStep{}, &pages.SeeOther{URL: URL(a.ID)}
+	case f.enrolls:
 		if err := h.enrollmentClosedFor(r, &a); err != nil {
 			return secondStep{}, err
 		}
-	case !f.enrolls && !enrolled:
+	case !enrolled:
 		// No confirmed authenticator (never enrolled, or reset): nothing
 		// for a code to prove or a recovery code to stand in for. The
 		// login page enrolls, or says the enrollment window closed.
