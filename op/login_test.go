@@ -3,6 +3,7 @@ package op
 import (
 	"context"
 	"encoding/base32"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -157,6 +158,21 @@ func TestStageTransitions(t *testing.T) {
 	}
 	if r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StageDone {
 		t.Fatalf("the right code: %d, stage %s", r.StatusCode, stage(f))
+	}
+	// A password form posted to the done request (with this browser's
+	// current form token) moves nothing and evaluates nothing.
+	u, _ := url.Parse(e.ts.URL)
+	for _, c := range f.c.Jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, "idp_flow_") {
+			f.form.Set("csrf", login.CSRFToken(c.Value, id))
+		}
+	}
+	before, _ := e.store.AttemptStates(ctx, e.annID(t))
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"wrong horse"}}); r.StatusCode != http.StatusSeeOther || stage(f) != storage.StageDone {
+		t.Fatalf("a password after done: %d, stage %s", r.StatusCode, stage(f))
+	}
+	if after, _ := e.store.AttemptStates(ctx, e.annID(t)); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a password after done changed the counters: %+v, then %+v", before, after)
 	}
 }
 

@@ -211,6 +211,14 @@ func TestDeviceCounter(t *testing.T) {
 		if cleared != (i == 5) || c.AtLimit != (i == 5) {
 			t.Fatalf("device attempt %d: cleared=%t %+v", i, cleared, c)
 		}
+		if i == 3 {
+			// The device's own lock refuses at once, audited, and the
+			// shared counter is not consulted instead.
+			refused, counter, err := g.ClaimPassword(ctx, httptest.NewRecorder(), withCookie(), u, "app")
+			if err != nil || refused.Allowed || refused.RetryAfter <= 0 || counter.Note() != "counter=device" {
+				t.Fatalf("inside the device's lock: %+v %s %v", refused, counter.Note(), err)
+			}
+		}
 		clk.add(2 * time.Minute)
 	}
 	c, counter, err := g.ClaimPassword(ctx, httptest.NewRecorder(), withCookie(), u, "app")
@@ -218,7 +226,7 @@ func TestDeviceCounter(t *testing.T) {
 		t.Fatalf("after the device was forgotten: %+v %s %v", c, counter.Note(), err)
 	}
 	types, _ := events(t, st, u.ID)
-	if n := count(types); n["device_forgotten"] != 1 || n["limit_reached"] != 0 || n["hard_lock"] != 0 {
+	if n := count(types); n["device_forgotten"] != 1 || n["limit_reached"] != 0 || n["hard_lock"] != 0 || n["locked_refused"] != 1 {
 		// A device at its limit is forgotten; the account is not locked.
 		t.Errorf("device audit: %v", types)
 	}
