@@ -2,6 +2,7 @@ package op
 
 import (
 	"context"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -246,4 +248,179 @@ func TestDatabaseFailuresLoseNothing(t *testing.T) {
 			t.Fatalf("the login page after the failure: %d, session linked %t", status, len(a.SessionHash) != 0)
 		}
 	})
+}
+
+func (f *failStore) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, hashes [][]byte, now time.Time) error {
+	if err := f.failing("ConfirmEnrollment"); err != nil {
+		return err
+	}
+	return f.Store.ConfirmEnrollment(ctx, id, cred, hashes, now)
+}
+
+// totpState is the user's TOTP guard row (zero when there is none).
+func totpState(t *testing.T, st storage.Store, userID string) storage.AttemptState {
+	t.Helper()
+	states, err := st.AttemptStates(context.Background(), userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		if s.Factor == storage.FactorTOTP {
+			return s
+		}
+	}
+	return storage.AttemptState{}
+}
+
+// TestEveryClaimIsEvaluatedOrAccounted: no claim on the TOTP counter ends
+// without its code being checked and recorded, given back, or recorded as
+// not evaluated. A right code whose request moved on meanwhile (the form
+// sent twice, another tab: ErrWrongState at completion) gets its claim
+// back instead of spending the budget no success refills; a recovery code
+// not even looked up is recorded as such, without the "failed after
+// password" alert; a secret that cannot be opened costs no attempt at all
+// (docs/THREAT-MODEL.md rule 3, R-L2).
+func TestEveryClaimIsEvaluatedOrAccounted(t *testing.T) {
+	ctx := context.Background()
+	newEnv := func(t *testing.T) (*testEnv, *failStore) {
+		var fs *failStore
+		e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+		return e, fs
+	}
+	atTOTP := func(t *testing.T, e *testEnv, user, pw string) *inFlow {
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {user}, "password": {pw}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password: %d", r.StatusCode)
+		}
+		f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+		return f
+	}
+	t.Run("right code, request moved on", func(t *testing.T) {
+		e, fs := newEnv(t)
+		f := atTOTP(t, e, "ann", "correct horse")
+		fs.set("CompleteTOTP", storage.ErrWrongState)
+		r := f.post(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}})
+		fs.set("", nil)
+		if s := totpState(t, e.store, e.annID(t)); r.StatusCode != http.StatusSeeOther || s.Failures != 0 || s.BudgetLevel > 0.01 {
+			t.Fatalf("%d, TOTP state %+v: the right code's claim was not given back", r.StatusCode, s)
+		}
+	})
+	t.Run("right enrollment code, request moved on", func(t *testing.T) {
+		e, fs := newEnv(t)
+		if _, err := e.admin.AddUser(ctx, admin.NewUser{Username: "dora", Password: "correct staple", SkipTOTP: true}); err != nil {
+			t.Fatal(err)
+		}
+		f := atTOTP(t, e, "dora", "correct staple")
+		_, page := get(t, f.c, e.ts.URL+login.URL(f.form.Get("id")))
+		m := secretOnPage.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no secret on the enrollment page:\n%s", page)
+		}
+		secret, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(m[1], " ", ""))
+		fs.set("ConfirmEnrollment", storage.ErrWrongState)
+		r := f.post(t, "/login/enroll", url.Values{"code": {totp.Code(secret, totp.Step(time.Now()))}})
+		fs.set("", nil)
+		dora, _ := e.store.UserByUsername(ctx, "dora")
+		if s := totpState(t, e.store, dora.ID); r.StatusCode != http.StatusSeeOther || s.Failures != 0 || s.BudgetLevel > 0.01 {
+			t.Fatalf("%d, TOTP state %+v", r.StatusCode, s)
+		}
+	})
+	t.Run("recovery code not looked up", func(t *testing.T) {
+		e, fs := newEnv(t)
+		_, codes, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := atTOTP(t, e, "ann", "correct horse")
+		fs.set("CompleteRecovery", storage.ErrWrongState)
+		r := f.post(t, "/login/recovery", url.Values{"recovery_code": {codes[0]}})
+		fs.set("", nil)
+		s := totpState(t, e.store, e.annID(t))
+		if r.StatusCode != http.StatusSeeOther || s.Failures != 1 || e.auditCount(t, "recovery_code_not_evaluated") != 1 ||
+			e.auditCount(t, "second_factor_failed_after_password") != 0 {
+			t.Fatalf("%d, TOTP state %+v, %d not-evaluated rows, %d alerts", r.StatusCode, s,
+				e.auditCount(t, "recovery_code_not_evaluated"), e.auditCount(t, "second_factor_failed_after_password"))
+		}
+	})
+	t.Run("authenticator secret unreadable", func(t *testing.T) {
+		e, _ := newEnv(t)
+		f := atTOTP(t, e, "ann", "correct horse")
+		cred, err := e.store.TOTPByUser(ctx, e.annID(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred.Secret = []byte("s1" + strings.Repeat("\x07", 40)) // sealed under a key nobody has
+		if err := e.store.PutTOTP(ctx, cred); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 6; i++ {
+			if r := f.post(t, "/login/totp", url.Values{"code": {"123456"}}); r.StatusCode != http.StatusInternalServerError {
+				t.Fatalf("post %d: %d", i, r.StatusCode)
+			}
+		}
+		if s := totpState(t, e.store, e.annID(t)); s.Failures != 0 || !s.LockedUntil.IsZero() {
+			t.Fatalf("an unreadable secret cost attempts: %+v", s)
+		}
+	})
+	t.Run("pending secret unreadable", func(t *testing.T) {
+		e, _ := newEnv(t)
+		if _, err := e.admin.AddUser(ctx, admin.NewUser{Username: "dora", Password: "correct staple", SkipTOTP: true}); err != nil {
+			t.Fatal(err)
+		}
+		f := atTOTP(t, e, "dora", "correct staple")
+		dora, _ := e.store.UserByUsername(ctx, "dora")
+		id := f.form.Get("id")
+		if err := e.store.SetPendingTOTP(ctx, id, dora.ID, []byte("s1"+strings.Repeat("\x07", 40)), true, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 6; i++ {
+			if r := f.post(t, "/login/enroll", url.Values{"code": {"123456"}}); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("post %d: %d, want 303 to a fresh secret", i, r.StatusCode)
+			}
+		}
+		if s := totpState(t, e.store, dora.ID); s.Failures != 0 {
+			t.Fatalf("an unreadable pending secret cost attempts: %+v", s)
+		}
+		if status, page := get(t, f.c, e.ts.URL+login.URL(id)); status != http.StatusOK || secretOnPage.FindStringSubmatch(page) == nil {
+			t.Fatalf("the login page after a lost pending secret: %d", status)
+		}
+	})
+}
+
+// TestDoubleSubmitOfTheRightCode: the TOTP form sent twice at once with
+// the right code (a double click) completes the sign-in once and leaves
+// the counter and the budget as one success leaves them, however the two
+// requests interleave.
+func TestDoubleSubmitOfTheRightCode(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC()}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	for round := 0; round < 8; round++ {
+		clk.add(totp.Period * time.Second) // a fresh time step each round
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password: %d", r.StatusCode)
+		}
+		f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+		code := e.annCode(t, clk.now())
+		var wg sync.WaitGroup
+		locs := make([]string, 2)
+		for i := range locs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := f.post(t, "/login/totp", url.Values{"code": {code}})
+				locs[i] = fmt.Sprint(r.StatusCode, " ", r.Header.Get("Location"))
+			}()
+		}
+		wg.Wait()
+		done := 0
+		for _, l := range locs {
+			if strings.Contains(l, "/authorize/callback") {
+				done++
+			}
+		}
+		if s := totpState(t, e.store, e.annID(t)); done != 1 || s.Failures != 0 || s.BudgetLevel > 0.01 {
+			t.Fatalf("round %d: answers %q, TOTP state %+v", round, locs, s)
+		}
+	}
 }

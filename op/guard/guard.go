@@ -158,6 +158,23 @@ func (g *Guard) PasswordSucceeded(ctx context.Context, userID string, c storage.
 	return g.store.AttemptSucceeded(ctx, userID, storage.FactorPassword, c, g.now(), g.password)
 }
 
+// CodeSucceeded gives back the claim of a second-factor code that was
+// right but could not complete the request (it had moved on meanwhile), as
+// the completing step would have: the consecutive count is reset and the
+// budget gets this claim back (storage.Store.AttemptSucceeded).
+func (g *Guard) CodeSucceeded(ctx context.Context, userID string, c storage.AttemptClaim) error {
+	return g.store.AttemptSucceeded(ctx, userID, storage.FactorTOTP, c, g.now(), g.totp)
+}
+
+// NotEvaluated records a second-factor claim whose code was never checked
+// because the flow or the authenticator changed under it: it stays
+// counted, so nothing is gained by racing it, and gets its event and any
+// lock it set, but not the "failed after password" alert, which would say
+// a code was wrong.
+func (g *Guard) NotEvaluated(ctx context.Context, c storage.AttemptClaim, event, userID, clientID string) {
+	g.record(ctx, c, event, userID, "", clientID, storage.FactorTOTP, "", "", false)
+}
+
 // Failed records the audit trail of a failed, already counted attempt.
 // For a username without an account, unknownKey is its counter's key: the
 // rows name it by that key (unknownUserNote) and are rate limited by it,
@@ -165,6 +182,10 @@ func (g *Guard) PasswordSucceeded(ctx context.Context, userID string, c storage.
 //
 // note names the counter for the password (Counter.Note).
 func (g *Guard) Failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string) {
+	g.record(ctx, c, event, userID, username, clientID, f, unknownKey, note, true)
+}
+
+func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string, wrong bool) {
 	write := func(typ, detail string) {
 		if unknownKey == "" {
 			g.trail.Event(ctx, typ, userID, username, clientID, detail)
@@ -173,7 +194,7 @@ func (g *Guard) Failed(ctx context.Context, c storage.AttemptClaim, event, userI
 		g.trail.Limited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
 	write(event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
-	if f == storage.FactorTOTP && userID != "" {
+	if wrong && f == storage.FactorTOTP && userID != "" {
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
 		// event and one counter, for alerting and a later notification.

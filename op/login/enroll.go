@@ -156,16 +156,21 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			return f
+		},
+		secretFor: func(_ context.Context, a *storage.AuthRequest) ([]byte, error) {
+			secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
+			if err != nil {
+				// Sealed under a lost key: the login page seals a new
+				// one (pendingSecret).
+				return nil, &pages.SeeOther{URL: URL(a.ID)}
+			}
+			return secret, nil
 		}}
 	st, err := h.secondFactorForm(r, form)
 	if err != nil {
 		return err
 	}
-	a := &st.a // secondFactorForm saw its pending secret
-	secret, err := h.sealer.Open(seal.AADPendingTOTP(a.ID), a.PendingTOTP)
-	if err != nil {
-		return pages.Internal("open pending totp", err)
-	}
+	a, secret := &st.a, st.secret
 	now := h.now()
 	step, err := h.checkCode(ctx, &st, secret, now, "enrollment_failed", form)
 	if err != nil {
@@ -182,7 +187,8 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	cred := storage.TOTPCredential{UserID: a.UserID, Secret: sealed, Confirmed: true, LastStep: step, CreatedAt: now}
 	if err := h.store.ConfirmEnrollment(ctx, a.ID, cred, hashes, now); err != nil {
 		if errors.Is(err, storage.ErrWrongState) {
-			return &pages.SeeOther{URL: URL(a.ID)}
+			// The code was right, but the request moved on meanwhile.
+			return h.givenBack(ctx, &st)
 		}
 		return pages.Internal("confirm enrollment", err)
 	}
@@ -243,7 +249,8 @@ func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, storage.ErrNotFound):
 		return h.rejected(ctx, &st, form, "failed", "recovery_code_failed", pages.MsgWrongRecovery)
 	case errors.Is(err, storage.ErrWrongState):
-		return &pages.SeeOther{URL: URL(a.ID)}
+		// The request moved on before the code was looked up.
+		return h.notEvaluated(ctx, &st, "recovery_code_not_evaluated")
 	case err != nil:
 		return pages.Internal("complete recovery", err)
 	}

@@ -1,6 +1,7 @@
 package login
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -316,29 +317,30 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 	form := secondForm{field: "code", kind: "totp", badMsg: pages.MsgBadCode, normalize: totp.Normalize, afterEnrollment: true,
 		form: func(a *storage.AuthRequest, secret string, status int, msg string) error {
 			return h.totpForm(r, a, secret, status, msg)
+		},
+		secretFor: func(ctx context.Context, a *storage.AuthRequest) ([]byte, error) {
+			cred, err := h.store.TOTPByUser(ctx, a.UserID)
+			if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
+				// Reset by an operator since the check: the login page
+				// enrolls.
+				return nil, &pages.SeeOther{URL: URL(a.ID)}
+			}
+			if err != nil {
+				return nil, pages.Internal("totp lookup", err)
+			}
+			secret, err := h.sealer.Open(seal.AADTOTP(a.UserID), cred.Secret)
+			if err != nil {
+				return nil, pages.Internal("open totp secret", err)
+			}
+			return secret, nil
 		}}
 	st, err := h.secondFactorForm(r, form)
 	if err != nil {
 		return err
 	}
 	a := &st.a
-	cred, err := h.store.TOTPByUser(ctx, a.UserID)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
-		// Reset by an operator since the check: the login page enrolls.
-		// The claim stays counted and is recorded, so that no claim on
-		// the TOTP counter goes without a row (docs/THREAT-MODEL.md R-L2).
-		h.guard.Failed(ctx, st.claim, "totp_authenticator_gone", a.UserID, "", a.ClientID, storage.FactorTOTP, "", "")
-		return &pages.SeeOther{URL: URL(a.ID)}
-	}
-	if err != nil {
-		return pages.Internal("totp lookup", err)
-	}
-	secret, err := h.sealer.Open(seal.AADTOTP(a.UserID), cred.Secret)
-	if err != nil {
-		return pages.Internal("open totp secret", err)
-	}
 	now := h.now()
-	step, err := h.checkCode(ctx, &st, secret, now, "totp_failed", form)
+	step, err := h.checkCode(ctx, &st, st.secret, now, "totp_failed", form)
 	if err != nil {
 		return err
 	}
@@ -349,7 +351,11 @@ func (h *Handler) codeStep(w http.ResponseWriter, r *http.Request) error {
 		// counted this attempt as a failure.
 		return h.rejected(ctx, &st, form, "replay", "totp_replay", pages.MsgWrongCode)
 	case errors.Is(err, storage.ErrWrongState):
-		return &pages.SeeOther{URL: URL(a.ID)}
+		// The code was right, but the request moved on meanwhile.
+		return h.givenBack(ctx, &st)
+	case errors.Is(err, storage.ErrNotFound):
+		// The authenticator was removed since its secret was read.
+		return h.notEvaluated(ctx, &st, "totp_authenticator_gone")
 	case err != nil:
 		return pages.Internal("complete totp", err)
 	}

@@ -17,6 +17,7 @@ type secondStep struct {
 	a          storage.AuthRequest
 	flowSecret string
 	value      string // the normalised code
+	secret     []byte // the TOTP secret the code is checked against (secretFor)
 	claim      storage.AttemptClaim
 }
 
@@ -27,6 +28,11 @@ type secondForm struct {
 	// form is the form's page again with status and msg, as the answer
 	// to a bad or wrong value (a *pages.Form, or the failure to build it).
 	form func(a *storage.AuthRequest, flowSecret string, status int, msg string) error
+	// secretFor, when set, reads and opens the secret the code will be
+	// checked against. It runs before the claim: a secret that cannot be
+	// read must not cost the account an attempt that is never evaluated
+	// and never recorded.
+	secretFor func(ctx context.Context, a *storage.AuthRequest) ([]byte, error)
 	// enrolls: the form binds a new authenticator (it needs an open
 	// enrollment window); otherwise it checks a code of a confirmed one or
 	// a recovery code standing in for it (it needs one).
@@ -80,6 +86,16 @@ func (h *Handler) secondFactorForm(r *http.Request, f secondForm) (secondStep, e
 	if !ok {
 		return secondStep{}, f.form(&a, flowSecret, http.StatusBadRequest, f.badMsg)
 	}
+	var secret []byte
+	if f.secretFor != nil {
+		if secret, err = f.secretFor(ctx, &a); err != nil {
+			return secondStep{}, err
+		}
+	}
+	// The one claim on the TOTP counter. From here every way out either
+	// evaluates the code (a success resets the counter, a failure is
+	// recorded: rejected), gives the claim back (givenBack), records it
+	// as not evaluated (notEvaluated), or is a server failure.
 	claim, err := h.guard.Claim(ctx, a.UserID, "", a.ClientID, storage.FactorTOTP)
 	if err != nil {
 		return secondStep{}, pages.Internal(f.kind+" claim", err)
@@ -88,7 +104,7 @@ func (h *Handler) secondFactorForm(r *http.Request, f secondForm) (secondStep, e
 		h.metrics.Attempt(f.kind, "locked")
 		return secondStep{}, h.locked(&a, claim)
 	}
-	return secondStep{a: a, flowSecret: flowSecret, value: value, claim: claim}, nil
+	return secondStep{a: a, flowSecret: flowSecret, value: value, secret: secret, claim: claim}, nil
 }
 
 // locked is the guard's refusal of claim, with the way back to the
@@ -129,6 +145,25 @@ func (h *Handler) checkCode(ctx context.Context, st *secondStep, secret []byte, 
 		return step, h.rejected(ctx, st, f, "failed", failEvent, pages.MsgWrongCode)
 	}
 	return step, nil
+}
+
+// givenBack answers a right code whose request had moved on meanwhile (the
+// same form sent twice, another tab): the code was right, so its claim is
+// given back as a success gives it (storage.Store.AttemptSucceeded), and
+// the login page shows where the sign-in is.
+func (h *Handler) givenBack(ctx context.Context, st *secondStep) error {
+	if err := h.guard.CodeSucceeded(ctx, st.a.UserID, st.claim); err != nil {
+		return pages.Internal("give back a right code's claim", err)
+	}
+	return &pages.SeeOther{URL: URL(st.a.ID)}
+}
+
+// notEvaluated records a claim whose code was never checked because the
+// flow or the authenticator changed under it (an operator reset, another
+// tab): it stays counted, with its own row and no "after password" alert.
+func (h *Handler) notEvaluated(ctx context.Context, st *secondStep, event string) error {
+	h.guard.NotEvaluated(ctx, st.claim, event, st.a.UserID, st.a.ClientID)
+	return &pages.SeeOther{URL: URL(st.a.ID)}
 }
 
 // rejected records a wrong second factor, already counted by the claim
