@@ -424,3 +424,51 @@ func TestDoubleSubmitOfTheRightCode(t *testing.T) {
 		}
 	}
 }
+
+func (f *failStore) Ping(ctx context.Context) error {
+	if err := f.failing("Ping"); err != nil {
+		return err
+	}
+	return f.Store.Ping(ctx)
+}
+
+// oldSchemaStore reports a schema other than this program's.
+type oldSchemaStore struct{ storage.Store }
+
+func (oldSchemaStore) SchemaCurrent(context.Context) error {
+	return errors.New("database schema version 12 (12 migrations), this program's is 10 (10)")
+}
+
+// TestProbes: /healthz says the process serves (it reads nothing, so a
+// database outage does not get replicas restarted); /readyz and /ready
+// say whether it can finish a sign-in: the database answers and its
+// schema is this program's. Neither shows why.
+func TestProbes(t *testing.T) {
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	for _, p := range []string{"/healthz", "/readyz", "/ready"} {
+		if status, _ := get(t, e.browser(), e.ts.URL+p); status != http.StatusOK {
+			t.Errorf("%s with the database up: %d", p, status)
+		}
+	}
+	fs.set("Ping", errors.New("connection refused"))
+	if status, _ := get(t, e.browser(), e.ts.URL+"/healthz"); status != http.StatusOK {
+		t.Errorf("/healthz with the database down: %d", status)
+	}
+	for _, p := range []string{"/readyz", "/ready"} {
+		resp, err := e.browser().Get(e.ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || strings.Contains(string(b), "refused") {
+			t.Errorf("%s with the database down: %d %q", p, resp.StatusCode, b)
+		}
+	}
+	fs.set("", nil)
+	old := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { return oldSchemaStore{st} })
+	if status, body := get(t, old.browser(), old.ts.URL+"/readyz"); status != http.StatusServiceUnavailable || strings.Contains(body, "version") {
+		t.Errorf("/readyz on another schema: %d %q", status, body)
+	}
+}

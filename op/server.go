@@ -146,8 +146,9 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	// The discovery document and the health checks are ours for every
 	// method, so that the library's own (which lists grants this provider
 	// does not offer) is never reached.
-	mux.HandleFunc("/healthz", getOnly(s.healthz))
-	mux.HandleFunc("/ready", getOnly(s.healthz))
+	mux.HandleFunc("/healthz", getOnly(healthz))
+	mux.HandleFunc("/readyz", getOnly(s.readyz))
+	mux.HandleFunc("/ready", getOnly(s.readyz))
 	mux.HandleFunc("/.well-known/openid-configuration", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
@@ -295,16 +296,32 @@ func getOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+// healthz is the liveness probe: the process serves requests. It reads
+// nothing, so a database outage does not get every replica restarted.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz is the readiness probe: the database answers within 2 s and its
+// schema is the one this program was built for (storage.SchemaChecker),
+// so a load balancer sends sign-ins only to replicas that can finish
+// them. The reason goes to the log, not to the caller.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Cache-Control", "no-store")
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.WarnContext(r.Context(), "health check failed", "err", err)
-		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+	err := s.store.Ping(ctx)
+	if sc, ok := s.store.(storage.SchemaChecker); ok && err == nil {
+		err = sc.SchemaCurrent(ctx)
+	}
+	if err != nil {
+		s.log.WarnContext(r.Context(), "readiness check failed", "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	_, _ = w.Write([]byte("ready\n"))
 }
 
 // noStore marks protocol answers uncacheable (RFC 6749 §5.1 for the token

@@ -360,6 +360,16 @@ type AuditFilter struct {
 	Limit  int
 }
 
+// SchemaChecker is implemented by a backend that can tell whether the
+// database's schema is the one this program was built for: the readiness
+// probe (/readyz) of a replica left on an older version after another one
+// migrated the shared database.
+type SchemaChecker interface {
+	// SchemaCurrent returns nil when every migration this program has is
+	// applied and none newer is; otherwise an error naming both versions.
+	SchemaCurrent(ctx context.Context) error
+}
+
 // Compacter is implemented by a backend whose files can keep old copies of
 // replaced values (storage/sqlite: WAL page images): Compact drops them, so
 // that after `idp secrets rotate` the old key opens nothing in the files.

@@ -333,6 +333,23 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
+// SchemaCurrent implements storage.SchemaChecker.
+func (s *Store) SchemaCurrent(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	want := ms[len(ms)-1].version
+	var have, n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0), COUNT(*) FROM schema_migrations`).Scan(&have, &n); err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	if have != want || n != len(ms) {
+		return fmt.Errorf("database schema version %d (%d migrations), this program's is %d (%d)", have, n, want, len(ms))
+	}
+	return nil
+}
+
 // migrate applies the pending migrations in one IMMEDIATE transaction. The
 // write lock is taken before schema_migrations is read, so a second process
 // opening the same fresh file waits and then finds everything applied.

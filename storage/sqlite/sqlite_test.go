@@ -460,3 +460,30 @@ func TestMigrationEnrollPending(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaCurrent: a migrated database has this program's schema; one
+// that a newer program migrated further (or whose history is incomplete)
+// does not, and the error names both versions.
+func TestSchemaCurrent(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SchemaCurrent(ctx); err != nil {
+		t.Fatalf("fresh database: %v", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SchemaCurrent(ctx); err == nil || !strings.Contains(err.Error(), "999") {
+		t.Fatalf("newer schema: %v", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version IN (999, 3)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SchemaCurrent(ctx); err == nil {
+		t.Fatal("a missing migration is current")
+	}
+}
