@@ -1,0 +1,260 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// DeleteTOTP removes the user's TOTP credential and recovery codes, starts
+// the user's wait for enrollment at now and ends everything the user is
+// signed in with, in one transaction.
+func (s *Store) DeleteTOTP(ctx context.Context, userID string, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID, lockEnd); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE users SET enroll_pending_since = $1 WHERE id = $2`, max(now.Unix(), 1), userID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		e, err = endUser(tx, userID, now)
+		return err
+	})
+	return e, mapErr("delete totp", err)
+}
+
+// SetPendingTOTP stores a sealed secret for enrollment on a live request in
+// password_ok for a user without a TOTP credential.
+func (s *Store) SetPendingTOTP(ctx context.Context, id, userID string, sealed []byte, replace bool, now time.Time) error {
+	if len(sealed) == 0 {
+		return errors.New("postgres: set pending totp: empty secret")
+	}
+	q := `UPDATE auth_requests SET pending_totp = $1
+		WHERE id = $2 AND stage = $3 AND user_id = $4 AND expires_at > $5
+		AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $4)`
+	if !replace {
+		q += ` AND pending_totp IS NULL`
+	}
+	return s.guarded(ctx, "set pending totp", id, &now, q, sealed, id, storage.StagePasswordOK, userID, now.Unix())
+}
+
+// ConfirmEnrollment activates the pending secret as cred and moves the
+// request to enrolled, all in one transaction.
+func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.TOTPCredential, recoveryHashes [][]byte, now time.Time) error {
+	if len(cred.Secret) == 0 || cred.UserID == "" {
+		return errors.New("postgres: confirm enrollment: credential without user or secret")
+	}
+	err := s.write(ctx, func(tx *txn) error {
+		// One enrollment of the user at a time: a second browser's
+		// confirmation waits, then finds the credential and is refused
+		// (ErrWrongState) by the NOT EXISTS below, as in sqlite.
+		if _, err := lockUser(tx, cred.UserID, lockOwn); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE auth_requests SET stage = $1, pending_totp = NULL
+			WHERE id = $2 AND stage = $3 AND user_id = $4 AND expires_at > $5 AND pending_totp IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $4)`,
+			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return classify(tx, id, &now)
+		}
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at)
+			VALUES ($1, $2, true, $3, $4)`, cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE users SET enroll_pending_since = 0 WHERE id = $1`, cred.UserID); err != nil {
+			return err
+		}
+		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
+			return err
+		}
+		return resetAttempt(tx, cred.UserID, storage.FactorTOTP, now)
+	})
+	return mapErr("confirm enrollment", err)
+}
+
+func replaceRecovery(tx *txn, userID string, hashes [][]byte, now time.Time) error {
+	if _, err := tx.exec(`DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	for _, h := range hashes {
+		if len(h) == 0 {
+			return errors.New("empty recovery code hash")
+		}
+	}
+	if len(hashes) == 0 {
+		return nil
+	}
+	// One statement for the whole set; a repeated hash is a primary key
+	// violation (ErrConflict), as in sqlite.
+	_, err := tx.exec(`INSERT INTO recovery_codes (user_id, code_hash, created_at)
+		SELECT $1, h, $3 FROM unnest($2::bytea[]) AS h`, userID, hashes, unix(now))
+	return err
+}
+
+// ReplaceRecoveryCodes invalidates the user's codes, stores new ones and
+// ends everything the user is signed in with, in one transaction.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID, lockEnd); err != nil {
+			return err
+		}
+		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
+			return err
+		}
+		var err error
+		e, err = endUser(tx, userID, now)
+		return err
+	})
+	return e, mapErr("replace recovery codes", err)
+}
+
+// RecoveryCodesLeft counts the user's unused codes.
+func (s *Store) RecoveryCodesLeft(ctx context.Context, userID string) (int, error) {
+	return one(ctx, s, "recovery codes left", func(sc scanner) (int, error) {
+		var n int
+		err := sc.Scan(&n)
+		return n, err
+	}, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID)
+}
+
+// CompleteRecovery uses one recovery code and completes the request.
+func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHash []byte, now time.Time, amr []string, acr string) (int, error) {
+	left := 0
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := lockUser(tx, userID, lockStep); err != nil {
+			return err
+		}
+		stage, owner, err := tx.liveStage(id, now)
+		if err != nil {
+			return err
+		}
+		if stage != storage.StagePasswordOK || owner != userID {
+			return storage.ErrWrongState
+		}
+		// A recovery code replaces a lost authenticator: without a
+		// confirmed one there is nothing for it to replace.
+		var confirmed int
+		if err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed`,
+			userID).Scan(&confirmed); err != nil {
+			return err
+		}
+		if confirmed == 0 {
+			return storage.ErrWrongState
+		}
+		// Exactly one row changes, or the code is wrong or used (docs/THREAT-MODEL.md R-S4):
+		// a concurrent use of the same code, on any replica, holds the row
+		// until it commits, and this UPDATE then finds used_at set.
+		n, err := tx.exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at = 0`,
+			revokedAt(now), userID, codeHash)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return storage.ErrNotFound
+		}
+		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE auth_requests SET stage = $1, auth_time = $2, amr = $3, acr = $4 WHERE id = $5`,
+			storage.StageDone, unix(now), list(amr), acr, id); err != nil {
+			return err
+		}
+		return tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID).Scan(&left)
+	})
+	if err != nil {
+		return 0, mapErr("complete recovery", err)
+	}
+	return left, nil
+}
+
+// sealedColumns are the places sealed values live: table, key column,
+// value column, kind, and an extra WHERE condition.
+var sealedColumns = []struct {
+	table, key, value string
+	kind              storage.SecretKind
+	where             string
+}{
+	{"totp_credentials", "user_id", "secret", storage.SecretTOTP, ""},
+	{"auth_requests", "id", "pending_totp", storage.SecretPendingTOTP, "pending_totp IS NOT NULL"},
+	{"signing_keys", "id", "private_key", storage.SecretSigningKey, ""},
+	{"settings", "name", "value", storage.SecretSetting, "name LIKE '" + storage.SealedSettingPrefix + "%'"},
+}
+
+// ReencryptSecrets rewrites every sealed value through fn in one
+// transaction; values fn returns unchanged are not written or counted. The
+// rows are read FOR UPDATE, so no writer changes one between its read and
+// its rewrite.
+func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error)) (int, error) {
+	total := 0
+	err := s.write(ctx, func(tx *txn) error {
+		total = 0
+		for _, c := range sealedColumns {
+			q := fmt.Sprintf(`SELECT %s, %s FROM %s`, c.key, c.value, c.table)
+			if c.where != "" {
+				q += " WHERE " + c.where
+			}
+			rows, err := tx.query(q + " FOR UPDATE")
+			if err != nil {
+				return err
+			}
+			type kv struct {
+				k string
+				v []byte
+			}
+			var all []kv
+			for rows.Next() {
+				var r kv
+				if err := rows.Scan(&r.k, &r.v); err != nil {
+					rows.Close()
+					return err
+				}
+				all = append(all, r)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, r := range all {
+				if c.kind == storage.SecretSetting && !strings.HasPrefix(r.k, storage.SealedSettingPrefix) {
+					continue
+				}
+				nv, err := fn(c.kind, r.k, r.v)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", c.kind, r.k, err)
+				}
+				if bytes.Equal(nv, r.v) {
+					continue
+				}
+				if _, err := tx.exec(fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE %s = $2`, c.table, c.value, c.key), nv, r.k); err != nil {
+					return err
+				}
+				total++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, mapErr("reencrypt secrets", err)
+	}
+	return total, nil
+}
