@@ -17,7 +17,6 @@ import (
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
-	"github.com/totp-idp/idp/storage/sqlite"
 )
 
 const usage = `idp: an OpenID Connect provider with password + TOTP login.
@@ -33,10 +32,12 @@ Usage:
   idp keys rotate [--activate-after D] | list | withdraw KID
   idp secrets rotate --new-key-file F
   idp audit [--user USERNAME] [--since TIME] [--limit N] [--json]
+  idp migrate          apply the database's pending migrations
 
 Every flag can also be set by an IDP_-prefixed environment variable
 (--db → IDP_DB, --trusted-proxies → IDP_TRUSTED_PROXIES). Flags may stand
-before or after positional arguments. --db defaults to ./idp.db.
+before or after positional arguments. --db defaults to ./idp.db; a
+postgres:// or postgresql:// URL selects PostgreSQL.
 Run "idp COMMAND -h" for the flags of a command.
 `
 
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.audit(ctx, args[1:])
 	case "secrets":
 		return e.secrets(ctx, args[1:])
+	case "migrate":
+		return e.migrate(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -100,16 +103,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (e *env) newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("idp "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	db := fs.String("db", "./idp.db", "SQLite database file")
+	db := fs.String("db", "./idp.db", "SQLite database file, or a postgres:// URL (PG* variables and the password file complete it)")
 	return fs, db
-}
-
-func openStore(ctx context.Context, path string) (storage.Store, error) {
-	st, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	return st, nil
 }
 
 // newAdmin returns the operator API over an opened store. The CLI hashes

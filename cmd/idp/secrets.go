@@ -18,6 +18,10 @@ func keyFileFor(flagValue, db string) string {
 	if flagValue != "" {
 		return flagValue
 	}
+	if isPostgres(db) {
+		// No file beside a URL: every replica is given the same key.
+		return ""
+	}
 	dev := db + ".key"
 	if _, err := os.Stat(dev); err == nil {
 		return dev
@@ -29,6 +33,9 @@ func keyFileFor(flagValue, db string) string {
 // DB.key is generated with mode 0600.
 func loadSealer(flagValue, db string, create bool) (*seal.Sealer, string, error) {
 	path := keyFileFor(flagValue, db)
+	if path == "" && create && isPostgres(db) {
+		return nil, "", fmt.Errorf("%w: --dev creates a key beside a SQLite file; with PostgreSQL every replica needs the same --secret-key-file", seal.ErrKey)
+	}
 	if path == "" && create {
 		path = db + ".key"
 		if err := seal.GenerateKeyFile(path); err != nil {
@@ -94,6 +101,12 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 		if err := c.Compact(ctx); err != nil {
 			fmt.Fprintf(e.stderr, "warning: could not truncate the database's write-ahead log (%v); it still holds copies the old key opens until the servers truncate it\n", err)
 		}
+	}
+	if isPostgres(*db) {
+		// PostgreSQL keeps replaced row versions until VACUUM, and in its
+		// WAL, archives and standbys: nothing a client can clear.
+		fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nCopy it to the key file of every replica: each takes it from its file when it sees the database name the new key, and re-seals within a minute anything it wrote with the old key meanwhile. The database keeps old row versions until VACUUM, and its WAL archives and standbys keep them longer: run VACUUM FULL on the tables holding secrets, and destroy the old key, old WAL archives and backups made before the rotation.\n", n, seal.KeyID(newKey), path)
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "Re-encrypted %d secrets under key %s and wrote the new key to %s.\nRunning servers seal with it from now on, re-seal within a minute anything they wrote with the old key meanwhile, and then clear the database files of old copies. After that the old key opens nothing; destroy every copy of it, and of database backups made before the rotation.\n", n, seal.KeyID(newKey), path)
 	return nil

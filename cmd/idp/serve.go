@@ -59,6 +59,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics on a separate, private listener (default: off)")
 	fs.StringVar(&keyFile, "secret-key-file", "", "file with the 256-bit key that seals secrets in the database (default: DB.key if it exists; --dev creates it)")
 	fs.BoolVar(&dev, "dev", false, "development mode: on an empty database create a demo user and client and print how to sign in")
+	noMigrate := fs.Bool("no-migrate", false, "PostgreSQL: refuse to start unless the schema is current (run `idp migrate` first) instead of migrating")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is honoured (default: none)")
 	fs.StringVar(&cfg.ProductName, "product-name", cfg.ProductName, "name shown on pages and in authenticator apps")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
@@ -138,12 +139,14 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Sealer = sealer
-	st, err := openStore(ctx, *db)
+	st, err := openStoreWith(ctx, *db, *noMigrate)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	warnLooseDatabase(log, *db)
+	if !isPostgres(*db) {
+		warnLooseDatabase(log, *db)
+	}
 	srv, err := op.New(ctx, cfg, st)
 	if err := flagErrors(err); err != nil {
 		return err
@@ -189,7 +192,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		defer ms.Close()
 		fmt.Fprintf(e.stderr, "idp metrics on http://%s/metrics\n", mln.Addr())
 	}
-	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", *db, "secret_key_file", keyPath, "secret_key_id", sealer.CurrentKeyID())
+	log.Info("idp listening", "addr", ln.Addr().String(), "issuer", issuer, "db", redactDB(*db), "secret_key_file", keyPath, "secret_key_id", sealer.CurrentKeyID())
 	fmt.Fprintf(e.stderr, "idp listening on %s (issuer %s)\n", ln.Addr(), issuer)
 
 	select {
