@@ -94,7 +94,9 @@ func StartServer(t testing.TB, args ...string) *Server {
 // StartServerOn starts idp serve on db, listening on a free loopback port.
 func StartServerOn(t testing.TB, db string, args ...string) *Server {
 	t.Helper()
-	ensureKey(t, db)
+	if !isPostgresURL(db) {
+		ensureKey(t, db) // a PostgreSQL database's key is PostgresDB's
+	}
 	s := &Server{t: t, DB: db, args: args}
 	s.start("127.0.0.1:0")
 	t.Cleanup(s.Stop)
@@ -105,6 +107,7 @@ func (s *Server) start(listen string) {
 	s.t.Helper()
 	args := append([]string{"serve", "--db", s.DB, "--listen", listen, "--log-level", "warn"}, s.args...)
 	cmd := exec.Command(idpBin, args...)
+	cmd.Env = keyEnv(s.DB)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = io.Discard
@@ -212,6 +215,7 @@ func ensureKey(t testing.TB, db string) {
 // CLIResult runs an idp subcommand and returns its output and error.
 func CLIResult(db, stdin string, args ...string) (string, string, error) {
 	cmd := exec.Command(idpBin, append(args, "--db", db)...)
+	cmd.Env = keyEnv(db)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestPostgresReplicas: two `idp serve` processes on one PostgreSQL
+// database behave as one provider (issue 11; docs/THREAT-MODEL.md rules
+// 3 and 6). A sign-in and the code flow complete on either; TOTP guesses
+// alternated between the replicas are evaluated no more often than on
+// one, and the lock holds on both; one code is accepted once across
+// both, also when sent to both at once; a replica killed with SIGKILL
+// loses nothing committed, and the other keeps serving.
+func TestPostgresReplicas(t *testing.T) {
+	db := PostgresDB(t)
+	args := atkArgs(atkLockArgs(4, 10))
+	L := atkIntFlag(t, args, "--totp-max-failures")
+	a := StartServerOn(t, db, args...)
+	b := StartServerOn(t, db, args...)
+	u := AddUser(t, db, "alice", "correct horse battery")
+	c := AddClient(t, db, "app")
+
+	// The code flow through each replica, tokens checked by go-oidc (a
+	// user each: one TOTP step is accepted once, whatever the replica).
+	carol := AddUser(t, db, "carol", "correct horse battery")
+	for i, s := range []*Server{a, b} {
+		who := []User{u, carol}[i]
+		rp := NewRP(t, s, c)
+		f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+		tok, err := rp.Exchange(f, f.Login(who))
+		if err != nil {
+			t.Fatalf("exchange on %s: %v", s.URL, err)
+		}
+		if cl := rp.VerifyID(t, tok, f); cl.Sub != who.ID {
+			t.Fatalf("sub %q on %s", cl.Sub, s.URL)
+		}
+	}
+
+	// Wrong TOTP codes alternated between the replicas: at most L are
+	// evaluated, then both refuse.
+	br := NewBrowser(t, "127.0.0.2")
+	f := atkToTOTP(t, br, a, c, u.Name, u.Password)
+	evaluated, refused := 0, 0
+	for i, code := range atkWrongCodes(u, 3*L) {
+		s := []*Server{a, b}[i%2]
+		switch p := atkPost(t, br, s.URL+"/login/totp", atkTOTPForm(f, code), nil); p.Status {
+		case http.StatusUnauthorized:
+			evaluated++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("guess %d on %s: %d", i, s.URL, p.Status)
+		}
+	}
+	if evaluated > L || refused != 3*L-evaluated {
+		t.Fatalf("alternating replicas: %d evaluated (limit %d), %d refused", evaluated, L, refused)
+	}
+	if st := atkShow(t, db, u.Name).F("totp"); st.Failures < L {
+		t.Fatalf("TOTP counter after the guesses: %+v", st)
+	}
+	t.Logf("alternating replicas: %d of %d guesses evaluated (limit %d), %d refused", evaluated, 3*L, L, refused)
+	CLI(t, db, "", "user", "unlock", u.Name)
+
+	// One code of an account that has used none yet, sent to both
+	// replicas at once in two flows: exactly one wins.
+	bob := AddUser(t, db, "bob", "correct horse battery")
+	code := bob.Code(time.Now())
+	flows := []*Flow{
+		atkToTOTP(t, NewBrowser(t, ""), a, c, bob.Name, bob.Password),
+		atkToTOTP(t, NewBrowser(t, ""), b, c, bob.Name, bob.Password),
+	}
+	var wg sync.WaitGroup
+	status := make([]int, 2)
+	for i := range flows { // flows[0] is on a, flows[1] on b
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status[i] = flows[i].TOTP(code).Status
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, st := range status {
+		if st == http.StatusSeeOther {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("one code on two replicas at once: %v, want exactly one accepted", status)
+	}
+	t.Logf("one code on two replicas at once: %v", status)
+
+	// SIGKILL one replica: the other serves, and nothing committed is
+	// lost (the users, the lock counters, the audit trail).
+	before := len(atkAudit(t, db, ""))
+	a.Kill()
+	dave := AddUser(t, db, "dave", "correct horse battery")
+	f2 := NewBrowser(t, "").StartFlow(b, c, AuthParams{})
+	if _, err := NewRP(t, b, c).Exchange(f2, f2.Login(dave)); err != nil {
+		t.Fatalf("the remaining replica: %v", err)
+	}
+	a.Restart()
+	if after := len(atkAudit(t, db, "")); after <= before {
+		t.Fatalf("audit rows %d after the kill and a sign-in, %d before", after, before)
+	}
+	erin := AddUser(t, db, "erin", "correct horse battery")
+	f3 := NewBrowser(t, "").StartFlow(a, c, AuthParams{})
+	if _, err := NewRP(t, a, c).Exchange(f3, f3.Login(erin)); err != nil {
+		t.Fatalf("the restarted replica: %v", err)
+	}
+}
