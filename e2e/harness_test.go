@@ -74,6 +74,7 @@ func TestMain(m *testing.M) {
 type Server struct {
 	t      testing.TB
 	URL    string // issuer and base URL
+	Addr   string // the address it listens on (URL's, unless --issuer names a proxy)
 	DB     string
 	args   []string
 	cmd    *exec.Cmd
@@ -116,7 +117,7 @@ func (s *Server) start(listen string) {
 	}
 	s.cmd = cmd
 	s.done = make(chan struct{})
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -127,7 +128,7 @@ func (s *Server) start(listen string) {
 			s.stderr.WriteString(line + "\n")
 			s.mu.Unlock()
 			if m := re.FindStringSubmatch(line); m != nil {
-				ready <- m[2]
+				ready <- [2]string{m[1], m[2]}
 			}
 		}
 	}()
@@ -137,8 +138,8 @@ func (s *Server) start(listen string) {
 		close(s.done)
 	}()
 	select {
-	case u := <-ready:
-		s.URL = u
+	case m := <-ready:
+		s.Addr, s.URL = m[0], m[1]
 	case <-s.done:
 		s.t.Fatalf("idp exited before listening:\n%s", s.Stderr())
 	case <-time.After(20 * time.Second):
@@ -181,11 +182,7 @@ func (s *Server) Kill() {
 // Restart starts the server again on the same database and address.
 func (s *Server) Restart() {
 	s.t.Helper()
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.start(u.Host)
+	s.start(s.Addr)
 }
 
 // CLI runs an idp subcommand against db with stdin and returns stdout.
