@@ -112,3 +112,41 @@ func TestPostgresReplicas(t *testing.T) {
 		t.Fatalf("the restarted replica: %v", err)
 	}
 }
+
+// TestReplicaCachesFollowChanges: on PostgreSQL a replica's cached
+// clients and signing keys follow a change made elsewhere at once
+// (LISTEN/NOTIFY), not at their timed re-read (5 s and 15 s): a deleted
+// client is refused, a new key is published.
+func TestReplicaCachesFollowChanges(t *testing.T) {
+	db := PostgresDB(t)
+	a := StartServerOn(t, db)
+	c := AddClient(t, db, "app")
+	b := NewBrowser(t, "")
+	authorize := func() Page {
+		u, _ := AuthorizeURL(a, c, AuthParams{})
+		return b.Get(u)
+	}
+	if p := authorize(); p.Status != http.StatusFound {
+		t.Fatalf("authorize before the delete: %d", p.Status)
+	}
+	jwks := func() string { return b.Get(a.URL + "/keys").Body }
+	before := jwks()
+	start := time.Now()
+	CLI(t, db, "", "client", "delete", "app")
+	for authorize().Status == http.StatusFound {
+		if time.Since(start) > 4*time.Second {
+			t.Fatal("the replica still accepts the deleted client after 4 s (its timed re-read is 5 s)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("deleted client refused by the replica after %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	CLI(t, db, "", "keys", "rotate", "--activate-after", "0s")
+	for jwks() == before {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the replica still publishes the old key set after 10 s (its timed re-read is 15 s)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("new signing key published by the replica after %s", time.Since(start).Round(time.Millisecond))
+}

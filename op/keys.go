@@ -153,6 +153,14 @@ func (m *KeyManager) KeySet(ctx context.Context) ([]zop.Key, error) {
 	return m.public, nil
 }
 
+// invalidate makes the next use re-read the keys (a change reported by
+// storage.ChangeListener).
+func (m *KeyManager) invalidate() {
+	m.mu.Lock()
+	m.loaded = time.Time{}
+	m.mu.Unlock()
+}
+
 func (m *KeyManager) load(ctx context.Context) error {
 	now := m.now()
 	m.mu.Lock()

@@ -694,6 +694,14 @@ func (c *clientCache) get(ctx context.Context, id string) (storage.Client, error
 	return cl, err
 }
 
+// invalidate forgets every cached client (a change reported by
+// storage.ChangeListener): the next use reads the store.
+func (c *clientCache) invalidate() {
+	c.mu.Lock()
+	c.byID, c.origins = map[string]cachedClient{}, nil
+	c.mu.Unlock()
+}
+
 // Name is the client's display name: its name, or its id when it has
 // none; "" for an unknown client (login.ClientNames).
 func (c *clientCache) Name(ctx context.Context, id string) string {

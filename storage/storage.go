@@ -370,6 +370,25 @@ type SchemaChecker interface {
 	SchemaCurrent(ctx context.Context) error
 }
 
+// Change names what a ChangeListener reports as changed.
+type Change string
+
+const (
+	ChangeClients     Change = "clients"
+	ChangeSigningKeys Change = "signing_keys"
+)
+
+// ChangeListener is implemented by a backend that can tell every process
+// on the database at once that clients or signing keys changed, so that
+// their caches are re-read within a second instead of at their next timed
+// re-read (PostgreSQL: LISTEN/NOTIFY).
+type ChangeListener interface {
+	// ListenChanges calls changed for each change until ctx ends, and
+	// returns ctx's error. When it may have missed changes (a lost
+	// connection) it reports every kind.
+	ListenChanges(ctx context.Context, changed func(Change)) error
+}
+
 // Compacter is implemented by a backend whose files can keep old copies of
 // replaced values (storage/sqlite: WAL page images): Compact drops them, so
 // that after `idp secrets rotate` the old key opens nothing in the files.

@@ -164,6 +164,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	defer stop()
 	go gcLoop(ctx, st, log, auditRetention)
 	go srv.WatchSecretKey(ctx)
+	go srv.WatchChanges(ctx)
 	// Start-up hashed a dummy password (and --dev a user): hand those
 	// 19 MiB argon2id buffers back now rather than when the scavenger
 	// gets to them.
