@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,4 +151,64 @@ func TestReplicaCachesFollowChanges(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("new signing key published by the replica after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestPostgresOutage: while the database is unreachable (every
+// connection dropped, new ones refused, as in a PostgreSQL restart) the
+// replica answers what needs the database with 503 and Retry-After, never
+// a 500 or a crash; /healthz stays 200 and /readyz says 503; when the
+// database is back, service resumes by itself.
+func TestPostgresOutage(t *testing.T) {
+	db := PostgresDB(t)
+	p := startPGProxy(t)
+	s := StartServerOn(t, p.url(db), fastPolicy...)
+	u := AddUser(t, db, "alice", "correct horse battery")
+	c := AddClient(t, db, "app")
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+
+	p.stop()
+	b := NewBrowser(t, "")
+	hist := map[int]int{}
+	for i := range 20 {
+		var page Page
+		switch i % 4 {
+		case 0:
+			u, _ := AuthorizeURL(s, c, AuthParams{})
+			page = b.Get(u)
+		case 1:
+			page = f.Password(u.Name, u.Password)
+		case 2:
+			page = b.Get(s.URL + "/login/?id=" + f.Form.Get("id"))
+		case 3:
+			page = b.Post(s.URL+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"},
+				"client_id": {c.ID}, "client_secret": {c.Secret}, "redirect_uri": {c.RedirectURI}})
+			if page.Status == http.StatusServiceUnavailable && !strings.Contains(page.Body, "temporarily_unavailable") {
+				t.Errorf("token endpoint with the database down: %s", page.Body)
+			}
+		}
+		hist[page.Status]++
+		if page.Status != http.StatusServiceUnavailable || page.Header.Get("Retry-After") == "" {
+			t.Errorf("request %d with the database down: %d, Retry-After %q, Location %q\n%.300s", i, page.Status, page.Header.Get("Retry-After"), page.Location, page.Body)
+		}
+	}
+	if r := b.Get(s.URL + "/readyz"); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with the database down: %d", r.Status)
+	}
+	if r := b.Get(s.URL + "/healthz"); r.Status != http.StatusOK {
+		t.Errorf("/healthz with the database down: %d", r.Status)
+	}
+	t.Logf("with the database down: %v", hist)
+
+	p.start()
+	deadline := time.Now().Add(15 * time.Second)
+	for b.Get(s.URL+"/readyz").Status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready 15 s after the database came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f = NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if _, err := NewRP(t, s, c).Exchange(f, f.Login(u)); err != nil {
+		t.Fatalf("sign-in after the database came back: %v", err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -48,6 +49,13 @@ func (f *failStore) UserByUsername(ctx context.Context, n string) (storage.User,
 		return storage.User{}, err
 	}
 	return f.Store.UserByUsername(ctx, n)
+}
+
+func (f *failStore) AuthRequestByID(ctx context.Context, id string, now time.Time) (storage.AuthRequest, error) {
+	if err := f.failing("AuthRequestByID"); err != nil {
+		return storage.AuthRequest{}, err
+	}
+	return f.Store.AuthRequestByID(ctx, id, now)
 }
 
 func (f *failStore) TOTPByUser(ctx context.Context, id string) (storage.TOTPCredential, error) {
@@ -181,6 +189,10 @@ func TestDatabaseFailuresLoseNothing(t *testing.T) {
 		again  int    // the status of the same step once the database is back
 	}
 	for _, c := range []step{
+		// A flow that cannot be read is a database failure, not an
+		// invalid sign-in link.
+		{"AuthRequestByID", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
+		{"AuthRequestByID", func(t *testing.T, e env) *inFlow { return atPassword(t, e, "ann") }, code, storage.StagePasswordOK, http.StatusSeeOther},
 		{"UserByUsername", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
 		{"ClaimAttempt/password", start, password("ann", "correct horse"), storage.StageCreated, http.StatusSeeOther},
 		{"ClaimUnknownAttempt", start, password("nobody", "correct horse"), storage.StageCreated, http.StatusUnauthorized},
@@ -470,5 +482,58 @@ func TestProbes(t *testing.T) {
 	old := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { return oldSchemaStore{st} })
 	if status, body := get(t, old.browser(), old.ts.URL+"/readyz"); status != http.StatusServiceUnavailable || strings.Contains(body, "version") {
 		t.Errorf("/readyz on another schema: %d %q", status, body)
+	}
+}
+
+func (f *failStore) CreateAuthRequest(ctx context.Context, a storage.AuthRequest) error {
+	if err := f.failing("CreateAuthRequest"); err != nil {
+		return err
+	}
+	return f.Store.CreateAuthRequest(ctx, a)
+}
+
+func (f *failStore) AuthRequestByCodeHash(ctx context.Context, h []byte) (storage.AuthRequest, error) {
+	if err := f.failing("AuthRequestByCodeHash"); err != nil {
+		return storage.AuthRequest{}, err
+	}
+	return f.Store.AuthRequestByCodeHash(ctx, h)
+}
+
+// TestLibraryRoutesWhenTheDatabaseIsBusy: when the store answers "try
+// again" under one of the library's routes, the library would send the
+// browser back to the application with server_error (a lost sign-in) or
+// a client a 500; the route's wrapper answers 503 with Retry-After: the
+// service page at /authorize, temporarily_unavailable at the token
+// endpoint. A plain database error keeps the library's answer.
+func TestLibraryRoutesWhenTheDatabaseIsBusy(t *testing.T) {
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	fs.set("CreateAuthRequest", storage.ErrBusy)
+	resp, err := e.browser().Get(e.ts.URL + "/authorize?" + authorizeQuery().Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Location") != "" ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(b), e.srv.pages.Text(pages.MsgBusy)) {
+		t.Fatalf("/authorize with the database busy: %d %v\n%s", resp.StatusCode, resp.Header, b)
+	}
+	fs.set("CreateAuthRequest", errors.New("disk I/O error"))
+	resp, _ = e.browser().Get(e.ts.URL + "/authorize?" + authorizeQuery().Encode())
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || !strings.Contains(loc, "error=server_error") {
+		t.Fatalf("/authorize with a database error: %d %s", resp.StatusCode, loc)
+	}
+	fs.set("AuthRequestByCodeHash", storage.ErrBusy)
+	resp, err = e.browser().PostForm(e.ts.URL+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"},
+		"client_id": {"app"}, "client_secret": {"s"}, "redirect_uri": {"https://rp.example/cb"}, "code_verifier": {"v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"temporarily_unavailable"`) {
+		t.Fatalf("token endpoint with the database busy: %d %s", resp.StatusCode, b)
 	}
 }

@@ -30,6 +30,9 @@ type reqInfo struct {
 	// tokenClient is the client that authenticated on /oauth/token or
 	// /revoke ("" when none did); codeVerifier the PKCE verifier sent.
 	tokenClient, codeVerifier string
+	// storeBusy: a store call answered storage.ErrBusy (busy, or the
+	// database unreachable); the route answers 503 (unavailable).
+	storeBusy bool
 }
 
 func infoFrom(ctx context.Context) *reqInfo {

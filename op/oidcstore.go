@@ -42,6 +42,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 		return nil, err
 	}
 	client, err := s.store.ClientByID(ctx, req.ClientID)
+	busy(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +94,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 	// request can never be used.
 	flowSecret := secret.New(32)
 	a.BindingHash = secret.Hash(flowSecret)
-	if err := s.store.CreateAuthRequest(ctx, a); err != nil {
+	if err := busy(ctx, s.store.CreateAuthRequest(ctx, a)); err != nil {
 		return nil, err
 	}
 	if bind := infoFrom(ctx).bindFlow; bind != nil {
@@ -104,6 +105,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 
 func (o *oidcStorage) AuthRequestByID(ctx context.Context, id string) (zop.AuthRequest, error) {
 	a, err := o.s.store.AuthRequestByID(ctx, id, o.s.cfg.now())
+	busy(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +120,7 @@ func (o *oidcStorage) AuthRequestByID(ctx context.Context, id string) (zop.AuthR
 func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.AuthRequest, error) {
 	ri := infoFrom(ctx)
 	info, err := o.s.store.AuthRequestByCodeHash(ctx, secret.Hash(code))
+	busy(ctx, err)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +131,7 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code_verifier")
 	}
 	a, err := o.s.store.ConsumeAuthCode(ctx, secret.Hash(code), o.s.cfg.now())
+	busy(ctx, err)
 	if errors.Is(err, storage.ErrReused) {
 		// RFC 9700 §4.2.4 / oidcc-codereuse: the tokens issued from the
 		// code are already revoked by the store.
@@ -161,6 +165,7 @@ func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 	}
 	now := o.s.cfg.now()
 	err := o.s.store.SaveAuthCode(ctx, id, secret.Hash(code), now.Add(o.s.cfg.CodeLifetime))
+	busy(ctx, err)
 	if errors.Is(err, storage.ErrWrongState) {
 		// The callback was hit again after its code was issued: no second
 		// code, and a plain answer to the client instead of a server error.
@@ -175,7 +180,7 @@ func (o *oidcStorage) DeleteAuthRequest(context.Context, string) error { return 
 
 func (o *oidcStorage) CreateAccessToken(ctx context.Context, req zop.TokenRequest) (string, time.Time, error) {
 	at := o.newAccessToken(req)
-	if err := o.s.store.CreateAccessToken(ctx, at); err != nil {
+	if err := busy(ctx, o.s.store.CreateAccessToken(ctx, at)); err != nil {
 		return "", time.Time{}, err
 	}
 	return at.ID, at.ExpiresAt, nil
@@ -228,7 +233,7 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 		rt.AuthRequestID = r.a.ID
 		rt.SessionHash = r.a.SessionHash
 		rt.ExpiresAt = now.Add(o.s.cfg.RefreshTokenLifetime)
-		if err := o.s.store.CreateRefreshToken(ctx, rt, at); err != nil {
+		if err := busy(ctx, o.s.store.CreateRefreshToken(ctx, rt, at)); err != nil {
 			return "", "", time.Time{}, err
 		}
 	case *refreshRequest:
@@ -240,6 +245,7 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 		// The family keeps its absolute expiry (RFC 9700 §4.14.2).
 		rt.ExpiresAt = old.ExpiresAt
 		err := o.s.store.RotateRefreshToken(ctx, secret.Hash(current), rt, at, now)
+		busy(ctx, err)
 		if errors.Is(err, storage.ErrReused) {
 			o.s.trail.Event(ctx, "refresh_token_reused", old.UserID, "", old.ClientID, "token family revoked")
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
@@ -258,10 +264,12 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 // family: another client replaying a used token revokes nothing.
 func (o *oidcStorage) TokenRequestByRefreshToken(ctx context.Context, value string) (zop.RefreshTokenRequest, error) {
 	info, err := o.s.store.RefreshTokenInfo(ctx, secret.Hash(value))
+	busy(ctx, err)
 	if err != nil || info.ClientID != infoFrom(ctx).tokenClient {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid refresh token")
 	}
 	t, err := o.s.store.RefreshTokenByHash(ctx, secret.Hash(value), o.s.cfg.now())
+	busy(ctx, err)
 	if errors.Is(err, storage.ErrReused) {
 		o.s.trail.Event(ctx, "refresh_token_reused", info.UserID, "", info.ClientID, "token family revoked")
 		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
@@ -302,6 +310,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 		return es.RedirectURI, nil
 	}
 	sess, err := s.store.SessionByHash(ctx, secret.Hash(ri.ssoCookie), now)
+	busy(ctx, err)
 	if errors.Is(err, storage.ErrNotFound) {
 		return es.RedirectURI, nil
 	}
@@ -319,6 +328,7 @@ func (o *oidcStorage) TerminateSessionFromRequest(ctx context.Context, es *zop.E
 		return es.RedirectURI, nil
 	}
 	n, err := s.store.EndSession(ctx, sess.IDHash, now)
+	busy(ctx, err)
 	if err != nil {
 		return "", err
 	}
@@ -341,6 +351,7 @@ func (o *oidcStorage) postLogoutRegistered(ctx context.Context, clientID, uri st
 // then. The lookup has no side effects.
 func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value string) (string, string, error) {
 	t, err := o.s.store.RefreshTokenInfo(ctx, secret.Hash(value))
+	busy(ctx, err)
 	if err != nil || t.ClientID != clientID {
 		return "", "", zop.ErrInvalidRefreshToken
 	}
@@ -355,28 +366,41 @@ func (o *oidcStorage) GetRefreshTokenInfo(ctx context.Context, clientID, value s
 func (o *oidcStorage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
 	now := o.s.cfg.now()
 	rt, err := o.s.store.RefreshTokenByID(ctx, tokenOrID)
+	busy(ctx, err)
 	if err != nil {
 		rt, err = o.s.store.RefreshTokenInfo(ctx, secret.Hash(tokenOrID))
+		busy(ctx, err)
 	}
 	if err == nil {
 		if rt.ClientID != clientID {
 			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
 		}
-		if err := o.s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now); err != nil {
+		if err := busy(ctx, o.s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now)); err != nil {
 			return oidc.ErrServerError()
 		}
 		o.s.trail.Event(ctx, "token_revoked", rt.UserID, "", clientID, "refresh token family")
 		return nil
 	}
-	if t, err := o.s.store.AccessTokenByID(ctx, tokenOrID, now); err == nil {
-		if t.ClientID != clientID {
-			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
-		}
-		if err := o.s.store.RevokeAccessToken(ctx, t.ID, now); err != nil {
-			return oidc.ErrServerError()
-		}
-		o.s.trail.Event(ctx, "token_revoked", t.UserID, "", clientID, "access token")
+	if !errors.Is(err, storage.ErrNotFound) {
+		// The lookup failed: "revoked" (RFC 7009 §2.2's 200 for an unknown
+		// token) would be a lie the client relies on.
+		return oidc.ErrServerError()
 	}
+	t, err := o.s.store.AccessTokenByID(ctx, tokenOrID, now)
+	busy(ctx, err)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil // RFC 7009 §2.2: an unknown token is answered as revoked
+	case err != nil:
+		return oidc.ErrServerError()
+	}
+	if t.ClientID != clientID {
+		return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
+	}
+	if err := busy(ctx, o.s.store.RevokeAccessToken(ctx, t.ID, now)); err != nil {
+		return oidc.ErrServerError()
+	}
+	o.s.trail.Event(ctx, "token_revoked", t.UserID, "", clientID, "access token")
 	return nil
 }
 
@@ -397,6 +421,7 @@ func (o *oidcStorage) KeySet(ctx context.Context) ([]zop.Key, error) {
 // error into a 500.
 func (o *oidcStorage) GetClientByClientID(ctx context.Context, id string) (zop.Client, error) {
 	c, err := o.s.clients.get(ctx, id)
+	busy(ctx, err)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client").WithParent(err)
 	}
@@ -411,7 +436,7 @@ func (o *oidcStorage) GetClientByClientID(ctx context.Context, id string) (zop.C
 // is the right store (docs/DESIGN.md, performance budget).
 func (o *oidcStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	c, err := o.s.clients.get(ctx, id)
-	if err != nil {
+	if busy(ctx, err) != nil {
 		return oidc.ErrInvalidClient()
 	}
 	if c.Public || !secretMatches(c, secret) {
@@ -452,6 +477,7 @@ func (o *oidcStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.Use
 // opaque token, so expiry and revocation are checked here.
 func (o *oidcStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
 	t, err := o.s.store.AccessTokenByID(ctx, tokenID, o.s.cfg.now())
+	busy(ctx, err)
 	if err != nil || t.UserID != subject {
 		return errors.New("access token invalid, expired or revoked")
 	}
@@ -462,6 +488,7 @@ func (o *oidcStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserI
 // the client asking (or naming it in its audience).
 func (o *oidcStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
 	t, err := o.s.store.AccessTokenByID(ctx, tokenID, o.s.cfg.now())
+	busy(ctx, err)
 	if err != nil || t.UserID != subject {
 		return errors.New("access token invalid, expired or revoked")
 	}
@@ -485,6 +512,7 @@ func (o *oidcStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.
 
 func (o *oidcStorage) fillUserinfo(ctx context.Context, info *oidc.UserInfo, userID string, scopes []string) error {
 	u, err := o.s.store.UserByID(ctx, userID)
+	busy(ctx, err)
 	if err != nil {
 		return fmt.Errorf("user %s: %w", userID, err)
 	}
@@ -520,3 +548,14 @@ func (o *oidcStorage) ValidateJWTProfileScopes(context.Context, string, []string
 }
 
 func (o *oidcStorage) Health(ctx context.Context) error { return o.s.store.Ping(ctx) }
+
+// busy notes in the request that the store answered "try again"
+// (storage.ErrBusy: busy past its retries, or unreachable), so that the
+// route's wrapper answers 503 with Retry-After (unavailable) instead of
+// the library's server_error; it returns err.
+func busy(ctx context.Context, err error) error {
+	if errors.Is(err, storage.ErrBusy) {
+		infoFrom(ctx).storeBusy = true
+	}
+	return err
+}

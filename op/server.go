@@ -185,15 +185,15 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 		return h
 	}
 	browser := func(guards ...func(http.Handler) http.Handler) http.Handler {
-		return chain(append([]func(http.Handler) http.Handler{noStore, s.htmlErrors}, guards...)...)
+		return chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(true), s.htmlErrors}, guards...)...)
 	}
 	api := func(guards ...func(http.Handler) http.Handler) http.Handler {
-		return chain(append([]func(http.Handler) http.Handler{noStore}, guards...)...)
+		return chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(false)}, guards...)...)
 	}
 	routes := map[string]http.Handler{
 		authorizePath:       browser(s.limitAuthorize, s.authorizeBinding, s.authorizationResponseIssuer),
 		login.CallbackPath:  browser(s.callbackBinding, s.authorizationResponseIssuer),
-		endSessionPath:      chain(noStore, s.htmlErrorsAs(pages.MsgBadLogout), s.endSession),
+		endSessionPath:      chain(noStore, s.unavailable(true), s.htmlErrorsAs(pages.MsgBadLogout), s.endSession),
 		"/oauth/token":      api(s.tokenClient),
 		"/revoke":           api(s.tokenClient),
 		"/oauth/introspect": api(s.tokenClient),
@@ -453,7 +453,7 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 		id := ids[0]
 		a, err := s.store.AuthRequestByID(r.Context(), id, s.cfg.now())
 		if err != nil {
-			s.pages.Fail(w, r, s.login.LinkError(r, id))
+			s.pages.Fail(w, r, s.login.LinkError(r, id, err))
 			return
 		}
 		if !s.login.BoundToBrowser(r, &a) {

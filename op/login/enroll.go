@@ -113,6 +113,9 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	notFound := &pages.Error{Status: http.StatusNotFound, Msg: pages.MsgNotFound, What: "enrollment qr"}
 	a, err := h.store.AuthRequestByID(ctx, r.URL.Query().Get("id"), h.now())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return pages.Internal("auth request lookup", err)
+	}
 	if err != nil || !h.BoundToBrowser(r, &a) || a.Stage != storage.StagePasswordOK || a.PendingTOTP == nil {
 		return notFound
 	}

@@ -1,6 +1,7 @@
 package login
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -11,12 +12,21 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 )
 
-// LinkError is the page of a login URL whose auth request is unusable.
-// For an expired request it says so and offers the way back to the
-// application: its redirect URI with error=access_denied, which the
-// application can answer by starting a new sign-in.
-func (h *Handler) LinkError(r *http.Request, id string) error {
+// LinkError is the answer to a login URL whose auth request lookup failed
+// with err. A request the store does not have (storage.ErrNotFound) is an
+// unusable link: for an expired one the page says so and offers the way
+// back to the application, its redirect URI with error=access_denied,
+// which the application can answer by starting a new sign-in. Any other
+// error is the database's (503 while it is busy or unreachable), never
+// "invalid link": the sign-in survives the outage.
+func (h *Handler) LinkError(r *http.Request, id string, err error) error {
+	if !errors.Is(err, storage.ErrNotFound) {
+		return pages.Internal("auth request lookup", err)
+	}
 	a, err := h.store.AuthRequestByID(r.Context(), id, time.Time{})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return pages.Internal("auth request lookup", err)
+	}
 	if err != nil || a.ExpiresAt.After(h.now()) {
 		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgInvalidLink, What: "invalid sign-in link"}
 	}

@@ -175,7 +175,7 @@ func (h *Handler) show(w http.ResponseWriter, f *pages.Form) {
 func (h *Handler) boundFlow(r *http.Request, id, refusal string) (storage.AuthRequest, string, error) {
 	a, err := h.store.AuthRequestByID(r.Context(), id, h.now())
 	if err != nil {
-		return a, "", h.LinkError(r, id)
+		return a, "", h.LinkError(r, id, err)
 	}
 	if !h.BoundToBrowser(r, &a) {
 		h.trail.Event(r.Context(), "binding_mismatch", a.UserID, "", a.ClientID, r.URL.Path)
