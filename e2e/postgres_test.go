@@ -212,3 +212,78 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatalf("sign-in after the database came back: %v", err)
 	}
 }
+
+// TestKillWithGuessesInFlight: a replica killed with SIGKILL while it
+// holds TOTP guesses in flight gives the attacker nothing: every guess it
+// answered as wrong is counted in the database, and the guesses that
+// follow on another replica stop at the same limit (a claim is committed
+// before its code is checked, docs/THREAT-MODEL.md rule 3).
+func TestKillWithGuessesInFlight(t *testing.T) {
+	db := PostgresDB(t)
+	args := atkArgs(atkLockArgs(6, 10))
+	L := atkIntFlag(t, args, "--totp-max-failures")
+	a := StartServerOn(t, db, args...)
+	b := StartServerOn(t, db, args...)
+	u := AddUser(t, db, "alice", "correct horse battery")
+	c := AddClient(t, db, "app")
+	br := NewBrowser(t, "")
+	f := atkToTOTP(t, br, a, c, u.Name, u.Password)
+	codes := atkWrongCodes(u, 4*L)
+	var mu sync.Mutex
+	answered := map[int]int{}
+	next := 0 // the next code to send
+	take := func() (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= 2*L {
+			return "", false
+		}
+		next++
+		return codes[next-1], true
+	}
+	var wg sync.WaitGroup
+	for range 4 { // four streams of guesses at replica a, until it dies
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for code, ok := take(); ok; code, ok = take() {
+				p, err := atkDo(br, atkFormRequest(a.URL+"/login/totp", atkTOTPForm(f, code), nil))
+				if err != nil {
+					return // the replica is gone
+				}
+				mu.Lock()
+				answered[p.Status]++
+				mu.Unlock()
+			}
+		}()
+	}
+	// Kill it once it has answered a guess, with others in flight.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := answered[http.StatusUnauthorized]
+		mu.Unlock()
+		if n >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	a.Kill()
+	wg.Wait()
+	if answered[http.StatusUnauthorized] == 0 {
+		t.Fatal("the replica answered no guess before it was killed")
+	}
+	sent := next
+	counted := atkShow(t, db, u.Name).F("totp").Failures
+	if counted < answered[http.StatusUnauthorized] {
+		t.Fatalf("%d guesses answered wrong by the killed replica, %d counted", answered[http.StatusUnauthorized], counted)
+	}
+	evaluated := answered[http.StatusUnauthorized]
+	for _, code := range codes[2*L:] {
+		if p := atkPost(t, br, b.URL+"/login/totp", atkTOTPForm(f, code), nil); p.Status == http.StatusUnauthorized {
+			evaluated++
+		}
+	}
+	if evaluated > L {
+		t.Fatalf("%d guesses evaluated in all, limit %d", evaluated, L)
+	}
+	t.Logf("killed after %d guesses sent: %v answered, %d counted; %d evaluated in all (limit %d)", sent, answered, counted, evaluated, L)
+}
