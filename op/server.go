@@ -86,6 +86,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	if err := s.hasher.Warm(); err != nil {
 		return nil, err
 	}
+	s.registerMetrics()
 	s.clients = newClientCache(store, s.cfg.now)
 	var err error
 	if s.pages, err = pages.New(cfg.ProductName, s.log); err != nil {
@@ -146,16 +147,17 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	// The discovery document and the health checks are ours for every
 	// method, so that the library's own (which lists grants this provider
 	// does not offer) is never reached.
-	mux.HandleFunc("/healthz", getOnly(healthz))
-	mux.HandleFunc("/readyz", getOnly(s.readyz))
-	mux.HandleFunc("/ready", getOnly(s.readyz))
-	mux.HandleFunc("/.well-known/openid-configuration", getOnly(func(w http.ResponseWriter, r *http.Request) {
+	meta := func(h http.HandlerFunc) http.Handler { return s.metrics.Instrument("meta", getOnly(h)) }
+	mux.Handle("/healthz", meta(healthz))
+	mux.Handle("/readyz", meta(s.readyz))
+	mux.Handle("/ready", meta(s.readyz))
+	mux.Handle("/.well-known/openid-configuration", meta(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(discovery)
 	}))
-	s.login.Mount(mux)
+	s.login.Mount(mux, func(h http.Handler) http.Handler { return s.metrics.Instrument("login", h) })
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
 	return s, nil
@@ -185,26 +187,26 @@ func (s *Server) protocolRoutes(next http.Handler) http.Handler {
 		return h
 	}
 	browser := func(guards ...func(http.Handler) http.Handler) http.Handler {
-		return chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(true), s.htmlErrors}, guards...)...)
+		return s.metrics.Instrument("browser", chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(true), s.htmlErrors}, guards...)...))
 	}
 	api := func(guards ...func(http.Handler) http.Handler) http.Handler {
-		return chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(false)}, guards...)...)
+		return s.metrics.Instrument("api", chain(append([]func(http.Handler) http.Handler{noStore, s.unavailable(false)}, guards...)...))
 	}
 	routes := map[string]http.Handler{
 		authorizePath:       browser(s.limitAuthorize, s.authorizeBinding, s.authorizationResponseIssuer),
 		login.CallbackPath:  browser(s.callbackBinding, s.authorizationResponseIssuer),
-		endSessionPath:      chain(noStore, s.unavailable(true), s.htmlErrorsAs(pages.MsgBadLogout), s.endSession),
+		endSessionPath:      s.metrics.Instrument("browser", chain(noStore, s.unavailable(true), s.htmlErrorsAs(pages.MsgBadLogout), s.endSession)),
 		"/oauth/token":      api(s.tokenClient),
 		"/revoke":           api(s.tokenClient),
 		"/oauth/introspect": api(s.tokenClient),
 		"/userinfo":         api(s.bearerErrors),
-		"/keys":             chain(jwksCache),
+		"/keys":             s.metrics.Instrument("keys", chain(jwksCache)),
 	}
 	// Any other path the library routes (its device authorization
 	// endpoint: this provider offers no device grant) finds nothing.
-	other := noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	other := s.metrics.Instrument("other", noStore(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)
-	}))
+	})))
 	for p := range browserRoutes {
 		if routes[p] == nil {
 			panic("protocolRoutes: browser route " + p + " without its wrappers")
@@ -409,7 +411,7 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := s.ipLimit.Allow(httpx.RequestFrom(r.Context()).IP, s.cfg.now()); !ok {
-			s.metrics.Inc("idp_login_ip_limited_total", "")
+			s.metrics.IPLimited()
 			s.pages.Limited(w, wait, s.cfg.now())
 			return
 		}

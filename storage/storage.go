@@ -389,6 +389,37 @@ type ChangeListener interface {
 	ListenChanges(ctx context.Context, changed func(Change)) error
 }
 
+// TxObserver receives a backend's write transactions (metrics).
+type TxObserver interface {
+	// Transaction reports one write transaction, its retries included,
+	// with its error (nil, a contract error such as ErrNotFound, ErrBusy,
+	// or another failure).
+	Transaction(d time.Duration, err error)
+	// Retry reports an attempt repeated after a transient failure.
+	Retry()
+}
+
+// Observable is implemented by a backend that reports its write
+// transactions. ObserveTransactions is called once, before the store is
+// used.
+type Observable interface {
+	ObserveTransactions(TxObserver)
+}
+
+// PoolStats are a connection pool's figures at one moment.
+type PoolStats struct {
+	Total, InUse, Max int
+	// Waits counts acquisitions that had to wait for a free connection,
+	// WaitTime their total wait, since the pool opened.
+	Waits    int64
+	WaitTime time.Duration
+}
+
+// Pooled is implemented by a backend with a connection pool.
+type Pooled interface {
+	PoolStats() PoolStats
+}
+
 // Compacter is implemented by a backend whose files can keep old copies of
 // replaced values (storage/sqlite: WAL page images): Compact drops them, so
 // that after `idp secrets rotate` the old key opens nothing in the files.

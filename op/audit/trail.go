@@ -38,7 +38,7 @@ func (t *Trail) Event(ctx context.Context, typ, userID, username, clientID, deta
 func (t *Trail) Limited(ctx context.Context, key, typ, userID, username, clientID, detail string) {
 	ok, dropped := t.Limit.Allow(typ, key, t.Now())
 	if !ok {
-		t.Metrics.Inc("idp_audit_suppressed_total", fmt.Sprintf("event=%q", typ))
+		t.Metrics.AuditSuppressed(typ)
 		return
 	}
 	if dropped > 0 {

@@ -198,7 +198,7 @@ func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userI
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
 		// event and one counter, for alerting and a later notification.
-		g.metrics.Inc("idp_second_factor_failed_after_password_total", "")
+		g.metrics.SecondFactorFailedAfterPassword()
 		g.trail.Event(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
 	}
 	switch {

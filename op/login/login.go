@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
@@ -20,11 +21,13 @@ import (
 // amrPasswordTOTP is the RFC 8176 amr of a password + TOTP login.
 var amrPasswordTOTP = []string{"pwd", "otp", "mfa"}
 
-// Mount registers the login UI, everything under Path, on mux.
-// State-changing requests pass Go's cross-origin protection
-// (Sec-Fetch-Site / Origin) and a per-flow token bound to the browser's
-// flow cookie (docs/THREAT-MODEL.md R-W1).
-func (h *Handler) Mount(mux *http.ServeMux) { mux.Handle(Path, h.routes()) }
+// Mount registers the login UI, everything under Path, on mux, inside
+// wrap (op's metrics). State-changing requests pass Go's cross-origin
+// protection (Sec-Fetch-Site / Origin) and a per-flow token bound to the
+// browser's flow cookie (docs/THREAT-MODEL.md R-W1).
+func (h *Handler) Mount(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
+	mux.Handle(Path, wrap(h.routes()))
+}
 
 func (h *Handler) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -59,7 +62,7 @@ func (h *Handler) limitPosts(next http.Handler) http.Handler {
 		if r.Method == http.MethodPost {
 			ip := httpx.RequestFrom(r.Context()).IP
 			if ok, wait := h.ipLimit.Allow(ip, h.now()); !ok {
-				h.metrics.Inc("idp_login_ip_limited_total", "")
+				h.metrics.IPLimited()
 				h.pages.Limited(w, wait, h.now())
 				return
 			}
@@ -228,7 +231,9 @@ func (h *Handler) passwordStep(w http.ResponseWriter, r *http.Request) error {
 	// (storage.LockPolicy.Succeeded). Waiting for hashing capacity first
 	// keeps that window to one hash, however long the queue an attacker
 	// builds with made-up names (docs/THREAT-MODEL.md rule 3).
+	queued := time.Now()
 	slot, err := h.hasher.Reserve(ctx)
+	h.metrics.HashWait(time.Since(queued))
 	if err != nil {
 		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, URL(a.ID))
 		return nil

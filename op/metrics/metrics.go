@@ -1,65 +1,145 @@
-// Package metrics holds the process-wide counters in Prometheus text
-// format. No label ever carries a user, a client IP or any other
-// per-person value (docs/THREAT-MODEL.md rule 13).
+// Package metrics holds the provider's Prometheus metrics. No label ever
+// carries a user, a client address or any other per-person value
+// (docs/THREAT-MODEL.md rule 13): every label takes its values from a
+// fixed set in the code (TestLabelsArePerClassNotPerPerson).
 package metrics
 
 import (
-	"fmt"
-	"io"
-	"sort"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Registry is a set of counters; the zero value is not usable, New is.
+// Registry is the provider's metrics; New builds it.
 type Registry struct {
-	mu       sync.Mutex
-	counters map[string]*atomic.Int64
+	reg             *prometheus.Registry
+	attempts        *prometheus.CounterVec
+	ipLimited       prometheus.Counter
+	afterPassword   prometheus.Counter
+	auditSuppressed *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	hashWait        prometheus.Histogram
+	dbTx            *prometheus.HistogramVec
+	dbRetries       prometheus.Counter
 }
 
-// New returns an empty registry.
-func New() *Registry { return &Registry{counters: map[string]*atomic.Int64{}} }
-
-// Inc adds one to the counter name{labels}.
-func (m *Registry) Inc(name, labels string) {
-	key := name
-	if labels != "" {
-		key += "{" + labels + "}"
-	}
-	m.mu.Lock()
-	c, ok := m.counters[key]
-	if !ok {
-		c = new(atomic.Int64)
-		m.counters[key] = c
-	}
-	m.mu.Unlock()
-	c.Add(1)
+// New returns a registry with the Go runtime and process collectors.
+func New() *Registry {
+	m := &Registry{reg: prometheus.NewRegistry()}
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idp_auth_attempts_total",
+		Help: "Authentication attempts by factor (password, totp, recovery) and result."}, []string{"factor", "result"})
+	m.ipLimited = prometheus.NewCounter(prometheus.CounterOpts{Name: "idp_login_ip_limited_total",
+		Help: "Requests refused by the optional per-address limit."})
+	m.afterPassword = prometheus.NewCounter(prometheus.CounterOpts{Name: "idp_second_factor_failed_after_password_total",
+		Help: "Wrong second factors after a right password in the same flow: someone knows a password."})
+	m.auditSuppressed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idp_audit_suppressed_total",
+		Help: "Audit events not written by the anonymous-event limiter, by event type."}, []string{"event"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idp_http_requests_total",
+		Help: "HTTP requests by route class and status code."}, []string{"class", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "idp_http_request_duration_seconds",
+		Help: "HTTP request latency by route class.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+		[]string{"class"})
+	m.hashWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "idp_password_hash_queue_wait_seconds",
+		Help: "Time a password attempt waited for a hashing slot.", Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10}})
+	m.dbTx = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "idp_db_transaction_duration_seconds",
+		Help: "Write transactions, retries included, by outcome (ok, busy, error).", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+		[]string{"outcome"})
+	m.dbRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "idp_db_retries_total",
+		Help: "Transaction attempts repeated after a transient database failure."})
+	m.reg.MustRegister(m.attempts, m.ipLimited, m.afterPassword, m.auditSuppressed, m.requests, m.duration,
+		m.hashWait, m.dbTx, m.dbRetries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
 }
 
 // Attempt counts one authentication attempt of factor with its result.
-func (m *Registry) Attempt(factor, result string) {
-	m.Inc("idp_auth_attempts_total", fmt.Sprintf("factor=%q,result=%q", factor, result))
+func (m *Registry) Attempt(factor, result string) { m.attempts.WithLabelValues(factor, result).Inc() }
+
+// IPLimited counts a request refused by the per-address limit.
+func (m *Registry) IPLimited() { m.ipLimited.Inc() }
+
+// SecondFactorFailedAfterPassword counts a wrong second factor after a
+// right password.
+func (m *Registry) SecondFactorFailedAfterPassword() { m.afterPassword.Inc() }
+
+// AuditSuppressed counts an audit event of type event the limiter dropped.
+func (m *Registry) AuditSuppressed(event string) { m.auditSuppressed.WithLabelValues(event).Inc() }
+
+// HashWait records how long a password attempt waited for its slot.
+func (m *Registry) HashWait(d time.Duration) { m.hashWait.Observe(d.Seconds()) }
+
+// Transaction records a write transaction (storage.TxObserver).
+func (m *Registry) Transaction(d time.Duration, outcome string) {
+	m.dbTx.WithLabelValues(outcome).Observe(d.Seconds())
 }
 
-// WriteText writes every counter, sorted, with one TYPE line per name.
-func (m *Registry) WriteText(w io.Writer) {
-	var b strings.Builder
-	m.mu.Lock()
-	keys := make([]string, 0, len(m.counters))
-	for k := range m.counters {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	seen := map[string]bool{}
-	for _, k := range keys {
-		name, _, _ := strings.Cut(k, "{")
-		if !seen[name] {
-			fmt.Fprintf(&b, "# TYPE %s counter\n", name)
-			seen[name] = true
-		}
-		fmt.Fprintf(&b, "%s %d\n", k, m.counters[k].Load())
-	}
-	m.mu.Unlock()
-	_, _ = io.WriteString(w, b.String())
+// Retry counts a transaction attempt repeated (storage.TxObserver).
+func (m *Registry) Retry() { m.dbRetries.Inc() }
+
+// GaugeFunc registers a gauge read from f at each scrape (pool and
+// hashing statistics).
+func (m *Registry) GaugeFunc(name, help string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
+
+// CounterFunc registers a counter read from f at each scrape.
+func (m *Registry) CounterFunc(name, help string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+// Instrument counts and times next's requests under route class class.
+func (m *Registry) Instrument(class string, next http.Handler) http.Handler {
+	requests := m.requests.MustCurryWith(prometheus.Labels{"class": class})
+	duration := m.duration.WithLabelValues(class)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			duration.Observe(time.Since(start).Seconds())
+			requests.WithLabelValues(strconv.Itoa(sw.code())).Inc()
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Registry) Handler() http.Handler {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

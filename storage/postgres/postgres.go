@@ -63,6 +63,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -155,6 +156,18 @@ SET LOCAL statement_timeout = '10min'`
 // concurrent use, also by several processes sharing the database.
 type Store struct {
 	pool *pgxpool.Pool
+	// obs receives write transactions and retries (ObserveTransactions).
+	obs atomic.Pointer[storage.TxObserver]
+}
+
+// ObserveTransactions implements storage.Observable.
+func (s *Store) ObserveTransactions(o storage.TxObserver) { s.obs.Store(&o) }
+
+// PoolStats implements storage.Pooled.
+func (s *Store) PoolStats() storage.PoolStats {
+	st := s.pool.Stat()
+	return storage.PoolStats{Total: int(st.TotalConns()), InUse: int(st.AcquiredConns()), Max: int(st.MaxConns()),
+		Waits: st.EmptyAcquireCount(), WaitTime: st.EmptyAcquireWaitTime()}
 }
 
 // OpenOptions changes what Open does.
@@ -452,7 +465,12 @@ func (e *commitUnknownError) Unwrap() error { return e.err }
 // failures. fn may run more than once and must not keep state across runs
 // other than by overwriting its results.
 func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
-	return s.tx(ctx, beginTx, attemptTimeout, fn)
+	start := time.Now()
+	err := s.tx(ctx, beginTx, attemptTimeout, fn)
+	if o := s.obs.Load(); o != nil {
+		(*o).Transaction(time.Since(start), err)
+	}
+	return err
 }
 
 // tx runs fn in a transaction begun by begin, each attempt within timeout.
@@ -526,6 +544,9 @@ func (s *Store) run(ctx context.Context, timeout time.Duration, fn func(context.
 		}
 		if attempt == retryAttempts || time.Since(start) > retryBudget {
 			return &busyError{attempts: attempt, err: err}
+		}
+		if o := s.obs.Load(); o != nil {
+			(*o).Retry()
 		}
 		pause := wait/2 + rand.N(wait/2)
 		select {

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -113,7 +114,13 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// obs receives write transactions and retries (ObserveTransactions).
+	obs atomic.Pointer[storage.TxObserver]
 }
+
+// ObserveTransactions implements storage.Observable.
+func (s *Store) ObserveTransactions(o storage.TxObserver) { s.obs.Store(&o) }
 
 // Open opens (creating if needed) the database file at path, applies pending
 // migrations and returns the store. Several processes may open the same file
@@ -528,7 +535,11 @@ func (c commitThen) Unwrap() error { return c.err }
 // write runs fn in one BEGIN IMMEDIATE transaction, retrying a few times on
 // SQLITE_BUSY. fn may run more than once and must not keep state across
 // runs other than by overwriting its results.
-func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
+func (s *Store) write(ctx context.Context, fn func(*txn) error) (err error) {
+	if o := s.obs.Load(); o != nil {
+		start := time.Now()
+		defer func() { (*o).Transaction(time.Since(start), err) }()
+	}
 	wait := busyBackoff
 	for attempt := 1; ; attempt++ {
 		err := s.writeOnce(ctx, fn)
@@ -537,6 +548,9 @@ func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
 		}
 		if attempt == busyAttempts {
 			return fmt.Errorf("sqlite: database busy after %d attempts: %w", attempt, err)
+		}
+		if o := s.obs.Load(); o != nil {
+			(*o).Retry()
 		}
 		select {
 		case <-ctx.Done():
