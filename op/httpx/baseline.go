@@ -39,7 +39,7 @@ func (b Baseline) Wrap(next http.Handler) http.Handler {
 		if b.HSTS {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusRecorder{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -52,36 +52,38 @@ func (b Baseline) Wrap(next http.Handler) http.Handler {
 			}
 			// LogHandler adds the request id and address.
 			b.Log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.Int("status", sw.code()), slog.Duration("dur", time.Since(start)))
+				slog.String("path", r.URL.Path), slog.Int("status", sw.Code()), slog.Duration("dur", time.Since(start)))
 		}()
 		next.ServeHTTP(sw, r)
 	})
 }
 
-type statusWriter struct {
+// StatusRecorder remembers the status code written through it.
+type StatusRecorder struct {
 	http.ResponseWriter
 	status int
 }
 
-func (w *statusWriter) WriteHeader(code int) {
+func (w *StatusRecorder) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
+func (w *StatusRecorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
 }
 
-func (w *statusWriter) code() int {
+// Code is the status written (200 when none was, as net/http sends).
+func (w *StatusRecorder) Code() int {
 	if w.status == 0 {
 		return http.StatusOK
 	}
 	return w.status
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *StatusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

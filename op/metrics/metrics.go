@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/totp-idp/idp/op/httpx"
 )
 
 // Registry is the provider's metrics; New builds it.
@@ -98,10 +99,10 @@ func (m *Registry) Instrument(class string, next http.Handler) http.Handler {
 	duration := m.duration.WithLabelValues(class)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpx.StatusRecorder{ResponseWriter: w}
 		defer func() {
 			duration.Observe(time.Since(start).Seconds())
-			requests.WithLabelValues(strconv.Itoa(sw.code())).Inc()
+			requests.WithLabelValues(strconv.Itoa(sw.Code())).Inc()
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -115,31 +116,3 @@ func (m *Registry) Handler() http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) code() int {
-	if w.status == 0 {
-		return http.StatusOK
-	}
-	return w.status
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
