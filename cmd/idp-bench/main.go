@@ -136,7 +136,10 @@ func (b *bench) run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.lockedAccount(ctx)
+	if err := b.lockedAccount(ctx); err != nil {
+		return err
+	}
+	return b.postgres(ctx)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

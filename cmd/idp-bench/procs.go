@@ -59,6 +59,7 @@ type server struct {
 	cmd        *exec.Cmd
 	pid        int
 	issuer     string
+	addr       string // the address it listens on
 	metricsURL string
 	done       chan struct{}
 
@@ -99,7 +100,7 @@ func startServer(bin, db string, extra ...string) (*server, error) {
 				s.metricsURL = m[1]
 			}
 			if m := listeningRe.FindStringSubmatch(line); m != nil {
-				s.issuer = m[2]
+				s.addr, s.issuer = m[1], m[2]
 				ready <- struct{}{}
 			}
 			s.mu.Unlock()

@@ -43,6 +43,7 @@ type report struct {
 	PeakRSSC16MB     float64         `json:"peak_rss_c16_mb"`
 	PeakRSSOverallMB float64         `json:"peak_rss_overall_mb"`
 	Locked           lockedResult    `json:"locked_account"`
+	Postgres         pgReport        `json:"postgres"`
 	Targets          []target        `json:"targets"`
 	Errors           []string        `json:"errors,omitempty"`
 }
@@ -229,6 +230,42 @@ func (r *report) evaluate() {
 		Unit: "violations", AtMost: true, Measured: lk.Answers > 0,
 		Note: fmt.Sprintf("%d non-429, %d without Retry-After, %d hashes", lk.Non429, lk.WithoutRetryAfter, lk.Hashes)}
 	add(t)
+	pg := r.Postgres
+	if pg.Skipped != "" {
+		return
+	}
+	best := func(ls []*loginLevel, c int) float64 {
+		for _, l := range ls {
+			if l.Concurrency == c {
+				return l.PerS
+			}
+		}
+		return 0
+	}
+	bestR := func(ls []*refreshLevel, c int) float64 {
+		for _, l := range ls {
+			if l.Concurrency == c {
+				return l.PerS
+			}
+		}
+		return 0
+	}
+	top := levels[len(levels)-1]
+	for _, c := range levels {
+		sq, p := best(r.Logins, c), best(pg.Logins, c)
+		add(target{Name: fmt.Sprintf("PostgreSQL, one replica: logins/s at c=%d ≥ 0.9 × SQLite's", c), Value: p, Goal: 0.9 * sq,
+			Unit: "logins/s", Measured: sq > 0 && p > 0, Note: fmt.Sprintf("SQLite %.1f/s in this run", sq)})
+	}
+	sqR, pR := bestR(r.Refresh, top), bestR(pg.Refresh, top)
+	add(target{Name: fmt.Sprintf("PostgreSQL, one replica: refresh grants/s at c=%d ≥ 0.8 × SQLite's", top), Value: pR, Goal: 0.8 * sqR,
+		Unit: "grants/s", Measured: sqR > 0 && pR > 0, Note: fmt.Sprintf("SQLite %.0f/s in this run", sqR)})
+	one := best(pg.Logins, top)
+	add(target{Name: fmt.Sprintf("PostgreSQL, three replicas behind nginx: logins/s at c=%d within 15 %% of one replica", top),
+		Value: pg.ThreeLogins, Goal: 0.85 * one, Unit: "logins/s", Measured: one > 0 && pg.ThreeLogins > 0,
+		Note: fmt.Sprintf("one replica %.1f/s; the 2 cores are shared by all replicas, nginx and PostgreSQL", one)})
+	add(target{Name: fmt.Sprintf("PostgreSQL, three replicas behind nginx: refresh grants/s at c=%d within 15 %% of one replica", top),
+		Value: pg.ThreeRefresh, Goal: 0.85 * pR, Unit: "grants/s", Measured: pR > 0 && pg.ThreeRefresh > 0,
+		Note: fmt.Sprintf("one replica %.0f/s", pR)})
 }
 
 func verdict(t target) string {
@@ -330,6 +367,20 @@ func (r *report) print(w io.Writer) {
 		p("")
 		p("WARNING: other processes on this machine used up to %.2f cores during a measurement; figures compared", o)
 		p("         with ceilings of an idle machine are disturbed. Run again on a quiet machine for a verdict.")
+	}
+	p("")
+	if pg := r.Postgres; pg.Skipped != "" {
+		p("PostgreSQL: skipped (%s)", pg.Skipped)
+	} else {
+		p("PostgreSQL, same run (one replica; three replicas behind nginx at the top level)")
+		for _, l := range pg.Logins {
+			p("  logins   c=%-3d %7.1f/s  server CPU %.1f ms/login  p50 %.0f ms  p95 %.0f ms", l.Concurrency, l.PerS, l.ServerCPUMsPerOp, l.P50Ms, l.P95Ms)
+		}
+		for _, l := range pg.Refresh {
+			p("  refresh  c=%-3d %7.0f/s  server CPU %.2f ms/grant  p50 %.1f ms  p95 %.1f ms", l.Concurrency, l.PerS, l.ServerCPUMsPerOp, l.P50Ms, l.P95Ms)
+		}
+		p("  peak RSS of the replica at c=%d: %.1f MB", levels[len(levels)-1], pg.PeakRSSC16MB)
+		p("  three replicas: %.1f logins/s, %.0f refresh grants/s; largest replica RSS %.1f MB", pg.ThreeLogins, pg.ThreeRefresh, pg.ThreeMaxRSSMB)
 	}
 	p("")
 	p("Targets (issue / docs/DESIGN.md performance budget)")
