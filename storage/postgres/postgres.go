@@ -489,8 +489,13 @@ func (s *Store) tx(ctx context.Context, begin string, timeout time.Duration, fn 
 			return err
 		}
 		if cerr := tx.Commit(ctx); cerr != nil {
+			// Only the server's own answer (a PgError: the transaction
+			// was rolled back) says how COMMIT ended. Anything else, even
+			// an error pgx calls safe to retry ("conn closed": a review
+			// saw the server commit with that answer lost), may have
+			// committed.
 			var pgErr *pgconn.PgError
-			if !errors.As(cerr, &pgErr) && !pgconn.SafeToRetry(cerr) {
+			if !errors.As(cerr, &pgErr) {
 				return &commitUnknownError{cerr}
 			}
 			return cerr
@@ -528,9 +533,16 @@ func (s *Store) run(ctx context.Context, timeout time.Duration, fn func(context.
 		err := fn(actx)
 		timedOut := actx.Err() != nil
 		cancel()
+		var unknown *commitUnknownError
 		switch {
 		case err == nil:
 			return nil
+		case errors.As(err, &unknown):
+			// COMMIT was sent and its answer lost: the transaction may
+			// have committed. Never again (it would count a claim or
+			// apply a refund twice), and never ErrBusy, which promises
+			// nothing changed; the caller answers a server error.
+			return err
 		case ctx.Err() != nil:
 			// The caller gave up: not the database's fault.
 			return &callerDoneError{ctx: ctx.Err(), err: err}
