@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -535,5 +536,40 @@ func TestLibraryRoutesWhenTheDatabaseIsBusy(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"temporarily_unavailable"`) {
 		t.Fatalf("token endpoint with the database busy: %d %s", resp.StatusCode, b)
+	}
+	// Another database error: a server error whose text (which names the
+	// database) stays in the log.
+	fs.set("AuthRequestByCodeHash", errors.New("disk I/O error at /var/lib/idp/idp.db"))
+	resp, err = e.browser().PostForm(e.ts.URL+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"},
+		"client_id": {"app"}, "client_secret": {"s"}, "redirect_uri": {"https://rp.example/cb"}, "code_verifier": {"v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 500 && (strings.Contains(string(b), "disk") || strings.Contains(string(b), "idp.db")) {
+		t.Fatalf("token endpoint with a database error shows its cause: %d %s", resp.StatusCode, b)
+	}
+	t.Logf("token endpoint with a database error: %d %s", resp.StatusCode, b)
+}
+
+// TestLibraryServerErrorsHideTheirCause: a 5xx answer of the library,
+// whose error_description carries its cause's text, reaches neither a
+// client nor a browser: they get a plain server error, the log the text.
+func TestLibraryServerErrorsHideTheirCause(t *testing.T) {
+	e := newTestEnv(t, nil)
+	lib := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":"server_error","error_description":"postgres: user idp on /run/postgresql: disk full"}`))
+	})
+	for _, browser := range []bool{false, true} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/oauth/token", nil)
+		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey, &reqInfo{}))
+		e.srv.unavailable(browser)(lib).ServeHTTP(w, r)
+		if w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), "postgres") {
+			t.Errorf("browser=%t: %d %s", browser, w.Code, w.Body.String())
+		}
 	}
 }

@@ -250,6 +250,12 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 			o.s.trail.Event(ctx, "refresh_token_reused", old.UserID, "", old.ClientID, "token family revoked")
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
 		}
+		if errors.Is(err, storage.ErrNotFound) {
+			// Revoked, expired or gone since it was read (a logout or
+			// revoke-sessions racing this grant): the grant is invalid,
+			// not a server error (RFC 6749 §5.2).
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token is no longer valid")
+		}
 		if err != nil {
 			return "", "", time.Time{}, err
 		}

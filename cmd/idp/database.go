@@ -17,7 +17,8 @@ func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
-// redactDB is --db as it may be printed: a URL's password replaced.
+// redactDB is --db as it may be printed: a URL's user info password and
+// every query parameter that is or may hold a secret replaced.
 func redactDB(db string) string {
 	if !isPostgres(db) {
 		return db
@@ -26,11 +27,27 @@ func redactDB(db string) string {
 	if err != nil {
 		return "postgres://…" // unparsable: print none of it
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	q := u.Query()
+	for k := range q {
+		if lk := strings.ToLower(k); strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "key") {
+			q.Set(k, "xxxxx")
+		}
 	}
+	u.RawQuery = q.Encode()
 	return u.Redacted()
+}
+
+// keywordValue reports a libpq keyword/value connection string
+// ("host=… dbname=…"), which --db does not take: as a path it would be a
+// SQLite file named after it, password included, that no other replica
+// shares.
+func keywordValue(db string) bool {
+	for _, k := range []string{"host=", "hostaddr=", "dbname=", "user=", "password=", "port=", "sslmode=", "service="} {
+		if strings.HasPrefix(db, k) || strings.Contains(db, " "+k) {
+			return true
+		}
+	}
+	return false
 }
 
 // openStore opens the database --db names, applying pending migrations.
@@ -48,6 +65,9 @@ func openStoreWith(ctx context.Context, db string, noMigrate bool) (storage.Stor
 			return nil, fmt.Errorf("open database %s: %w", redactDB(db), err)
 		}
 		return st, nil
+	}
+	if keywordValue(db) {
+		return nil, usageError{"--db takes a SQLite file or a postgres:// URL, not a keyword/value connection string (write postgres://USER@HOST/DB?sslmode=…; PG* variables and the password file complete it)"}
 	}
 	if noMigrate {
 		return nil, usageError{"--no-migrate applies to a PostgreSQL database; SQLite migrates when it opens"}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -13,6 +14,7 @@ func TestRedactDB(t *testing.T) {
 		"postgres://idp:s3cret@db.example:5432/idp?sslmode=verify-full": "postgres://idp:xxxxx@db.example:5432/idp?sslmode=verify-full",
 		"postgresql:///idp?host=/run/pg&password=s3cret":                "postgresql:///idp?host=%2Frun%2Fpg&password=xxxxx",
 		"postgres://%zz": "postgres://…",
+		"postgres://u@h/db?sslpassword=s3cret&sslkey=/k": "postgres://u@h/db?sslkey=xxxxx&sslpassword=xxxxx",
 	} {
 		got := redactDB(in)
 		if got != want || strings.Contains(got, "s3cret") {
@@ -21,5 +23,13 @@ func TestRedactDB(t *testing.T) {
 	}
 	if isPostgres("postgres.db") || !isPostgres("postgresql://x") {
 		t.Error("isPostgres")
+	}
+	for _, kv := range []string{"host=localhost user=postgres password=s3cret dbname=idp", "dbname=idp"} {
+		if _, err := openStoreWith(context.Background(), kv, false); err == nil || !strings.Contains(err.Error(), "keyword/value") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("--db %q: %v", kv, err)
+		}
+	}
+	if keywordValue("./idp.db") || keywordValue("/var/lib/idp/host=1.db") {
+		t.Error("a SQLite path taken for a connection string")
 	}
 }
