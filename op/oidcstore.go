@@ -181,7 +181,7 @@ func (o *oidcStorage) DeleteAuthRequest(context.Context, string) error { return 
 func (o *oidcStorage) CreateAccessToken(ctx context.Context, req zop.TokenRequest) (string, time.Time, error) {
 	at := o.newAccessToken(req)
 	if err := busy(ctx, o.s.store.CreateAccessToken(ctx, at)); err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, revokedGrant(err)
 	}
 	return at.ID, at.ExpiresAt, nil
 }
@@ -234,7 +234,7 @@ func (o *oidcStorage) CreateAccessAndRefreshTokens(ctx context.Context, req zop.
 		rt.SessionHash = r.a.SessionHash
 		rt.ExpiresAt = now.Add(o.s.cfg.RefreshTokenLifetime)
 		if err := busy(ctx, o.s.store.CreateRefreshToken(ctx, rt, at)); err != nil {
-			return "", "", time.Time{}, err
+			return "", "", time.Time{}, revokedGrant(err)
 		}
 	case *refreshRequest:
 		old := r.t
@@ -562,6 +562,17 @@ func (o *oidcStorage) Health(ctx context.Context) error { return o.s.store.Ping(
 func busy(ctx context.Context, err error) error {
 	if errors.Is(err, storage.ErrBusy) {
 		infoFrom(ctx).storeBusy = true
+	}
+	return err
+}
+
+// revokedGrant is the answer to tokens the store refused because their
+// code was revoked between its redemption and now (its reuse by a racing
+// request, the user's sessions ended): the grant is invalid (RFC 6749
+// §5.2), not a server error.
+func revokedGrant(err error) error {
+	if errors.Is(err, storage.ErrReused) {
+		return oidc.ErrInvalidGrant().WithDescription("the authorization code was revoked")
 	}
 	return err
 }

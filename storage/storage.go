@@ -575,13 +575,19 @@ type Store interface {
 	ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.Time) (AuthRequest, error)
 
 	// Tokens.
+	//
+	// CreateAccessToken stores t. When t.AuthRequestID names a request
+	// whose tokens were revoked since its code was redeemed (the code
+	// reused, EndUserSessions) it stores nothing and returns ErrReused: a
+	// revocation between the redemption and the insert must reach them.
 	CreateAccessToken(ctx context.Context, t AccessToken) error
 	// AccessTokenByID returns ErrNotFound for unknown, expired or revoked
 	// tokens.
 	AccessTokenByID(ctx context.Context, id string, now time.Time) (AccessToken, error)
 	RevokeAccessToken(ctx context.Context, id string, now time.Time) error
 	// CreateRefreshToken stores a new token (and its access token, if
-	// at.ID is set) in one transaction.
+	// at.ID is set) in one transaction; ErrReused and nothing stored as
+	// for CreateAccessToken when rt.AuthRequestID's tokens were revoked.
 	CreateRefreshToken(ctx context.Context, rt RefreshToken, at AccessToken) error
 	// RefreshTokenByHash returns a live token. A used token returns
 	// ErrReused after revoking its family; expired, revoked or unknown

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"AuthCodes/Basic", testAuthCodes},
 		{"AuthCodes/Reuse", testAuthCodeReuse},
 		{"AuthCodes/Concurrent", testAuthCodeConcurrent},
+		{"AuthCodes/TokensAfterRevocation", testTokensAfterRevocation},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},
@@ -1700,4 +1701,60 @@ func testPingClose(t *testing.T, s storage.Store) {
 	if err := s.Ping(context.Background()); err == nil {
 		t.Fatalf("Ping after Close succeeded")
 	}
+}
+
+// testTokensAfterRevocation: the token endpoint redeems a code in one
+// transaction and stores its tokens in the next. A revocation that lands
+// in between (the code reused by a racing request, the user's sessions
+// ended by an operator) must reach the tokens not yet stored: storing them
+// is refused with ErrReused and nothing is stored (found by a review: the
+// winner of a reused code kept live tokens).
+func testTokensAfterRevocation(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	now := t0
+	redeem := func(id string) {
+		t.Helper()
+		doneRequest(t, s, id, "u1", now)
+		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now.Add(time.Minute)), "SaveAuthCode %s", id)
+		_, err := s.ConsumeAuthCode(ctx, hash("code-"+id), now)
+		ok(t, err, "ConsumeAuthCode %s", id)
+	}
+	refused := func(id string) {
+		t.Helper()
+		at := newAccessToken("at-"+id, "u1", "client-a", now)
+		at.AuthRequestID = id
+		isErr(t, s.CreateAccessToken(ctx, at), storage.ErrReused, "CreateAccessToken for %s after the revocation", id)
+		rt := newRefreshToken("rt-"+id, "", "u1", "client-a", now)
+		rt.AuthRequestID = id
+		at2 := newAccessToken("at2-"+id, "u1", "client-a", now)
+		at2.AuthRequestID, at2.RefreshTokenID = id, rt.ID
+		isErr(t, s.CreateRefreshToken(ctx, rt, at2), storage.ErrReused, "CreateRefreshToken for %s after the revocation", id)
+		for _, tok := range []string{at.ID, at2.ID} {
+			_, err := s.AccessTokenByID(ctx, tok, now)
+			isErr(t, err, storage.ErrNotFound, "access token %s stored although refused", tok)
+		}
+	}
+
+	// The code reused before the winner stored its tokens.
+	redeem("ar-reused")
+	_, err := s.ConsumeAuthCode(ctx, hash("code-ar-reused"), now)
+	isErr(t, err, storage.ErrReused, "the racing second redemption")
+	refused("ar-reused")
+
+	// The user's sessions ended (for every client, then for one).
+	redeem("ar-ended")
+	_, err = s.EndUserSessions(ctx, "u1", "", now)
+	ok(t, err, "EndUserSessions")
+	refused("ar-ended")
+	redeem("ar-client")
+	_, err = s.EndUserSessions(ctx, "u1", "client-a", now)
+	ok(t, err, "EndUserSessions for client-a")
+	refused("ar-client")
+
+	// A request not revoked stores its tokens as before.
+	redeem("ar-fine")
+	at := newAccessToken("at-fine", "u1", "client-a", now)
+	at.AuthRequestID = "ar-fine"
+	ok(t, s.CreateAccessToken(ctx, at), "CreateAccessToken of an untouched request")
 }

@@ -370,6 +370,14 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 // statements read (and they revoke its new token), and a later one finds
 // its token revoked.
 func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
+	// Mark the request first: its row is the first lock of a racing
+	// redemption (the guarded UPDATE locks it even when it no longer
+	// matches), and of a token insert (tokensRevoked), so every path takes
+	// the request before the users and none waits in a circle. Tokens of
+	// this request not stored yet are refused.
+	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE id = $2`, revokedAt(now), id); err != nil {
+		return err
+	}
 	if err := lockUsersWhere(tx, `SELECT user_id FROM auth_requests WHERE id = $1
 		UNION SELECT user_id FROM refresh_tokens WHERE family_id IN (
 			SELECT family_id FROM refresh_tokens WHERE auth_request_id = $1)`, id); err != nil {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,33 @@ func scanAccessToken(sc scanner) (storage.AccessToken, error) {
 	return t, err
 }
 
+// tokensRevoked is storage.ErrReused when auth request id's tokens were
+// revoked (its code reused, its user's sessions ended) before these are
+// stored: a revocation that ran between the code's redemption and the
+// insert must still reach them. An unknown id refuses nothing.
+func tokensRevoked(tx *txn, id string) error {
+	if id == "" {
+		return nil
+	}
+	// The request row first (FOR SHARE), then the user (the inserts'
+	// foreign keys): the order revokeAuthRequestTokens takes them in.
+	var at int64
+	if err := tx.queryRow(`SELECT tokens_revoked_at FROM auth_requests WHERE id = $1 FOR SHARE`, id).Scan(&at); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	}
+	if at != 0 {
+		return storage.ErrReused
+	}
+	return nil
+}
+
 func insertAccessToken(tx *txn, t storage.AccessToken) error {
+	if err := tokensRevoked(tx, t.AuthRequestID); err != nil {
+		return err
+	}
 	_, err := tx.exec(`INSERT INTO access_tokens (id, client_id, user_id, scopes, audience, auth_request_id,
 		refresh_token_id, created_at, expires_at, revoked_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		t.ID, t.ClientID, nullStr(t.UserID), list(t.Scopes), list(t.Audience), t.AuthRequestID,
@@ -111,6 +138,9 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 	}
 	if rt.FamilyID == "" {
 		rt.FamilyID = rt.ID
+	}
+	if err := tokensRevoked(tx, rt.AuthRequestID); err != nil {
+		return err
 	}
 	if _, err := tx.exec(`INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, user_id, scopes, audience,
 		amr, acr, auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at, session_hash)
@@ -449,6 +479,10 @@ func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 		return e, err
 	}
 	t := revokedAt(now)
+	// Codes redeemed whose tokens are not stored yet: they never will be.
+	if _, err = tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE user_id = $2 AND code_used_at <> 0 AND tokens_revoked_at = 0`, t, userID); err != nil {
+		return e, err
+	}
 	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0`, t, userID); err != nil {
 		return e, err
 	}
@@ -477,6 +511,10 @@ func (s *Store) EndUserSessions(ctx context.Context, userID, clientID string, no
 			return err
 		}
 		t := revokedAt(now)
+		if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND code_used_at <> 0 AND tokens_revoked_at = 0`,
+			t, userID, clientID); err != nil {
+			return err
+		}
 		n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at = 0`, t, userID, clientID)
 		if err != nil {
 			return err

@@ -372,6 +372,10 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 // tokens.
 func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
 	t := revokedAt(now)
+	// Tokens of this request not stored yet are refused (tokensRevoked).
+	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = ? WHERE id = ?`, t, id); err != nil {
+		return err
+	}
 	if _, err := tx.exec(`UPDATE access_tokens SET revoked_at = ?
 		WHERE revoked_at = 0 AND (auth_request_id = ? OR refresh_token_id IN (
 			SELECT id FROM refresh_tokens WHERE family_id IN (
