@@ -225,15 +225,42 @@ func TestReplicasBehindNginx(t *testing.T) {
 		t.Fatalf("the right code accepted by neither flow: %d, %d", pages[0].Status, pages[1].Status)
 	}
 	authCode := flows[winner].CodeFrom(flows[winner].Follow(pages[winner]))
+	// At most one gets tokens, and none that work afterwards: the other
+	// redemption is reuse, which revokes what the code gave, even when
+	// the winner stores its tokens after that revocation (refused).
 	results := make([]error, 2)
+	toks := make([]string, 2)
 	for i := range results {
 		wg.Add(1)
-		go func() { defer wg.Done(); _, results[i] = rp.Exchange(flows[winner], authCode) }()
+		go func() {
+			defer wg.Done()
+			tok, err := rp.Exchange(flows[winner], authCode)
+			results[i] = err
+			if err == nil {
+				toks[i] = tok.AccessToken
+			}
+		}()
 	}
 	wg.Wait()
-	if (results[0] == nil) == (results[1] == nil) {
-		t.Fatalf("one authorization code, two racing redemptions: %v, %v", results[0], results[1])
+	if results[0] == nil && results[1] == nil {
+		t.Fatalf("one authorization code redeemed twice over replicas")
 	}
+	for _, at := range toks {
+		if at == "" {
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodGet, issuer+"/userinfo", nil)
+		req.Header.Set("Authorization", "Bearer "+at)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the racing winner's access token after the reuse: userinfo %d, want 401", resp.StatusCode)
+		}
+	}
+	t.Logf("one authorization code, two racing redemptions: %v, %v", results[0], results[1])
 
 	// SIGKILL one replica during a stream of sign-ins.
 	var stream []User
