@@ -58,9 +58,6 @@ func tokensRevoked(tx *txn, id string) error {
 }
 
 func insertAccessToken(tx *txn, t storage.AccessToken) error {
-	if err := tokensRevoked(tx, t.AuthRequestID); err != nil {
-		return err
-	}
 	_, err := tx.exec(`INSERT INTO access_tokens (id, client_id, user_id, scopes, audience, auth_request_id,
 		refresh_token_id, created_at, expires_at, revoked_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		t.ID, t.ClientID, nullStr(t.UserID), list(t.Scopes), list(t.Audience), t.AuthRequestID,
@@ -71,7 +68,12 @@ func insertAccessToken(tx *txn, t storage.AccessToken) error {
 // CreateAccessToken inserts t; ErrConflict when the id exists, ErrNotFound
 // when t.UserID names no user.
 func (s *Store) CreateAccessToken(ctx context.Context, t storage.AccessToken) error {
-	err := s.write(ctx, func(tx *txn) error { return insertAccessToken(tx, t) })
+	err := s.write(ctx, func(tx *txn) error {
+		if err := tokensRevoked(tx, t.AuthRequestID); err != nil {
+			return err
+		}
+		return insertAccessToken(tx, t)
+	})
 	return mapErr("create access token", err)
 }
 
@@ -139,9 +141,6 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 	if rt.FamilyID == "" {
 		rt.FamilyID = rt.ID
 	}
-	if err := tokensRevoked(tx, rt.AuthRequestID); err != nil {
-		return err
-	}
 	if _, err := tx.exec(`INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, user_id, scopes, audience,
 		amr, acr, auth_time, auth_request_id, created_at, expires_at, used_at, revoked_at, session_hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
@@ -162,7 +161,17 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 // CreateRefreshToken stores rt and its access token (if at.ID is set) in
 // one transaction: both or neither.
 func (s *Store) CreateRefreshToken(ctx context.Context, rt storage.RefreshToken, at storage.AccessToken) error {
-	err := s.write(ctx, func(tx *txn) error { return insertRefreshToken(tx, rt, at) })
+	// A code's first tokens only: a rotation needs no check (a revoked
+	// family's token does not rotate, and a revocation after it reaches
+	// the new token by its family), and checking there would take the
+	// request's row after the user's, the order a reuse takes the other
+	// way round (a deadlock).
+	err := s.write(ctx, func(tx *txn) error {
+		if err := tokensRevoked(tx, rt.AuthRequestID); err != nil {
+			return err
+		}
+		return insertRefreshToken(tx, rt, at)
+	})
 	return mapErr("create refresh token", err)
 }
 
