@@ -14,7 +14,16 @@ import (
 // isPostgres reports whether --db names a PostgreSQL database (a
 // postgres:// or postgresql:// URL) rather than a SQLite file.
 func isPostgres(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+	l := strings.ToLower(db)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
+// looksLikeURL reports a --db that is not a PostgreSQL URL but has a
+// scheme (postgres:/…, pg://…): a mistyped URL, refused rather than
+// opened as a SQLite file named after it, password included.
+func looksLikeURL(db string) bool {
+	scheme, _, found := strings.Cut(db, ":")
+	return found && !isPostgres(db) && scheme != "" && !strings.ContainsAny(scheme, "/\\. ") && len(scheme) > 1
 }
 
 // redactDB is --db as it may be printed: a URL's user info password and
@@ -43,7 +52,7 @@ func redactDB(db string) string {
 // shares.
 func keywordValue(db string) bool {
 	for _, k := range []string{"host=", "hostaddr=", "dbname=", "user=", "password=", "port=", "sslmode=", "service="} {
-		if strings.HasPrefix(db, k) || strings.Contains(db, " "+k) {
+		if strings.HasPrefix(strings.TrimSpace(db), k) || strings.Contains(db, " "+k) || strings.Contains(db, "\t"+k) {
 			return true
 		}
 	}
@@ -65,6 +74,9 @@ func openStoreWith(ctx context.Context, db string, noMigrate bool) (storage.Stor
 			return nil, fmt.Errorf("open database %s: %w", redactDB(db), err)
 		}
 		return st, nil
+	}
+	if looksLikeURL(db) {
+		return nil, usageError{"--db: only postgres:// and postgresql:// URLs are databases; anything else is a SQLite file path"}
 	}
 	if keywordValue(db) {
 		return nil, usageError{"--db takes a SQLite file or a postgres:// URL, not a keyword/value connection string (write postgres://USER@HOST/DB?sslmode=…; PG* variables and the password file complete it)"}

@@ -29,6 +29,17 @@ func TestRedactDB(t *testing.T) {
 			t.Errorf("--db %q: %v", kv, err)
 		}
 	}
+	if !isPostgres("POSTGRES://u@h/db") {
+		t.Error("an upper-case scheme is not PostgreSQL")
+	}
+	for _, bad := range []string{"postgres:/u:pw@h/db", "pg://u:pw@h/db", "\thost=h password=pw"} {
+		if _, err := openStoreWith(context.Background(), bad, false); err == nil || strings.Contains(err.Error(), "pw") {
+			t.Errorf("--db %q: %v", bad, err)
+		}
+	}
+	if looksLikeURL("./idp.db") || looksLikeURL("/var/lib/idp/idp.db") || looksLikeURL("C:\\idp\\idp.db") {
+		t.Error("a path taken for a URL")
+	}
 	if keywordValue("./idp.db") || keywordValue("/var/lib/idp/host=1.db") {
 		t.Error("a SQLite path taken for a connection string")
 	}
