@@ -578,7 +578,8 @@ type Store interface {
 	//
 	// CreateAccessToken stores t. When t.AuthRequestID names a request
 	// whose tokens were revoked since its code was redeemed (the code
-	// reused, EndUserSessions) it stores nothing and returns ErrReused: a
+	// reused, EndUserSessions, EndSession of the session it was completed
+	// through, ReplaceSession for another user) it stores nothing and returns ErrReused: a
 	// revocation between the redemption and the insert must reach them.
 	CreateAccessToken(ctx context.Context, t AccessToken) error
 	// AccessTokenByID returns ErrNotFound for unknown, expired or revoked
@@ -605,8 +606,6 @@ type Store interface {
 	// RevokeRefreshFamily revokes every refresh token of the family and the
 	// access tokens issued with them.
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
-	// RevokeUserClientTokens revokes every token of the user at the client.
-	RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error
 	// EndUserSessions, in one transaction: with clientID empty, deletes
 	// every SSO session of the user, cancels every sign-in of the user in
 	// progress (see Ended.SignIns) and revokes every token (offline grants

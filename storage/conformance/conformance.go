@@ -66,7 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"RefreshTokens/ReuseByRotate", testRefreshReuseByRotate},
 		{"RefreshTokens/ConcurrentRotate", testRefreshConcurrentRotate},
 		{"RefreshTokens/RevokeFamily", testRevokeFamily},
-		{"RevokeUserClientTokens", testRevokeUserClientTokens},
+		{"Sessions/EndUserAtClient", testEndUserAtClient},
 		{"Sessions", testSessions},
 		{"Sessions/Links", testSessionLinks},
 		{"Sessions/EndUser", testEndUserSessions},
@@ -1248,7 +1248,9 @@ func testRevokeFamily(t *testing.T, s storage.Store) {
 	ok(t, s.RevokeRefreshFamily(ctx, "no-such-family", now), "RevokeRefreshFamily unknown")
 }
 
-func testRevokeUserClientTokens(t *testing.T, s storage.Store) {
+// testEndUserAtClient: ending a user's sign-ins at one client revokes that
+// pair's tokens and nobody else's.
+func testEndUserAtClient(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	now := t0
 	addUser(t, s, "u1")
@@ -1261,7 +1263,11 @@ func testRevokeUserClientTokens(t *testing.T, s storage.Store) {
 		ok(t, s.CreateRefreshToken(ctx, newRefreshToken("rt-"+id, "fam-"+id, p.user, p.client, now),
 			newAccessToken("at-rt-"+id, p.user, p.client, now)), "CreateRefreshToken")
 	}
-	ok(t, s.RevokeUserClientTokens(ctx, "u1", "c1", now), "RevokeUserClientTokens")
+	e, err := s.EndUserSessions(ctx, "u1", "c1", now)
+	ok(t, err, "EndUserSessions at c1")
+	if e.Tokens != 3 {
+		t.Errorf("EndUserSessions at c1 revoked %d tokens, want 3", e.Tokens)
+	}
 	for _, p := range pairs {
 		id := p.user + "-" + p.client
 		rt := newRefreshToken("rt-"+id, "fam-"+id, p.user, p.client, now)
@@ -1751,6 +1757,40 @@ func testTokensAfterRevocation(t *testing.T, s storage.Store) {
 	_, err = s.EndUserSessions(ctx, "u1", "client-a", now)
 	ok(t, err, "EndUserSessions for client-a")
 	refused("ar-client")
+
+	// The browser's session ended (logout) or retired for another user's
+	// (ReplaceSession): the sign-in completed through it must not give
+	// tokens that outlive it. An offline_access grant is refused too: its
+	// tokens would survive the logout, but one whose exchange races the
+	// logout is refused on the safe side (the client signs in again).
+	throughSession := func(id, user, session string, scopes ...string) {
+		t.Helper()
+		a := newAuthRequest(id, now)
+		a.Scopes = append(a.Scopes, scopes...)
+		ok(t, s.CreateAuthRequest(ctx, a), "CreateAuthRequest %s", id)
+		sess := storage.Session{IDHash: hash(session), UserID: user, AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
+			ACR: "urn:totp-idp:mfa", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+		if _, err := s.SessionByHash(ctx, sess.IDHash, now); errors.Is(err, storage.ErrNotFound) {
+			ok(t, s.CreateSession(ctx, sess), "CreateSession %s", session)
+		}
+		ok(t, s.CompleteFromSession(ctx, id, sess), "CompleteFromSession %s", id)
+		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now.Add(time.Minute)), "SaveAuthCode %s", id)
+		_, err := s.ConsumeAuthCode(ctx, hash("code-"+id), now)
+		ok(t, err, "ConsumeAuthCode %s", id)
+	}
+	throughSession("ar-logout", "u1", "sess-logout")
+	throughSession("ar-offline", "u1", "sess-logout", "offline_access")
+	_, err = s.EndSession(ctx, hash("sess-logout"), now)
+	ok(t, err, "EndSession")
+	refused("ar-logout")
+	refused("ar-offline")
+
+	addUser(t, s, "u2")
+	throughSession("ar-replaced", "u1", "sess-old")
+	ok(t, s.CreateSession(ctx, storage.Session{IDHash: hash("sess-new"), UserID: "u2", AuthTime: now,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}), "CreateSession sess-new")
+	ok(t, s.ReplaceSession(ctx, hash("sess-old"), hash("sess-new"), now), "ReplaceSession for another user")
+	refused("ar-replaced")
 
 	// A request not revoked stores its tokens as before.
 	redeem("ar-fine")

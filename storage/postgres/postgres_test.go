@@ -877,7 +877,6 @@ func TestRevocationWaitsForRotation(t *testing.T) {
 		}},
 		{"EndUserSessions", func(e env) error { _, err := s.EndUserSessions(ctx, e.user, "", now); return err }},
 		{"EndUserSessions at the client", func(e env) error { _, err := s.EndUserSessions(ctx, e.user, "c", now); return err }},
-		{"RevokeUserClientTokens", func(e env) error { return s.RevokeUserClientTokens(ctx, e.user, "c", now) }},
 		{"DeleteTOTP", func(e env) error { _, err := s.DeleteTOTP(ctx, e.user, now); return err }},
 		{"ReplaceRecoveryCodes", func(e env) error {
 			_, err := s.ReplaceRecoveryCodes(ctx, e.user, [][]byte{[]byte("rc")}, now)

@@ -293,25 +293,6 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now ti
 	return mapErr("revoke refresh family", err)
 }
 
-// RevokeUserClientTokens revokes every access and refresh token of the user
-// at the client.
-func (s *Store) RevokeUserClientTokens(ctx context.Context, userID, clientID string, now time.Time) error {
-	err := s.write(ctx, func(tx *txn) error {
-		if _, err := lockUser(tx, userID, lockEnd); err != nil {
-			return err
-		}
-		t := revokedAt(now)
-		if _, err := tx.exec(`UPDATE access_tokens SET revoked_at = $1
-			WHERE user_id = $2 AND client_id = $3 AND revoked_at = 0`, t, userID, clientID); err != nil {
-			return err
-		}
-		_, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = $1
-			WHERE user_id = $2 AND client_id = $3 AND revoked_at = 0`, t, userID, clientID)
-		return err
-	})
-	return mapErr("revoke user client tokens", err)
-}
-
 // ---------------------------------------------------------------------------
 // Sessions
 
@@ -410,6 +391,12 @@ func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
 		return 0, err
 	}
 	t := revokedAt(now)
+	// A code redeemed whose tokens are not stored yet: they never will be,
+	// even an offline grant's (refusing that narrow race is the safe side).
+	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1
+		WHERE session_hash = $2 AND code_used_at <> 0 AND tokens_revoked_at = 0`, t, idHash); err != nil {
+		return 0, err
+	}
 	n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = $1
 		WHERE session_hash = $2 AND revoked_at = 0 AND scopes NOT LIKE $3`, t, idHash, offlineScope)
 	if err != nil {
