@@ -25,9 +25,10 @@ import (
 // a database that stays locked would.
 type failStore struct {
 	storage.Store
-	mu   sync.Mutex
-	name string
-	err  error
+	mu         sync.Mutex
+	name       string
+	err        error
+	beforeSave func()
 }
 
 func (f *failStore) set(name string, err error) {
@@ -571,5 +572,69 @@ func TestLibraryServerErrorsHideTheirCause(t *testing.T) {
 		if w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), "postgres") {
 			t.Errorf("browser=%t: %d %s", browser, w.Code, w.Body.String())
 		}
+	}
+}
+
+// SaveAuthCode runs beforeSave (a logout landing between the callback's
+// read of the request and the code's write), then the store's.
+func (f *failStore) SaveAuthCode(ctx context.Context, id string, h []byte, now, exp time.Time) error {
+	f.mu.Lock()
+	hook := f.beforeSave
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return f.Store.SaveAuthCode(ctx, id, h, now, exp)
+}
+
+// TestSignInEndedBeforeItsCode: the user's sessions end (an operator, a
+// changed factor) after the callback read the done request and before its
+// code is stored. No code is issued, and the client gets access_denied at
+// its redirect URI rather than a server error (storage.Store.SaveAuthCode;
+// docs/THREAT-MODEL.md R-O4).
+func TestSignInEndedBeforeItsCode(t *testing.T) {
+	ctx := context.Background()
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	if r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("totp: %d\n%s", r.StatusCode, body)
+	}
+	id := f.form.Get("id")
+	u, err := e.store.UserByUsername(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := 0
+	fs.mu.Lock()
+	fs.beforeSave = func() {
+		en, err := fs.Store.EndUserSessions(ctx, u.ID, "", time.Now())
+		if err != nil {
+			t.Error(err)
+		}
+		ended += en.SignIns
+	}
+	fs.mu.Unlock()
+	resp, err := f.c.Get(e.ts.URL + "/authorize/callback?id=" + url.QueryEscape(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ended != 1 {
+		t.Fatalf("the hook ended %d sign-ins, want 1 (the test did not reach SaveAuthCode)", ended)
+	}
+	if resp.StatusCode/100 != 3 || loc.Query().Get("error") != "access_denied" || loc.Query().Has("code") {
+		t.Fatalf("callback after the ending: %d %s, want a redirect with access_denied and no code", resp.StatusCode, loc)
+	}
+	if _, err := e.store.AuthRequestByID(ctx, id, time.Now()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the request after the ending: %v, want ErrNotFound", err)
 	}
 }

@@ -164,12 +164,17 @@ func (o *oidcStorage) SaveAuthCode(ctx context.Context, id, code string) error {
 		return oidc.ErrAccessDenied().WithDescription("this sign-in cannot be completed here; start a new one")
 	}
 	now := o.s.cfg.now()
-	err := o.s.store.SaveAuthCode(ctx, id, secret.Hash(code), now.Add(o.s.cfg.CodeLifetime))
+	err := o.s.store.SaveAuthCode(ctx, id, secret.Hash(code), now, now.Add(o.s.cfg.CodeLifetime))
 	busy(ctx, err)
 	if errors.Is(err, storage.ErrWrongState) {
 		// The callback was hit again after its code was issued: no second
 		// code, and a plain answer to the client instead of a server error.
 		return oidc.ErrAccessDenied().WithDescription("this sign-in was already completed; start a new one")
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		// Ended (a logout, an operator) or expired after the callback read
+		// it: no code, and a plain answer.
+		return oidc.ErrAccessDenied().WithDescription("this sign-in has ended; start a new one")
 	}
 	return err
 }

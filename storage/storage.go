@@ -556,15 +556,20 @@ type Store interface {
 	// step is strictly later), resets the TOTP failure counter, and moves
 	// the request to done with auth_time=now, amr and acr.
 	CompleteTOTP(ctx context.Context, id, userID string, step int64, now time.Time, amr []string, acr string) error
-	// CompleteFromSession moves created → done from a live SSO session and
-	// links the request to it (SessionHash).
-	CompleteFromSession(ctx context.Context, id string, s Session) error
+	// CompleteFromSession moves a live request created → done from the SSO
+	// session s and links the request to it (SessionHash). With s.IDHash
+	// set, the session must still be live at now in the same transaction
+	// (ErrNotFound otherwise): a logout racing the completion either ends
+	// the session first or cancels the request it linked (EndSession).
+	CompleteFromSession(ctx context.Context, id string, s Session, now time.Time) error
 	// LinkSession records on a done request without a code the SSO session
 	// its login opened; ErrWrongState otherwise.
 	LinkSession(ctx context.Context, id string, sessionHash []byte) error
 	// SaveAuthCode stores the code's hash; only for done requests without a
-	// code (one code per auth request).
-	SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error
+	// code (one code per auth request), and only while the request is live at now:
+	// a sign-in cancelled (EndSession, EndUserSessions) after the callback
+	// read it gets no code (ErrNotFound).
+	SaveAuthCode(ctx context.Context, id string, codeHash []byte, now, expiresAt time.Time) error
 	// AuthRequestByCodeHash returns the request holding the code in any
 	// state (used, expired) and changes nothing: the caller checks the
 	// client and PKCE before anything is consumed. ErrNotFound when none.

@@ -125,7 +125,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A live SSO session may satisfy the request without any page.
 	if sess, ok := h.UsableSession(ctx, h.ssoCookie(r), &a); ok {
-		if err := h.store.CompleteFromSession(ctx, a.ID, sess); err == nil {
+		if err := h.store.CompleteFromSession(ctx, a.ID, sess, h.now()); err == nil {
 			_ = h.store.TouchSession(ctx, sess.IDHash, h.now())
 			h.trail.Event(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
 			http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)

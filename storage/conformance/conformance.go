@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"AuthCodes/Reuse", testAuthCodeReuse},
 		{"AuthCodes/Concurrent", testAuthCodeConcurrent},
 		{"AuthCodes/TokensAfterRevocation", testTokensAfterRevocation},
+		{"AuthCodes/AfterCancel", testCodeAfterCancel},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},
@@ -236,7 +237,7 @@ func doneRequest(t *testing.T, s storage.Store, id, userID string, now time.Time
 	ctx := context.Background()
 	addAuthRequest(t, s, id, now)
 	ok(t, s.CompleteFromSession(ctx, id, storage.Session{UserID: userID, AuthTime: now,
-		AMR: []string{"pwd", "otp", "mfa"}, ACR: "urn:totp-idp:mfa"}), "CompleteFromSession %s", id)
+		AMR: []string{"pwd", "otp", "mfa"}, ACR: "urn:totp-idp:mfa"}, now), "CompleteFromSession %s", id)
 	a, err := s.AuthRequestByID(ctx, id, now)
 	ok(t, err, "AuthRequestByID %s", id)
 	return a
@@ -816,16 +817,16 @@ func testAuthRequestStateMachine(t *testing.T, s storage.Store) {
 
 	// CompleteFromSession only from created.
 	sess := storage.Session{UserID: "u1", AuthTime: now.Add(-time.Hour), AMR: []string{"pwd", "otp"}, ACR: "urn:mfa"}
-	isErr(t, s.CompleteFromSession(ctx, "ar1", sess), storage.ErrWrongState, "CompleteFromSession from password_ok")
-	isErr(t, s.CompleteFromSession(ctx, "unknown", sess), storage.ErrNotFound, "CompleteFromSession unknown")
+	isErr(t, s.CompleteFromSession(ctx, "ar1", sess, now), storage.ErrWrongState, "CompleteFromSession from password_ok")
+	isErr(t, s.CompleteFromSession(ctx, "unknown", sess, now), storage.ErrNotFound, "CompleteFromSession unknown")
 	addAuthRequest(t, s, "ar2", now)
-	ok(t, s.CompleteFromSession(ctx, "ar2", sess), "CompleteFromSession")
+	ok(t, s.CompleteFromSession(ctx, "ar2", sess, now), "CompleteFromSession")
 	a, _ = s.AuthRequestByID(ctx, "ar2", now)
 	if a.Stage != storage.StageDone || a.UserID != "u1" || !a.AuthTime.Equal(sess.AuthTime) ||
 		!slices.Equal(a.AMR, sess.AMR) || a.ACR != sess.ACR || !a.Done() {
 		t.Fatalf("after CompleteFromSession: %+v", a)
 	}
-	isErr(t, s.CompleteFromSession(ctx, "ar2", sess), storage.ErrWrongState, "CompleteFromSession twice")
+	isErr(t, s.CompleteFromSession(ctx, "ar2", sess, now), storage.ErrWrongState, "CompleteFromSession twice")
 	// done is final for the password step.
 	isErr(t, s.PasswordVerified(ctx, "ar2", "u1", now), storage.ErrWrongState, "PasswordVerified on done")
 	a, _ = s.AuthRequestByID(ctx, "ar2", now)
@@ -935,16 +936,16 @@ func testAuthCodes(t *testing.T, s storage.Store) {
 	now := t0
 
 	addAuthRequest(t, s, "ar-created", now)
-	isErr(t, s.SaveAuthCode(ctx, "ar-created", hash("code-x"), now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode on created")
+	isErr(t, s.SaveAuthCode(ctx, "ar-created", hash("code-x"), now, now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode on created")
 	ok(t, s.PasswordVerified(ctx, "ar-created", "u1", now), "PasswordVerified")
-	isErr(t, s.SaveAuthCode(ctx, "ar-created", hash("code-x"), now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode on password_ok")
+	isErr(t, s.SaveAuthCode(ctx, "ar-created", hash("code-x"), now, now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode on password_ok")
 	_, err := s.ConsumeAuthCode(ctx, hash("code-x"), now)
 	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of a refused code")
-	isErr(t, s.SaveAuthCode(ctx, "unknown", hash("code-y"), now.Add(time.Minute)), storage.ErrNotFound, "SaveAuthCode unknown request")
+	isErr(t, s.SaveAuthCode(ctx, "unknown", hash("code-y"), now, now.Add(time.Minute)), storage.ErrNotFound, "SaveAuthCode unknown request")
 
 	want := doneRequest(t, s, "ar", "u1", now)
-	ok(t, s.SaveAuthCode(ctx, "ar", hash("code-1"), now.Add(time.Minute)), "SaveAuthCode")
-	isErr(t, s.SaveAuthCode(ctx, "ar", hash("code-2"), now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode twice")
+	ok(t, s.SaveAuthCode(ctx, "ar", hash("code-1"), now, now.Add(time.Minute)), "SaveAuthCode")
+	isErr(t, s.SaveAuthCode(ctx, "ar", hash("code-2"), now, now.Add(time.Minute)), storage.ErrWrongState, "SaveAuthCode twice")
 	_, err = s.ConsumeAuthCode(ctx, hash("code-2"), now)
 	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of the refused second code")
 
@@ -959,7 +960,7 @@ func testAuthCodes(t *testing.T, s storage.Store) {
 
 	// Expired: ExpiresAt <= now.
 	doneRequest(t, s, "ar-exp", "u1", now)
-	ok(t, s.SaveAuthCode(ctx, "ar-exp", hash("code-exp"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "ar-exp", hash("code-exp"), now, now.Add(time.Minute)), "SaveAuthCode")
 	_, err = s.ConsumeAuthCode(ctx, hash("code-exp"), now.Add(time.Minute))
 	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode at expiry")
 }
@@ -970,7 +971,7 @@ func testAuthCodeReuse(t *testing.T, s storage.Store) {
 	now := t0
 	doneRequest(t, s, "ar", "u1", now)
 	doneRequest(t, s, "ar-other", "u1", now)
-	ok(t, s.SaveAuthCode(ctx, "ar", hash("code"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "ar", hash("code"), now, now.Add(time.Minute)), "SaveAuthCode")
 	_, err := s.ConsumeAuthCode(ctx, hash("code"), now)
 	ok(t, err, "ConsumeAuthCode")
 
@@ -1019,7 +1020,7 @@ func testAuthCodeConcurrent(t *testing.T, s storage.Store) {
 	for r := range rounds {
 		id, code := fmt.Sprintf("ar-%d", r), hash(fmt.Sprintf("code-%d", r))
 		doneRequest(t, s, id, "u1", t0)
-		ok(t, s.SaveAuthCode(ctx, id, code, t0.Add(time.Minute)), "SaveAuthCode")
+		ok(t, s.SaveAuthCode(ctx, id, code, t0, t0.Add(time.Minute)), "SaveAuthCode")
 		got := make([]storage.AuthRequest, n)
 		errs := together(n, func(i int) error {
 			var err error
@@ -1642,8 +1643,8 @@ func testGC(t *testing.T, s storage.Store) {
 	recent := newAuthRequest("ar-recent", now.Add(-time.Hour))
 	recent.ExpiresAt = now.Add(-30 * time.Minute) // expired, but issued a code: an hour of grace for reuse detection
 	ok(t, s.CreateAuthRequest(ctx, recent), "CreateAuthRequest")
-	ok(t, s.CompleteFromSession(ctx, "ar-recent", storage.Session{UserID: "u1", AuthTime: now.Add(-time.Hour)}), "CompleteFromSession")
-	ok(t, s.SaveAuthCode(ctx, "ar-recent", hash("code-recent"), now.Add(-50*time.Minute)), "SaveAuthCode")
+	ok(t, s.CompleteFromSession(ctx, "ar-recent", storage.Session{UserID: "u1", AuthTime: now.Add(-time.Hour)}, now.Add(-time.Hour)), "CompleteFromSession")
+	ok(t, s.SaveAuthCode(ctx, "ar-recent", hash("code-recent"), now.Add(-time.Hour), now.Add(-50*time.Minute)), "SaveAuthCode")
 	liveAR := newAuthRequest("ar-live", now)
 	liveAR.ExpiresAt = live
 	ok(t, s.CreateAuthRequest(ctx, liveAR), "CreateAuthRequest")
@@ -1722,7 +1723,7 @@ func testTokensAfterRevocation(t *testing.T, s storage.Store) {
 	redeem := func(id string) {
 		t.Helper()
 		doneRequest(t, s, id, "u1", now)
-		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now.Add(time.Minute)), "SaveAuthCode %s", id)
+		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now, now.Add(time.Minute)), "SaveAuthCode %s", id)
 		_, err := s.ConsumeAuthCode(ctx, hash("code-"+id), now)
 		ok(t, err, "ConsumeAuthCode %s", id)
 	}
@@ -1773,8 +1774,8 @@ func testTokensAfterRevocation(t *testing.T, s storage.Store) {
 		if _, err := s.SessionByHash(ctx, sess.IDHash, now); errors.Is(err, storage.ErrNotFound) {
 			ok(t, s.CreateSession(ctx, sess), "CreateSession %s", session)
 		}
-		ok(t, s.CompleteFromSession(ctx, id, sess), "CompleteFromSession %s", id)
-		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now.Add(time.Minute)), "SaveAuthCode %s", id)
+		ok(t, s.CompleteFromSession(ctx, id, sess, now), "CompleteFromSession %s", id)
+		ok(t, s.SaveAuthCode(ctx, id, hash("code-"+id), now, now.Add(time.Minute)), "SaveAuthCode %s", id)
 		_, err := s.ConsumeAuthCode(ctx, hash("code-"+id), now)
 		ok(t, err, "ConsumeAuthCode %s", id)
 	}
@@ -1797,4 +1798,70 @@ func testTokensAfterRevocation(t *testing.T, s storage.Store) {
 	at := newAccessToken("at-fine", "u1", "client-a", now)
 	at.AuthRequestID = "ar-fine"
 	ok(t, s.CreateAccessToken(ctx, at), "CreateAccessToken of an untouched request")
+}
+
+// testCodeAfterCancel: the login handler reads a session and then
+// completes the request from it; the callback reads a done request and then
+// saves its code. A logout or an operator's ending that lands between the
+// read and the write must win: no request completes from an ended session,
+// and a cancelled sign-in gets no code (found by a review: the code was
+// saved and redeemed after the logout).
+func testCodeAfterCancel(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	now := t0
+	session := func(name string) storage.Session {
+		t.Helper()
+		sess := storage.Session{IDHash: hash(name), UserID: "u1", AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
+			ACR: "urn:totp-idp:mfa", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+		ok(t, s.CreateSession(ctx, sess), "CreateSession %s", name)
+		return sess
+	}
+	stage := func(id string) string {
+		t.Helper()
+		a, err := s.AuthRequestByID(ctx, id, now)
+		ok(t, err, "AuthRequestByID %s", id)
+		return a.Stage
+	}
+
+	// The session ended after the handler read it.
+	gone := session("gone")
+	addAuthRequest(t, s, "ar-gone", now)
+	_, err := s.EndSession(ctx, gone.IDHash, now)
+	ok(t, err, "EndSession")
+	isErr(t, s.CompleteFromSession(ctx, "ar-gone", gone, now), storage.ErrNotFound, "CompleteFromSession of an ended session")
+	if st := stage("ar-gone"); st != storage.StageCreated {
+		t.Fatalf("request completed from an ended session: stage %s", st)
+	}
+	// An expired session, and an expired request, complete nothing either.
+	late := session("late")
+	isErr(t, s.CompleteFromSession(ctx, "ar-gone", late, late.ExpiresAt), storage.ErrNotFound, "CompleteFromSession of an expired session")
+	expired := newAuthRequest("ar-expired", now)
+	ok(t, s.CreateAuthRequest(ctx, expired), "CreateAuthRequest")
+	isErr(t, s.CompleteFromSession(ctx, "ar-expired", late, expired.ExpiresAt), storage.ErrNotFound, "CompleteFromSession of an expired request")
+
+	// Done through a session, then the logout, then the callback's code.
+	live := session("live")
+	addAuthRequest(t, s, "ar-logout", now)
+	ok(t, s.CompleteFromSession(ctx, "ar-logout", live, now), "CompleteFromSession")
+	_, err = s.EndSession(ctx, live.IDHash, now)
+	ok(t, err, "EndSession")
+	isErr(t, s.SaveAuthCode(ctx, "ar-logout", hash("code-logout"), now, now.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode after the logout")
+	_, err = s.ConsumeAuthCode(ctx, hash("code-logout"), now)
+	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of a code saved after the logout")
+
+	// Done, then the operator ends the user's sessions, then the code.
+	doneRequest(t, s, "ar-ended", "u1", now)
+	_, err = s.EndUserSessions(ctx, "u1", "", now)
+	ok(t, err, "EndUserSessions")
+	isErr(t, s.SaveAuthCode(ctx, "ar-ended", hash("code-ended"), now, now.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode after EndUserSessions")
+
+	// Done, and the request expired before the callback.
+	a := doneRequest(t, s, "ar-slow", "u1", now)
+	isErr(t, s.SaveAuthCode(ctx, "ar-slow", hash("code-slow"), a.ExpiresAt, a.ExpiresAt.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode on an expired request")
+	// And one in time saves its code as before.
+	ok(t, s.SaveAuthCode(ctx, "ar-slow", hash("code-slow"), now, now.Add(time.Minute)), "SaveAuthCode in time")
 }

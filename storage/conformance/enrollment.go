@@ -65,7 +65,7 @@ func testEnrollment(t *testing.T, s storage.Store) {
 	if got, _ := s.UserByID(ctx, u.ID); !got.EnrollPendingSince.IsZero() {
 		t.Fatalf("still waiting for enrollment since %v after confirm", got.EnrollPendingSince)
 	}
-	isErr(t, s.SaveAuthCode(ctx, "enr", hash("code-enr"), now.Add(time.Minute)), storage.ErrWrongState, "code for an enrolled request")
+	isErr(t, s.SaveAuthCode(ctx, "enr", hash("code-enr"), now, now.Add(time.Minute)), storage.ErrWrongState, "code for an enrolled request")
 	got, err := s.TOTPByUser(ctx, u.ID)
 	ok(t, err, "TOTPByUser")
 	if !bytes.Equal(got.Secret, cred.Secret) || !got.Confirmed || got.LastStep != 1000 {

@@ -20,7 +20,7 @@ func testSideEffectFreeLookups(t *testing.T, s storage.Store) {
 	doneRequest(t, s, "ar", "u1", now)
 	_, err := s.AuthRequestByCodeHash(ctx, hash("code"))
 	isErr(t, err, storage.ErrNotFound, "AuthRequestByCodeHash before the code")
-	ok(t, s.SaveAuthCode(ctx, "ar", hash("code"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "ar", hash("code"), now, now.Add(time.Minute)), "SaveAuthCode")
 	for i := range 3 {
 		a, err := s.AuthRequestByCodeHash(ctx, hash("code"))
 		ok(t, err, "AuthRequestByCodeHash %d", i)

@@ -38,6 +38,7 @@ func RunReplicas(t *testing.T, newPair func(t *testing.T) (storage.Store, storag
 		{"RefreshTokens/Rotate", testReplicaRotate},
 		{"RefreshTokens/ReuseVersusRotate", testReplicaReuseVersusRotate},
 		{"RefreshTokens/EndUserVersusRotate", testReplicaEndUserVersusRotate},
+		{"AuthCodes/LogoutVersusCompletion", testReplicaLogoutVersusCompletion},
 		{"CompleteTOTP/SameStep", testReplicaCompleteTOTP},
 		{"RecoveryCodes/SameCode", testReplicaRecovery},
 		{"SigningKeys/FirstKey", testReplicaFirstKey},
@@ -220,7 +221,7 @@ func testReplicaConsumeAuthCode(t *testing.T, a, b storage.Store) {
 	for r := range rounds {
 		id, code := fmt.Sprintf("ar-%d", r), hash(fmt.Sprintf("code-%d", r))
 		doneRequest(t, a, id, "u1", t0)
-		ok(t, b.SaveAuthCode(ctx, id, code, t0.Add(time.Minute)), "SaveAuthCode")
+		ok(t, b.SaveAuthCode(ctx, id, code, t0, t0.Add(time.Minute)), "SaveAuthCode")
 		got := make([]storage.AuthRequest, n)
 		errs := together(n, func(i int) error {
 			var err error
@@ -329,6 +330,64 @@ func testReplicaEndUserVersusRotate(t *testing.T, a, b storage.Store) {
 		accessGone(t, b, "at-"+user, t0)
 		accessGone(t, a, at.ID, t0)
 	}
+}
+
+// testReplicaLogoutVersusCompletion: a logout on one store races, on the
+// other, a sign-in completed from that session, its code saved and
+// redeemed and its tokens stored. Whatever the order, nothing outlives the
+// logout: the chain stops with ErrNotFound, its tokens are refused
+// (ErrReused), or they were stored first and the logout revoked them.
+func testReplicaLogoutVersusCompletion(t *testing.T, a, b storage.Store) {
+	ctx := context.Background()
+	addUser(t, a, "u1")
+	stopped := map[string]int{}
+	for r := range replicaRaceRounds {
+		sess := storage.Session{IDHash: hash(fmt.Sprintf("sess-%d", r)), UserID: "u1", AuthTime: t0,
+			AMR: []string{"pwd", "otp", "mfa"}, ACR: "urn:mfa", CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		ok(t, a.CreateSession(ctx, sess), "CreateSession")
+		id, code := fmt.Sprintf("ar-%d", r), hash(fmt.Sprintf("code-%d", r))
+		addAuthRequest(t, a, id, t0)
+		step := ""
+		errs := together(2, func(i int) error {
+			if i == 1 {
+				_, err := b.EndSession(ctx, sess.IDHash, t0)
+				return err
+			}
+			step = "CompleteFromSession"
+			if err := a.CompleteFromSession(ctx, id, sess, t0); err != nil {
+				return err
+			}
+			step = "SaveAuthCode"
+			if err := a.SaveAuthCode(ctx, id, code, t0, t0.Add(time.Minute)); err != nil {
+				return err
+			}
+			step = "ConsumeAuthCode"
+			if _, err := a.ConsumeAuthCode(ctx, code, t0); err != nil {
+				return err
+			}
+			step = "CreateAccessToken"
+			at := newAccessToken(fmt.Sprintf("at-%d", r), "u1", "client-a", t0)
+			at.AuthRequestID, at.SessionHash = id, sess.IDHash
+			return a.CreateAccessToken(ctx, at)
+		})
+		ok(t, errs[1], "round %d: EndSession", r)
+		switch {
+		case errs[0] == nil:
+			// All before the logout: the logout revoked the token.
+			accessGone(t, b, fmt.Sprintf("at-%d", r), t0)
+			stopped["revoked by the logout"]++
+		case step == "CreateAccessToken" && errors.Is(errs[0], storage.ErrReused),
+			step != "CreateAccessToken" && errors.Is(errs[0], storage.ErrNotFound):
+			stopped[step]++
+		default:
+			t.Fatalf("round %d: %s racing the logout: %v", r, step, errs[0])
+		}
+		_, err := b.ConsumeAuthCode(ctx, code, t0)
+		if err == nil {
+			t.Fatalf("round %d: the code works after the logout", r)
+		}
+	}
+	t.Logf("where the chain stopped: %v", stopped)
 }
 
 func testReplicaCompleteTOTP(t *testing.T, a, b storage.Store) {

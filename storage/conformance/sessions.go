@@ -42,7 +42,7 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 	// CompleteFromSession links; LinkSession links a done request once,
 	// before its code.
 	addAuthRequest(t, s, "sso", now)
-	ok(t, s.CompleteFromSession(ctx, "sso", a), "CompleteFromSession")
+	ok(t, s.CompleteFromSession(ctx, "sso", a, now), "CompleteFromSession")
 	got, err := s.AuthRequestByID(ctx, "sso", now)
 	ok(t, err, "AuthRequestByID")
 	if !bytes.Equal(got.SessionHash, a.IDHash) {
@@ -57,7 +57,7 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 	if !bytes.Equal(got.SessionHash, b.IDHash) {
 		t.Fatalf("LinkSession: %x", got.SessionHash)
 	}
-	ok(t, s.SaveAuthCode(ctx, "full", hash("code-full"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "full", hash("code-full"), now, now.Add(time.Minute)), "SaveAuthCode")
 	isErr(t, s.LinkSession(ctx, "full", a.IDHash), storage.ErrWrongState, "LinkSession after the code")
 
 	// Tokens of session a: online refresh + access, offline refresh +
@@ -97,10 +97,10 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 	// Sign-ins of session a not yet redeemed: "sso" (done, no code) and
 	// "sso-code" (a code issued, not exchanged); "sso-b" is of session b.
 	addAuthRequest(t, s, "sso-code", now)
-	ok(t, s.CompleteFromSession(ctx, "sso-code", a), "CompleteFromSession sso-code")
-	ok(t, s.SaveAuthCode(ctx, "sso-code", hash("code-a"), now.Add(time.Minute)), "SaveAuthCode sso-code")
+	ok(t, s.CompleteFromSession(ctx, "sso-code", a, now), "CompleteFromSession sso-code")
+	ok(t, s.SaveAuthCode(ctx, "sso-code", hash("code-a"), now, now.Add(time.Minute)), "SaveAuthCode sso-code")
 	addAuthRequest(t, s, "sso-b", now)
-	ok(t, s.CompleteFromSession(ctx, "sso-b", b), "CompleteFromSession sso-b")
+	ok(t, s.CompleteFromSession(ctx, "sso-b", b, now), "CompleteFromSession sso-b")
 
 	n, err := s.EndSession(ctx, a.IDHash, now)
 	ok(t, err, "EndSession")
@@ -160,9 +160,9 @@ func testEndUserSessions(t *testing.T, s storage.Store) {
 	passwordOK(t, s, "p-second", "u1", now)
 	doneRequest(t, s, "p-done", "u1", now)
 	doneRequest(t, s, "p-code", "u1", now)
-	ok(t, s.SaveAuthCode(ctx, "p-code", hash("p-code"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "p-code", hash("p-code"), now, now.Add(time.Minute)), "SaveAuthCode")
 	doneRequest(t, s, "p-used", "u1", now)
-	ok(t, s.SaveAuthCode(ctx, "p-used", hash("p-used"), now.Add(time.Minute)), "SaveAuthCode")
+	ok(t, s.SaveAuthCode(ctx, "p-used", hash("p-used"), now, now.Add(time.Minute)), "SaveAuthCode")
 	ok(t, second(s.ConsumeAuthCode(ctx, hash("p-used"), now)), "ConsumeAuthCode")
 	other := newAuthRequest("p-b", now)
 	other.ClientID = "client-b"
@@ -240,7 +240,7 @@ func testReplaceSession(t *testing.T, s storage.Store) {
 	old := mk("old", "u1")
 	tokens("old", old, "openid")
 	addAuthRequest(t, s, "from-old", now)
-	ok(t, s.CompleteFromSession(ctx, "from-old", old), "CompleteFromSession")
+	ok(t, s.CompleteFromSession(ctx, "from-old", old, now), "CompleteFromSession")
 	next := mk("next", "u1")
 	isErr(t, s.ReplaceSession(ctx, old.IDHash, hash("missing"), now), storage.ErrNotFound, "ReplaceSession to an unknown session")
 	ok(t, s.ReplaceSession(ctx, old.IDHash, next.IDHash, now), "ReplaceSession same user")

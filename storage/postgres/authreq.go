@@ -276,14 +276,38 @@ func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64,
 // CompleteFromSession moves a request from created to done for the
 // session's user, copying auth_time, amr and acr from the session.
 // ErrWrongState from any other stage.
-func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage.Session) error {
+func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage.Session, now time.Time) error {
 	if sess.UserID == "" || sess.AuthTime.IsZero() {
 		return errors.New("postgres: complete from session: session without user or auth time")
 	}
-	return s.guarded(ctx, "complete from session", id, nil,
-		`UPDATE auth_requests SET stage = $1, user_id = $2, auth_time = $3, amr = $4, acr = $5, session_hash = $6
-		WHERE id = $7 AND stage = $8`,
-		storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, nullBytes(sess.IDHash), id, storage.StageCreated)
+	err := s.write(ctx, func(tx *txn) error {
+		if len(sess.IDHash) > 0 {
+			// lockStep on the user first, as every step: a logout
+			// (EndSession, lockEnd) either committed before, and the
+			// session read below finds no row, or waits for this commit
+			// and then cancels the request linked here.
+			if _, err := lockUser(tx, sess.UserID, lockStep); err != nil {
+				return err
+			}
+			var one int
+			if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
+				sess.IDHash, sess.UserID, now.Unix()).Scan(&one); err != nil {
+				return err // no row: ErrNotFound
+			}
+		}
+		n, err := tx.exec(`UPDATE auth_requests SET stage = $1, user_id = $2, auth_time = $3, amr = $4, acr = $5, session_hash = $6
+			WHERE id = $7 AND stage = $8 AND expires_at > $9`,
+			storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, nullBytes(sess.IDHash), id,
+			storage.StageCreated, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return classify(tx, id, &now)
+		}
+		return nil
+	})
+	return mapErr("complete from session", err)
 }
 
 // LinkSession records the SSO session a done request's login opened.
@@ -298,14 +322,17 @@ func (s *Store) LinkSession(ctx context.Context, id string, sessionHash []byte) 
 
 // SaveAuthCode stores the code's hash on a done request that has no code
 // yet; ErrWrongState otherwise, ErrConflict if the hash is already in use.
-func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error {
+func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, now, expiresAt time.Time) error {
 	if len(codeHash) == 0 {
 		return errors.New("postgres: save auth code: empty code hash")
 	}
-	return s.guarded(ctx, "save auth code", id, nil,
+	// expires_at > now: a sign-in cancelled after the callback read it
+	// (cancelSignIns sets expires_at) gets no code; the UPDATE waits for a
+	// cancelling transaction on the row and re-checks this on its result.
+	return s.guarded(ctx, "save auth code", id, &now,
 		`UPDATE auth_requests SET code_hash = $1, code_expires_at = $2
-		WHERE id = $3 AND stage = $4 AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0`,
-		codeHash, unix(expiresAt), id, storage.StageDone)
+		WHERE id = $3 AND stage = $4 AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > $5`,
+		codeHash, unix(expiresAt), id, storage.StageDone, now.Unix())
 }
 
 // AuthRequestByCodeHash returns the request that holds the code, in
@@ -330,6 +357,21 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 	}
 	var out storage.AuthRequest
 	err := s.write(ctx, func(tx *txn) error {
+		// The code's user first (lockEnd), then the request's row: the
+		// order of every path that takes both (revocations, token
+		// inserts). The UPDATE below keeps the row locked even when it
+		// waited and then no longer matched, so taking the user after it
+		// would wait in a circle with an ending or another reuse, and a
+		// deadlock costs a second and can abort the reuse's revocation.
+		var owner string
+		if err := tx.queryRow(`SELECT COALESCE(user_id, '') FROM auth_requests WHERE code_hash = $1`, codeHash).Scan(&owner); err != nil {
+			return err // ErrNoRows: ErrNotFound
+		}
+		if owner != "" {
+			if _, err := lockUser(tx, owner, lockEnd); err != nil {
+				return err
+			}
+		}
 		// Exactly one redemption matches: a concurrent one holds the row
 		// until it commits, and this UPDATE then finds code_used_at set.
 		// Store at least 1 so that "used" is never confused with 0 = unused.
@@ -343,10 +385,10 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		var id, owner string
+		var id string
 		var used int64
-		if err := tx.queryRow(`SELECT id, COALESCE(user_id, ''), code_used_at FROM auth_requests WHERE code_hash = $1`,
-			codeHash).Scan(&id, &owner, &used); err != nil {
+		if err := tx.queryRow(`SELECT id, code_used_at FROM auth_requests WHERE code_hash = $1`,
+			codeHash).Scan(&id, &used); err != nil {
 			return err // ErrNoRows: ErrNotFound
 		}
 		if used == 0 {
@@ -370,17 +412,18 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 // statements read (and they revoke its new token), and a later one finds
 // its token revoked.
 func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
-	// Mark the request first: its row is the first lock of a racing
-	// redemption (the guarded UPDATE locks it even when it no longer
-	// matches), and of a token insert (tokensRevoked), so every path takes
-	// the request before the users and none waits in a circle. Tokens of
-	// this request not stored yet are refused.
-	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE id = $2`, revokedAt(now), id); err != nil {
-		return err
-	}
+	// The users first, then the request's row: the order of every other
+	// path that takes both (an ending, EndSession and EndUserSessions; a
+	// token insert, tokensRevoked), so none waits in a circle. A deadlock
+	// would cost a second on deadlock_timeout and could abort this reuse
+	// and with it the revocation.
 	if err := lockUsersWhere(tx, `SELECT user_id FROM auth_requests WHERE id = $1
 		UNION SELECT user_id FROM refresh_tokens WHERE family_id IN (
 			SELECT family_id FROM refresh_tokens WHERE auth_request_id = $1)`, id); err != nil {
+		return err
+	}
+	// Tokens of this request not stored yet are refused.
+	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE id = $2`, revokedAt(now), id); err != nil {
 		return err
 	}
 	t := revokedAt(now)

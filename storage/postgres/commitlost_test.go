@@ -202,7 +202,7 @@ func TestCommitLostIsNotRetried(t *testing.T) {
 	if err := direct.CompleteTOTP(ctx, "ar1", "u1", 100, now, []string{"pwd", "otp"}, "acr"); err != nil {
 		t.Fatal(err)
 	}
-	if err := direct.SaveAuthCode(ctx, "ar1", []byte("codehash-1"), now.Add(time.Minute)); err != nil {
+	if err := direct.SaveAuthCode(ctx, "ar1", []byte("codehash-1"), now, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	p.armed.Store(1)

@@ -900,10 +900,10 @@ func TestRevocationWaitsForRotation(t *testing.T) {
 		if err := s.CreateAuthRequest(ctx, storage.AuthRequest{ID: ar, ClientID: "c", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CompleteFromSession(ctx, ar, storage.Session{IDHash: []byte(e.session), UserID: e.user, AuthTime: now}); err != nil {
+		if err := s.CompleteFromSession(ctx, ar, storage.Session{IDHash: []byte(e.session), UserID: e.user, AuthTime: now}, now); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveAuthCode(ctx, ar, []byte(e.code), now.Add(time.Minute)); err != nil {
+		if err := s.SaveAuthCode(ctx, ar, []byte(e.code), now, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.ConsumeAuthCode(ctx, []byte(e.code), now); err != nil {

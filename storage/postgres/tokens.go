@@ -35,15 +35,23 @@ func scanAccessToken(sc scanner) (storage.AccessToken, error) {
 }
 
 // tokensRevoked is storage.ErrReused when auth request id's tokens were
-// revoked (its code reused, its user's sessions ended) before these are
-// stored: a revocation that ran between the code's redemption and the
-// insert must still reach them. An unknown id refuses nothing.
-func tokensRevoked(tx *txn, id string) error {
+// revoked (its code reused, its user's sessions or the session it came
+// through ended) before these are stored: a revocation that ran between
+// the code's redemption and the insert must still reach them. An unknown
+// id refuses nothing.
+func tokensRevoked(tx *txn, id, userID string) error {
 	if id == "" {
 		return nil
 	}
-	// The request row first (FOR SHARE), then the user (the inserts'
-	// foreign keys): the order revokeAuthRequestTokens takes them in.
+	// The user (lockStep) first, then the request row (FOR SHARE): the
+	// order every revocation takes them in (lockEnd on the users, then
+	// the marker), so a revocation either committed before this reads the
+	// marker or waits for these tokens and then revokes them.
+	if userID != "" {
+		if _, err := lockUser(tx, userID, lockStep); err != nil {
+			return err
+		}
+	}
 	var at int64
 	if err := tx.queryRow(`SELECT tokens_revoked_at FROM auth_requests WHERE id = $1 FOR SHARE`, id).Scan(&at); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -69,7 +77,7 @@ func insertAccessToken(tx *txn, t storage.AccessToken) error {
 // when t.UserID names no user.
 func (s *Store) CreateAccessToken(ctx context.Context, t storage.AccessToken) error {
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, t.AuthRequestID); err != nil {
+		if err := tokensRevoked(tx, t.AuthRequestID, t.UserID); err != nil {
 			return err
 		}
 		return insertAccessToken(tx, t)
@@ -167,7 +175,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, rt storage.RefreshToken,
 	// request's row after the user's, the order a reuse takes the other
 	// way round (a deadlock).
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, rt.AuthRequestID); err != nil {
+		if err := tokensRevoked(tx, rt.AuthRequestID, rt.UserID); err != nil {
 			return err
 		}
 		return insertRefreshToken(tx, rt, at)

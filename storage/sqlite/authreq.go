@@ -279,14 +279,38 @@ func (s *Store) CompleteTOTP(ctx context.Context, id, userID string, step int64,
 // CompleteFromSession moves a request from created to done for the
 // session's user, copying auth_time, amr and acr from the session.
 // ErrWrongState from any other stage.
-func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage.Session) error {
+func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage.Session, now time.Time) error {
 	if sess.UserID == "" || sess.AuthTime.IsZero() {
 		return errors.New("sqlite: complete from session: session without user or auth time")
 	}
-	return s.guarded(ctx, "complete from session", id, nil,
-		`UPDATE auth_requests SET stage = ?, user_id = ?, auth_time = ?, amr = ?, acr = ?, session_hash = ?
-		WHERE id = ? AND stage = ?`,
-		storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, nullBytes(sess.IDHash), id, storage.StageCreated)
+	err := s.write(ctx, func(tx *txn) error {
+		if len(sess.IDHash) > 0 {
+			// In the writing transaction (one writer at a time): a logout
+			// either ended the session before, or runs after and cancels
+			// the request linked here.
+			row, err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = ? AND user_id = ? AND expires_at > ?`,
+				sess.IDHash, sess.UserID, now.Unix())
+			if err != nil {
+				return err
+			}
+			var one int
+			if err := row.Scan(&one); err != nil {
+				return err // no row: ErrNotFound
+			}
+		}
+		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, user_id = ?, auth_time = ?, amr = ?, acr = ?, session_hash = ?
+			WHERE id = ? AND stage = ? AND expires_at > ?`,
+			storage.StageDone, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, nullBytes(sess.IDHash), id,
+			storage.StageCreated, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return classify(tx, id, &now)
+		}
+		return nil
+	})
+	return mapErr("complete from session", err)
 }
 
 // LinkSession records the SSO session a done request's login opened.
@@ -301,14 +325,16 @@ func (s *Store) LinkSession(ctx context.Context, id string, sessionHash []byte) 
 
 // SaveAuthCode stores the code's hash on a done request that has no code
 // yet; ErrWrongState otherwise, ErrConflict if the hash is already in use.
-func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, expiresAt time.Time) error {
+func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, now, expiresAt time.Time) error {
 	if len(codeHash) == 0 {
 		return errors.New("sqlite: save auth code: empty code hash")
 	}
-	return s.guarded(ctx, "save auth code", id, nil,
+	// expires_at > now: a sign-in cancelled after the callback read it
+	// (cancelSignIns sets expires_at) gets no code.
+	return s.guarded(ctx, "save auth code", id, &now,
 		`UPDATE auth_requests SET code_hash = ?, code_expires_at = ?
-		WHERE id = ? AND stage = ? AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0`,
-		codeHash, unix(expiresAt), id, storage.StageDone)
+		WHERE id = ? AND stage = ? AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > ?`,
+		codeHash, unix(expiresAt), id, storage.StageDone, now.Unix())
 }
 
 // AuthRequestByCodeHash returns the request that holds the code, in
