@@ -188,6 +188,10 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 	return left, nil
 }
 
+// reencryptBatch is how many sealed values one UPDATE of ReencryptSecrets
+// rewrites.
+const reencryptBatch = 1000
+
 // sealedColumns are the places sealed values live: table, key column,
 // value column, kind, and an extra WHERE condition.
 var sealedColumns = []struct {
@@ -204,10 +208,15 @@ var sealedColumns = []struct {
 // ReencryptSecrets rewrites every sealed value through fn in one
 // transaction; values fn returns unchanged are not written or counted. The
 // rows are read FOR UPDATE, so no writer changes one between its read and
-// its rewrite.
+// its rewrite. The rewrites go in batches of reencryptBatch rows, and the
+// transaction gets maintenanceTimeout instead of a request's: one
+// statement per row did 60 000 credentials in 4.8 s here, close to
+// attemptTimeout, and a key rotation that can never finish is worse than
+// logins waiting on it (their lock_timeout turns the wait into ErrBusy).
 func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error)) (int, error) {
 	total := 0
-	err := s.write(ctx, func(tx *txn) error {
+	start := time.Now()
+	err := s.tx(ctx, beginTx, maintenanceTimeout, func(tx *txn) error {
 		total = 0
 		for _, c := range sealedColumns {
 			q := fmt.Sprintf(`SELECT %s, %s FROM %s`, c.key, c.value, c.table)
@@ -218,41 +227,50 @@ func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.Secre
 			if err != nil {
 				return err
 			}
-			type kv struct {
-				k string
-				v []byte
-			}
-			var all []kv
+			var keys []string
+			var values [][]byte
 			for rows.Next() {
-				var r kv
-				if err := rows.Scan(&r.k, &r.v); err != nil {
+				var k string
+				var v []byte
+				if err := rows.Scan(&k, &v); err != nil {
 					rows.Close()
 					return err
 				}
-				all = append(all, r)
+				keys, values = append(keys, k), append(values, v)
 			}
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			for _, r := range all {
-				if c.kind == storage.SecretSetting && !strings.HasPrefix(r.k, storage.SealedSettingPrefix) {
+			var changedKeys []string
+			var changed [][]byte
+			for i, k := range keys {
+				if c.kind == storage.SecretSetting && !strings.HasPrefix(k, storage.SealedSettingPrefix) {
 					continue
 				}
-				nv, err := fn(c.kind, r.k, r.v)
+				nv, err := fn(c.kind, k, values[i])
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", c.kind, r.k, err)
+					return fmt.Errorf("%s %s: %w", c.kind, k, err)
 				}
-				if bytes.Equal(nv, r.v) {
-					continue
+				if !bytes.Equal(nv, values[i]) {
+					changedKeys, changed = append(changedKeys, k), append(changed, nv)
 				}
-				if _, err := tx.exec(fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE %s = $2`, c.table, c.value, c.key), nv, r.k); err != nil {
+			}
+			update := fmt.Sprintf(`UPDATE %[1]s SET %[3]s = u.v FROM unnest($1::text[], $2::bytea[]) AS u(k, v)
+				WHERE %[1]s.%[2]s = u.k`, c.table, c.key, c.value)
+			for lo := 0; lo < len(changedKeys); lo += reencryptBatch {
+				hi := min(lo+reencryptBatch, len(changedKeys))
+				n, err := tx.exec(update, changedKeys[lo:hi], changed[lo:hi])
+				if err != nil {
 					return err
 				}
-				total++
+				total += int(n)
 			}
 		}
 		return nil
 	})
+	if o := s.obs.Load(); o != nil {
+		(*o).Transaction(time.Since(start), err)
+	}
 	if err != nil {
 		return 0, mapErr("reencrypt secrets", err)
 	}

@@ -122,6 +122,11 @@ const (
 // (or a pool with no free connection) is only noticed by the deadline.
 var attemptTimeout = 6 * time.Second
 
+// maintenanceTimeout bounds an operator's whole-table transaction
+// (ReencryptSecrets) on the client side; each of its statements still has
+// beginTx's statement_timeout.
+const maintenanceTimeout = 10 * time.Minute
+
 // beginTx starts every read-write transaction (one round trip). The
 // timeouts are SET LOCAL so that they hold whatever the connection's
 // defaults are, also behind a transaction-pooling proxy:
