@@ -24,11 +24,14 @@ var benchPassword = storage.LockPolicy{FreeFailures: 1 << 20, BaseLock: time.Sec
 // once on one PostgreSQL store, and reports its latency percentiles (make
 // bench; the target is p99 ≤ 10 ms).
 func BenchmarkClaimAttempt(b *testing.B) {
-	b.Run("distinct-users", func(b *testing.B) { benchGuard(b, benchWorkers) })
-	b.Run("one-user", func(b *testing.B) { benchGuard(b, 1) })
+	b.Run("distinct-users", func(b *testing.B) { benchGuard(b, benchWorkers, benchWorkers) })
+	b.Run("one-user", func(b *testing.B) { benchGuard(b, benchWorkers, 1) })
+	// One goroutine: the pair's own latency, without queueing.
+	b.Run("serial", func(b *testing.B) { benchGuard(b, 1, 1) })
 }
 
-func benchGuard(b *testing.B, users int) {
+// benchGuard runs the pair from workers goroutines at once on users users.
+func benchGuard(b *testing.B, workers, users int) {
 	ctx := context.Background()
 	s := openTest(b, freshDatabase(b), OpenOptions{})
 	for i := range users {
@@ -40,7 +43,7 @@ func benchGuard(b *testing.B, users int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	for w := range benchWorkers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

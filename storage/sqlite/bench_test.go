@@ -32,8 +32,10 @@ func benchStore(b *testing.B, users int) *Store {
 // (ClaimAttempt, then AttemptSucceeded when allowed) with benchWorkers
 // goroutines at once, and reports the latency percentiles of that pair.
 func BenchmarkClaimAttempt(b *testing.B) {
-	b.Run("distinct-users", func(b *testing.B) { benchGuard(b, benchWorkers, sharedRoundTrip) })
-	b.Run("one-user", func(b *testing.B) { benchGuard(b, 1, sharedRoundTrip) })
+	b.Run("distinct-users", func(b *testing.B) { benchGuard(b, benchWorkers, benchWorkers, sharedRoundTrip) })
+	b.Run("one-user", func(b *testing.B) { benchGuard(b, benchWorkers, 1, sharedRoundTrip) })
+	// One goroutine: the pair's own latency, without queueing.
+	b.Run("serial", func(b *testing.B) { benchGuard(b, 1, 1, sharedRoundTrip) })
 }
 
 // BenchmarkDeviceGuard measures what remembered devices add to a login:
@@ -41,8 +43,8 @@ func BenchmarkClaimAttempt(b *testing.B) {
 // round trip above) and the renewal of the device when the sign-in
 // completes (RememberDevice, one write per completed login).
 func BenchmarkDeviceGuard(b *testing.B) {
-	b.Run("device-claim", func(b *testing.B) { benchGuard(b, benchWorkers, deviceClaim) })
-	b.Run("remember-device", func(b *testing.B) { benchGuard(b, benchWorkers, rememberDevice) })
+	b.Run("device-claim", func(b *testing.B) { benchGuard(b, benchWorkers, benchWorkers, deviceClaim) })
+	b.Run("remember-device", func(b *testing.B) { benchGuard(b, benchWorkers, benchWorkers, rememberDevice) })
 }
 
 // benchPassword is the default password policy's shape (a decaying
@@ -76,11 +78,12 @@ func rememberDevice(ctx context.Context, s *Store, user string, w int, now time.
 	return s.RememberDevice(ctx, d, benchDevice(w), 20, now)
 }
 
-func benchGuard(b *testing.B, users int, op guardOp) {
+// benchGuard runs op from workers goroutines at once on users users.
+func benchGuard(b *testing.B, workers, users int, op guardOp) {
 	ctx := context.Background()
 	s := benchStore(b, users)
 	now := time.Now()
-	for w := range benchWorkers {
+	for w := range workers {
 		d := storage.Device{IDHash: benchDevice(w), UserID: fmt.Sprintf("u%d", w%users), CreatedAt: now, LastUsedAt: now,
 			ExpiresAt: now.Add(time.Hour)}
 		if err := s.RememberDevice(ctx, d, nil, benchWorkers, now); err != nil {
@@ -91,7 +94,7 @@ func benchGuard(b *testing.B, users int, op guardOp) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	for w := range benchWorkers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
