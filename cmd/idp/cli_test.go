@@ -116,10 +116,21 @@ func TestCLIClientAdd(t *testing.T) {
 }
 
 func TestCLIUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"bogus"}, {"user"}, {"user", "frobnicate"}, {"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"}} {
+	// A usage error creates nothing: no database appears in the working
+	// directory (the default --db).
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, args := range [][]string{{}, {"bogus"}, {"user"}, {"user", "frobnicate"}, {"client", "frobnicate"}, {"keys", "frobnicate"},
+		{"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"}} {
 		_, _, err := runCLI(t, "", args...)
 		if err == nil || exitCode(err) != 2 {
 			t.Errorf("%v: err %v (exit %d), want usage error", args, err, exitCode(err))
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("%v left %s in the working directory", args, left[0].Name())
+			for _, f := range left {
+				os.Remove(filepath.Join(dir, f.Name()))
+			}
 		}
 	}
 }

@@ -13,10 +13,10 @@ import (
 )
 
 func (e *env) client(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"idp client: expected add, list or delete"}
+	sub, args, err := subcommand("client", args, "add", "list", "delete")
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("client " + sub)
 	var (
 		redirects, logouts multiFlag

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -119,4 +120,17 @@ func readConfig(fs *flag.FlagSet, r io.Reader, path string, set map[string]bool)
 		return fmt.Errorf("%s:%d: %w", path, n+1, err)
 	}
 	return nil
+}
+
+// subcommand splits "idp GROUP SUB …" and refuses an unknown SUB before
+// anything is opened or created (a typo must not leave a database behind).
+func subcommand(group string, args []string, known ...string) (string, []string, error) {
+	if len(args) == 0 || !slices.Contains(known, args[0]) {
+		list := strings.Join(known[:len(known)-1], ", ") + " or " + known[len(known)-1]
+		if len(args) == 0 {
+			return "", nil, usageError{fmt.Sprintf("idp %s: expected %s", group, list)}
+		}
+		return "", nil, usageError{fmt.Sprintf("idp %s: unknown subcommand %q (expected %s)", group, args[0], list)}
+	}
+	return args[0], args[1:], nil
 }

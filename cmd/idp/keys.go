@@ -12,10 +12,10 @@ import (
 )
 
 func (e *env) keys(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"idp keys: expected rotate, list or withdraw"}
+	sub, args, err := subcommand("keys", args, "rotate", "list", "withdraw")
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("keys " + sub)
 	retention := fs.Duration("key-retention", 48*time.Hour, "how long a retired key stays in JWKS")
 	var activateAfter *time.Duration

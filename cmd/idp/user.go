@@ -22,10 +22,10 @@ import (
 )
 
 func (e *env) user(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"idp user: expected add, list, show, unlock, reset-totp, recovery-codes, revoke-sessions or delete"}
+	sub, args, err := subcommand("user", args, "add", "list", "show", "unlock", "reset-totp", "recovery-codes", "revoke-sessions", "delete")
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs, db := e.newFlags("user " + sub)
 	var (
 		email, name, product, keyFile string
