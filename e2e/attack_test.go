@@ -635,8 +635,8 @@ func TestAttackSkipSecondStep(t *testing.T) {
 	t.Parallel()
 	args := atkArgs(atkMetricsFlag, atkLockArgs(5, 10))
 	s := StartServer(t, args...)
-	victim := AddUser(t, s.DB, "victim", "victim password 1")
-	mallory := AddUser(t, s.DB, "mallory", "mallory password 1")
+	victim := AddUser(t, s.DB, "victim", "amber lantern forty")
+	mallory := AddUser(t, s.DB, "mallory", "quiet harbour ninety")
 	c := AddClient(t, s.DB, "app")
 	rp := NewRP(t, s, c)
 	callback := func(id string) string { return s.URL + "/authorize/callback?id=" + url.QueryEscape(id) }
@@ -678,7 +678,7 @@ func TestAttackSkipSecondStep(t *testing.T) {
 	})
 
 	t.Run("another browser's request", func(t *testing.T) {
-		u := AddUser(t, s.DB, "walter", "walter password 1")
+		u := AddUser(t, s.DB, "walter", "velvet compass seven")
 		b1 := NewBrowser(t, "127.0.0.81")
 		f := atkToTOTP(t, b1, s, c, u.Name, u.Password)
 		// The attacker has a flow of their own, so their browser holds a
@@ -749,7 +749,7 @@ func TestAttackSkipSecondStep(t *testing.T) {
 	})
 
 	t.Run("steps out of order", func(t *testing.T) {
-		u := AddUser(t, s.DB, "stagey", "stagey password 1")
+		u := AddUser(t, s.DB, "stagey", "marble orchard three")
 		b := NewBrowser(t, "")
 		f := b.StartFlow(s, c, AuthParams{})
 		code := u.Code(time.Now())
@@ -1197,8 +1197,8 @@ func TestAuditNoSecrets(t *testing.T) {
 	P := atkIntFlag(t, args, "--password-max-failures")
 	s := StartServer(t, args...)
 	tag := strings.NewReplacer("-", "", "_", "").Replace(randString())
-	alice := AddUser(t, s.DB, "alice", "AlicePass-"+tag)
-	bob := AddUser(t, s.DB, "bob", "BobPass-"+tag)
+	alice := AddUser(t, s.DB, "alice", "Lantern-A-"+tag)
+	bob := AddUser(t, s.DB, "bob", "Compass-B-"+tag)
 	c := AddClient(t, s.DB, "app")
 	passwords := []string{alice.Password, bob.Password}
 	var codes []string

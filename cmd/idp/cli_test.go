@@ -178,3 +178,43 @@ func TestServeNamesRefusedFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIPasswordRules: `user add` applies the password rules (NIST SP
+// 800-63B-4 §3.1.1.2) and says which one refused; --allow-weak skips them
+// for a migration and the audit trail records it.
+func TestCLIPasswordRules(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	if err := seal.GenerateKeyFile(db + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	for pw, want := range map[string]string{
+		"iloveyou":        "list of common and breached passwords",
+		"short":           "at least 8 characters",
+		"1234567890":      "list of common", // on the list before it is a sequence
+		"xx-carla-2026-x": "contains the username",
+		"qwertzuiopü":     "",
+	} {
+		_, _, err := runCLI(t, pw+"\n", "user", "add", "carla", "--db", db, "--password-stdin", "--enroll-at-login")
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q refused: %v", pw, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: %v, want a refusal naming %q", pw, err, want)
+		}
+		if want == "" {
+			if _, _, err := runCLI(t, "", "user", "delete", "carla", "--db", db); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, _, err := runCLI(t, "abcdefghij\n", "user", "add", "dan", "--db", db, "--password-stdin", "--enroll-at-login", "--password-min-length", "12"); err == nil || !strings.Contains(err.Error(), "at least 12") {
+		t.Errorf("--password-min-length 12: %v", err)
+	}
+	if _, _, err := runCLI(t, "iloveyou\n", "user", "add", "dan", "--db", db, "--password-stdin", "--enroll-at-login", "--allow-weak"); err != nil {
+		t.Fatalf("--allow-weak: %v", err)
+	}
+	out, _, err := runCLI(t, "", "audit", "--db", db, "--user", "dan", "--json")
+	if err != nil || !strings.Contains(out, "--allow-weak") {
+		t.Fatalf("audit of --allow-weak: %v\n%s", err, out)
+	}
+}

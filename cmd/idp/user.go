@@ -31,7 +31,8 @@ func (e *env) user(ctx context.Context, args []string) error {
 		email, name, product, keyFile string
 		passwordStdin, asJSON         bool
 		emailVerified                 bool
-		enrollAtLogin                 bool
+		enrollAtLogin, allowWeak      bool
+		minLength                     int
 	)
 	if sub == "add" {
 		fs.StringVar(&email, "email", "", "e-mail address")
@@ -41,6 +42,10 @@ func (e *env) user(ctx context.Context, args []string) error {
 		fs.BoolVar(&enrollAtLogin, "enroll-at-login", false, "no authenticator now: the user sets one up at first login, after the password")
 		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
 		fs.StringVar(&keyFile, "secret-key-file", "", "secret key that seals TOTP secrets (default: DB.key if it exists)")
+	}
+	if sub == "add" {
+		fs.BoolVar(&allowWeak, "allow-weak", false, "skip the password rules but the length bounds (migrating existing accounts; audited)")
+		fs.IntVar(&minLength, "password-min-length", password.DefaultMinLength, "the shortest password accepted, in characters (NIST SP 800-63B-4 §3.1.1.2)")
 	}
 	var clientID string
 	if sub == "revoke-sessions" {
@@ -73,6 +78,7 @@ func (e *env) user(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	adm.Passwords = password.Policy{MinLength: minLength}
 	switch sub {
 	case "add":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {
@@ -82,9 +88,13 @@ func (e *env) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		u, err := adm.AddUser(ctx, admin.NewUser{Username: pos[0], Name: name, Email: email, EmailVerified: emailVerified, Password: pw, SkipTOTP: enrollAtLogin})
+		u, err := adm.AddUser(ctx, admin.NewUser{Username: pos[0], Name: name, Email: email, EmailVerified: emailVerified, Password: pw,
+			SkipTOTP: enrollAtLogin, AllowWeak: allowWeak})
 		if errors.Is(err, storage.ErrConflict) {
 			return fmt.Errorf("user %q already exists", pos[0])
+		}
+		if weak := (*password.WeakError)(nil); errors.As(err, &weak) {
+			return fmt.Errorf("password refused: %v (NIST SP 800-63B-4 §3.1.1.2; --allow-weak skips the rules for a migration)", weak)
 		}
 		if err != nil {
 			return err

@@ -1,0 +1,58 @@
+package password
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/totp-idp/idp/op/password/blocklist"
+)
+
+// TestPolicy: each rule of NIST SP 800-63B-4 §3.1.1.2 refuses what it
+// should, says which rule, and accepts what it must (long passphrases,
+// any script, no composition rules).
+func TestPolicy(t *testing.T) {
+	p := Policy{}
+	for _, c := range []struct {
+		pw, user, email string
+		want            Reason // "" = accepted
+	}{
+		{"short7!", "ann", "", TooShort},
+		{"ﬀﬀﬀ", "ann", "", TooShort},    // 3 ligatures, 6 letters after NFKC
+		{"ﬀﬀﬀﬀ", "ann", "", Repetitive}, // 8 letters after NFKC: long enough, then one letter repeated
+		{"password", "ann", "", Common},
+		{"PassWord", "ann", "", Common}, // case-insensitive
+		{"ｐａｓｓｗｏｒｄ", "ann", "", Common}, // full-width folds to ASCII (NFKC)
+		{"iloveyou1", "ann", "", Common},
+		{"aaaaaaaaaa", "ann", "", Repetitive},
+		{"13579bdfhj", "ann", "", ""},
+		{"abcdefghijk", "ann", "", Repetitive},
+		{"9876543210", "ann", "", Repetitive},
+		{"my-ann-secret!", "Ann", "", ""}, // three letters: too short a name to refuse on
+		{"my-dora-secret!", "Dora", "", ContainsUsername},
+		{"xx-annabelle-xx", "annabelle", "", ContainsUsername},
+		{"xx-ANNABELLE-xx", "annabelle", "", ContainsUsername},
+		{"hello.bob.smith", "bsmith", "bob.smith@example.com", ContainsEmail},
+		{"correct horse battery staple", "ann", "ann@example.com", ""},
+		{"Fähre über den Fluß 42", "ann", "", ""},
+		{"日本語のパスワードです", "ann", "", ""},
+		{strings.Repeat("long passphrase ", 4), "ann", "", ""},    // 64 characters
+		{strings.Repeat("ü", 500), "ann", "", Repetitive},         // 1000 bytes: accepted by length
+		{strings.Repeat("xyz", MaxBytes/3+1), "ann", "", TooLong}, // over 1024 bytes
+	} {
+		err := p.Check(c.pw, c.user, c.email)
+		var w *WeakError
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q refused: %v", c.pw, err)
+		case c.want != "" && (!errors.As(err, &w) || w.Reason != c.want):
+			t.Errorf("%q: %v, want %s", c.pw, err, c.want)
+		}
+	}
+	if err := (Policy{MinLength: 12}).Check("elevenchars", "", ""); err == nil || !strings.Contains(err.Error(), "at least 12") {
+		t.Errorf("MinLength 12: %v", err)
+	}
+	if n := blocklist.Len(); n < 40000 {
+		t.Errorf("blocklist has %d entries, want the shipped 47 023", n)
+	}
+}
