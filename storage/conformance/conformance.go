@@ -1858,6 +1858,23 @@ func testCodeAfterCancel(t *testing.T, s storage.Store) {
 	isErr(t, s.SaveAuthCode(ctx, "ar-ended", hash("code-ended"), now, now.Add(time.Minute)), storage.ErrNotFound,
 		"SaveAuthCode after EndUserSessions")
 
+	// A step whose clock reads a second before the ending's (the same
+	// host between two seconds, or another replica): the cancelled request
+	// is dead for it too (found by a review: cancelling set the expiry to
+	// the ending's now, which an earlier now still saw ahead).
+	behind := now.Add(-time.Second)
+	doneRequest(t, s, "ar-skew-save", "u1", behind)
+	doneRequest(t, s, "ar-skew-code", "u1", behind)
+	ok(t, s.SaveAuthCode(ctx, "ar-skew-code", hash("code-skew"), behind, behind.Add(time.Minute)), "SaveAuthCode before the ending")
+	_, err = s.EndUserSessions(ctx, "u1", "", now)
+	ok(t, err, "EndUserSessions")
+	_, err = s.AuthRequestByID(ctx, "ar-skew-save", behind)
+	isErr(t, err, storage.ErrNotFound, "AuthRequestByID of a cancelled request on a clock behind")
+	isErr(t, s.SaveAuthCode(ctx, "ar-skew-save", hash("code-skew-save"), behind, behind.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode of a cancelled request on a clock behind")
+	_, err = s.ConsumeAuthCode(ctx, hash("code-skew"), behind)
+	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of a cancelled request's code on a clock behind")
+
 	// Done, and the request expired before the callback.
 	a := doneRequest(t, s, "ar-slow", "u1", now)
 	isErr(t, s.SaveAuthCode(ctx, "ar-slow", hash("code-slow"), a.ExpiresAt, a.ExpiresAt.Add(time.Minute)), storage.ErrNotFound,

@@ -376,9 +376,12 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 // page of theirs works any more. Requests whose code was redeemed keep
 // their expiry (reuse detection needs them). where uses $3 and up.
 func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, error) {
+	// Cancelled is a state, not a time: expiries of 0 are past on every
+	// clock, so a step whose clock read a second earlier (or a replica
+	// whose clock runs behind) cannot still see the request live.
 	n := len(args) + 3
-	args = append([]any{now.Unix(), now.Unix()}, append(args, now.Unix())...)
-	c, err := tx.exec(fmt.Sprintf(`UPDATE auth_requests SET expires_at = $1, code_expires_at = LEAST(code_expires_at, $2)
+	args = append([]any{revokedAt(now), 0}, append(args, now.Unix())...)
+	c, err := tx.exec(fmt.Sprintf(`UPDATE auth_requests SET expires_at = $2, code_expires_at = $2, tokens_revoked_at = $1
 		WHERE `+where+` AND code_used_at = 0 AND expires_at > $%d`, n), args...)
 	return int(c), err
 }

@@ -357,8 +357,11 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 // page of theirs works any more. Requests whose code was redeemed keep
 // their expiry (reuse detection needs them).
 func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, error) {
-	args = append([]any{now.Unix(), now.Unix()}, append(args, now.Unix())...)
-	n, err := tx.exec(`UPDATE auth_requests SET expires_at = ?, code_expires_at = MIN(code_expires_at, ?)
+	// Cancelled is a state, not a time: expiries of 0 are past on every
+	// clock, so a step whose clock read a second earlier (or a replica
+	// whose clock runs behind) cannot still see the request live.
+	args = append([]any{revokedAt(now)}, append(args, now.Unix())...)
+	n, err := tx.exec(`UPDATE auth_requests SET expires_at = 0, code_expires_at = 0, tokens_revoked_at = ?
 		WHERE `+where+` AND code_used_at = 0 AND expires_at > ?`, args...)
 	return int(n), err
 }
