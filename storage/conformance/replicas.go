@@ -39,6 +39,7 @@ func RunReplicas(t *testing.T, newPair func(t *testing.T) (storage.Store, storag
 		{"RefreshTokens/ReuseVersusRotate", testReplicaReuseVersusRotate},
 		{"RefreshTokens/EndUserVersusRotate", testReplicaEndUserVersusRotate},
 		{"AuthCodes/LogoutVersusCompletion", testReplicaLogoutVersusCompletion},
+		{"Clients/DeleteVersusReuse", testReplicaDeleteClientVersusReuse},
 		{"CompleteTOTP/SameStep", testReplicaCompleteTOTP},
 		{"RecoveryCodes/SameCode", testReplicaRecovery},
 		{"SigningKeys/FirstKey", testReplicaFirstKey},
@@ -388,6 +389,58 @@ func testReplicaLogoutVersusCompletion(t *testing.T, a, b storage.Store) {
 		}
 	}
 	t.Logf("where the chain stopped: %v", stopped)
+}
+
+// testReplicaDeleteClientVersusReuse: deleting a client on one store races
+// the reuse of a code of that client on the other (which revokes the
+// code's tokens) and a rotation of one of its refresh tokens. Neither may
+// wait in a circle with the other (a deadlock costs a second and ErrBusy),
+// and nothing of the client is left.
+func testReplicaDeleteClientVersusReuse(t *testing.T, a, b storage.Store) {
+	ctx := context.Background()
+	addUser(t, a, "u1")
+	for r := range replicaRaceRounds {
+		client := fmt.Sprintf("client-%d", r)
+		ok(t, a.CreateClient(ctx, storage.Client{ID: client, Name: client, RedirectURIs: []string{"https://rp.example/cb"}, CreatedAt: t0}),
+			"CreateClient")
+		id, code := fmt.Sprintf("ar-%d", r), hash(fmt.Sprintf("code-%d", r))
+		req := newAuthRequest(id, t0)
+		req.ClientID = client
+		ok(t, a.CreateAuthRequest(ctx, req), "CreateAuthRequest")
+		ok(t, a.CompleteFromSession(ctx, id, storage.Session{UserID: "u1", AuthTime: t0}, t0), "CompleteFromSession")
+		ok(t, a.SaveAuthCode(ctx, id, code, t0, t0.Add(time.Minute)), "SaveAuthCode")
+		_, err := a.ConsumeAuthCode(ctx, code, t0)
+		ok(t, err, "ConsumeAuthCode")
+		at := newAccessToken(fmt.Sprintf("at-%d", r), "u1", client, t0)
+		at.AuthRequestID = id
+		rt := newRefreshToken(fmt.Sprintf("rt-%d", r), fmt.Sprintf("fam-%d", r), "u1", client, t0)
+		rt.AuthRequestID = id
+		ok(t, a.CreateRefreshToken(ctx, rt, at), "CreateRefreshToken")
+		next := newRefreshToken(fmt.Sprintf("next-%d", r), rt.FamilyID, "u1", client, t0)
+		errs := together(3, func(i int) error {
+			switch i {
+			case 0:
+				return b.DeleteClient(ctx, client)
+			case 1:
+				_, err := a.ConsumeAuthCode(ctx, code, t0)
+				return err
+			}
+			return b.RotateRefreshToken(ctx, rt.TokenHash, next, newAccessToken(fmt.Sprintf("at-next-%d", r), "u1", client, t0), t0)
+		})
+		for i, err := range errs {
+			if errors.Is(err, storage.ErrBusy) {
+				t.Fatalf("round %d: racer %d waited out: %v", r, i, err)
+			}
+		}
+		ok(t, errs[0], "round %d: DeleteClient", r)
+		if !errors.Is(errs[1], storage.ErrReused) && !errors.Is(errs[1], storage.ErrNotFound) {
+			t.Fatalf("round %d: the reuse racing DeleteClient: %v, want ErrReused or ErrNotFound", r, errs[1])
+		}
+		accessGone(t, b, at.ID, t0)
+		accessGone(t, b, fmt.Sprintf("at-next-%d", r), t0)
+		refreshGone(t, b, rt, t0)
+		refreshGone(t, b, next, t0)
+	}
 }
 
 func testReplicaCompleteTOTP(t *testing.T, a, b storage.Store) {

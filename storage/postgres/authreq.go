@@ -60,8 +60,20 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 // snapshots (and they delete the token it adds), and a later one finds its
 // old token gone. An advisory lock rather than the clients row: the
 // rotations of every user of a client would all lock that one row.
+//
+// Before the client's lock it takes lockEnd on every user with a request
+// or a token at the client: the order of every other path (users, then
+// the client for a rotation, then requests and tokens), so that a code's
+// reuse or an ending in flight on the same rows never waits in a circle
+// with it (second review, finding 4: a deadlock with a reuse). An
+// operator's action over the whole client: maintenanceTimeout.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *txn) error {
+	err := s.maintain(ctx, func(tx *txn) error {
+		if err := lockUsersWhere(tx, `SELECT user_id FROM auth_requests WHERE client_id = $1
+			UNION SELECT user_id FROM refresh_tokens WHERE client_id = $1
+			UNION SELECT user_id FROM access_tokens WHERE client_id = $1`, id); err != nil {
+			return err
+		}
 		if _, err := tx.exec(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, clientLockClass, id); err != nil {
 			return err
 		}

@@ -215,8 +215,7 @@ var sealedColumns = []struct {
 // logins waiting on it (their lock_timeout turns the wait into ErrBusy).
 func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.SecretKind, id string, sealed []byte) ([]byte, error)) (int, error) {
 	total := 0
-	start := time.Now()
-	err := s.tx(ctx, beginTx, maintenanceTimeout, func(tx *txn) error {
+	err := s.maintain(ctx, func(tx *txn) error {
 		total = 0
 		for _, c := range sealedColumns {
 			q := fmt.Sprintf(`SELECT %s, %s FROM %s`, c.key, c.value, c.table)
@@ -268,9 +267,6 @@ func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.Secre
 		}
 		return nil
 	})
-	if o := s.obs.Load(); o != nil {
-		(*o).Transaction(time.Since(start), err)
-	}
 	if err != nil {
 		return 0, mapErr("reencrypt secrets", err)
 	}

@@ -478,6 +478,17 @@ func (s *Store) write(ctx context.Context, fn func(*txn) error) error {
 	return err
 }
 
+// maintain is write for an operator's whole-table transaction
+// (ReencryptSecrets, DeleteClient): each attempt gets maintenanceTimeout.
+func (s *Store) maintain(ctx context.Context, fn func(*txn) error) error {
+	start := time.Now()
+	err := s.tx(ctx, beginTx, maintenanceTimeout, fn)
+	if o := s.obs.Load(); o != nil {
+		(*o).Transaction(time.Since(start), err)
+	}
+	return err
+}
+
 // tx runs fn in a transaction begun by begin, each attempt within timeout.
 func (s *Store) tx(ctx context.Context, begin string, timeout time.Duration, fn func(*txn) error) error {
 	return s.run(ctx, timeout, func(ctx context.Context) error {
