@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"AuthCodes/Concurrent", testAuthCodeConcurrent},
 		{"AuthCodes/TokensAfterRevocation", testTokensAfterRevocation},
 		{"AuthCodes/AfterCancel", testCodeAfterCancel},
+		{"Sessions/TokensFollowReplace", testTokensFollowReplace},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},
@@ -1881,4 +1882,55 @@ func testCodeAfterCancel(t *testing.T, s storage.Store) {
 		"SaveAuthCode on an expired request")
 	// And one in time saves its code as before.
 	ok(t, s.SaveAuthCode(ctx, "ar-slow", hash("code-slow"), now, now.Add(time.Minute)), "SaveAuthCode in time")
+}
+
+// testTokensFollowReplace: tokens take their SSO session from the rows
+// their insert reads in its own transaction, not from the caller's
+// earlier read. A login in the same browser that replaced session S1 by S2
+// between a code's redemption (or a refresh token's read) and the insert
+// must not leave tokens tagged with the gone S1, which no logout reaches
+// (found by a review).
+func testTokensFollowReplace(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	now := t0
+	mk := func(name string) storage.Session {
+		t.Helper()
+		sess := storage.Session{IDHash: hash(name), UserID: "u1", AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
+			ACR: "urn:mfa", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+		ok(t, s.CreateSession(ctx, sess), "CreateSession %s", name)
+		return sess
+	}
+	s1, s2 := mk("s1"), mk("s2")
+
+	// A code redeemed through S1, then S1 replaced by S2, then the tokens
+	// stored with the S1 the token endpoint read at redemption.
+	addAuthRequest(t, s, "ar", now)
+	ok(t, s.CompleteFromSession(ctx, "ar", s1, now), "CompleteFromSession")
+	ok(t, s.SaveAuthCode(ctx, "ar", hash("code"), now, now.Add(time.Minute)), "SaveAuthCode")
+	redeemed, err := s.ConsumeAuthCode(ctx, hash("code"), now)
+	ok(t, err, "ConsumeAuthCode")
+	// And a refresh token issued through S1 earlier, rotated after the
+	// replacement by a caller that read it before.
+	rt := newRefreshToken("rt-old", "fam", "u1", "client-a", now)
+	rt.Scopes, rt.SessionHash = []string{"openid"}, s1.IDHash
+	ok(t, s.CreateRefreshToken(ctx, rt, storage.AccessToken{}), "CreateRefreshToken")
+
+	ok(t, s.ReplaceSession(ctx, s1.IDHash, s2.IDHash, now), "ReplaceSession for the same user")
+
+	at := newAccessToken("at-code", "u1", "client-a", now)
+	at.AuthRequestID, at.SessionHash = "ar", redeemed.SessionHash
+	ok(t, s.CreateAccessToken(ctx, at), "CreateAccessToken")
+	next := newRefreshToken("rt-next", "fam", "u1", "client-a", now)
+	next.Scopes, next.SessionHash = []string{"openid"}, s1.IDHash
+	nextAT := newAccessToken("at-next", "u1", "client-a", now)
+	nextAT.SessionHash = s1.IDHash
+	ok(t, s.RotateRefreshToken(ctx, rt.TokenHash, next, nextAT, now), "RotateRefreshToken")
+
+	// The logout of the browser's session now reaches all of them.
+	_, err = s.EndSession(ctx, s2.IDHash, now)
+	ok(t, err, "EndSession")
+	accessGone(t, s, at.ID, now)
+	accessGone(t, s, nextAT.ID, now)
+	refreshGone(t, s, next, now)
 }

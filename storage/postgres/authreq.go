@@ -371,10 +371,12 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 	err := s.write(ctx, func(tx *txn) error {
 		// The code's user first (lockEnd), then the request's row: the
 		// order of every path that takes both (revocations, token
-		// inserts). The UPDATE below keeps the row locked even when it
-		// waited and then no longer matched, so taking the user after it
-		// would wait in a circle with an ending or another reuse, and a
-		// deadlock costs a second and can abort the reuse's revocation.
+		// inserts). A reuse marks the row and then needs the user; taking
+		// the user only then would wait in a circle with an ending, which
+		// holds the user and then marks the row, and a deadlock costs a
+		// second and can abort the reuse's revocation. FOR UPDATE rather
+		// than lockStep: two reuses upgrading a shared lock would deadlock
+		// on each other.
 		var owner string
 		if err := tx.queryRow(`SELECT COALESCE(user_id, '') FROM auth_requests WHERE code_hash = $1`, codeHash).Scan(&owner); err != nil {
 			return err // ErrNoRows: ErrNotFound

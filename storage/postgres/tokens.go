@@ -34,14 +34,17 @@ func scanAccessToken(sc scanner) (storage.AccessToken, error) {
 	return t, err
 }
 
-// tokensRevoked is storage.ErrReused when auth request id's tokens were
-// revoked (its code reused, its user's sessions or the session it came
-// through ended) before these are stored: a revocation that ran between
-// the code's redemption and the insert must still reach them. An unknown
-// id refuses nothing.
-func tokensRevoked(tx *txn, id, userID string) error {
+// requestSession is the SSO session of auth request id as its row says now
+// (ok false for an unknown id), or storage.ErrReused when the request's
+// tokens were revoked (its code reused, its user's sessions or the session
+// it came through ended) before these are stored: a revocation that ran
+// between the code's redemption and the insert must still reach them. The
+// session is the row's, not the caller's earlier read: a ReplaceSession in
+// between moved it, and tokens tagged with the old one would escape every
+// logout.
+func requestSession(tx *txn, id, userID string) (session []byte, ok bool, err error) {
 	if id == "" {
-		return nil
+		return nil, false, nil
 	}
 	// The user (lockStep) first, then the request row (FOR SHARE): the
 	// order every revocation takes them in (lockEnd on the users, then
@@ -49,20 +52,20 @@ func tokensRevoked(tx *txn, id, userID string) error {
 	// marker or waits for these tokens and then revokes them.
 	if userID != "" {
 		if _, err := lockUser(tx, userID, lockStep); err != nil {
-			return err
+			return nil, false, err
 		}
 	}
 	var at int64
-	if err := tx.queryRow(`SELECT tokens_revoked_at FROM auth_requests WHERE id = $1 FOR SHARE`, id).Scan(&at); err != nil {
+	if err := tx.queryRow(`SELECT tokens_revoked_at, session_hash FROM auth_requests WHERE id = $1 FOR SHARE`, id).Scan(&at, &session); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
+			return nil, false, nil
 		}
-		return err
+		return nil, false, err
 	}
 	if at != 0 {
-		return storage.ErrReused
+		return nil, false, storage.ErrReused
 	}
-	return nil
+	return session, true, nil
 }
 
 func insertAccessToken(tx *txn, t storage.AccessToken) error {
@@ -77,8 +80,12 @@ func insertAccessToken(tx *txn, t storage.AccessToken) error {
 // when t.UserID names no user.
 func (s *Store) CreateAccessToken(ctx context.Context, t storage.AccessToken) error {
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, t.AuthRequestID, t.UserID); err != nil {
+		sess, ok, err := requestSession(tx, t.AuthRequestID, t.UserID)
+		if err != nil {
 			return err
+		}
+		if ok {
+			t.SessionHash = sess
 		}
 		return insertAccessToken(tx, t)
 	})
@@ -169,14 +176,18 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 // CreateRefreshToken stores rt and its access token (if at.ID is set) in
 // one transaction: both or neither.
 func (s *Store) CreateRefreshToken(ctx context.Context, rt storage.RefreshToken, at storage.AccessToken) error {
-	// A code's first tokens only: a rotation needs no check (a revoked
+	// The request's mark and session are read for a code's first tokens
+	// only (rt.AuthRequestID set): a rotation needs no mark (a revoked
 	// family's token does not rotate, and a revocation after it reaches
-	// the new token by its family), and checking there would take the
-	// request's row after the user's, the order a reuse takes the other
-	// way round (a deadlock).
+	// the new token by its family) and takes its session from the old
+	// token (RotateRefreshToken).
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, rt.AuthRequestID, rt.UserID); err != nil {
+		sess, ok, err := requestSession(tx, rt.AuthRequestID, rt.UserID)
+		if err != nil {
 			return err
+		}
+		if ok {
+			rt.SessionHash, at.SessionHash = sess, sess
 		}
 		return insertRefreshToken(tx, rt, at)
 	})
@@ -263,15 +274,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next sto
 		}
 		// Exactly one rotation matches; a concurrent one holds the row
 		// until it commits, and this UPDATE then re-checks used_at on it.
-		n, err := tx.exec(`UPDATE refresh_tokens SET used_at = $1
-			WHERE id = $2 AND used_at = 0 AND revoked_at = 0 AND expires_at > $3`, max(now.Unix(), 1), id, now.Unix())
+		// RETURNING the session as the row says after any wait: the new
+		// tokens follow a ReplaceSession that moved the family (under
+		// lockEnd, which lockStep above waited for).
+		var sess []byte
+		err := tx.queryRow(`UPDATE refresh_tokens SET used_at = $1
+			WHERE id = $2 AND used_at = 0 AND revoked_at = 0 AND expires_at > $3 RETURNING session_hash`,
+			max(now.Unix(), 1), id, now.Unix()).Scan(&sess)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errRestart // used or revoked since the read: decide again
+		}
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return errRestart // used or revoked since the read: decide again
-		}
 		next.FamilyID = family
+		next.SessionHash, at.SessionHash = sess, sess
 		return insertRefreshToken(tx, next, at)
 	})
 	return mapErr("rotate refresh token", err)

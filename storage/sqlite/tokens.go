@@ -33,29 +33,33 @@ func scanAccessToken(sc scanner) (storage.AccessToken, error) {
 	return t, err
 }
 
-// tokensRevoked is storage.ErrReused when auth request id's tokens were
-// revoked (its code reused, its user's sessions ended) before these are
-// stored: a revocation that ran between the code's redemption and the
-// insert must still reach them. An unknown id refuses nothing.
-func tokensRevoked(tx *txn, id string) error {
+// requestSession is the SSO session of auth request id as its row says now
+// (ok false for an unknown id), or storage.ErrReused when the request's
+// tokens were revoked (its code reused, its user's sessions or the session
+// it came through ended) before these are stored: a revocation that ran
+// between the code's redemption and the insert must still reach them. The
+// session is the row's, not the caller's earlier read: a ReplaceSession in
+// between moved it, and tokens tagged with the old one would escape every
+// logout.
+func requestSession(tx *txn, id string) (session []byte, ok bool, err error) {
 	if id == "" {
-		return nil
+		return nil, false, nil
 	}
-	row, err := tx.queryRow(`SELECT tokens_revoked_at FROM auth_requests WHERE id = ?`, id)
+	row, err := tx.queryRow(`SELECT tokens_revoked_at, session_hash FROM auth_requests WHERE id = ?`, id)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	var at int64
-	if err := row.Scan(&at); err != nil {
+	if err := row.Scan(&at, &session); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil
+			return nil, false, nil
 		}
-		return err
+		return nil, false, err
 	}
 	if at != 0 {
-		return storage.ErrReused
+		return nil, false, storage.ErrReused
 	}
-	return nil
+	return session, true, nil
 }
 
 func insertAccessToken(tx *txn, t storage.AccessToken) error {
@@ -70,8 +74,12 @@ func insertAccessToken(tx *txn, t storage.AccessToken) error {
 // when t.UserID names no user.
 func (s *Store) CreateAccessToken(ctx context.Context, t storage.AccessToken) error {
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, t.AuthRequestID); err != nil {
+		sess, ok, err := requestSession(tx, t.AuthRequestID)
+		if err != nil {
 			return err
+		}
+		if ok {
+			t.SessionHash = sess
 		}
 		return insertAccessToken(tx, t)
 	})
@@ -170,14 +178,18 @@ func insertRefreshToken(tx *txn, rt storage.RefreshToken, at storage.AccessToken
 // CreateRefreshToken stores rt and its access token (if at.ID is set) in
 // one transaction: both or neither.
 func (s *Store) CreateRefreshToken(ctx context.Context, rt storage.RefreshToken, at storage.AccessToken) error {
-	// A code's first tokens only: a rotation needs no check (a revoked
+	// The request's mark and session are read for a code's first tokens
+	// only (rt.AuthRequestID set): a rotation needs no mark (a revoked
 	// family's token does not rotate, and a revocation after it reaches
-	// the new token by its family), and checking there would take the
-	// request's row after the user's, the order a reuse takes the other
-	// way round (a deadlock).
+	// the new token by its family) and takes its session from the old
+	// token (RotateRefreshToken).
 	err := s.write(ctx, func(tx *txn) error {
-		if err := tokensRevoked(tx, rt.AuthRequestID); err != nil {
+		sess, ok, err := requestSession(tx, rt.AuthRequestID)
+		if err != nil {
 			return err
+		}
+		if ok {
+			rt.SessionHash, at.SessionHash = sess, sess
 		}
 		return insertRefreshToken(tx, rt, at)
 	})
@@ -234,14 +246,18 @@ func (s *Store) RefreshTokenByID(ctx context.Context, id string) (storage.Refres
 // ErrNotFound.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next storage.RefreshToken, at storage.AccessToken, now time.Time) error {
 	err := s.write(ctx, func(tx *txn) error {
-		row, err := tx.queryRow(`SELECT id, family_id, used_at, revoked_at, expires_at FROM refresh_tokens
+		// The session as the row says in this transaction: the new tokens
+		// follow a ReplaceSession that moved the family since the caller
+		// read it.
+		row, err := tx.queryRow(`SELECT id, family_id, used_at, revoked_at, expires_at, session_hash FROM refresh_tokens
 			WHERE token_hash = ?`, oldHash)
 		if err != nil {
 			return err
 		}
 		var id, family string
 		var used, revoked, exp int64
-		if err := row.Scan(&id, &family, &used, &revoked, &exp); err != nil {
+		var sess []byte
+		if err := row.Scan(&id, &family, &used, &revoked, &exp, &sess); err != nil {
 			return err // ErrNoRows: ErrNotFound
 		}
 		if used != 0 {
@@ -258,6 +274,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next sto
 			return err
 		}
 		next.FamilyID = family
+		next.SessionHash, at.SessionHash = sess, sess
 		return insertRefreshToken(tx, next, at)
 	})
 	return mapErr("rotate refresh token", err)
