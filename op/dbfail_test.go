@@ -109,11 +109,11 @@ func (f *failStore) CompleteRecovery(ctx context.Context, id, userID string, h [
 	return f.Store.CompleteRecovery(ctx, id, userID, h, now, amr, acr)
 }
 
-func (f *failStore) CreateSession(ctx context.Context, s storage.Session) error {
-	if err := f.failing("CreateSession"); err != nil {
+func (f *failStore) OpenSession(ctx context.Context, id string, s storage.Session) error {
+	if err := f.failing("OpenSession"); err != nil {
 		return err
 	}
-	return f.Store.CreateSession(ctx, s)
+	return f.Store.OpenSession(ctx, id, s)
 }
 
 // TestDatabaseFailuresLoseNothing: when the database fails at any step of
@@ -235,10 +235,10 @@ func TestDatabaseFailuresLoseNothing(t *testing.T) {
 			})
 		}
 	}
-	t.Run("CreateSession", func(t *testing.T) {
+	t.Run("OpenSession", func(t *testing.T) {
 		e := newEnv(t)
 		f := atPassword(t, e, "ann")
-		e.fs.set("CreateSession", boom)
+		e.fs.set("OpenSession", boom)
 		r, _ := code(t, e, f)
 		e.fs.set("", nil)
 		if r.StatusCode != http.StatusInternalServerError || stage(t, e, f) != storage.StageDone {
@@ -636,5 +636,53 @@ func TestSignInEndedBeforeItsCode(t *testing.T) {
 	}
 	if _, err := e.store.AuthRequestByID(ctx, id, time.Now()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the request after the ending: %v, want ErrNotFound", err)
+	}
+}
+
+func (f *failStore) CompleteFromSession(ctx context.Context, id string, s storage.Session, now time.Time) error {
+	if err := f.failing("CompleteFromSession"); err != nil {
+		return err
+	}
+	return f.Store.CompleteFromSession(ctx, id, s, now)
+}
+
+// TestSSOReuseOnABusyDatabase: a browser with a live SSO session starts a
+// new sign-in while the database is busy. The answer is the service page
+// (503, Retry-After), not the password form: a database failure is not a
+// reason to ask for the password again (second review, I1).
+func TestSSOReuseOnABusyDatabase(t *testing.T) {
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	if r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("totp: %d\n%s", r.StatusCode, body)
+	}
+	second := func() (*http.Response, string) {
+		resp, err := f.c.Get(e.ts.URL + "/authorize?" + authorizeQuery().Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		r, err := f.c.Get(e.ts.URL + resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r, string(b)
+	}
+	fs.set("CompleteFromSession", storage.ErrBusy)
+	r, body := second()
+	fs.set("", nil)
+	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || strings.Contains(body, `name="password"`) {
+		t.Fatalf("SSO reuse on a busy database: %d, Retry-After %q\n%s", r.StatusCode, r.Header.Get("Retry-After"), body)
+	}
+	// Once the database is back the session signs the browser in.
+	if r, _ := second(); r.StatusCode != http.StatusSeeOther || !strings.Contains(r.Header.Get("Location"), "/authorize/callback") {
+		t.Fatalf("SSO reuse once the database is back: %d %s", r.StatusCode, r.Header.Get("Location"))
 	}
 }

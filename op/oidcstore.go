@@ -579,5 +579,10 @@ func revokedGrant(err error) error {
 	if errors.Is(err, storage.ErrReused) {
 		return oidc.ErrInvalidGrant().WithDescription("the authorization code was revoked")
 	}
+	if errors.Is(err, storage.ErrNotFound) {
+		// The user was deleted between the redemption and the insert (the
+		// tokens' foreign key): the grant is gone, not a server fault.
+		return oidc.ErrInvalidGrant().WithDescription("the grant no longer exists")
+	}
 	return err
 }

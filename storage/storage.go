@@ -562,9 +562,12 @@ type Store interface {
 	// (ErrNotFound otherwise): a logout racing the completion either ends
 	// the session first or cancels the request it linked (EndSession).
 	CompleteFromSession(ctx context.Context, id string, s Session, now time.Time) error
-	// LinkSession records on a done request without a code the SSO session
-	// its login opened; ErrWrongState otherwise.
-	LinkSession(ctx context.Context, id string, sessionHash []byte) error
+	// OpenSession creates the SSO session sess for the done request id
+	// without a code, of sess.UserID, and links the request to it, in one
+	// transaction: ErrNotFound (and nothing created) when the request is
+	// unknown or no longer live at sess.CreatedAt (expired, or cancelled by
+	// an ending after its second factor), ErrWrongState otherwise.
+	OpenSession(ctx context.Context, id string, sess Session) error
 	// SaveAuthCode stores the code's hash; only for done requests without a
 	// code (one code per auth request), and only while the request is live at now:
 	// a sign-in cancelled (EndSession, EndUserSessions) after the callback

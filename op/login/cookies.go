@@ -114,10 +114,7 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, a *storage
 		IDHash: secret.Hash(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(h.cfg.SessionLifetime),
 	}
-	if err := h.store.CreateSession(ctx, sess); err != nil {
-		return err
-	}
-	if err := h.store.LinkSession(ctx, a.ID, sess.IDHash); err != nil {
+	if err := h.store.OpenSession(ctx, a.ID, sess); err != nil {
 		return err
 	}
 	a.SessionHash = sess.IDHash

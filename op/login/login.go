@@ -125,11 +125,19 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A live SSO session may satisfy the request without any page.
 	if sess, ok := h.UsableSession(ctx, h.ssoCookie(r), &a); ok {
-		if err := h.store.CompleteFromSession(ctx, a.ID, sess, h.now()); err == nil {
+		err := h.store.CompleteFromSession(ctx, a.ID, sess, h.now())
+		if err == nil {
 			_ = h.store.TouchSession(ctx, sess.IDHash, h.now())
 			h.trail.Event(ctx, "sso_login", sess.UserID, "", a.ClientID, "")
 			http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
 			return nil
+		}
+		// The session ended or the request moved on meanwhile: sign in as
+		// without a session. A database that fails is not that: its
+		// answer is the service page (503 when busy), not a password form
+		// or login_required.
+		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrWrongState) {
+			return err
 		}
 	}
 	if slices.Contains(a.Prompt, oidc.PromptNone) {

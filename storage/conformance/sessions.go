@@ -25,7 +25,7 @@ func liveRefresh(s storage.Store, secret string, now time.Time) bool {
 }
 
 // testSessionLinks: a login records its SSO session (CompleteFromSession,
-// LinkSession); tokens carry it; EndSession revokes that session's tokens
+// OpenSession); tokens carry it; EndSession revokes that session's tokens
 // only, never offline_access grants, and deletes the session.
 func testSessionLinks(t *testing.T, s storage.Store) {
 	ctx := context.Background()
@@ -37,10 +37,12 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 		ok(t, s.CreateSession(ctx, sess), "CreateSession %s", cookie)
 		return sess
 	}
-	a, b := mk("browser-a"), mk("browser-b")
+	a := mk("browser-a")
+	b := storage.Session{IDHash: hash("browser-b"), UserID: "u1", AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
+		ACR: "acr", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
 
-	// CompleteFromSession links; LinkSession links a done request once,
-	// before its code.
+	// CompleteFromSession links; OpenSession creates a session for a done
+	// request and links it, once, before its code, in one transaction.
 	addAuthRequest(t, s, "sso", now)
 	ok(t, s.CompleteFromSession(ctx, "sso", a, now), "CompleteFromSession")
 	got, err := s.AuthRequestByID(ctx, "sso", now)
@@ -48,17 +50,49 @@ func testSessionLinks(t *testing.T, s storage.Store) {
 	if !bytes.Equal(got.SessionHash, a.IDHash) {
 		t.Fatalf("CompleteFromSession did not link the session: %x", got.SessionHash)
 	}
+	created := func(sess storage.Session) bool {
+		_, err := s.SessionByHash(ctx, sess.IDHash, now)
+		return err == nil
+	}
 	addAuthRequest(t, s, "early", now)
-	isErr(t, s.LinkSession(ctx, "early", b.IDHash), storage.ErrWrongState, "LinkSession before done")
-	isErr(t, s.LinkSession(ctx, "nope", b.IDHash), storage.ErrNotFound, "LinkSession unknown")
+	isErr(t, s.OpenSession(ctx, "early", b), storage.ErrWrongState, "OpenSession before done")
+	isErr(t, s.OpenSession(ctx, "nope", b), storage.ErrNotFound, "OpenSession unknown")
+	if created(b) {
+		t.Fatal("a refused OpenSession created its session")
+	}
+	doneRequest(t, s, "other-user", "u1", now)
+	stranger := b
+	stranger.UserID = "u2"
+	addUser(t, s, "u2")
+	isErr(t, s.OpenSession(ctx, "other-user", stranger), storage.ErrWrongState, "OpenSession for another user")
 	doneRequest(t, s, "full", "u1", now)
-	ok(t, s.LinkSession(ctx, "full", b.IDHash), "LinkSession")
+	ok(t, s.OpenSession(ctx, "full", b), "OpenSession")
 	got, _ = s.AuthRequestByID(ctx, "full", now)
-	if !bytes.Equal(got.SessionHash, b.IDHash) {
-		t.Fatalf("LinkSession: %x", got.SessionHash)
+	if !bytes.Equal(got.SessionHash, b.IDHash) || !created(b) {
+		t.Fatalf("OpenSession: linked %x, created %t", got.SessionHash, created(b))
 	}
 	ok(t, s.SaveAuthCode(ctx, "full", hash("code-full"), now, now.Add(time.Minute)), "SaveAuthCode")
-	isErr(t, s.LinkSession(ctx, "full", a.IDHash), storage.ErrWrongState, "LinkSession after the code")
+	late := b
+	late.IDHash = hash("browser-late")
+	isErr(t, s.OpenSession(ctx, "full", late), storage.ErrWrongState, "OpenSession after the code")
+	// A sign-in ended (an operator, a changed factor) after its second
+	// factor and before its session: no session outlives the ending (found
+	// by a review: the next /authorize in that browser signed in silently).
+	addUser(t, s, "u3")
+	doneRequest(t, s, "ended", "u3", now)
+	_, err = s.EndUserSessions(ctx, "u3", "client-b", now) // another client: "ended" lives on
+	ok(t, err, "EndUserSessions at another client")
+	after := late
+	after.IDHash, after.UserID = hash("browser-after"), "u3"
+	ok(t, s.OpenSession(ctx, "ended", after), "OpenSession after an ending at another client")
+	doneRequest(t, s, "ended2", "u3", now)
+	_, err = s.EndUserSessions(ctx, "u3", "", now)
+	ok(t, err, "EndUserSessions")
+	after.IDHash = hash("browser-after2")
+	isErr(t, s.OpenSession(ctx, "ended2", after), storage.ErrNotFound, "OpenSession after the ending")
+	if created(after) {
+		t.Fatal("a session was opened for a sign-in the ending cancelled")
+	}
 
 	// Tokens of session a: online refresh + access, offline refresh +
 	// access; of session b: one online refresh + access; one access token

@@ -322,14 +322,35 @@ func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage
 	return mapErr("complete from session", err)
 }
 
-// LinkSession records the SSO session a done request's login opened.
-func (s *Store) LinkSession(ctx context.Context, id string, sessionHash []byte) error {
-	if len(sessionHash) == 0 {
-		return errors.New("postgres: link session: empty session hash")
+// OpenSession creates sess and links the done request id to it in one
+// transaction (storage.Store.OpenSession). lockStep on the user first, as
+// every step: an ending (lockEnd) either committed before, and the
+// request is cancelled, or waits for this commit and then deletes the
+// session made here.
+func (s *Store) OpenSession(ctx context.Context, id string, sess storage.Session) error {
+	if len(sess.IDHash) == 0 || sess.UserID == "" {
+		return errors.New("postgres: open session: session without id hash or user")
 	}
-	return s.guarded(ctx, "link session", id, nil,
-		`UPDATE auth_requests SET session_hash = $1 WHERE id = $2 AND stage = $3 AND code_hash IS NULL`,
-		sessionHash, id, storage.StageDone)
+	now := sess.CreatedAt
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := lockUser(tx, sess.UserID, lockStep); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE auth_requests SET session_hash = $1
+			WHERE id = $2 AND stage = $3 AND user_id = $4 AND code_hash IS NULL AND expires_at > $5`,
+			sess.IDHash, id, storage.StageDone, sess.UserID, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return classify(tx, id, &now)
+		}
+		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
+			unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+		return err
+	})
+	return mapErr("open session", err)
 }
 
 // SaveAuthCode stores the code's hash on a done request that has no code

@@ -313,14 +313,30 @@ func (s *Store) CompleteFromSession(ctx context.Context, id string, sess storage
 	return mapErr("complete from session", err)
 }
 
-// LinkSession records the SSO session a done request's login opened.
-func (s *Store) LinkSession(ctx context.Context, id string, sessionHash []byte) error {
-	if len(sessionHash) == 0 {
-		return errors.New("sqlite: link session: empty session hash")
+// OpenSession creates sess and links the done request id to it in one
+// transaction (storage.Store.OpenSession): an ending that cancelled the
+// request after its second factor leaves no session behind.
+func (s *Store) OpenSession(ctx context.Context, id string, sess storage.Session) error {
+	if len(sess.IDHash) == 0 || sess.UserID == "" {
+		return errors.New("sqlite: open session: session without id hash or user")
 	}
-	return s.guarded(ctx, "link session", id, nil,
-		`UPDATE auth_requests SET session_hash = ? WHERE id = ? AND stage = ? AND code_hash IS NULL`,
-		sessionHash, id, storage.StageDone)
+	now := sess.CreatedAt
+	err := s.write(ctx, func(tx *txn) error {
+		n, err := tx.exec(`UPDATE auth_requests SET session_hash = ?
+			WHERE id = ? AND stage = ? AND user_id = ? AND code_hash IS NULL AND expires_at > ?`,
+			sess.IDHash, id, storage.StageDone, sess.UserID, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return classify(tx, id, &now)
+		}
+		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
+			unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+		return err
+	})
+	return mapErr("open session", err)
 }
 
 // SaveAuthCode stores the code's hash on a done request that has no code
