@@ -29,6 +29,7 @@ type failStore struct {
 	name       string
 	err        error
 	beforeSave func()
+	beforeOpen func()
 }
 
 func (f *failStore) set(name string, err error) {
@@ -112,6 +113,12 @@ func (f *failStore) CompleteRecovery(ctx context.Context, id, userID string, h [
 func (f *failStore) OpenSession(ctx context.Context, id string, s storage.Session) error {
 	if err := f.failing("OpenSession"); err != nil {
 		return err
+	}
+	f.mu.Lock()
+	hook := f.beforeOpen
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	return f.Store.OpenSession(ctx, id, s)
 }
@@ -684,5 +691,40 @@ func TestSSOReuseOnABusyDatabase(t *testing.T) {
 	// Once the database is back the session signs the browser in.
 	if r, _ := second(); r.StatusCode != http.StatusSeeOther || !strings.Contains(r.Header.Get("Location"), "/authorize/callback") {
 		t.Fatalf("SSO reuse once the database is back: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+}
+
+// TestSignInEndedBeforeItsSession: the user's sessions end right after the
+// second factor, before the SSO session opens. No session is opened, and
+// the browser gets the expired page with the way back to the application
+// instead of a server error (third review, N2).
+func TestSignInEndedBeforeItsSession(t *testing.T) {
+	ctx := context.Background()
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	u, err := e.store.UserByUsername(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.beforeOpen = func() {
+		if _, err := fs.Store.EndUserSessions(ctx, u.ID, "", time.Now()); err != nil {
+			t.Error(err)
+		}
+	}
+	fs.mu.Unlock()
+	r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}})
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(body, "https://rp.example/cb?error=access_denied") {
+		t.Fatalf("the second factor after the ending: %d\n%s", r.StatusCode, body)
+	}
+	for _, c := range f.c.Jar.Cookies(r.Request.URL) {
+		if strings.Contains(c.Name, "sso") || strings.Contains(c.Name, "session") {
+			t.Fatalf("a session cookie %s was set for a cancelled sign-in", c.Name)
+		}
 	}
 }

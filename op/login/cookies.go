@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"time"
 
@@ -107,7 +108,24 @@ func (h *Handler) UsableSession(ctx context.Context, cookie string, a *storage.A
 
 // openSession starts an SSO session after a full login, links the auth
 // request to it (its tokens end with it at logout) and sets its cookie.
+// A sign-in an ending cancelled after its second factor gets the expired
+// page with the way back to the application, not a server error.
 func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, now time.Time) error {
+	err := h.createSession(w, r, a, now)
+	if errors.Is(err, storage.ErrNotFound) {
+		return h.LinkError(r, a.ID, err)
+	}
+	if errors.Is(err, storage.ErrWrongState) {
+		// Another tab took the request further: its page says where.
+		return &pages.Error{Status: http.StatusConflict, Msg: pages.MsgOtherBrowser, What: "open session: request moved on"}
+	}
+	if err != nil {
+		return pages.Internal("open sso session", err)
+	}
+	return nil
+}
+
+func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, now time.Time) error {
 	ctx := r.Context()
 	v := secret.New(32)
 	sess := storage.Session{

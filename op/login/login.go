@@ -94,7 +94,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 			// session (a database error): open it now, in the browser
 			// the request is bound to.
 			if err := h.openSession(w, r, &a, h.now()); err != nil {
-				return pages.Internal("open sso session", err)
+				return err
 			}
 		}
 		http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)

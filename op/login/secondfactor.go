@@ -125,8 +125,8 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 	}
 	if err := h.openSession(w, r, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page
-		// retries opening it.
-		return pages.Internal("open sso session", err)
+		// retries opening it after a server failure.
+		return err
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (op/guard).

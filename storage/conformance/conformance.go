@@ -1876,6 +1876,27 @@ func testCodeAfterCancel(t *testing.T, s storage.Store) {
 	_, err = s.ConsumeAuthCode(ctx, hash("code-skew"), behind)
 	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of a cancelled request's code on a clock behind")
 
+	// A code saved in the request's last minute outlives the request; an
+	// ending between the two expiries still reaches it (third review, N1a:
+	// the ending skipped expired requests and the code gave live tokens).
+	lastMinute := doneRequest(t, s, "ar-late", "u1", now)
+	end := lastMinute.ExpiresAt
+	ok(t, s.SaveAuthCode(ctx, "ar-late", hash("code-late"), end.Add(-30*time.Second), end.Add(30*time.Second)), "SaveAuthCode in the last minute")
+	ended, err := s.EndUserSessions(ctx, "u1", "", end.Add(5*time.Second))
+	ok(t, err, "EndUserSessions after the request's expiry")
+	if ended.SignIns != 1 {
+		t.Errorf("EndUserSessions counted %d sign-ins, want 1 (the live code)", ended.SignIns)
+	}
+	_, err = s.ConsumeAuthCode(ctx, hash("code-late"), end.Add(10*time.Second))
+	isErr(t, err, storage.ErrNotFound, "ConsumeAuthCode of a code the ending cancelled")
+	// A request expired on the ending's clock but live on a step's clock
+	// a second behind (N1b): the ending cancels it all the same.
+	edge := doneRequest(t, s, "ar-edge", "u1", now)
+	_, err = s.EndUserSessions(ctx, "u1", "", edge.ExpiresAt)
+	ok(t, err, "EndUserSessions at the request's expiry")
+	isErr(t, s.SaveAuthCode(ctx, "ar-edge", hash("code-edge"), edge.ExpiresAt.Add(-time.Second), edge.ExpiresAt.Add(time.Minute)),
+		storage.ErrNotFound, "SaveAuthCode a second behind the ending")
+
 	// Done, and the request expired before the callback.
 	a := doneRequest(t, s, "ar-slow", "u1", now)
 	isErr(t, s.SaveAuthCode(ctx, "ar-slow", hash("code-slow"), a.ExpiresAt, a.ExpiresAt.Add(time.Minute)), storage.ErrNotFound,

@@ -449,7 +449,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
 	// The users first, then the request's row: the order of every other
 	// path that takes both (an ending, EndSession and EndUserSessions; a
-	// token insert, tokensRevoked), so none waits in a circle. A deadlock
+	// token insert, requestSession), so none waits in a circle. A deadlock
 	// would cost a second on deadlock_timeout and could abort this reuse
 	// and with it the revocation.
 	if err := lockUsersWhere(tx, `SELECT user_id FROM auth_requests WHERE id = $1

@@ -393,14 +393,22 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 // page of theirs works any more. Requests whose code was redeemed keep
 // their expiry (reuse detection needs them). where uses $3 and up.
 func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, error) {
+	// Every request not redeemed and not cancelled yet, whatever its
+	// expiry on this clock: a code saved in a request's last minute
+	// outlives it, and a step on a clock behind still sees it live (third
+	// review, N1). The count is of those still live here. where uses $3
+	// and up in both statements ($1 and $2 are this function's).
+	var live int
+	if err := tx.queryRow(`SELECT COUNT(*) FROM auth_requests WHERE `+where+
+		` AND code_used_at = 0 AND tokens_revoked_at = 0 AND (expires_at > $1 OR code_expires_at > $2)`,
+		append([]any{now.Unix(), now.Unix()}, args...)...).Scan(&live); err != nil {
+		return 0, err
+	}
 	// Cancelled is a state, not a time: expiries of 0 are past on every
-	// clock, so a step whose clock read a second earlier (or a replica
-	// whose clock runs behind) cannot still see the request live.
-	n := len(args) + 3
-	args = append([]any{revokedAt(now), 0}, append(args, now.Unix())...)
-	c, err := tx.exec(fmt.Sprintf(`UPDATE auth_requests SET expires_at = $2, code_expires_at = $2, tokens_revoked_at = $1
-		WHERE `+where+` AND code_used_at = 0 AND expires_at > $%d`, n), args...)
-	return int(c), err
+	// clock, and the mark refuses tokens.
+	_, err := tx.exec(`UPDATE auth_requests SET expires_at = $2, code_expires_at = $2, tokens_revoked_at = $1
+		WHERE `+where+` AND code_used_at = 0 AND tokens_revoked_at = 0`, append([]any{revokedAt(now), 0}, args...)...)
+	return live, err
 }
 
 // endSession ends session idHash inside tx, after lockEnd on its user and

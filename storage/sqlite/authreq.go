@@ -414,7 +414,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 // tokens.
 func revokeAuthRequestTokens(tx *txn, id string, now time.Time) error {
 	t := revokedAt(now)
-	// Tokens of this request not stored yet are refused (tokensRevoked).
+	// Tokens of this request not stored yet are refused (requestSession).
 	if _, err := tx.exec(`UPDATE auth_requests SET tokens_revoked_at = ? WHERE id = ?`, t, id); err != nil {
 		return err
 	}

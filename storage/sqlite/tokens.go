@@ -374,13 +374,25 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 // page of theirs works any more. Requests whose code was redeemed keep
 // their expiry (reuse detection needs them).
 func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, error) {
+	// Every request not redeemed and not cancelled yet, whatever its
+	// expiry on this clock: a code saved in a request's last minute
+	// outlives it, and a step on a clock behind still sees it live (third
+	// review, N1). The count is of those still live here.
+	row, err := tx.queryRow(`SELECT COUNT(*) FROM auth_requests WHERE `+where+
+		` AND code_used_at = 0 AND tokens_revoked_at = 0 AND (expires_at > ? OR code_expires_at > ?)`,
+		append(append([]any{}, args...), now.Unix(), now.Unix())...)
+	if err != nil {
+		return 0, err
+	}
+	var live int
+	if err := row.Scan(&live); err != nil {
+		return 0, err
+	}
 	// Cancelled is a state, not a time: expiries of 0 are past on every
-	// clock, so a step whose clock read a second earlier (or a replica
-	// whose clock runs behind) cannot still see the request live.
-	args = append([]any{revokedAt(now)}, append(args, now.Unix())...)
-	n, err := tx.exec(`UPDATE auth_requests SET expires_at = 0, code_expires_at = 0, tokens_revoked_at = ?
-		WHERE `+where+` AND code_used_at = 0 AND expires_at > ?`, args...)
-	return int(n), err
+	// clock, and the mark refuses tokens.
+	_, err = tx.exec(`UPDATE auth_requests SET expires_at = 0, code_expires_at = 0, tokens_revoked_at = ?
+		WHERE `+where+` AND code_used_at = 0 AND tokens_revoked_at = 0`, append([]any{revokedAt(now)}, args...)...)
+	return live, err
 }
 
 func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
