@@ -101,6 +101,22 @@ type User struct {
 	// so that someone holding a name at the limit sees nothing change when
 	// an account is created or deleted. Empty: nothing moves.
 	NameKey string
+	// DisabledAt is when an operator disabled the account (zero: enabled).
+	// A disabled account gets no code (SaveAuthCode refuses it).
+	DisabledAt time.Time
+	// MustChangePassword: the user chooses a new password after both
+	// factors, before any code is issued (idp user set-password
+	// --must-change; SaveAuthCode refuses a code meanwhile).
+	MustChangePassword bool
+	// PasswordChangedAt is the last SetPassword (zero: none since creation).
+	PasswordChangedAt time.Time
+}
+
+// UserUpdate is a change of a user's profile: nil fields stay.
+type UserUpdate struct {
+	Name          *string
+	Email         *string
+	EmailVerified *bool
 }
 
 // TOTPCredential is a user's TOTP secret. Secret is stored as given: the
@@ -317,6 +333,14 @@ type Session struct {
 	CreatedAt  time.Time
 	LastSeenAt time.Time
 	ExpiresAt  time.Time
+	// ClientIP and UserAgent are where the login came from (the account
+	// page shows them to their owner).
+	ClientIP  string
+	UserAgent string
+	// VerifiedAt is when the second factor was last proven in this
+	// session: the login, or a reauthentication on the account page,
+	// whose actions need it recent (VerifySession).
+	VerifiedAt time.Time
 }
 
 // SigningKey is a key pair for ID tokens. PrivateKey is stored as given
@@ -571,7 +595,8 @@ type Store interface {
 	// SaveAuthCode stores the code's hash; only for done requests without a
 	// code (one code per auth request), and only while the request is live at now:
 	// a sign-in cancelled (EndSession, EndUserSessions) after the callback
-	// read it gets no code (ErrNotFound).
+	// read it gets no code (ErrNotFound). A disabled account, or one that
+	// must choose a new password first, gets none either (ErrWrongState).
 	SaveAuthCode(ctx context.Context, id string, codeHash []byte, now, expiresAt time.Time) error
 	// AuthRequestByCodeHash returns the request holding the code in any
 	// state (used, expired) and changes nothing: the caller checks the
@@ -622,6 +647,31 @@ type Store interface {
 	// DeleteTOTP and ReplaceRecoveryCodes end the user's sessions the same
 	// way.
 	EndUserSessions(ctx context.Context, userID, clientID string, now time.Time) (Ended, error)
+
+	// Account lifecycle.
+	//
+	// SetPassword stores a new password hash for the user and, in the same
+	// transaction, ends what the old password may have opened: every SSO
+	// session but keep (nil: all), every remembered device, every sign-in
+	// in progress, and every token not issued through keep, offline grants
+	// included. The TOTP failure counter and budget are reset (the
+	// password is no longer an attacker's, who may have spent them).
+	// MustChangePassword becomes mustChange, PasswordChangedAt now.
+	// ErrNotFound for an unknown user.
+	SetPassword(ctx context.Context, userID, hash string, mustChange bool, keep []byte, now time.Time) (Ended, error)
+	// SetDisabled disables the account (DisabledAt = now) and ends
+	// everything it is signed in with, as EndUserSessions does; or enables
+	// it again. ErrNotFound for an unknown user.
+	SetDisabled(ctx context.Context, userID string, disabled bool, now time.Time) (Ended, error)
+	// UpdateUser changes the profile fields set in up; ErrNotFound for an
+	// unknown user.
+	UpdateUser(ctx context.Context, userID string, up UserUpdate) error
+	// Sessions lists the user's live SSO sessions, most recently seen
+	// first.
+	Sessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// VerifySession records a fresh proof of the second factor in the live
+	// session idHash (VerifiedAt = now); ErrNotFound otherwise.
+	VerifySession(ctx context.Context, idHash []byte, now time.Time) error
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s Session) error

@@ -345,9 +345,7 @@ func (s *Store) OpenSession(ctx context.Context, id string, sess storage.Session
 		if n == 0 {
 			return classify(tx, id, &now)
 		}
-		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
-			unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (`+sessionValues+`)`, sessionArgs(sess)...)
 		return err
 	})
 	return mapErr("open session", err)
@@ -364,7 +362,8 @@ func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, no
 	// cancelling transaction on the row and re-checks this on its result.
 	return s.guarded(ctx, "save auth code", id, &now,
 		`UPDATE auth_requests SET code_hash = $1, code_expires_at = $2
-		WHERE id = $3 AND stage = $4 AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > $5`,
+		WHERE id = $3 AND stage = $4 AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > $5
+		AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = auth_requests.user_id AND (u.disabled_at <> 0 OR u.must_change_password))`,
 		codeHash, unix(expiresAt), id, storage.StageDone, now.Unix())
 }
 

@@ -321,7 +321,30 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now ti
 // ---------------------------------------------------------------------------
 // Sessions
 
-const sessionCols = `id_hash, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at`
+const sessionCols = `id_hash, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at, client_ip, user_agent, verified_at`
+
+// sessionValues are sessionCols' placeholders and sessionArgs their values.
+const sessionValues = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11`
+
+func sessionArgs(sess storage.Session) []any {
+	return []any{sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
+		unix(sess.LastSeenAt), unix(sess.ExpiresAt), sess.ClientIP, sess.UserAgent, unix(sess.VerifiedAt)}
+}
+
+func scanSession(sc scanner) (storage.Session, error) {
+	var sess storage.Session
+	var amr string
+	var authTime, created, seen, exp, verified int64
+	if err := sc.Scan(&sess.IDHash, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &seen, &exp,
+		&sess.ClientIP, &sess.UserAgent, &verified); err != nil {
+		return sess, err
+	}
+	sess.AuthTime, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(seen), fromUnix(exp)
+	sess.VerifiedAt = fromUnix(verified)
+	var err error
+	sess.AMR, err = unlist(amr)
+	return sess, err
+}
 
 // CreateSession inserts s; ErrConflict when the hash exists, ErrNotFound
 // when the user does not.
@@ -329,27 +352,15 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if len(sess.IDHash) == 0 {
 		return fmt.Errorf("postgres: create session: empty id hash")
 	}
-	_, err := s.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
-		unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+	_, err := s.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (`+sessionValues+`)`, sessionArgs(sess)...)
 	return mapErr("create session", err)
 }
 
 // SessionByHash returns a live session; ErrNotFound when unknown or
 // expired (ExpiresAt <= now).
 func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (storage.Session, error) {
-	return one(ctx, s, "session by hash", func(sc scanner) (storage.Session, error) {
-		var sess storage.Session
-		var amr string
-		var authTime, created, seen, exp int64
-		if err := sc.Scan(&sess.IDHash, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &seen, &exp); err != nil {
-			return sess, err
-		}
-		sess.AuthTime, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(seen), fromUnix(exp)
-		var err error
-		sess.AMR, err = unlist(amr)
-		return sess, err
-	}, `SELECT `+sessionCols+` FROM sessions WHERE id_hash = $1 AND expires_at > $2`, idHash, now.Unix())
+	return one(ctx, s, "session by hash", scanSession,
+		`SELECT `+sessionCols+` FROM sessions WHERE id_hash = $1 AND expires_at > $2`, idHash, now.Unix())
 }
 
 // TouchSession records activity on a live session; ErrNotFound when unknown
@@ -497,8 +508,17 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 // revokes all their tokens (offline grants too) inside tx; an operator
 // action or a changed factor. The caller holds lockEnd on the user.
 func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
+	return endUserExcept(tx, userID, nil, now)
+}
+
+// endUserExcept is endUser keeping the SSO session keep and the tokens
+// issued through it (nil keeps nothing): a password change from the
+// account page ends everything else. The caller holds lockEnd on the user.
+func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
-	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = $1`, userID)
+	// other ($3) matches rows not issued through keep; with keep nil, all.
+	const other = ` AND ($3::bytea IS NULL OR session_hash IS NULL OR session_hash <> $3)`
+	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)`, userID, keep)
 	if err != nil {
 		return e, err
 	}
@@ -507,19 +527,23 @@ func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 		return e, err
 	}
 	e.Devices = int(n)
-	if e.SignIns, err = cancelSignIns(tx, now, `user_id = $3`, userID); err != nil {
+	// Sign-ins in progress end too, but those linked to keep (the kept
+	// session's own, such as the one whose new password this is).
+	if e.SignIns, err = cancelSignIns(tx, now, `user_id = $3 AND ($4::bytea IS NULL OR session_hash IS NULL OR session_hash <> $4)`,
+		userID, keep); err != nil {
 		return e, err
 	}
 	t := revokedAt(now)
 	// Codes redeemed whose tokens are not stored yet: they never will be.
-	if _, err = tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE user_id = $2 AND code_used_at <> 0 AND tokens_revoked_at = 0`, t, userID); err != nil {
+	if _, err = tx.exec(`UPDATE auth_requests SET tokens_revoked_at = $1 WHERE user_id = $2 AND code_used_at <> 0 AND tokens_revoked_at = 0`+other,
+		t, userID, keep); err != nil {
 		return e, err
 	}
-	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0`, t, userID); err != nil {
+	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0`+other, t, userID, keep); err != nil {
 		return e, err
 	}
 	e.Tokens = int(n)
-	n, err = tx.exec(`UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0`, t, userID)
+	n, err = tx.exec(`UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0`+other, t, userID, keep)
 	e.Tokens += int(n)
 	return e, err
 }

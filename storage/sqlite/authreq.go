@@ -331,9 +331,7 @@ func (s *Store) OpenSession(ctx context.Context, id string, sess storage.Session
 		if n == 0 {
 			return classify(tx, id, &now)
 		}
-		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
-			unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+		_, err = tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (`+sessionValues+`)`, sessionArgs(sess)...)
 		return err
 	})
 	return mapErr("open session", err)
@@ -346,10 +344,12 @@ func (s *Store) SaveAuthCode(ctx context.Context, id string, codeHash []byte, no
 		return errors.New("sqlite: save auth code: empty code hash")
 	}
 	// expires_at > now: a sign-in cancelled after the callback read it
-	// (cancelSignIns sets expires_at) gets no code.
+	// (cancelSignIns sets expires_at) gets no code; nor does a disabled
+	// account, or one that must choose a new password first.
 	return s.guarded(ctx, "save auth code", id, &now,
 		`UPDATE auth_requests SET code_hash = ?, code_expires_at = ?
-		WHERE id = ? AND stage = ? AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > ?`,
+		WHERE id = ? AND stage = ? AND code_hash IS NULL AND user_id IS NOT NULL AND auth_time <> 0 AND expires_at > ?
+		AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = auth_requests.user_id AND (u.disabled_at <> 0 OR u.must_change_password <> 0))`,
 		codeHash, unix(expiresAt), id, storage.StageDone, now.Unix())
 }
 

@@ -303,7 +303,30 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now ti
 // ---------------------------------------------------------------------------
 // Sessions
 
-const sessionCols = `id_hash, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at`
+const sessionCols = `id_hash, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at, client_ip, user_agent, verified_at`
+
+// sessionValues are sessionCols' placeholders and sessionArgs their values.
+const sessionValues = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
+
+func sessionArgs(sess storage.Session) []any {
+	return []any{sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
+		unix(sess.LastSeenAt), unix(sess.ExpiresAt), sess.ClientIP, sess.UserAgent, unix(sess.VerifiedAt)}
+}
+
+func scanSession(sc scanner) (storage.Session, error) {
+	var sess storage.Session
+	var amr string
+	var authTime, created, seen, exp, verified int64
+	if err := sc.Scan(&sess.IDHash, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &seen, &exp,
+		&sess.ClientIP, &sess.UserAgent, &verified); err != nil {
+		return sess, err
+	}
+	sess.AuthTime, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(seen), fromUnix(exp)
+	sess.VerifiedAt = fromUnix(verified)
+	var err error
+	sess.AMR, err = unlist(amr)
+	return sess, err
+}
 
 // CreateSession inserts s; ErrConflict when the hash exists, ErrNotFound
 // when the user does not.
@@ -311,29 +334,15 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 	if len(sess.IDHash) == 0 {
 		return fmt.Errorf("sqlite: create session: empty id hash")
 	}
-	_, err := s.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		sess.IDHash, sess.UserID, unix(sess.AuthTime), list(sess.AMR), sess.ACR, unix(sess.CreatedAt),
-		unix(sess.LastSeenAt), unix(sess.ExpiresAt))
+	_, err := s.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (`+sessionValues+`)`, sessionArgs(sess)...)
 	return mapErr("create session", err)
 }
 
 // SessionByHash returns a live session; ErrNotFound when unknown or
 // expired (ExpiresAt <= now).
 func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (storage.Session, error) {
-	row, err := s.queryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id_hash = ? AND expires_at > ?`,
-		idHash, now.Unix())
-	if err != nil {
-		return storage.Session{}, mapErr("session by hash", err)
-	}
-	var sess storage.Session
-	var amr string
-	var authTime, created, seen, exp int64
-	if err := row.Scan(&sess.IDHash, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &seen, &exp); err != nil {
-		return storage.Session{}, mapErr("session by hash", err)
-	}
-	sess.AuthTime, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = fromUnix(authTime), fromUnix(created), fromUnix(seen), fromUnix(exp)
-	sess.AMR, err = unlist(amr)
-	return sess, mapErr("session by hash", err)
+	return one(ctx, s, "session by hash", scanSession,
+		`SELECT `+sessionCols+` FROM sessions WHERE id_hash = ? AND expires_at > ?`, idHash, now.Unix())
 }
 
 // TouchSession records activity on a live session; ErrNotFound when unknown
@@ -464,8 +473,20 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 // revokes all their tokens (offline grants too) inside tx; an operator
 // action or a changed factor.
 func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
+	return endUserExcept(tx, userID, nil, now)
+}
+
+// endUserExcept is endUser keeping the SSO session keep and the tokens
+// issued through it (nil keeps nothing): a password change from the
+// account page ends everything else.
+func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
-	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = ?`, userID)
+	// other matches rows not issued through keep; with keep nil, all.
+	other, args := "", []any{}
+	if keep != nil {
+		other, args = " AND (session_hash IS NULL OR session_hash <> ?)", []any{keep}
+	}
+	n, err := tx.exec(`DELETE FROM sessions WHERE user_id = ? AND (? IS NULL OR id_hash <> ?)`, userID, keep, keep)
 	if err != nil {
 		return e, err
 	}
@@ -474,19 +495,24 @@ func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
 		return e, err
 	}
 	e.Devices = int(n)
-	if e.SignIns, err = cancelSignIns(tx, now, `user_id = ?`, userID); err != nil {
+	// Sign-ins in progress end too, but those linked to keep (the kept
+	// session's own, such as the one whose new password this is).
+	if e.SignIns, err = cancelSignIns(tx, now, `user_id = ?`+other, append([]any{userID}, args...)...); err != nil {
 		return e, err
 	}
 	t := revokedAt(now)
 	// Codes redeemed whose tokens are not stored yet: they never will be.
-	if _, err = tx.exec(`UPDATE auth_requests SET tokens_revoked_at = ? WHERE user_id = ? AND code_used_at <> 0 AND tokens_revoked_at = 0`, t, userID); err != nil {
+	if _, err = tx.exec(`UPDATE auth_requests SET tokens_revoked_at = ? WHERE user_id = ? AND code_used_at <> 0 AND tokens_revoked_at = 0`+other,
+		append([]any{t, userID}, args...)...); err != nil {
 		return e, err
 	}
-	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`, t, userID); err != nil {
+	if n, err = tx.exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`+other,
+		append([]any{t, userID}, args...)...); err != nil {
 		return e, err
 	}
 	e.Tokens = int(n)
-	n, err = tx.exec(`UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`, t, userID)
+	n, err = tx.exec(`UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`+other,
+		append([]any{t, userID}, args...)...)
 	e.Tokens += int(n)
 	return e, err
 }

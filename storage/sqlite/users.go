@@ -10,22 +10,26 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since, name_key`
+const userCols = `id, username, name, email, email_verified, password_hash, created_at, enroll_pending_since, name_key,
+	disabled_at, must_change_password, password_changed_at`
 
 func scanUser(sc scanner) (storage.User, error) {
 	var u storage.User
-	var created, pending int64
-	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending, &u.NameKey)
+	var created, pending, disabled, changed int64
+	err := sc.Scan(&u.ID, &u.Username, &u.Name, &u.Email, &u.EmailVerified, &u.PasswordHash, &created, &pending, &u.NameKey,
+		&disabled, &u.MustChangePassword, &changed)
 	u.CreatedAt, u.EnrollPendingSince = fromUnix(created), fromUnix(pending)
+	u.DisabledAt, u.PasswordChangedAt = fromUnix(disabled), fromUnix(changed)
 	return u, err
 }
 
 // CreateUser inserts u; ErrConflict when the id or username exists.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	err := s.write(ctx, func(tx *txn) error {
-		if _, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.ID, u.Username, u.Name, u.Email, boolInt(u.EmailVerified), u.PasswordHash, unix(u.CreatedAt),
-			unix(u.EnrollPendingSince), u.NameKey); err != nil {
+			unix(u.EnrollPendingSince), u.NameKey, unix(u.DisabledAt), boolInt(u.MustChangePassword),
+			unix(u.PasswordChangedAt)); err != nil {
 			return err
 		}
 		if u.NameKey == "" {

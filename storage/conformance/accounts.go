@@ -1,0 +1,226 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// session creates a live SSO session of user named name, from addr.
+func accountSession(t *testing.T, s storage.Store, name, user string, now time.Time) storage.Session {
+	t.Helper()
+	sess := storage.Session{IDHash: hash(name), UserID: user, AuthTime: now, AMR: []string{"pwd", "otp", "mfa"}, ACR: "urn:mfa",
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour), ClientIP: "192.0.2.7", UserAgent: "Agent/" + name,
+		VerifiedAt: now}
+	ok(t, s.CreateSession(context.Background(), sess), "CreateSession %s", name)
+	return sess
+}
+
+func totpCounter(t *testing.T, s storage.Store, user string) storage.AttemptState {
+	t.Helper()
+	states, err := s.AttemptStates(context.Background(), user)
+	ok(t, err, "AttemptStates")
+	for _, st := range states {
+		if st.Factor == storage.FactorTOTP {
+			return st
+		}
+	}
+	return storage.AttemptState{}
+}
+
+// testSetPassword: a new password ends what the old one may have opened
+// (every other session, every device, every sign-in in progress, every
+// token not issued through the kept session, offline grants too) and
+// resets the second factor's counter, in one step (issue 12).
+func testSetPassword(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	keep := accountSession(t, s, "keep", "u1", now)
+	other := accountSession(t, s, "other", "u1", now)
+	bystander := accountSession(t, s, "bystander", "u2", now)
+	ok(t, s.RememberDevice(ctx, storage.Device{IDHash: hash("dev"), UserID: "u1", CreatedAt: now, LastUsedAt: now,
+		ExpiresAt: now.Add(time.Hour)}, nil, 5, now), "RememberDevice")
+	tokens := func(name string, sess []byte, scopes ...string) (storage.AccessToken, storage.RefreshToken) {
+		rt := newRefreshToken("rt-"+name, "fam-"+name, "u1", "client-a", now)
+		rt.Scopes, rt.SessionHash = append([]string{"openid"}, scopes...), sess
+		at := newAccessToken("at-"+name, "u1", "client-a", now)
+		at.SessionHash = sess
+		ok(t, s.CreateRefreshToken(ctx, rt, at), "CreateRefreshToken %s", name)
+		return at, rt
+	}
+	keptAT, keptRT := tokens("kept", keep.IDHash)
+	otherAT, otherRT := tokens("other", other.IDHash)
+	offAT, offRT := tokens("offline", other.IDHash, "offline_access")
+	bareAT, bareRT := tokens("bare", nil)
+	// A sign-in in progress with the old password, at its second step.
+	doneRequest(t, s, "inflight", "u1", now)
+	ok(t, s.SaveAuthCode(ctx, "inflight", hash("code-inflight"), now, now.Add(time.Minute)), "SaveAuthCode")
+	// The second factor's failures and budget, spent by someone with the
+	// old password.
+	for range 3 {
+		c, err := s.ClaimAttempt(ctx, "u1", storage.FactorTOTP, now, policy)
+		ok(t, err, "ClaimAttempt")
+		if !c.Allowed {
+			t.Fatal("claim refused")
+		}
+	}
+	if st := totpCounter(t, s, "u1"); st.Failures != 3 {
+		t.Fatalf("TOTP counter before: %+v", st)
+	}
+
+	later := now.Add(time.Minute)
+	e, err := s.SetPassword(ctx, "u1", "$argon2id$new", false, keep.IDHash, later)
+	ok(t, err, "SetPassword")
+	if e.Sessions != 1 || e.Devices != 1 || e.SignIns != 1 || e.Tokens != 6 {
+		t.Errorf("SetPassword ended %+v, want 1 session, 1 device, 1 sign-in, 6 tokens", e)
+	}
+	u, err := s.UserByID(ctx, "u1")
+	ok(t, err, "UserByID")
+	if u.PasswordHash != "$argon2id$new" || !u.PasswordChangedAt.Equal(later) || u.MustChangePassword {
+		t.Fatalf("after SetPassword: %+v", u)
+	}
+	if _, err := s.SessionByHash(ctx, keep.IDHash, later); err != nil {
+		t.Fatalf("the kept session ended: %v", err)
+	}
+	_, err = s.SessionByHash(ctx, other.IDHash, later)
+	isErr(t, err, storage.ErrNotFound, "the other session after SetPassword")
+	if _, err := s.SessionByHash(ctx, bystander.IDHash, later); err != nil {
+		t.Fatalf("another user's session ended: %v", err)
+	}
+	if d, _ := s.Devices(ctx, "u1", later); len(d) != 0 {
+		t.Errorf("%d devices left", len(d))
+	}
+	accessLive(t, s, keptAT.ID, later)
+	refreshLive(t, s, keptRT, later)
+	for _, at := range []storage.AccessToken{otherAT, offAT, bareAT} {
+		accessGone(t, s, at.ID, later)
+	}
+	for _, rt := range []storage.RefreshToken{otherRT, offRT, bareRT} {
+		refreshGone(t, s, rt, later)
+	}
+	_, err = s.ConsumeAuthCode(ctx, hash("code-inflight"), later)
+	isErr(t, err, storage.ErrNotFound, "the code of a sign-in in progress with the old password")
+	if st := totpCounter(t, s, "u1"); st.Failures != 0 || st.BudgetLevel != 0 || st.BudgetSpent || !st.LockedUntil.IsZero() {
+		t.Errorf("TOTP counter after SetPassword: %+v", st)
+	}
+
+	// The operator's reset: no session kept, a new password required.
+	e, err = s.SetPassword(ctx, "u1", "$argon2id$temp", true, nil, later)
+	ok(t, err, "SetPassword --must-change")
+	if e.Sessions != 1 || e.Tokens != 2 {
+		t.Errorf("SetPassword without keep ended %+v, want the kept session and its 2 tokens", e)
+	}
+	if u, _ := s.UserByID(ctx, "u1"); !u.MustChangePassword {
+		t.Fatal("MustChangePassword not set")
+	}
+	// The user signs in (both factors, a session opened) and must choose
+	// a new password before any code; choosing it keeps that session and
+	// that sign-in, and ends another one in progress.
+	mine := accountSession(t, s, "after-reset", "u1", later)
+	addAuthRequest(t, s, "must-change", later)
+	ok(t, s.CompleteFromSession(ctx, "must-change", mine, later), "CompleteFromSession")
+	isErr(t, s.SaveAuthCode(ctx, "must-change", hash("code-mc"), later, later.Add(time.Minute)), storage.ErrWrongState,
+		"SaveAuthCode while the password must change")
+	doneRequest(t, s, "elsewhere", "u1", later)
+	e, err = s.SetPassword(ctx, "u1", "$argon2id$chosen", false, mine.IDHash, later)
+	ok(t, err, "SetPassword by the user")
+	if e.SignIns != 1 || e.Sessions != 0 {
+		t.Errorf("the user's new password ended %+v, want only the other sign-in", e)
+	}
+	ok(t, s.SaveAuthCode(ctx, "must-change", hash("code-mc"), later, later.Add(time.Minute)), "SaveAuthCode after the change")
+	isErr(t, s.SaveAuthCode(ctx, "elsewhere", hash("code-else"), later, later.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode of the other sign-in")
+
+	_, err = s.SetPassword(ctx, "nobody", "$argon2id$x", false, nil, later)
+	isErr(t, err, storage.ErrNotFound, "SetPassword unknown user")
+}
+
+// testSetDisabled: disabling ends everything and gets no code; enabling
+// lets the account sign in again.
+func testSetDisabled(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	sess := accountSession(t, s, "s", "u1", now)
+	at := newAccessToken("at", "u1", "client-a", now)
+	at.SessionHash = sess.IDHash
+	ok(t, s.CreateAccessToken(ctx, at), "CreateAccessToken")
+	doneRequest(t, s, "before", "u1", now)
+
+	e, err := s.SetDisabled(ctx, "u1", true, now)
+	ok(t, err, "SetDisabled")
+	if e.Sessions != 1 || e.Tokens != 1 || e.SignIns != 1 {
+		t.Errorf("disabling ended %+v", e)
+	}
+	if u, _ := s.UserByID(ctx, "u1"); !u.DisabledAt.Equal(now) {
+		t.Fatalf("DisabledAt %v, want %v", u.DisabledAt, now)
+	}
+	accessGone(t, s, at.ID, now)
+	doneRequest(t, s, "while", "u1", now)
+	isErr(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), storage.ErrWrongState,
+		"SaveAuthCode for a disabled account")
+
+	e, err = s.SetDisabled(ctx, "u1", false, now)
+	ok(t, err, "SetDisabled false")
+	if e != (storage.Ended{}) {
+		t.Errorf("enabling ended %+v", e)
+	}
+	if u, _ := s.UserByID(ctx, "u1"); !u.DisabledAt.IsZero() {
+		t.Fatalf("DisabledAt %v after enabling", u.DisabledAt)
+	}
+	ok(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), "SaveAuthCode once enabled")
+	_, err = s.SetDisabled(ctx, "nobody", true, now)
+	isErr(t, err, storage.ErrNotFound, "SetDisabled unknown user")
+}
+
+// testUpdateUser: only the fields given change.
+func testUpdateUser(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	name := "Ann Other"
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{Name: &name}), "UpdateUser name")
+	u, _ := s.UserByID(ctx, "u1")
+	if u.Name != name || u.Email != "u1@example.com" || !u.EmailVerified {
+		t.Fatalf("after the name: %+v", u)
+	}
+	email, no := "ann@example.org", false
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{Email: &email, EmailVerified: &no}), "UpdateUser e-mail")
+	u, _ = s.UserByID(ctx, "u1")
+	if u.Name != name || u.Email != email || u.EmailVerified {
+		t.Fatalf("after the e-mail: %+v", u)
+	}
+	isErr(t, s.UpdateUser(ctx, "nobody", storage.UserUpdate{Name: &name}), storage.ErrNotFound, "UpdateUser unknown user")
+}
+
+// testListSessions: a user's live sessions, most recently seen first,
+// with where they came from; VerifySession records a fresh second factor.
+func testListSessions(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	old := accountSession(t, s, "old", "u1", now.Add(-time.Minute))
+	fresh := accountSession(t, s, "fresh", "u1", now)
+	accountSession(t, s, "theirs", "u2", now)
+	gone := accountSession(t, s, "gone", "u1", now.Add(-2*time.Hour)) // expired an hour ago
+	list, err := s.Sessions(ctx, "u1", now)
+	ok(t, err, "Sessions")
+	if len(list) != 2 || string(list[0].IDHash) != string(fresh.IDHash) || string(list[1].IDHash) != string(old.IDHash) {
+		t.Fatalf("Sessions: %d, want fresh then old", len(list))
+	}
+	if list[0].ClientIP != "192.0.2.7" || list[0].UserAgent != "Agent/fresh" || !list[0].VerifiedAt.Equal(now) {
+		t.Fatalf("session fields did not round-trip: %+v", list[0])
+	}
+	ok(t, s.VerifySession(ctx, old.IDHash, now.Add(time.Second)), "VerifySession")
+	got, err := s.SessionByHash(ctx, old.IDHash, now)
+	ok(t, err, "SessionByHash")
+	if !got.VerifiedAt.Equal(now.Add(time.Second)) {
+		t.Fatalf("VerifiedAt %v", got.VerifiedAt)
+	}
+	isErr(t, s.VerifySession(ctx, gone.IDHash, now), storage.ErrNotFound, "VerifySession of an expired session")
+	isErr(t, s.VerifySession(ctx, hash("nope"), now), storage.ErrNotFound, "VerifySession unknown")
+}

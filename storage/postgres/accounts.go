@@ -1,0 +1,93 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// SetPassword stores the new hash and ends what the old password may have
+// opened (storage.Store.SetPassword), in one transaction under lockEnd on
+// the user, the order of every ending.
+func (s *Store) SetPassword(ctx context.Context, userID, hash string, mustChange bool, keep []byte, now time.Time) (storage.Ended, error) {
+	if hash == "" {
+		return storage.Ended{}, errors.New("postgres: set password: empty hash")
+	}
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID, lockEnd); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE users SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4`,
+			hash, mustChange, unix(now), userID); err != nil {
+			return err
+		}
+		var err error
+		if e, err = endUserExcept(tx, userID, keep, now); err != nil {
+			return err
+		}
+		// The second factor's failures and budget start again.
+		_, err = tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = false, budget_level = 0,
+			budget_at = 0, budget_spent = false, decay_at = 0 WHERE user_id = $1 AND factor = $2`, userID, string(storage.FactorTOTP))
+		return err
+	})
+	return e, mapErr("set password", err)
+}
+
+// SetDisabled disables the account and ends its sign-ins, or enables it.
+func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID, lockEnd); err != nil {
+			return err
+		}
+		at := int64(0)
+		if disabled {
+			at = max(now.Unix(), 1)
+		}
+		if _, err := tx.exec(`UPDATE users SET disabled_at = $1 WHERE id = $2`, at, userID); err != nil {
+			return err
+		}
+		e = storage.Ended{}
+		if !disabled {
+			return nil
+		}
+		var err error
+		e, err = endUser(tx, userID, now)
+		return err
+	})
+	return e, mapErr("set disabled", err)
+}
+
+// UpdateUser changes the profile fields set in up.
+func (s *Store) UpdateUser(ctx context.Context, userID string, up storage.UserUpdate) error {
+	n, err := s.exec(ctx, `UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email),
+		email_verified = COALESCE($3, email_verified) WHERE id = $4`, up.Name, up.Email, up.EmailVerified, userID)
+	if err != nil {
+		return mapErr("update user", err)
+	}
+	if n == 0 {
+		return mapErr("update user", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// Sessions lists the user's live SSO sessions, most recently seen first.
+func (s *Store) Sessions(ctx context.Context, userID string, now time.Time) ([]storage.Session, error) {
+	return all(ctx, s, "sessions", scanSession, `SELECT `+sessionCols+` FROM sessions
+		WHERE user_id = $1 AND expires_at > $2 ORDER BY last_seen_at DESC, created_at DESC, id_hash`, userID, now.Unix())
+}
+
+// VerifySession records a fresh proof of the second factor in the session.
+func (s *Store) VerifySession(ctx context.Context, idHash []byte, now time.Time) error {
+	n, err := s.exec(ctx, `UPDATE sessions SET verified_at = $1 WHERE id_hash = $2 AND expires_at > $3`, unix(now), idHash, now.Unix())
+	if err != nil {
+		return mapErr("verify session", err)
+	}
+	if n == 0 {
+		return mapErr("verify session", storage.ErrNotFound)
+	}
+	return nil
+}
