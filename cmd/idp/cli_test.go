@@ -218,3 +218,62 @@ func TestCLIPasswordRules(t *testing.T) {
 		t.Fatalf("audit of --allow-weak: %v\n%s", err, out)
 	}
 }
+
+// TestCLIUserLifecycleCommands: set-password (the rules apply, --must-change
+// is recorded, the user is signed out), disable and enable, update and
+// sessions, each with --json; every action is audited (issue 12).
+func TestCLIUserLifecycleCommands(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	if err := seal.GenerateKeyFile(db + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "amber lantern forty\n", "user", "add", "erin", "--db", db, "--password-stdin", "--email", "erin@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "iloveyou\n", "user", "set-password", "erin", "--db", db, "--password-stdin"); err == nil || !strings.Contains(err.Error(), "common and breached") {
+		t.Fatalf("set-password with a blocklisted password: %v", err)
+	}
+	out, _, err := runCLI(t, "quiet harbour ninety\n", "user", "set-password", "erin", "--db", db, "--password-stdin", "--must-change", "--json")
+	if err != nil || !strings.Contains(out, `"must_change":true`) {
+		t.Fatalf("set-password --must-change: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "", "user", "show", "erin", "--db", db, "--json")
+	if err != nil || !strings.Contains(out, `"must_change_password":true`) || strings.Contains(out, `"password_changed_at":""`) {
+		t.Fatalf("show after set-password: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "", "user", "disable", "erin", "--db", db, "--json")
+	if err != nil || !strings.Contains(out, `"disabled":true`) {
+		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	if out, _, err = runCLI(t, "", "user", "show", "erin", "--db", db); err != nil || !strings.Contains(out, "disabled:   since") {
+		t.Fatalf("show a disabled user: %v\n%s", err, out)
+	}
+	if out, _, err = runCLI(t, "", "user", "enable", "erin", "--db", db); err != nil || !strings.Contains(out, "Enabled erin") {
+		t.Fatalf("enable: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "", "user", "update", "erin", "--db", db, "--name", "Erin Example", "--email", "erin@example.org", "--email-verified=true", "--json")
+	if err != nil || !strings.Contains(out, `"email":"erin@example.org"`) || !strings.Contains(out, `"email_verified":true`) || !strings.Contains(out, `"name":"Erin Example"`) {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	for _, bad := range [][]string{{"--email", "Erin <erin@example.org>"}, {"--email", "not an address"}, {"--name", "Erin\u202eelpmaxE"}} {
+		if _, _, err := runCLI(t, "", append([]string{"user", "update", "erin", "--db", db}, bad...)...); err == nil {
+			t.Errorf("update %v accepted", bad)
+		}
+	}
+	if _, _, err := runCLI(t, "", "user", "update", "erin", "--db", db); err == nil || exitCode(err) != 2 {
+		t.Errorf("update without a field: %v, want a usage error", err)
+	}
+	out, _, err = runCLI(t, "", "user", "sessions", "erin", "--db", db, "--json")
+	if err != nil || !strings.Contains(out, `"sessions":[]`) || !strings.Contains(out, `"devices":[]`) {
+		t.Fatalf("sessions: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "", "audit", "--db", db, "--user", "erin", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{"password_set", "user_disabled", "user_enabled", "user_updated"} {
+		if !strings.Contains(out, `"event":"`+ev+`"`) {
+			t.Errorf("audit lacks %s", ev)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,7 +23,8 @@ import (
 )
 
 func (e *env) user(ctx context.Context, args []string) error {
-	sub, args, err := subcommand("user", args, "add", "list", "show", "unlock", "reset-totp", "recovery-codes", "revoke-sessions", "delete")
+	sub, args, err := subcommand("user", args, "add", "list", "show", "unlock", "reset-totp", "recovery-codes", "revoke-sessions",
+		"delete", "set-password", "disable", "enable", "update", "sessions")
 	if err != nil {
 		return err
 	}
@@ -43,21 +45,34 @@ func (e *env) user(ctx context.Context, args []string) error {
 		fs.StringVar(&product, "product-name", "TOTP IdP", "issuer name shown in authenticator apps")
 		fs.StringVar(&keyFile, "secret-key-file", "", "secret key that seals TOTP secrets (default: DB.key if it exists)")
 	}
-	if sub == "add" {
+	var mustChange bool
+	if sub == "add" || sub == "set-password" {
 		fs.BoolVar(&allowWeak, "allow-weak", false, "skip the password rules but the length bounds (migrating existing accounts; audited)")
 		fs.IntVar(&minLength, "password-min-length", password.DefaultMinLength, "the shortest password accepted, in characters (NIST SP 800-63B-4 §3.1.1.2)")
+	}
+	if sub == "set-password" {
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+		fs.BoolVar(&mustChange, "must-change", false, "the user chooses a new password after both factors of their next sign-in, before any code")
+	}
+	if sub == "update" {
+		fs.StringVar(&email, "email", "", "new e-mail address (\"\" clears it)")
+		fs.StringVar(&name, "name", "", "new display name")
+		fs.BoolVar(&emailVerified, "email-verified", false, "the e-mail address is known to be the user's (--email-verified=false clears it)")
 	}
 	var clientID string
 	if sub == "revoke-sessions" {
 		fs.StringVar(&clientID, "client", "", "revoke only the tokens issued to this client (SSO sessions are kept)")
 	}
-	if sub == "add" || sub == "list" || sub == "show" {
+	switch sub {
+	case "add", "list", "show", "set-password", "disable", "enable", "update", "sessions":
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	pos, err := parseArgs(fs, args, "")
 	if err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	st, err := openStore(ctx, *db)
 	if err != nil {
 		return err
@@ -210,9 +225,134 @@ func (e *env) user(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "Signed %s out %s: %s.\n", printable(u.Username), where, admin.EndedText(ended))
 		return nil
+	case "set-password":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		pw, err := e.readPassword(passwordStdin)
+		if err != nil {
+			return err
+		}
+		u, ended, err := adm.SetPassword(ctx, pos[0], pw, mustChange, allowWeak)
+		if weak := (*password.WeakError)(nil); errors.As(err, &weak) {
+			return fmt.Errorf("password refused: %v (NIST SP 800-63B-4 §3.1.1.2; --allow-weak skips the rules for a migration)", weak)
+		}
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		if asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "must_change": mustChange, "ended": ended})
+		}
+		fmt.Fprintf(e.stdout, "New password set for %s; signed out everywhere: %s.\n", printable(u.Username), admin.EndedText(ended))
+		if mustChange {
+			fmt.Fprintln(e.stdout, "They choose their own password after both factors of their next sign-in, before any application gets a code.")
+		}
+		return nil
+	case "disable", "enable":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, ended, err := adm.SetDisabled(ctx, pos[0], sub == "disable")
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		if asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "disabled": sub == "disable", "ended": ended})
+		}
+		if sub == "disable" {
+			fmt.Fprintf(e.stdout, "Disabled %s; signed out everywhere: %s. Until `idp user enable`, a sign-in that proves both factors is told the account is disabled and gets no code.\n",
+				printable(u.Username), admin.EndedText(ended))
+		} else {
+			fmt.Fprintf(e.stdout, "Enabled %s.\n", printable(u.Username))
+		}
+		return nil
+	case "update":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		var up storage.UserUpdate
+		if set["email"] {
+			up.Email = &email
+		}
+		if set["name"] {
+			up.Name = &name
+		}
+		if set["email-verified"] {
+			up.EmailVerified = &emailVerified
+		}
+		if up == (storage.UserUpdate{}) {
+			return usageError{"idp user update: give at least one of --email, --name, --email-verified"}
+		}
+		u, err := adm.UpdateUser(ctx, pos[0], up)
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		if asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "name": u.Name, "email": u.Email,
+				"email_verified": u.EmailVerified})
+		}
+		fmt.Fprintf(e.stdout, "Updated %s: name %s, e-mail %s (verified: %t).\n", printable(u.Username), printable(u.Name), printable(u.Email), u.EmailVerified)
+		return nil
+	case "sessions":
+		if err := needArgs(pos, 1, "USERNAME"); err != nil {
+			return err
+		}
+		u, si, err := adm.UserSessions(ctx, pos[0], time.Now().UTC())
+		if err != nil {
+			return notFound("user", pos[0], err)
+		}
+		return e.printSessions(u, si, asJSON)
 	default:
 		return usageError{fmt.Sprintf("idp user: unknown subcommand %q", sub)}
 	}
+}
+
+// printSessions lists what the user is signed in with: SSO sessions and
+// remembered devices, by when and from where; never a cookie or its hash.
+func (e *env) printSessions(u storage.User, si admin.SignedIn, asJSON bool) error {
+	type sessionView struct {
+		Created   string `json:"created"`
+		LastSeen  string `json:"last_seen"`
+		Expires   string `json:"expires"`
+		Verified  string `json:"second_factor_at,omitempty"`
+		ClientIP  string `json:"client_ip,omitempty"`
+		UserAgent string `json:"user_agent,omitempty"`
+	}
+	type deviceView struct {
+		Created   string `json:"created"`
+		LastUsed  string `json:"last_used"`
+		Expires   string `json:"expires"`
+		UserAgent string `json:"user_agent,omitempty"`
+	}
+	out := struct {
+		Username string        `json:"username"`
+		Sessions []sessionView `json:"sessions"`
+		Devices  []deviceView  `json:"devices"`
+	}{Username: u.Username, Sessions: []sessionView{}, Devices: []deviceView{}}
+	for _, s := range si.Sessions {
+		out.Sessions = append(out.Sessions, sessionView{ts(s.CreatedAt), ts(s.LastSeenAt), ts(s.ExpiresAt), ts(s.VerifiedAt), s.ClientIP, s.UserAgent})
+	}
+	for _, d := range si.Devices {
+		out.Devices = append(out.Devices, deviceView{ts(d.CreatedAt), ts(d.LastUsedAt), ts(d.ExpiresAt), d.UserAgent})
+	}
+	if asJSON {
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	fmt.Fprintf(e.stdout, "%s: %d session(s), %d remembered device(s)\n", printable(u.Username), len(out.Sessions), len(out.Devices))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	if len(out.Sessions) > 0 {
+		fmt.Fprintln(tw, "SESSION CREATED\tLAST SEEN\tEXPIRES\tFROM\tUSER AGENT")
+		for _, s := range out.Sessions {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Created, s.LastSeen, s.Expires, printable(s.ClientIP), printable(s.UserAgent))
+		}
+	}
+	if len(out.Devices) > 0 {
+		fmt.Fprintln(tw, "DEVICE CREATED\tLAST USED\tEXPIRES\t\tUSER AGENT")
+		for _, d := range out.Devices {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t%s\n", d.Created, d.LastUsed, d.Expires, printable(d.UserAgent))
+		}
+	}
+	return tw.Flush()
 }
 
 func notFound(kind, name string, err error) error {
@@ -243,12 +383,6 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		BudgetUsed  float64 `json:"budget_used"`
 		BudgetAt    string  `json:"budget_at,omitempty"`
 		BudgetSpent bool    `json:"budget_spent"`
-	}
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339)
 	}
 	devices, err := st.Devices(ctx, u.ID, now)
 	if err != nil {
@@ -285,11 +419,21 @@ func (e *env) showUser(ctx context.Context, st storage.Store, u storage.User, as
 		return json.NewEncoder(e.stdout).Encode(map[string]any{
 			"id": u.ID, "username": u.Username, "name": u.Name, "email": u.Email,
 			"created_at": ts(u.CreatedAt), "totp": hasTOTP, "enroll_pending_since": ts(u.EnrollPendingSince), "factors": fv,
-			"devices": dv,
+			"devices": dv, "email_verified": u.EmailVerified, "disabled_at": ts(u.DisabledAt),
+			"must_change_password": u.MustChangePassword, "password_changed_at": ts(u.PasswordChangedAt),
 		})
 	}
 	fmt.Fprintf(e.stdout, "username:   %s\nid:         %s\nname:       %s\nemail:      %s\ncreated:    %s\ntotp:       %t\n",
 		printable(u.Username), printable(u.ID), printable(u.Name), printable(u.Email), ts(u.CreatedAt), hasTOTP)
+	if !u.DisabledAt.IsZero() {
+		fmt.Fprintf(e.stdout, "disabled:   since %s (idp user enable)\n", ts(u.DisabledAt))
+	}
+	if u.MustChangePassword {
+		fmt.Fprintln(e.stdout, "password:   must be changed at the next sign-in")
+	}
+	if !u.PasswordChangedAt.IsZero() {
+		fmt.Fprintf(e.stdout, "password changed: %s\n", ts(u.PasswordChangedAt))
+	}
 	switch {
 	case hasTOTP:
 	case u.EnrollPendingSince.IsZero():
@@ -375,4 +519,12 @@ func (e *env) readPassword(fromStdin bool) (string, error) {
 		return "", errors.New("the passwords do not match")
 	}
 	return string(a), nil
+}
+
+// ts is t in RFC 3339, UTC; "" for the zero time.
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

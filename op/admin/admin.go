@@ -95,6 +95,12 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	if err != nil {
 		return CreatedUser{}, fmt.Errorf("username %q: %w", nu.Username, err)
 	}
+	if err := CheckEmail(nu.Email); err != nil {
+		return CreatedUser{}, err
+	}
+	if err := checkName(nu.Name); err != nil {
+		return CreatedUser{}, err
+	}
 	if err := a.checkPassword(nu.Password, username, nu.Email, nu.AllowWeak); err != nil {
 		return CreatedUser{}, err
 	}

@@ -1,0 +1,161 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+// SetPassword gives the user a new password chosen by the operator, under
+// the password rules unless allowWeak (audited). It ends every session,
+// device, sign-in in progress and token of the user (storage.Store.SetPassword
+// with nothing kept) and resets the second factor's counter. With
+// mustChange the user chooses their own password after both factors of the
+// next sign-in, before any code.
+func (a *Admin) SetPassword(ctx context.Context, name, pw string, mustChange, allowWeak bool) (storage.User, storage.Ended, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, storage.Ended{}, err
+	}
+	if err := a.checkPassword(pw, u.Username, u.Email, allowWeak); err != nil {
+		return u, storage.Ended{}, err
+	}
+	hash, err := a.Hasher.Hash(ctx, pw)
+	if err != nil {
+		return u, storage.Ended{}, err
+	}
+	ended, err := a.Store.SetPassword(ctx, u.ID, hash, mustChange, nil, a.now())
+	if err != nil {
+		return u, ended, err
+	}
+	var detail []string
+	if mustChange {
+		detail = append(detail, "must change at next sign-in")
+	}
+	if allowWeak {
+		detail = append(detail, "password rules skipped (--allow-weak)")
+	}
+	detail = append(detail, "ended "+EndedText(ended))
+	a.audit(ctx, "password_set", u.ID, u.Username, "", strings.Join(detail, "; "))
+	return u, ended, nil
+}
+
+// SetDisabled disables the account (ending everything it is signed in
+// with) or enables it again.
+func (a *Admin) SetDisabled(ctx context.Context, name string, disabled bool) (storage.User, storage.Ended, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, storage.Ended{}, err
+	}
+	ended, err := a.Store.SetDisabled(ctx, u.ID, disabled, a.now())
+	if err != nil {
+		return u, ended, err
+	}
+	if disabled {
+		a.audit(ctx, "user_disabled", u.ID, u.Username, "", "ended "+EndedText(ended))
+	} else {
+		a.audit(ctx, "user_enabled", u.ID, u.Username, "", "")
+	}
+	return u, ended, nil
+}
+
+// UpdateUser changes the profile fields set in up.
+func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpdate) (storage.User, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, err
+	}
+	if up.Email != nil {
+		if err := CheckEmail(*up.Email); err != nil {
+			return u, err
+		}
+	}
+	if up.Name != nil {
+		if err := checkName(*up.Name); err != nil {
+			return u, err
+		}
+	}
+	if err := a.Store.UpdateUser(ctx, u.ID, up); err != nil {
+		return u, err
+	}
+	var changed []string
+	if up.Name != nil {
+		changed = append(changed, "name")
+	}
+	if up.Email != nil {
+		changed = append(changed, "email")
+	}
+	if up.EmailVerified != nil {
+		changed = append(changed, fmt.Sprintf("email_verified=%t", *up.EmailVerified))
+	}
+	a.audit(ctx, "user_updated", u.ID, u.Username, "", strings.Join(changed, ", "))
+	return a.Store.UserByID(ctx, u.ID)
+}
+
+// SignedIn is what a user is signed in with: SSO sessions and remembered
+// devices.
+type SignedIn struct {
+	Sessions []storage.Session
+	Devices  []storage.Device
+}
+
+// UserSessions lists the user's live sessions and devices.
+func (a *Admin) UserSessions(ctx context.Context, name string, now time.Time) (storage.User, SignedIn, error) {
+	u, err := a.UserByName(ctx, name)
+	if err != nil {
+		return u, SignedIn{}, err
+	}
+	var si SignedIn
+	if si.Sessions, err = a.Store.Sessions(ctx, u.ID, now); err != nil {
+		return u, si, err
+	}
+	si.Devices, err = a.Store.Devices(ctx, u.ID, now)
+	return u, si, err
+}
+
+// maxName and maxEmail bound the profile fields (RFC 5321 §4.5.3.1.3 for
+// the address's 254 octets).
+const (
+	maxName  = 200
+	maxEmail = 254
+)
+
+// CheckEmail refuses what is not one bare address (no display name, no
+// control or format characters); "" clears the address.
+func CheckEmail(e string) error {
+	if e == "" {
+		return nil
+	}
+	if len(e) > maxEmail || !printable(e) {
+		return fmt.Errorf("e-mail address %q: at most %d bytes, printable characters only", e, maxEmail)
+	}
+	addr, err := mail.ParseAddress(e)
+	if err != nil || addr.Address != e || addr.Name != "" {
+		return fmt.Errorf("e-mail address %q: not a plain address (name@example.com)", e)
+	}
+	return nil
+}
+
+func checkName(n string) error {
+	if utf8.RuneCountInString(n) > maxName || !printable(n) {
+		return fmt.Errorf("name: at most %d characters, printable characters only", maxName)
+	}
+	return nil
+}
+
+// printable refuses control, format (bidi overrides, zero-width) and line
+// or paragraph separator characters, as usernames do.
+func printable(s string) bool {
+	for _, r := range s {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
