@@ -62,6 +62,9 @@ type Config struct {
 	// password alone may still lead to the enrollment page; after it the
 	// sign-in is refused until an operator resets the account again.
 	EnrollWithin time.Duration
+	// PasswordMinLength is the shortest new password accepted, in
+	// characters (0: password.DefaultMinLength; docs/THREAT-MODEL.md R-S5).
+	PasswordMinLength int
 
 	// ACR is the acr claim value of a password + TOTP login.
 	ACR string
@@ -182,6 +185,12 @@ func (c *Config) Validate() error {
 	}
 	validatePolicy(bad, "TOTPPolicy", c.TOTPPolicy)
 	validatePolicy(bad, "PasswordPolicy", c.PasswordPolicy)
+	if c.PasswordMinLength != 0 && (c.PasswordMinLength < password.DefaultMinLength || c.PasswordMinLength > 64) {
+		// Below 8 NIST SP 800-63B-4 §3.1.1.2 forbids; above 64 a
+		// passphrase of the length it requires be accepted would be
+		// refused.
+		bad("PasswordMinLength", "must be between %d and 64 characters, not %d (NIST SP 800-63B-4 §3.1.1.2)", password.DefaultMinLength, c.PasswordMinLength)
+	}
 	if c.TOTPPolicy.Budget < 1 {
 		// Without it the consecutive counter, reset by every owner
 		// login, bounds nothing (README, "The defaults and their

@@ -106,7 +106,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	s.login = login.New(login.Deps{Store: store, Sealer: cfg.Sealer, Hasher: s.hasher, Guard: s.guard, Trail: s.trail,
 		Pages: s.pages, Metrics: s.metrics, Clients: s.clients, IPLimit: s.ipLimit, Cookies: s.cookies, Log: s.log, Now: s.cfg.now,
 		Settings: login.Settings{Issuer: cfg.Issuer, ACR: cfg.ACR, Product: cfg.ProductName, AuthRequestLifetime: cfg.AuthRequestLifetime,
-			SessionLifetime: cfg.SessionLifetime, SessionIdleTimeout: cfg.SessionIdleTimeout, EnrollWithin: cfg.EnrollWithin}})
+			SessionLifetime: cfg.SessionLifetime, SessionIdleTimeout: cfg.SessionIdleTimeout, EnrollWithin: cfg.EnrollWithin,
+			Passwords: password.Policy{MinLength: cfg.PasswordMinLength}}})
 
 	opCfg := &zop.Config{
 		CryptoKey:                tokenKey,
@@ -471,6 +472,18 @@ func (s *Server) callbackBinding(next http.Handler) http.Handler {
 			// finishes that step.
 			http.Redirect(w, r, login.URL(a.ID), http.StatusSeeOther)
 			return
+		}
+		if a.Done() {
+			// A disabled account, or one that must choose a new password,
+			// gets no code (SaveAuthCode refuses it too): the page saying
+			// so, or the login page's form.
+			if err := s.login.AccountGate(r, &a); errors.Is(err, login.ErrMustChange) {
+				http.Redirect(w, r, login.URL(a.ID), http.StatusSeeOther)
+				return
+			} else if err != nil {
+				s.pages.Fail(w, r, err)
+				return
+			}
 		}
 		infoFrom(r.Context()).callbackID = id
 		next.ServeHTTP(w, r)

@@ -20,6 +20,7 @@ import (
 	"github.com/totp-idp/idp/op"
 	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -75,6 +76,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
 	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
 	fs.DurationVar(&auditRetention, "audit-retention", defaultAuditRetention, "how long audit events are kept (at least 24h; 0: forever)")
+	fs.IntVar(&cfg.PasswordMinLength, "password-min-length", password.DefaultMinLength, "the shortest new password accepted, in characters, 8 to 64 (NIST SP 800-63B-4 §3.1.1.2)")
 	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
@@ -255,6 +257,7 @@ var settingFlags = map[string]string{
 	"LoginRatePerIP":              "login-rate-per-ip",
 	"LoginBurstPerIP":             "login-burst-per-ip",
 	"EnrollWithin":                "enroll-within",
+	"PasswordMinLength":           "password-min-length",
 	"TOTPPolicy.FreeFailures":     "totp-max-failures",
 	"TOTPPolicy.BaseLock":         "totp-lock",
 	"TOTPPolicy.MaxLock":          "totp-lock-max",

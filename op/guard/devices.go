@@ -79,7 +79,7 @@ func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *ht
 	value := secret.New(32)
 	replaces, _ := g.presentedDevice(r, userID)
 	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
-		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: cleanUserAgent(r.UserAgent())}
+		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: CleanUserAgent(r.UserAgent())}
 	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
 		g.log.WarnContext(ctx, "remember device", "err", err)
 		return
@@ -90,9 +90,9 @@ func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *ht
 		g.deviceLifetime, http.SameSiteStrictMode)
 }
 
-// cleanUserAgent keeps a printable prefix of a user agent for the
-// operator's list of devices.
-func cleanUserAgent(ua string) string {
+// CleanUserAgent is ua as the provider keeps it (a remembered device, an
+// SSO session): printable characters only, at most maxUserAgent bytes.
+func CleanUserAgent(ua string) string {
 	// Only a prefix is kept: never scan the whole of a header that may be
 	// a megabyte long.
 	if len(ua) > 4*maxUserAgent {

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/totp-idp/idp/op/guard"
+	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
@@ -131,6 +133,9 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, a *stora
 	sess := storage.Session{
 		IDHash: secret.Hash(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(h.cfg.SessionLifetime),
+		// Where it came from, for its owner's account page; both factors
+		// were proven just now.
+		ClientIP: httpx.RequestFrom(r.Context()).IPString(), UserAgent: guard.CleanUserAgent(r.UserAgent()), VerifiedAt: now,
 	}
 	if err := h.store.OpenSession(ctx, a.ID, sess); err != nil {
 		return err

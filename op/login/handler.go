@@ -23,7 +23,10 @@ const (
 	PasswordPath  = "/login/password"
 	TOTPPath      = "/login/totp"
 	LoggedOutPath = "/login/logged-out"
-	CallbackPath  = "/authorize/callback"
+	// NewPasswordPath takes the password a user must choose after both
+	// factors when an operator asked for it (set-password --must-change).
+	NewPasswordPath = "/login/new-password"
+	CallbackPath    = "/authorize/callback"
 )
 
 // ClientNames gives an application's display name (its id when it has
@@ -43,6 +46,8 @@ type Settings struct {
 	// SessionIdleTimeout bound the SSO session; EnrollWithin is how long
 	// a password alone may lead to enrollment (enrollwindow.go).
 	AuthRequestLifetime, SessionLifetime, SessionIdleTimeout, EnrollWithin time.Duration
+	// Passwords are the rules of a new password (docs/THREAT-MODEL.md R-S5).
+	Passwords password.Policy
 }
 
 // Deps are the handler's explicit dependencies: nothing else is reached.

@@ -38,6 +38,7 @@ func (h *Handler) routes() http.Handler {
 	mux.HandleFunc("POST /login/enroll", h.pages.Handle(h.enrollStep))
 	mux.HandleFunc("GET /login/recovery", h.pages.Handle(h.recoveryPage))
 	mux.HandleFunc("POST /login/recovery", h.pages.Handle(h.recoveryStep))
+	mux.HandleFunc("POST "+NewPasswordPath, h.pages.Handle(h.newPasswordStep))
 	mux.HandleFunc("GET /login/static/style.css", h.pages.ServeCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Render(w, http.StatusOK, "loggedout", pages.Data{Title: "title.loggedout"})
@@ -89,6 +90,10 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch a.Stage {
 	case storage.StageDone:
+		gate := h.AccountGate(r, &a)
+		if gate != nil && !errors.Is(gate, ErrMustChange) {
+			return gate // disabled: no session, no code
+		}
 		if len(a.SessionHash) == 0 {
 			// The completing step stopped before it opened the SSO
 			// session (a database error): open it now, in the browser
@@ -96,6 +101,14 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 			if err := h.openSession(w, r, &a, h.now()); err != nil {
 				return err
 			}
+		}
+		if errors.Is(gate, ErrMustChange) {
+			u, err := h.store.UserByID(ctx, a.UserID)
+			if err != nil {
+				return pages.Internal("user for a new password", err)
+			}
+			h.show(w, h.newPasswordForm(r, &a, flowSecret, http.StatusOK, u.Username, ""))
+			return nil
 		}
 		http.Redirect(w, r, h.callbackURL(a.ID), http.StatusSeeOther)
 		return nil

@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -122,6 +123,11 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 	a.AMR, a.ACR = amr, h.cfg.ACR
 	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
 		return errRenewed
+	}
+	// A disabled account learns it now, after both factors, and gets no
+	// session (AccountGate).
+	if gate := h.AccountGate(r, a); gate != nil && !errors.Is(gate, ErrMustChange) {
+		return gate
 	}
 	if err := h.openSession(w, r, a, now); err != nil {
 		// No code without a session (callbackBinding): the login page

@@ -46,7 +46,14 @@ const (
 	MsgBadLogout        = "msg.bad_logout"
 	MsgIPLimited        = "msg.ip_limited"
 	MsgEnrollExpired    = "msg.enroll_expired"
+	MsgDisabled         = "msg.disabled"
+	MsgPasswordsDiffer  = "msg.passwords_differ"
+	MsgSamePassword     = "msg.same_password"
 )
+
+// MsgWeak is the catalogue key saying why a new password was refused
+// (password.Reason: too_short, common, ...).
+func MsgWeak(reason string) string { return "msg.weak_" + reason }
 
 // Data is what every page template may use.
 type Data struct {
@@ -86,7 +93,8 @@ type Pages struct {
 }
 
 // pageNames are the templates, each rendered inside layout.html.
-var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout"}
+var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout",
+	"newpassword"}
 
 // catalogue maps message keys to sentences of one language.
 type catalogue map[string]string
