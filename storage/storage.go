@@ -669,9 +669,18 @@ type Store interface {
 	// Sessions lists the user's live SSO sessions, most recently seen
 	// first.
 	Sessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
-	// VerifySession records a fresh proof of the second factor in the live
-	// session idHash (VerifiedAt = now); ErrNotFound otherwise.
-	VerifySession(ctx context.Context, idHash []byte, now time.Time) error
+	// ReverifyTOTP records a fresh proof of the second factor in the live
+	// SSO session idHash of userID (the account page's reauthentication),
+	// in one transaction: the user's TOTP last step advances to step
+	// (ErrReplay unless strictly later, shared with sign-ins), the TOTP
+	// failure counter records a success, and the session's VerifiedAt
+	// becomes now. ErrNotFound when the session is not live or not
+	// userID's, or the user has no confirmed TOTP credential.
+	ReverifyTOTP(ctx context.Context, idHash []byte, userID string, step int64, now time.Time) error
+	// ReverifyRecovery is ReverifyTOTP with a recovery code, consumed
+	// (ErrNotFound when no unused code has that digest); it returns how
+	// many codes are left.
+	ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error)
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s Session) error

@@ -206,7 +206,7 @@ func testListSessions(t *testing.T, s storage.Store) {
 	old := accountSession(t, s, "old", "u1", now.Add(-time.Minute))
 	fresh := accountSession(t, s, "fresh", "u1", now)
 	accountSession(t, s, "theirs", "u2", now)
-	gone := accountSession(t, s, "gone", "u1", now.Add(-2*time.Hour)) // expired an hour ago
+	accountSession(t, s, "gone", "u1", now.Add(-2*time.Hour)) // expired an hour ago
 	list, err := s.Sessions(ctx, "u1", now)
 	ok(t, err, "Sessions")
 	if len(list) != 2 || string(list[0].IDHash) != string(fresh.IDHash) || string(list[1].IDHash) != string(old.IDHash) {
@@ -215,12 +215,65 @@ func testListSessions(t *testing.T, s storage.Store) {
 	if list[0].ClientIP != "192.0.2.7" || list[0].UserAgent != "Agent/fresh" || !list[0].VerifiedAt.Equal(now) {
 		t.Fatalf("session fields did not round-trip: %+v", list[0])
 	}
-	ok(t, s.VerifySession(ctx, old.IDHash, now.Add(time.Second)), "VerifySession")
-	got, err := s.SessionByHash(ctx, old.IDHash, now)
-	ok(t, err, "SessionByHash")
-	if !got.VerifiedAt.Equal(now.Add(time.Second)) {
-		t.Fatalf("VerifiedAt %v", got.VerifiedAt)
+}
+
+// testReverify: a reauthentication proves the second factor again in a
+// live session: the TOTP step is single-use across sign-ins and
+// reauthentications, a recovery code is consumed, the counter records a
+// success, and only the session's own user can do it.
+func testReverify(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, CreatedAt: now}), "PutTOTP")
+	sess := accountSession(t, s, "s", "u1", now.Add(-time.Hour+time.Minute))
+	verified := func() time.Time {
+		t.Helper()
+		got, err := s.SessionByHash(ctx, sess.IDHash, now)
+		ok(t, err, "SessionByHash")
+		return got.VerifiedAt
 	}
-	isErr(t, s.VerifySession(ctx, gone.IDHash, now), storage.ErrNotFound, "VerifySession of an expired session")
-	isErr(t, s.VerifySession(ctx, hash("nope"), now), storage.ErrNotFound, "VerifySession unknown")
+	c, err := s.ClaimAttempt(ctx, "u1", storage.FactorTOTP, now, policy)
+	ok(t, err, "ClaimAttempt")
+	if !c.Allowed {
+		t.Fatal("claim refused")
+	}
+	ok(t, s.ReverifyTOTP(ctx, sess.IDHash, "u1", 100, now), "ReverifyTOTP")
+	if !verified().Equal(now) {
+		t.Fatalf("VerifiedAt %v, want %v", verified(), now)
+	}
+	if st := totpCounter(t, s, "u1"); st.Failures != 0 {
+		t.Errorf("TOTP counter after a reauthentication: %+v", st)
+	}
+	// The same step again, here or in a sign-in: a replay.
+	isErr(t, s.ReverifyTOTP(ctx, sess.IDHash, "u1", 100, now.Add(time.Second)), storage.ErrReplay, "ReverifyTOTP same step")
+	addAuthRequest(t, s, "ar", now)
+	ok(t, s.PasswordVerified(ctx, "ar", "u1", now), "PasswordVerified")
+	isErr(t, s.CompleteTOTP(ctx, "ar", "u1", 100, now, []string{"pwd", "otp"}, "acr"), storage.ErrReplay, "CompleteTOTP with the step a reauthentication used")
+	// Another user's session, an unknown one, an expired one.
+	isErr(t, s.ReverifyTOTP(ctx, sess.IDHash, "u2", 101, now), storage.ErrNotFound, "ReverifyTOTP for another user")
+	isErr(t, s.ReverifyTOTP(ctx, hash("nope"), "u1", 102, now), storage.ErrNotFound, "ReverifyTOTP unknown session")
+	isErr(t, s.ReverifyTOTP(ctx, sess.IDHash, "u1", 103, sess.ExpiresAt), storage.ErrNotFound, "ReverifyTOTP expired session")
+	if !verified().Equal(now) {
+		t.Fatal("a refused reauthentication changed VerifiedAt")
+	}
+
+	// Recovery codes: consumed once.
+	_, err = s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{hash("rc1"), hash("rc2")}, now)
+	ok(t, err, "ReplaceRecoveryCodes")
+	sess2 := accountSession(t, s, "s2", "u1", now) // ReplaceRecoveryCodes ended the first
+	left, err := s.ReverifyRecovery(ctx, sess2.IDHash, "u1", hash("rc1"), now.Add(time.Minute))
+	ok(t, err, "ReverifyRecovery")
+	if left != 1 {
+		t.Errorf("codes left %d, want 1", left)
+	}
+	_, err = s.ReverifyRecovery(ctx, sess2.IDHash, "u1", hash("rc1"), now.Add(time.Minute))
+	isErr(t, err, storage.ErrNotFound, "ReverifyRecovery with a used code")
+	_, err = s.ReverifyRecovery(ctx, sess2.IDHash, "u2", hash("rc2"), now.Add(time.Minute))
+	isErr(t, err, storage.ErrNotFound, "ReverifyRecovery for another user")
+	got, _ := s.SessionByHash(ctx, sess2.IDHash, now)
+	if !got.VerifiedAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("VerifiedAt after ReverifyRecovery: %v", got.VerifiedAt)
+	}
 }

@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/SetDisabled", testSetDisabled},
 		{"Accounts/UpdateUser", testUpdateUser},
 		{"Accounts/Sessions", testListSessions},
+		{"Accounts/Reverify", testReverify},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

@@ -40,6 +40,7 @@ func RunReplicas(t *testing.T, newPair func(t *testing.T) (storage.Store, storag
 		{"RefreshTokens/EndUserVersusRotate", testReplicaEndUserVersusRotate},
 		{"AuthCodes/LogoutVersusCompletion", testReplicaLogoutVersusCompletion},
 		{"Clients/DeleteVersusReuse", testReplicaDeleteClientVersusReuse},
+		{"Accounts/ReverifyVersusSignIn", testReplicaReverifyVersusSignIn},
 		{"CompleteTOTP/SameStep", testReplicaCompleteTOTP},
 		{"RecoveryCodes/SameCode", testReplicaRecovery},
 		{"SigningKeys/FirstKey", testReplicaFirstKey},
@@ -440,6 +441,31 @@ func testReplicaDeleteClientVersusReuse(t *testing.T, a, b storage.Store) {
 		accessGone(t, b, fmt.Sprintf("at-next-%d", r), t0)
 		refreshGone(t, b, rt, t0)
 		refreshGone(t, b, next, t0)
+	}
+}
+
+// testReplicaReverifyVersusSignIn: one TOTP code used at once in a
+// reauthentication on one store and in a sign-in on the other: exactly one
+// of them is accepted (the step is single-use everywhere).
+func testReplicaReverifyVersusSignIn(t *testing.T, a, b storage.Store) {
+	ctx := context.Background()
+	addUser(t, a, "u1")
+	ok(t, a.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, CreatedAt: t0}), "PutTOTP")
+	sess := storage.Session{IDHash: hash("s"), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	ok(t, a.CreateSession(ctx, sess), "CreateSession")
+	for r := range replicaRaceRounds {
+		id, step := fmt.Sprintf("ar-%d", r), int64(1000+r)
+		addAuthRequest(t, a, id, t0)
+		ok(t, a.PasswordVerified(ctx, id, "u1", t0), "PasswordVerified")
+		errs := together(2, func(i int) error {
+			if i == 0 {
+				return a.ReverifyTOTP(ctx, sess.IDHash, "u1", step, t0)
+			}
+			return b.CompleteTOTP(ctx, id, "u1", step, t0, []string{"pwd", "otp"}, "urn:mfa")
+		})
+		if m := tally(errs); m["nil"] != 1 || m["replay"] != 1 {
+			t.Fatalf("round %d: one step in a reauthentication and a sign-in on two stores: %v, want 1 nil and 1 ErrReplay", r, m)
+		}
 	}
 }
 

@@ -80,14 +80,69 @@ func (s *Store) Sessions(ctx context.Context, userID string, now time.Time) ([]s
 		WHERE user_id = $1 AND expires_at > $2 ORDER BY last_seen_at DESC, created_at DESC, id_hash`, userID, now.Unix())
 }
 
-// VerifySession records a fresh proof of the second factor in the session.
-func (s *Store) VerifySession(ctx context.Context, idHash []byte, now time.Time) error {
-	n, err := s.exec(ctx, `UPDATE sessions SET verified_at = $1 WHERE id_hash = $2 AND expires_at > $3`, unix(now), idHash, now.Unix())
-	if err != nil {
-		return mapErr("verify session", err)
+// ReverifyTOTP records a fresh TOTP proof in the session
+// (storage.Store.ReverifyTOTP), in one transaction; lockStep on the user
+// first, as CompleteTOTP: the same step on two replicas, one in a sign-in
+// and one here, matches once.
+func (s *Store) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, step int64, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE totp_credentials SET last_step = $1 WHERE user_id = $2 AND confirmed AND last_step < $1`, step, userID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			var found int
+			if err := tx.queryRow(`SELECT 1 FROM totp_credentials WHERE user_id = $1 AND confirmed`, userID).Scan(&found); err != nil {
+				return err // no credential: ErrNotFound
+			}
+			return storage.ErrReplay
+		}
+		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		_, err = tx.exec(`UPDATE sessions SET verified_at = $1 WHERE id_hash = $2`, unix(now), idHash)
+		return err
+	})
+	return mapErr("reverify totp", err)
+}
+
+// ReverifyRecovery records a fresh proof with a recovery code, consumed
+// (storage.Store.ReverifyRecovery).
+func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error) {
+	left := 0
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at = 0`,
+			revokedAt(now), userID, codeHash)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return storage.ErrNotFound
+		}
+		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE sessions SET verified_at = $1 WHERE id_hash = $2`, unix(now), idHash); err != nil {
+			return err
+		}
+		return tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID).Scan(&left)
+	})
+	return left, mapErr("reverify recovery", err)
+}
+
+// liveSessionOf takes lockStep on userID (the order of every step) and is
+// ErrNotFound unless idHash is a live session of that user: an ending
+// either committed first or waits for this transaction.
+func liveSessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
+	if _, err := lockUser(tx, userID, lockStep); err != nil {
+		return err
 	}
-	if n == 0 {
-		return mapErr("verify session", storage.ErrNotFound)
-	}
-	return nil
+	var one int
+	return tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`, idHash, userID, now.Unix()).Scan(&one)
 }

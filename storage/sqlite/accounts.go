@@ -83,16 +83,78 @@ func (s *Store) Sessions(ctx context.Context, userID string, now time.Time) ([]s
 		WHERE user_id = ? AND expires_at > ? ORDER BY last_seen_at DESC, created_at DESC, id_hash`, userID, now.Unix())
 }
 
-// VerifySession records a fresh proof of the second factor in the session.
-func (s *Store) VerifySession(ctx context.Context, idHash []byte, now time.Time) error {
-	n, err := s.exec(ctx, `UPDATE sessions SET verified_at = ? WHERE id_hash = ? AND expires_at > ?`, unix(now), idHash, now.Unix())
+// ReverifyTOTP records a fresh TOTP proof in the session
+// (storage.Store.ReverifyTOTP), in one transaction.
+func (s *Store) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, step int64, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
+			return err
+		}
+		// The guarded UPDATE is the replay check, shared with sign-ins.
+		n, err := tx.exec(`UPDATE totp_credentials SET last_step = ? WHERE user_id = ? AND confirmed = 1 AND last_step < ?`,
+			step, userID, step)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			row, err := tx.queryRow(`SELECT 1 FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+			if err != nil {
+				return err
+			}
+			var found int
+			if err := row.Scan(&found); err != nil {
+				return err // no credential: ErrNotFound
+			}
+			return storage.ErrReplay
+		}
+		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		_, err = tx.exec(`UPDATE sessions SET verified_at = ? WHERE id_hash = ?`, unix(now), idHash)
+		return err
+	})
+	return mapErr("reverify totp", err)
+}
+
+// ReverifyRecovery records a fresh proof with a recovery code, consumed
+// (storage.Store.ReverifyRecovery).
+func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error) {
+	left := 0
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
+			revokedAt(now), userID, codeHash)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return storage.ErrNotFound
+		}
+		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE sessions SET verified_at = ? WHERE id_hash = ?`, unix(now), idHash); err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at = 0`, userID)
+		if err != nil {
+			return err
+		}
+		return row.Scan(&left)
+	})
+	return left, mapErr("reverify recovery", err)
+}
+
+// liveSessionOf is ErrNotFound unless idHash is a live session of userID.
+func liveSessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
+	row, err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = ? AND user_id = ? AND expires_at > ?`, idHash, userID, now.Unix())
 	if err != nil {
-		return mapErr("verify session", err)
+		return err
 	}
-	if n == 0 {
-		return mapErr("verify session", storage.ErrNotFound)
-	}
-	return nil
+	var one int
+	return row.Scan(&one) // no row: ErrNotFound
 }
 
 func nullable(p *string) any {
