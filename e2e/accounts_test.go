@@ -210,3 +210,34 @@ func mustParse(t *testing.T, raw string) *url.URL {
 	}
 	return u
 }
+
+// TestDisableEndsWhatTheAccountHeld: disabling an account that is signed
+// in kills at once what it held: its refresh token (offline_access too),
+// its access token at userinfo, and its SSO session (prompt=none gets
+// login_required, no code).
+func TestDisableEndsWhatTheAccountHeld(t *testing.T) {
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	rp := NewRP(t, s, c)
+	u := AddUser(t, s.DB, "dina", "correct horse battery")
+	b := NewBrowser(t, "")
+	f := b.StartFlow(s, c, AuthParams{Scope: "openid offline_access"})
+	tok, err := rp.Exchange(f, f.Login(u))
+	if err != nil || tok.RefreshToken == "" {
+		t.Fatalf("exchange: %v (refresh token %t)", err, tok != nil && tok.RefreshToken != "")
+	}
+	if !lgAccessLive(t, s, tok) || !lgSessionWorks(t, b, s, c) {
+		t.Fatal("the sign-in's grants do not work before disabling")
+	}
+	CLI(t, s.DB, "", "user", "disable", u.Name)
+	st, body := confRefresh(t, s, c, tok.RefreshToken)
+	confWantInvalidGrant(t, "refresh after disabling", st, body)
+	if lgAccessLive(t, s, tok) {
+		t.Error("the access token still works at userinfo after disabling")
+	}
+	au, _ := AuthorizeURL(s, c, AuthParams{Extra: url.Values{"prompt": {"none"}}})
+	p := atkNoCodeFollow(t, b, s, b.Get(au), "prompt=none after disabling")
+	if !strings.Contains(p.Location, "error=login_required") {
+		t.Fatalf("prompt=none after disabling: %d %s, want login_required", p.Status, p.Location)
+	}
+}
