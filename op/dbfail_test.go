@@ -603,11 +603,7 @@ func TestSignInEndedBeforeItsCode(t *testing.T) {
 	ctx := context.Background()
 	var fs *failStore
 	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
-	f := startFlow(t, e)
-	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
-		t.Fatalf("password: %d", r.StatusCode)
-	}
-	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	f := annAtSecondFactor(t, e)
 	if r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("totp: %d\n%s", r.StatusCode, body)
 	}
@@ -660,11 +656,7 @@ func (f *failStore) CompleteFromSession(ctx context.Context, id string, s storag
 func TestSSOReuseOnABusyDatabase(t *testing.T) {
 	var fs *failStore
 	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
-	f := startFlow(t, e)
-	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
-		t.Fatalf("password: %d", r.StatusCode)
-	}
-	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	f := annAtSecondFactor(t, e)
 	if r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("totp: %d\n%s", r.StatusCode, body)
 	}
@@ -702,11 +694,7 @@ func TestSignInEndedBeforeItsSession(t *testing.T) {
 	ctx := context.Background()
 	var fs *failStore
 	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
-	f := startFlow(t, e)
-	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
-		t.Fatalf("password: %d", r.StatusCode)
-	}
-	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	f := annAtSecondFactor(t, e)
 	u, err := e.store.UserByUsername(ctx, "ann")
 	if err != nil {
 		t.Fatal(err)
@@ -727,4 +715,16 @@ func TestSignInEndedBeforeItsSession(t *testing.T) {
 			t.Fatalf("a session cookie %s was set for a cancelled sign-in", c.Name)
 		}
 	}
+}
+
+// annAtSecondFactor is a flow of ann past her password, its TOTP page
+// loaded.
+func annAtSecondFactor(t *testing.T, e *testEnv) *inFlow {
+	t.Helper()
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	return f
 }

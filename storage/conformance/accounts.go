@@ -8,7 +8,8 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-// session creates a live SSO session of user named name, from addr.
+// accountSession creates a live SSO session of user, named name, opened
+// at now from a fixed address and a user agent naming it.
 func accountSession(t *testing.T, s storage.Store, name, user string, now time.Time) storage.Session {
 	t.Helper()
 	sess := storage.Session{IDHash: hash(name), UserID: user, AuthTime: now, AMR: []string{"pwd", "otp", "mfa"}, ACR: "urn:mfa",

@@ -1816,13 +1816,7 @@ func testCodeAfterCancel(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	addUser(t, s, "u1")
 	now := t0
-	session := func(name string) storage.Session {
-		t.Helper()
-		sess := storage.Session{IDHash: hash(name), UserID: "u1", AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
-			ACR: "urn:totp-idp:mfa", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
-		ok(t, s.CreateSession(ctx, sess), "CreateSession %s", name)
-		return sess
-	}
+	session := func(name string) storage.Session { t.Helper(); return accountSession(t, s, name, "u1", now) }
 	stage := func(id string) string {
 		t.Helper()
 		a, err := s.AuthRequestByID(ctx, id, now)
@@ -1920,14 +1914,7 @@ func testTokensFollowReplace(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	addUser(t, s, "u1")
 	now := t0
-	mk := func(name string) storage.Session {
-		t.Helper()
-		sess := storage.Session{IDHash: hash(name), UserID: "u1", AuthTime: now, AMR: []string{"pwd", "otp", "mfa"},
-			ACR: "urn:mfa", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
-		ok(t, s.CreateSession(ctx, sess), "CreateSession %s", name)
-		return sess
-	}
-	s1, s2 := mk("s1"), mk("s2")
+	s1, s2 := accountSession(t, s, "s1", "u1", now), accountSession(t, s, "s2", "u1", now)
 
 	// A code redeemed through S1, then S1 replaced by S2, then the tokens
 	// stored with the S1 the token endpoint read at redemption.

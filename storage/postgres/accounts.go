@@ -117,21 +117,15 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
 			return err
 		}
-		n, err := tx.exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at = 0`,
-			revokedAt(now), userID, codeHash)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return storage.ErrNotFound
-		}
-		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE sessions SET verified_at = $1 WHERE id_hash = $2`, unix(now), idHash); err != nil {
 			return err
 		}
-		return tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID).Scan(&left)
+		var err error
+		left, err = recoveryCodesLeft(tx, userID)
+		return err
 	})
 	return left, mapErr("reverify recovery", err)
 }

@@ -162,30 +162,44 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 		if confirmed == 0 {
 			return storage.ErrWrongState
 		}
-		// Exactly one row changes, or the code is wrong or used (docs/THREAT-MODEL.md R-S4):
-		// a concurrent use of the same code, on any replica, holds the row
-		// until it commits, and this UPDATE then finds used_at set.
-		n, err := tx.exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at = 0`,
-			revokedAt(now), userID, codeHash)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return storage.ErrNotFound
-		}
-		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE auth_requests SET stage = $1, auth_time = $2, amr = $3, acr = $4 WHERE id = $5`,
 			storage.StageDone, unix(now), list(amr), acr, id); err != nil {
 			return err
 		}
-		return tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID).Scan(&left)
+		left, err = recoveryCodesLeft(tx, userID)
+		return err
 	})
 	if err != nil {
 		return 0, mapErr("complete recovery", err)
 	}
 	return left, nil
+}
+
+// useRecoveryCode consumes the user's unused recovery code codeHash and
+// records the second factor's success; ErrNotFound when there is none.
+// Exactly one row changes, or the code is wrong or used (docs/THREAT-MODEL.md
+// R-S4): a concurrent use of the same code, on any replica, holds the row
+// until it commits, and this UPDATE then finds used_at set.
+func useRecoveryCode(tx *txn, userID string, codeHash []byte, now time.Time) error {
+	n, err := tx.exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at = 0`,
+		revokedAt(now), userID, codeHash)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return storage.ErrNotFound
+	}
+	return resetAttempt(tx, userID, storage.FactorTOTP, now)
+}
+
+// recoveryCodesLeft counts the user's unused recovery codes.
+func recoveryCodesLeft(tx *txn, userID string) (int, error) {
+	var left int
+	err := tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at = 0`, userID).Scan(&left)
+	return left, err
 }
 
 // reencryptBatch is how many sealed values one UPDATE of ReencryptSecrets

@@ -124,25 +124,15 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 		if err := liveSessionOf(tx, idHash, userID, now); err != nil {
 			return err
 		}
-		n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
-			revokedAt(now), userID, codeHash)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return storage.ErrNotFound
-		}
-		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE sessions SET verified_at = ? WHERE id_hash = ?`, unix(now), idHash); err != nil {
 			return err
 		}
-		row, err := tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at = 0`, userID)
-		if err != nil {
-			return err
-		}
-		return row.Scan(&left)
+		var err error
+		left, err = recoveryCodesLeft(tx, userID)
+		return err
 	})
 	return left, mapErr("reverify recovery", err)
 }

@@ -156,27 +156,15 @@ func (s *Store) CompleteRecovery(ctx context.Context, id, userID string, codeHas
 		if confirmed == 0 {
 			return storage.ErrWrongState
 		}
-		// Exactly one row changes, or the code is wrong or used (docs/THREAT-MODEL.md R-S4).
-		n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
-			revokedAt(now), userID, codeHash)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return storage.ErrNotFound
-		}
-		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
+		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE auth_requests SET stage = ?, auth_time = ?, amr = ?, acr = ? WHERE id = ?`,
 			storage.StageDone, unix(now), list(amr), acr, id); err != nil {
 			return err
 		}
-		row, err = tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at = 0`, userID)
-		if err != nil {
-			return err
-		}
-		return row.Scan(&left)
+		left, err = recoveryCodesLeft(tx, userID)
+		return err
 	})
 	if err != nil {
 		return 0, mapErr("complete recovery", err)
@@ -255,4 +243,31 @@ func (s *Store) ReencryptSecrets(ctx context.Context, fn func(kind storage.Secre
 		return 0, mapErr("reencrypt secrets", err)
 	}
 	return total, nil
+}
+
+// useRecoveryCode consumes the user's unused recovery code codeHash and
+// records the second factor's success; ErrNotFound when there is none.
+// Exactly one row changes, or the code is wrong or used
+// (docs/THREAT-MODEL.md R-S4).
+func useRecoveryCode(tx *txn, userID string, codeHash []byte, now time.Time) error {
+	n, err := tx.exec(`UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at = 0`,
+		revokedAt(now), userID, codeHash)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return storage.ErrNotFound
+	}
+	return resetAttempt(tx, userID, storage.FactorTOTP, now)
+}
+
+// recoveryCodesLeft counts the user's unused recovery codes.
+func recoveryCodesLeft(tx *txn, userID string) (int, error) {
+	row, err := tx.queryRow(`SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at = 0`, userID)
+	if err != nil {
+		return 0, err
+	}
+	var left int
+	err = row.Scan(&left)
+	return left, err
 }
