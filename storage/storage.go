@@ -382,6 +382,8 @@ type AuditFilter struct {
 	UserID string
 	Since  time.Time
 	Limit  int
+	// Newest lists newest first, so that Limit keeps the latest events.
+	Newest bool
 }
 
 // SchemaChecker is implemented by a backend that can tell whether the

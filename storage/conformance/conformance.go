@@ -1565,6 +1565,13 @@ func testAudit(t *testing.T, s storage.Store) {
 	if got := types(evs); !slices.Equal(got, []string{"login.done"}) {
 		t.Fatalf("ListAudit combined filter: %v", got)
 	}
+	// Newest first: the latest events of a user, however many older ones
+	// an attacker's failures left (the account page's recent events).
+	evs, err = s.ListAudit(ctx, storage.AuditFilter{UserID: "u1", Limit: 2, Newest: true})
+	ok(t, err, "ListAudit newest")
+	if got := types(evs); !slices.Equal(got, []string{"user.locked", "login.done"}) {
+		t.Fatalf("ListAudit newest first: %v", got)
+	}
 }
 
 // testAuditRetention: DeleteAuditBefore deletes exactly the events older

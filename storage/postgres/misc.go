@@ -134,7 +134,8 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	return mapErr("append audit", err)
 }
 
-// ListAudit returns the events matching f, oldest first (by id). A positive
+// ListAudit returns the events matching f, oldest first (by id; newest first
+// with f.Newest). A positive
 // Limit returns at most that many: the first ones in that order.
 func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEvent, error) {
 	// The WHERE clause is built from fixed fragments; values are bound.
@@ -153,6 +154,9 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id"
+	if f.Newest {
+		q += " DESC"
+	}
 	if f.Limit > 0 {
 		args = append(args, f.Limit)
 		q += fmt.Sprintf(" LIMIT $%d", len(args))
