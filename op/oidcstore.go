@@ -2,9 +2,7 @@ package op
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -127,7 +125,7 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 	if ri.tokenClient == "" || ri.tokenClient != info.ClientID {
 		return nil, oidc.ErrInvalidGrant().WithDescription("code not issued to this client")
 	}
-	if info.CodeChallenge != "" && !pkceS256Matches(ri.codeVerifier, info.CodeChallenge) {
+	if info.CodeChallenge != "" && !secret.S256Matches(ri.codeVerifier, info.CodeChallenge) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code_verifier")
 	}
 	a, err := o.s.store.ConsumeAuthCode(ctx, secret.Hash(code), o.s.cfg.now())
@@ -145,13 +143,6 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 		return nil, storage.ErrWrongState
 	}
 	return &authRequest{a: a, acr: o.s.cfg.ACR}, nil
-}
-
-// pkceS256Matches compares BASE64URL(SHA256(verifier)) with the challenge
-// in constant time (RFC 7636 §4.6).
-func pkceS256Matches(verifier, challenge string) bool {
-	sum := sha256.Sum256([]byte(verifier))
-	return verifier != "" && subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
 // SaveAuthCode stores one code per auth request, only once both factors are

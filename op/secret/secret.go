@@ -5,6 +5,7 @@ package secret
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 )
 
@@ -23,4 +24,17 @@ func New(n int) string {
 func Hash(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
+}
+
+// S256Challenge is BASE64URL(SHA256(verifier)), a PKCE S256 challenge
+// (RFC 7636 §4.2).
+func S256Challenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// S256Matches compares verifier's S256 challenge with challenge in
+// constant time (RFC 7636 §4.6); an empty verifier never matches.
+func S256Matches(verifier, challenge string) bool {
+	return verifier != "" && subtle.ConstantTimeCompare([]byte(S256Challenge(verifier)), []byte(challenge)) == 1
 }
