@@ -30,6 +30,8 @@ type failStore struct {
 	err        error
 	beforeSave func()
 	beforeOpen func()
+
+	beforeSetPassword func()
 }
 
 func (f *failStore) set(name string, err error) {
@@ -727,4 +729,62 @@ func annAtSecondFactor(t *testing.T, e *testEnv) *inFlow {
 	}
 	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
 	return f
+}
+
+func (f *failStore) SetPassword(ctx context.Context, userID string, c storage.PasswordChange, now time.Time) (storage.Ended, error) {
+	f.mu.Lock()
+	hook := f.beforeSetPassword
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return f.Store.SetPassword(ctx, userID, c, now)
+}
+
+// TestOperatorResetWinsOverTheForm: an operator resets the password again
+// (set-password --must-change) while the user's new-password form is being
+// handled. The user's change does not overwrite the operator's: the form
+// answers that the sign-in ended, the operator's password stands and the
+// account must still change it (review of issue 12, F1).
+func TestOperatorResetWinsOverTheForm(t *testing.T) {
+	ctx := context.Background()
+	var fs *failStore
+	e := newTestEnvOn(t, nil, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	const temp, again = "velvet compass seven", "amber lantern forty"
+	if _, _, err := e.admin.SetPassword(ctx, "ann", temp, true, false); err != nil {
+		t.Fatal(err)
+	}
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {temp}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	if r, body := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, time.Now())}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("totp: %d\n%s", r.StatusCode, body)
+	}
+	if status, body := f.load(t, e.ts.URL+login.URL(f.form.Get("id"))); status != http.StatusOK || !strings.Contains(body, "new-password") {
+		t.Fatalf("the new-password form: %d\n%s", status, body)
+	}
+	fs.mu.Lock()
+	fs.beforeSetPassword = func() {
+		fs.mu.Lock()
+		fs.beforeSetPassword = nil
+		fs.mu.Unlock()
+		if _, _, err := e.admin.SetPassword(ctx, "ann", again, true, false); err != nil {
+			t.Error(err)
+		}
+	}
+	fs.mu.Unlock()
+	r, body := f.postPage(t, login.NewPasswordPath, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}})
+	if r.StatusCode != http.StatusBadRequest || strings.Contains(r.Header.Get("Location"), "code=") {
+		t.Fatalf("the form after the operator's reset: %d %s\n%s", r.StatusCode, r.Header.Get("Location"), body)
+	}
+	u, err := e.store.UserByUsername(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := e.admin.Hasher.Verify(ctx, u.PasswordHash, again)
+	if err != nil || !ok || !u.MustChangePassword {
+		t.Fatalf("after the race: operator's password kept %t (%v), must change %t", ok, err, u.MustChangePassword)
+	}
 }

@@ -112,6 +112,18 @@ type User struct {
 	PasswordChangedAt time.Time
 }
 
+// PasswordChange is a new password (SetPassword).
+type PasswordChange struct {
+	Hash       string // the argon2id PHC string
+	MustChange bool   // the user chooses another after their next sign-in's factors
+	// Keep is the SSO session of the user's own change: it stays, and the
+	// change requires it live (nil: an operator's change, nothing kept).
+	Keep []byte
+	// OldHash, when set, is the hash the change replaces: another change
+	// in between makes this one fail (ErrWrongState).
+	OldHash string
+}
+
 // UserUpdate is a change of a user's profile: nil fields stay.
 type UserUpdate struct {
 	Name          *string
@@ -252,15 +264,15 @@ type AuthRequest struct {
 
 // Ended counts what an operator action or a changed factor ended.
 type Ended struct {
-	Sessions int // SSO sessions deleted
-	Tokens   int // access and refresh tokens revoked
+	Sessions int `json:"sessions"` // SSO sessions deleted
+	Tokens   int `json:"tokens"`   // access and refresh tokens revoked
 	// SignIns counts sign-ins in progress cancelled: requests at the
 	// second step, done and waiting for their callback, or holding a code
 	// not yet redeemed.
-	SignIns int
+	SignIns int `json:"sign_ins"`
 	// Devices counts remembered devices forgotten (their cookies no
 	// longer count on their own password counters).
-	Devices int
+	Devices int `json:"devices"`
 }
 
 // Device is a remembered browser (OWASP's "device cookie" against online
@@ -652,15 +664,19 @@ type Store interface {
 
 	// Account lifecycle.
 	//
-	// SetPassword stores a new password hash for the user and, in the same
+	// SetPassword stores c.Hash as the user's password and, in the same
 	// transaction, ends what the old password may have opened: every SSO
-	// session but keep (nil: all), every remembered device, every sign-in
-	// in progress, and every token not issued through keep, offline grants
-	// included. The TOTP failure counter and budget are reset (the
-	// password is no longer an attacker's, who may have spent them).
-	// MustChangePassword becomes mustChange, PasswordChangedAt now.
+	// session but c.Keep (nil: all), every remembered device, every
+	// sign-in in progress but those linked to c.Keep, and every token not
+	// issued through c.Keep, offline grants included. The TOTP failure
+	// counter and budget are reset (the password is no longer an
+	// attacker's, who may have spent them). MustChangePassword becomes
+	// c.MustChange, PasswordChangedAt now. A user's own change names the
+	// hash it replaces and the session it keeps: it happens only while
+	// both still hold and the account is not disabled, so an operator's
+	// reset, a disable or an ending that landed first wins (ErrWrongState).
 	// ErrNotFound for an unknown user.
-	SetPassword(ctx context.Context, userID, hash string, mustChange bool, keep []byte, now time.Time) (Ended, error)
+	SetPassword(ctx context.Context, userID string, c PasswordChange, now time.Time) (Ended, error)
 	// SetDisabled disables the account (DisabledAt = now) and ends
 	// everything it is signed in with, as EndUserSessions does; or enables
 	// it again. ErrNotFound for an unknown user.

@@ -30,7 +30,7 @@ func (a *Admin) SetPassword(ctx context.Context, name, pw string, mustChange, al
 	if err != nil {
 		return u, storage.Ended{}, err
 	}
-	ended, err := a.Store.SetPassword(ctx, u.ID, hash, mustChange, nil, a.now())
+	ended, err := a.Store.SetPassword(ctx, u.ID, storage.PasswordChange{Hash: hash, MustChange: mustChange}, a.now())
 	if err != nil {
 		return u, ended, err
 	}

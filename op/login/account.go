@@ -102,7 +102,13 @@ func (h *Handler) newPasswordStep(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return pages.Internal("hash the new password", err)
 	}
-	ended, err := h.store.SetPassword(ctx, u.ID, hash, false, a.SessionHash, h.now())
+	// Only over the password read above and with this browser's session
+	// still live: an operator's reset, a disable or an ending in between
+	// wins (second review of issue 12, F1).
+	ended, err := h.store.SetPassword(ctx, u.ID, storage.PasswordChange{Hash: hash, Keep: a.SessionHash, OldHash: u.PasswordHash}, h.now())
+	if errors.Is(err, storage.ErrWrongState) {
+		return h.LinkError(r, a.ID, storage.ErrNotFound)
+	}
 	if err != nil {
 		return pages.Internal("store the new password", err)
 	}

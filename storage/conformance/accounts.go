@@ -74,7 +74,7 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	}
 
 	later := now.Add(time.Minute)
-	e, err := s.SetPassword(ctx, "u1", "$argon2id$new", false, keep.IDHash, later)
+	e, err := s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$new", Keep: keep.IDHash}, later)
 	ok(t, err, "SetPassword")
 	if e.Sessions != 1 || e.Devices != 1 || e.SignIns != 1 || e.Tokens != 6 {
 		t.Errorf("SetPassword ended %+v, want 1 session, 1 device, 1 sign-in, 6 tokens", e)
@@ -110,7 +110,7 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	}
 
 	// The operator's reset: no session kept, a new password required.
-	e, err = s.SetPassword(ctx, "u1", "$argon2id$temp", true, nil, later)
+	e, err = s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$temp", MustChange: true}, later)
 	ok(t, err, "SetPassword --must-change")
 	if e.Sessions != 1 || e.Tokens != 2 {
 		t.Errorf("SetPassword without keep ended %+v, want the kept session and its 2 tokens", e)
@@ -127,7 +127,16 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	isErr(t, s.SaveAuthCode(ctx, "must-change", hash("code-mc"), later, later.Add(time.Minute)), storage.ErrWrongState,
 		"SaveAuthCode while the password must change")
 	doneRequest(t, s, "elsewhere", "u1", later)
-	e, err = s.SetPassword(ctx, "u1", "$argon2id$chosen", false, mine.IDHash, later)
+	// The user's change names the hash it replaces: an operator's reset in
+	// between wins, and so does a logout of the kept session.
+	_, err = s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$mine", Keep: mine.IDHash, OldHash: "$argon2id$stale"}, later)
+	isErr(t, err, storage.ErrWrongState, "SetPassword over a hash that changed meanwhile")
+	gone := accountSession(t, s, "gone-before", "u1", later)
+	_, err = s.EndSession(ctx, gone.IDHash, later)
+	ok(t, err, "EndSession")
+	_, err = s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$mine", Keep: gone.IDHash, OldHash: "$argon2id$temp"}, later)
+	isErr(t, err, storage.ErrWrongState, "SetPassword keeping a session that ended meanwhile")
+	e, err = s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$chosen", Keep: mine.IDHash, OldHash: "$argon2id$temp"}, later)
 	ok(t, err, "SetPassword by the user")
 	if e.SignIns != 1 || e.Sessions != 0 {
 		t.Errorf("the user's new password ended %+v, want only the other sign-in", e)
@@ -136,7 +145,7 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	isErr(t, s.SaveAuthCode(ctx, "elsewhere", hash("code-else"), later, later.Add(time.Minute)), storage.ErrNotFound,
 		"SaveAuthCode of the other sign-in")
 
-	_, err = s.SetPassword(ctx, "nobody", "$argon2id$x", false, nil, later)
+	_, err = s.SetPassword(ctx, "nobody", storage.PasswordChange{Hash: "$argon2id$x"}, later)
 	isErr(t, err, storage.ErrNotFound, "SetPassword unknown user")
 }
 

@@ -5,27 +5,45 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/totp-idp/idp/storage"
 )
 
 // SetPassword stores the new hash and ends what the old password may have
 // opened (storage.Store.SetPassword), in one transaction under lockEnd on
-// the user, the order of every ending.
-func (s *Store) SetPassword(ctx context.Context, userID, hash string, mustChange bool, keep []byte, now time.Time) (storage.Ended, error) {
-	if hash == "" {
+// the user, the order of every ending: a concurrent reset, disable or
+// ending either committed first (and this one checks what it left) or
+// waits for this one.
+func (s *Store) SetPassword(ctx context.Context, userID string, c storage.PasswordChange, now time.Time) (storage.Ended, error) {
+	if c.Hash == "" {
 		return storage.Ended{}, errors.New("postgres: set password: empty hash")
 	}
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		if err := userExists(tx, userID, lockEnd); err != nil {
-			return err
+		var current string
+		var disabled int64
+		if err := tx.queryRow(`SELECT password_hash, disabled_at FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&current, &disabled); err != nil {
+			return err // no row: ErrNotFound
+		}
+		if c.OldHash != "" && (current != c.OldHash || disabled != 0) {
+			return storage.ErrWrongState
+		}
+		if c.Keep != nil {
+			var one int
+			if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
+				c.Keep, userID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+				return storage.ErrWrongState
+			} else if err != nil {
+				return err
+			}
 		}
 		if _, err := tx.exec(`UPDATE users SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4`,
-			hash, mustChange, unix(now), userID); err != nil {
+			c.Hash, c.MustChange, unix(now), userID); err != nil {
 			return err
 		}
 		var err error
-		if e, err = endUserExcept(tx, userID, keep, now); err != nil {
+		if e, err = endUserExcept(tx, userID, c.Keep, now); err != nil {
 			return err
 		}
 		// The second factor's failures and budget start again.

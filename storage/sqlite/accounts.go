@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
@@ -10,21 +11,36 @@ import (
 
 // SetPassword stores the new hash and ends what the old password may have
 // opened (storage.Store.SetPassword), in one transaction.
-func (s *Store) SetPassword(ctx context.Context, userID, hash string, mustChange bool, keep []byte, now time.Time) (storage.Ended, error) {
-	if hash == "" {
+func (s *Store) SetPassword(ctx context.Context, userID string, c storage.PasswordChange, now time.Time) (storage.Ended, error) {
+	if c.Hash == "" {
 		return storage.Ended{}, errors.New("sqlite: set password: empty hash")
 	}
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		n, err := tx.exec(`UPDATE users SET password_hash = ?, must_change_password = ?, password_changed_at = ? WHERE id = ?`,
-			hash, boolInt(mustChange), unix(now), userID)
+		row, err := tx.queryRow(`SELECT password_hash, disabled_at FROM users WHERE id = ?`, userID)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return storage.ErrNotFound
+		var current string
+		var disabled int64
+		if err := row.Scan(&current, &disabled); err != nil {
+			return err // no row: ErrNotFound
 		}
-		if e, err = endUserExcept(tx, userID, keep, now); err != nil {
+		if c.OldHash != "" && (current != c.OldHash || disabled != 0) {
+			return storage.ErrWrongState
+		}
+		if c.Keep != nil {
+			if err := liveSessionOf(tx, c.Keep, userID, now); errors.Is(err, sql.ErrNoRows) {
+				return storage.ErrWrongState
+			} else if err != nil {
+				return err
+			}
+		}
+		if _, err := tx.exec(`UPDATE users SET password_hash = ?, must_change_password = ?, password_changed_at = ? WHERE id = ?`,
+			c.Hash, boolInt(c.MustChange), unix(now), userID); err != nil {
+			return err
+		}
+		if e, err = endUserExcept(tx, userID, c.Keep, now); err != nil {
 			return err
 		}
 		// The second factor's failures and budget start again.
