@@ -241,3 +241,51 @@ func TestDisableEndsWhatTheAccountHeld(t *testing.T) {
 		t.Fatalf("prompt=none after disabling: %d %s, want login_required", p.Status, p.Location)
 	}
 }
+
+// TestDisabledAccountCannotEnroll: an account waiting to enrol at login is
+// disabled (its first password may have leaked). Its password still leads
+// to the enrolment page, as for an enabled account, but confirming an
+// authenticator there is refused with the disabled page and plants
+// nothing, so that enabling it later does not admit whoever tried (review
+// of issue 12, F2).
+func TestDisabledAccountCannotEnroll(t *testing.T) {
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	u := enrAddUserAtLogin(t, s.DB, "nell", "correct horse battery")
+	CLI(t, s.DB, "", "user", "disable", u.Name)
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	page := enrPasswordToEnroll(t, f, u)
+	p := enrPost(f, "/login/enroll", url.Values{"code": {enrCode(t, enrSecret(t, page.Body), time.Now())}})
+	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "This account is disabled") {
+		t.Fatalf("enrolment confirmed by a disabled account: %d\n%s", p.Status, p.Body)
+	}
+	if out := CLI(t, s.DB, "", "user", "show", u.Name); !strings.Contains(out, "totp:       false") {
+		t.Fatalf("a disabled account has an authenticator:\n%s", out)
+	}
+}
+
+// TestMustChangeWithPromptNone: prompt=none of a must-change account with
+// an SSO session gets interaction_required at the application, not the
+// form (OpenID Connect Core §3.1.2.1; review of issue 12, F5).
+func TestMustChangeWithPromptNone(t *testing.T) {
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "mira", "correct horse battery")
+	const temp = "velvet compass seven"
+	CLI(t, s.DB, temp+"\n", "user", "set-password", u.Name, "--password-stdin", "--must-change")
+	b := NewBrowser(t, "")
+	f := b.StartFlow(s, c, AuthParams{})
+	acPasswordPage(t, f, u.Name, temp)
+	form := b.Get(f.TOTP(u.Code(time.Now())).Location)
+	for i := 0; form.Status == http.StatusSeeOther && i < 3; i++ {
+		form = b.Get(form.Location)
+	}
+	if form.Status != http.StatusOK || !strings.Contains(form.Body, `autocomplete="new-password"`) {
+		t.Fatalf("after both factors: %d, want the new-password form", form.Status)
+	}
+	au, _ := AuthorizeURL(s, c, AuthParams{Extra: url.Values{"prompt": {"none"}}})
+	p := atkNoCodeFollow(t, b, s, b.Get(au), "prompt=none while the password must change")
+	if !strings.Contains(p.Location, "error=interaction_required") {
+		t.Fatalf("prompt=none while the password must change: %d %s\n%s", p.Status, p.Location, p.Body)
+	}
+}

@@ -501,7 +501,8 @@ type Store interface {
 	SetPendingTOTP(ctx context.Context, id, userID string, sealed []byte, replace bool, now time.Time) error
 	// ConfirmEnrollment, in one transaction: requires the live request in
 	// password_ok for cred.UserID with a pending secret, and the user
-	// without a TOTP credential (ErrWrongState otherwise); stores cred
+	// enabled and without a TOTP credential (ErrWrongState otherwise: a
+	// disabled account plants no authenticator); stores cred
 	// (its LastStep is the confirming code's step, so that code cannot be
 	// replayed), replaces the user's recovery codes with recoveryHashes,
 	// clears the pending secret and the user's EnrollPendingSince, resets

@@ -277,3 +277,31 @@ func TestCLIUserLifecycleCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIPasswordMinLengthBounds: the CLI's --password-min-length has the
+// bounds of serve's (8 to 64): a lower one would skip the rules without
+// --allow-weak's audit (review of issue 12, F3); and a new e-mail address
+// is not verified because the old one was (F4).
+func TestCLIPasswordMinLengthBounds(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	if err := seal.GenerateKeyFile(db + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"1", "7", "65"} {
+		if _, _, err := runCLI(t, "Zq\n", "user", "add", "vera", "--db", db, "--password-stdin", "--enroll-at-login", "--password-min-length", n); err == nil || exitCode(err) != 2 {
+			t.Errorf("--password-min-length %s: %v, want a usage error", n, err)
+		}
+	}
+	if _, _, err := runCLI(t, "amber lantern forty\n", "user", "add", "vera", "--db", db, "--password-stdin", "--enroll-at-login",
+		"--email", "vera@example.com", "--email-verified"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, "", "user", "update", "vera", "--db", db, "--email", "attacker@evil.example", "--json")
+	if err != nil || !strings.Contains(out, `"email_verified":false`) {
+		t.Fatalf("update --email of a verified address: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "", "user", "update", "vera", "--db", db, "--email", "vera@example.org", "--email-verified=true", "--json")
+	if err != nil || !strings.Contains(out, `"email_verified":true`) {
+		t.Fatalf("update --email --email-verified=true: %v\n%s", err, out)
+	}
+}

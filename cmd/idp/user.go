@@ -73,6 +73,11 @@ func (e *env) user(ctx context.Context, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["password-min-length"] && (minLength < password.DefaultMinLength || minLength > 64) {
+		// The bounds of serve's flag: below 8 is --allow-weak's business,
+		// and that is audited (review of issue 12, F3).
+		return usageError{fmt.Sprintf("--password-min-length: must be between %d and 64 characters, not %d (NIST SP 800-63B-4 §3.1.1.2; --allow-weak skips the rules, audited)", password.DefaultMinLength, minLength)}
+	}
 	st, err := openStore(ctx, *db)
 	if err != nil {
 		return err

@@ -75,6 +75,12 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 		if err := CheckEmail(*up.Email); err != nil {
 			return u, err
 		}
+		if *up.Email != u.Email && up.EmailVerified == nil {
+			// A new address is not verified because the old one was
+			// (the email_verified claim; review of issue 12, F4).
+			no := false
+			up.EmailVerified = &no
+		}
 	}
 	if up.Name != nil {
 		if err := checkName(*up.Name); err != nil {

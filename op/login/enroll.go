@@ -179,6 +179,12 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The password and the new authenticator's code are both proven: a
+	// disabled account learns it now and plants nothing (ConfirmEnrollment
+	// refuses it too; review of issue 12, F2).
+	if gate := h.AccountGate(r, a); gate != nil && !errors.Is(gate, ErrMustChange) {
+		return gate
+	}
 	sealed, err := h.sealer.Seal(ctx, seal.AADTOTP(a.UserID), secret)
 	if err != nil {
 		return pages.Internal("seal totp", err)

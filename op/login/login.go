@@ -103,6 +103,12 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if errors.Is(gate, ErrMustChange) {
+			if slices.Contains(a.Prompt, oidc.PromptNone) {
+				// The form is an interaction (OpenID Connect Core
+				// §3.1.2.1); review of issue 12, F5.
+				h.redirectError(w, r, &a, oidc.ErrInteractionRequired().WithDescription("the password must be changed"))
+				return nil
+			}
 			u, err := h.store.UserByID(ctx, a.UserID)
 			if err != nil {
 				return pages.Internal("user for a new password", err)

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -173,6 +174,19 @@ func testSetDisabled(t *testing.T, s storage.Store) {
 	doneRequest(t, s, "while", "u1", now)
 	isErr(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), storage.ErrWrongState,
 		"SaveAuthCode for a disabled account")
+
+	// Nor may it plant an authenticator with its password alone (review of
+	// issue 12, F2).
+	addUser(t, s, "fresh")
+	_, err = s.SetDisabled(ctx, "fresh", true, now)
+	ok(t, err, "SetDisabled fresh")
+	passwordOK(t, s, "enr", "fresh", now)
+	ok(t, s.SetPendingTOTP(ctx, "enr", "fresh", []byte("sealed"), false, now), "SetPendingTOTP")
+	isErr(t, s.ConfirmEnrollment(ctx, "enr", storage.TOTPCredential{UserID: "fresh", Secret: []byte("sealed"), Confirmed: true, LastStep: 1},
+		[][]byte{hash("rc")}, now), storage.ErrWrongState, "ConfirmEnrollment of a disabled account")
+	if _, err := s.TOTPByUser(ctx, "fresh"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a disabled account enrolled an authenticator: %v", err)
+	}
 
 	e, err = s.SetDisabled(ctx, "u1", false, now)
 	ok(t, err, "SetDisabled false")

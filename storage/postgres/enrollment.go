@@ -69,7 +69,8 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.T
 		}
 		n, err := tx.exec(`UPDATE auth_requests SET stage = $1, pending_totp = NULL
 			WHERE id = $2 AND stage = $3 AND user_id = $4 AND expires_at > $5 AND pending_totp IS NOT NULL
-			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $4)`,
+			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $4)
+			AND NOT EXISTS (SELECT 1 FROM users WHERE id = $4 AND disabled_at <> 0)`,
 			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix())
 		if err != nil {
 			return err

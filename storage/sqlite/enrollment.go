@@ -62,8 +62,9 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, id string, cred storage.T
 	err := s.write(ctx, func(tx *txn) error {
 		n, err := tx.exec(`UPDATE auth_requests SET stage = ?, pending_totp = NULL
 			WHERE id = ? AND stage = ? AND user_id = ? AND expires_at > ? AND pending_totp IS NOT NULL
-			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = ?)`,
-			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID)
+			AND NOT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = ?)
+			AND NOT EXISTS (SELECT 1 FROM users WHERE id = ? AND disabled_at <> 0)`,
+			storage.StageEnrolled, id, storage.StagePasswordOK, cred.UserID, now.Unix(), cred.UserID, cred.UserID)
 		if err != nil {
 			return err
 		}
