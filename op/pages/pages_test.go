@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/templates"
 )
 
@@ -33,8 +34,13 @@ func TestCatalogueComplete(t *testing.T) {
 		MsgWrongRecovery, MsgNotFound, MsgUnknownClient, MsgBadRedirect, MsgBadRequest, MsgBadLogout, MsgIPLimited, MsgStartedElsewhere, MsgEnrollExpired,
 		"title.signin", "title.code", "title.enroll", "title.codes", "title.recovery", "title.recovered",
 		"title.locked", "title.error", "title.service_error", "title.loggedout", "title.logout",
-		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours"} {
+		"duration.second", "duration.seconds", "duration.minute", "duration.minutes", "duration.hours",
+		MsgDisabled, MsgPasswordsDiffer, MsgSamePassword, "title.newpassword"} {
 		used[k] = true
+	}
+	// Every reason a new password is refused has its sentence.
+	for _, r := range password.Reasons {
+		used[MsgWeak(string(r))] = true
 	}
 	if len(used) < 40 {
 		t.Fatalf("found only %d keys; the scan is broken", len(used))

@@ -3,6 +3,7 @@ package password
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/totp-idp/idp/op/password/blocklist"
@@ -33,7 +34,11 @@ const (
 	Repetitive       Reason = "repetitive"
 	ContainsUsername Reason = "contains_username"
 	ContainsEmail    Reason = "contains_email"
+	NotText          Reason = "not_text"
 )
+
+// Reasons are all the reasons, for the pages' message catalogue.
+var Reasons = []Reason{TooShort, TooLong, Common, Repetitive, ContainsUsername, ContainsEmail, NotText}
 
 // WeakError is a password refused by the policy.
 type WeakError struct {
@@ -55,6 +60,8 @@ func (e *WeakError) Error() string {
 		return "the password contains the username"
 	case ContainsEmail:
 		return "the password contains the e-mail address"
+	case NotText:
+		return "the password contains bytes that are not text (invalid UTF-8)"
 	}
 	return "the password is refused"
 }
@@ -66,33 +73,113 @@ func (p Policy) Check(pw, username, email string) error {
 	if minLen <= 0 {
 		minLen = DefaultMinLength
 	}
-	n := Normalize(pw)
-	if len(n) > MaxBytes || len(pw) > MaxBytes {
+	// The typed bytes are bounded, as the hasher bounds them: NFKC may
+	// grow a string 18-fold (U+FDFA), and 64 such characters must pass.
+	if len(pw) > MaxBytes {
 		return &WeakError{Reason: TooLong}
 	}
+	if !utf8.ValidString(pw) {
+		return &WeakError{Reason: NotText}
+	}
+	n := Normalize(pw)
 	if utf8.RuneCountInString(n) < minLen {
 		return &WeakError{Reason: TooShort, Min: minLen}
 	}
 	folded := strings.ToLower(n)
+	// squeezed drops what does not change what a person remembers: spaces
+	// and invisible characters (a zero-width space inside "password").
+	squeezed := squeeze(folded)
+	for _, v := range variants(squeezed) {
+		if blocklist.Contains(v) {
+			return &WeakError{Reason: Common}
+		}
+	}
 	if blocklist.Contains(folded) {
 		return &WeakError{Reason: Common}
 	}
-	if repetitive(folded) {
+	if repetitive(squeezed) || repeatedUnit(squeezed) {
 		return &WeakError{Reason: Repetitive}
 	}
 	// Context-specific words (§3.1.1.2): the name people sign in with and
 	// the address, whole or its local part; short fragments would refuse
 	// too much for nothing.
-	if u := strings.ToLower(Normalize(strings.TrimSpace(username))); utf8.RuneCountInString(u) >= minContext && strings.Contains(folded, u) {
+	if u := squeeze(strings.ToLower(Normalize(strings.TrimSpace(username)))); utf8.RuneCountInString(u) >= minContext && strings.Contains(squeezed, u) {
 		return &WeakError{Reason: ContainsUsername}
 	}
-	if e := strings.ToLower(Normalize(strings.TrimSpace(email))); e != "" {
+	if e := squeeze(strings.ToLower(Normalize(strings.TrimSpace(email)))); e != "" {
 		local, _, _ := strings.Cut(e, "@")
-		if strings.Contains(folded, e) || utf8.RuneCountInString(local) >= minContext && strings.Contains(folded, local) {
+		if strings.Contains(squeezed, e) || utf8.RuneCountInString(local) >= minContext && strings.Contains(squeezed, local) {
 			return &WeakError{Reason: ContainsEmail}
 		}
 	}
 	return nil
+}
+
+// squeeze removes white space and format characters (zero-width, bidi).
+func squeeze(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// variants are the forms of a squeezed password compared with the list:
+// itself, its core without the digits and signs around it ("Password1!",
+// "!!dragon2024", "Summer2024"), and that core with the usual
+// substitutions undone ("P@ssw0rd1").
+func variants(s string) []string {
+	core := strings.TrimFunc(s, func(r rune) bool { return !unicode.IsLetter(r) })
+	out := []string{s}
+	if core != "" && core != s {
+		out = append(out, core)
+	}
+	// The core of the un-substituted form: "p@ssw0rd1" is "password1",
+	// then "password".
+	for _, table := range []map[rune]rune{leet, leetL} {
+		u := strings.Map(func(r rune) rune {
+			if m, ok := table[r]; ok {
+				return m
+			}
+			return r
+		}, s)
+		if u != s {
+			out = append(out, u, strings.TrimFunc(u, func(r rune) bool { return !unicode.IsLetter(r) }))
+		}
+	}
+	return out
+}
+
+// leet and leetL undo the common letter substitutions; 1 stands for i or l.
+var (
+	leet  = map[rune]rune{'@': 'a', '4': 'a', '3': 'e', '0': 'o', '1': 'i', '!': 'i', '$': 's', '5': 's', '7': 't', '+': 't'}
+	leetL = map[rune]rune{'@': 'a', '4': 'a', '3': 'e', '0': 'o', '1': 'l', '!': 'l', '$': 's', '5': 's', '7': 't', '+': 't'}
+)
+
+// repeatedUnit reports a password that is one unit said twice or more
+// when the unit is short ("abababab") or common ("passwordpassword").
+func repeatedUnit(s string) bool {
+	r := []rune(s)
+	for p := 1; p <= len(r)/2; p++ {
+		if len(r)%p != 0 {
+			continue
+		}
+		unit := string(r[:p])
+		if strings.Repeat(unit, len(r)/p) != s {
+			continue
+		}
+		if p <= 4 || blocklist.Contains(unit) {
+			return true
+		}
+		for _, v := range variants(unit) {
+			if blocklist.Contains(v) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // minContext is the shortest username or address local part that a

@@ -39,6 +39,31 @@ func TestPolicy(t *testing.T) {
 		{strings.Repeat("long passphrase ", 4), "ann", "", ""},    // 64 characters
 		{strings.Repeat("ü", 500), "ann", "", Repetitive},         // 1000 bytes: accepted by length
 		{strings.Repeat("xyz", MaxBytes/3+1), "ann", "", TooLong}, // over 1024 bytes
+		{strings.Repeat("\ufdfa", 64), "ann", "", ""},             // 64 characters, 2112 bytes after NFKC (review F7)
+		{"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", "ann", "", NotText},  // invalid UTF-8 (F7)
+		// What the review got past the list (F6): spaces and invisible
+		// characters, digits and signs around a listed word, l33t, and
+		// repeated units.
+		{"password ", "ann", "", Common},
+		{" password", "ann", "", Common},
+		{"pass word", "ann", "", Common},
+		{"password\u00a0", "ann", "", Common},
+		{"pass\u200bword", "ann", "", Common},
+		{"Password1!", "ann", "", Common},
+		{"Passw0rd!", "ann", "", Common},
+		{"P@ssw0rd1", "ann", "", Common},
+		{"Summer2024", "ann", "", Common},
+		{"Password123!", "ann", "", Common},
+		{"Qwerty123!", "ann", "", Common},
+		{"!!dragon2024", "ann", "", Common},
+		{"passwordpassword", "ann", "", Repetitive},
+		{"qwertyqwerty", "ann", "", Repetitive},
+		{"abababab", "ann", "", Repetitive},
+		{"zor\u200bblatt-2026!!", "zorblatt", "", ContainsUsername},
+		// And what must still pass: passphrases with digits and signs.
+		{"correct horse battery staple", "ann", "", ""},
+		{"Tr0ub4dor&3 horse", "ann", "", ""},
+		{"my cat ate 3 tulips!", "ann", "", ""},
 	} {
 		err := p.Check(c.pw, c.user, c.email)
 		var w *WeakError
