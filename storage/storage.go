@@ -680,7 +680,8 @@ type Store interface {
 	SetPassword(ctx context.Context, userID string, c PasswordChange, now time.Time) (Ended, error)
 	// SetDisabled disables the account (DisabledAt = now) and ends
 	// everything it is signed in with, as EndUserSessions does; or enables
-	// it again. ErrNotFound for an unknown user.
+	// it again, cancelling the sign-ins made while it was disabled.
+	// ErrNotFound for an unknown user.
 	SetDisabled(ctx context.Context, userID string, disabled bool, now time.Time) (Ended, error)
 	// UpdateUser changes the profile fields set in up; ErrNotFound for an
 	// unknown user.

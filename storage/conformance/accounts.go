@@ -190,13 +190,17 @@ func testSetDisabled(t *testing.T, s storage.Store) {
 
 	e, err = s.SetDisabled(ctx, "u1", false, now)
 	ok(t, err, "SetDisabled false")
-	if e != (storage.Ended{}) {
-		t.Errorf("enabling ended %+v", e)
+	if e != (storage.Ended{SignIns: 1}) {
+		t.Errorf("enabling ended %+v, want the one sign-in made while disabled", e)
 	}
 	if u, _ := s.UserByID(ctx, "u1"); !u.DisabledAt.IsZero() {
 		t.Fatalf("DisabledAt %v after enabling", u.DisabledAt)
 	}
-	ok(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), "SaveAuthCode once enabled")
+	// A sign-in made while disabled stays dead; a new one works.
+	isErr(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), storage.ErrNotFound,
+		"SaveAuthCode of a sign-in made while disabled")
+	doneRequest(t, s, "after", "u1", now)
+	ok(t, s.SaveAuthCode(ctx, "after", hash("code-after"), now, now.Add(time.Minute)), "SaveAuthCode once enabled")
 	_, err = s.SetDisabled(ctx, "nobody", true, now)
 	isErr(t, err, storage.ErrNotFound, "SetDisabled unknown user")
 }

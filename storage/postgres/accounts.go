@@ -70,7 +70,11 @@ func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, n
 		}
 		e = storage.Ended{}
 		if !disabled {
-			return nil
+			// A sign-in that proved its factors while the account was
+			// disabled does not complete now (review of issue 12, F8).
+			var err error
+			e.SignIns, err = cancelSignIns(tx, now, `user_id = $3`, userID)
+			return err
 		}
 		var err error
 		e, err = endUser(tx, userID, now)

@@ -67,8 +67,11 @@ func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, n
 			return storage.ErrNotFound
 		}
 		if !disabled {
+			// A sign-in that proved its factors while the account was
+			// disabled does not complete now (review of issue 12, F8).
 			e = storage.Ended{}
-			return nil
+			e.SignIns, err = cancelSignIns(tx, now, `user_id = ?`, userID)
+			return err
 		}
 		e, err = endUser(tx, userID, now)
 		return err
