@@ -12,6 +12,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/secret"
@@ -39,7 +40,7 @@ func (o *oidcStorage) CreateAuthRequest(ctx context.Context, req *oidc.AuthReque
 	if err := checkAuthRequestLimits(req); err != nil {
 		return nil, err
 	}
-	client, err := s.store.ClientByID(ctx, req.ClientID)
+	client, err := s.freshClient(ctx, req.ClientID)
 	busy(ctx, err)
 	if err != nil {
 		return nil, err
@@ -576,4 +577,14 @@ func revokedGrant(err error) error {
 		return oidc.ErrInvalidGrant().WithDescription("the grant no longer exists")
 	}
 	return err
+}
+
+// freshClient reads the client from the store, not the cache (a client
+// deleted a moment ago starts no sign-in); the account page's client is
+// built in.
+func (s *Server) freshClient(ctx context.Context, id string) (storage.Client, error) {
+	if id == account.ClientID {
+		return account.Client(s.cfg.Issuer), nil
+	}
+	return s.store.ClientByID(ctx, id)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	zop "github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
@@ -87,7 +88,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, err
 	}
 	s.registerMetrics()
-	s.clients = newClientCache(store, s.cfg.now)
+	s.clients = newClientCache(store, s.cfg.now, cfg.Issuer)
 	var err error
 	if s.pages, err = pages.New(cfg.ProductName, s.log); err != nil {
 		return nil, err
@@ -159,6 +160,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		_, _ = w.Write(discovery)
 	}))
 	s.login.Mount(mux, func(h http.Handler) http.Handler { return s.metrics.Instrument("login", h) })
+	account.New(account.Deps{Store: s.store, Login: s.login, Pages: s.pages, Cookies: s.cookies, Log: s.log, Now: s.cfg.now,
+		Issuer: cfg.Issuer}).Mount(mux, func(h http.Handler) http.Handler { return s.metrics.Instrument("account", h) })
 	mux.Handle("/", router)
 	s.handler = s.outer(mux)
 	return s, nil
@@ -667,8 +670,9 @@ func (s *Server) corsAllowed(r *http.Request, origin string) (bool, []string) {
 // clientCache keeps clients and their origins in memory for a few seconds;
 // `idp client add|delete` in another process shows up within that time.
 type clientCache struct {
-	store storage.Store
-	now   func() time.Time
+	store  storage.Store
+	now    func() time.Time
+	issuer string
 
 	mu      sync.Mutex
 	byID    map[string]cachedClient
@@ -684,11 +688,15 @@ type cachedClient struct {
 
 const clientCacheTTL = 5 * time.Second
 
-func newClientCache(store storage.Store, now func() time.Time) *clientCache {
-	return &clientCache{store: store, now: now, byID: map[string]cachedClient{}}
+func newClientCache(store storage.Store, now func() time.Time, issuer string) *clientCache {
+	return &clientCache{store: store, now: now, issuer: issuer, byID: map[string]cachedClient{}}
 }
 
 func (c *clientCache) get(ctx context.Context, id string) (storage.Client, error) {
+	if id == account.ClientID {
+		// The account page's own client: built in, never in the store.
+		return account.Client(c.issuer), nil
+	}
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.byID[id]

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/password"
@@ -232,6 +233,11 @@ type CreatedClient struct {
 func (a *Admin) AddClient(ctx context.Context, nc NewClient) (CreatedClient, error) {
 	if !validClientID(nc.ID) {
 		return CreatedClient{}, errors.New("client id must be 1 to 128 printable ASCII characters without spaces")
+	}
+	if nc.ID == account.ClientID {
+		// The account page's built-in client: a registered one of that id
+		// would be shadowed, or would shadow it.
+		return CreatedClient{}, fmt.Errorf("client id %q is the provider's own (the account page)", nc.ID)
 	}
 	if len(nc.RedirectURIs) == 0 {
 		return CreatedClient{}, errors.New("at least one --redirect-uri is required")

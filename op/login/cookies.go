@@ -20,6 +20,16 @@ import (
 // SSOCookieName is the SSO session cookie's name.
 func (h *Handler) SSOCookieName() string { return h.cookies.Name("idp_session") }
 
+// SSOCookie is the SSO cookie r carries ("" when none).
+func (h *Handler) SSOCookie(r *http.Request) string { return h.ssoCookie(r) }
+
+// CurrentSession is the browser's SSO session if it is usable without a
+// new login (UsableSession with nothing asked of it): the account page's
+// sign-in.
+func (h *Handler) CurrentSession(r *http.Request) (storage.Session, bool) {
+	return h.UsableSession(r.Context(), h.ssoCookie(r), &storage.AuthRequest{})
+}
+
 // ssoCookie is the SSO cookie r carries ("" when none).
 func (h *Handler) ssoCookie(r *http.Request) string {
 	if c, err := r.Cookie(h.SSOCookieName()); err == nil {

@@ -79,6 +79,10 @@ type Data struct {
 	Fields []Field
 	// AfterEnroll: the code page of a request that has just enrolled.
 	AfterEnroll bool
+	// Wide lays the page out for tables (the account page); Account is
+	// that page's view.
+	Wide    bool
+	Account any
 }
 
 // Field is a hidden form field.
@@ -94,7 +98,10 @@ type Pages struct {
 
 // pageNames are the templates, each rendered inside layout.html.
 var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout",
-	"newpassword"}
+	"newpassword", "account"}
+
+// Has reports whether the catalogue has a sentence for key.
+func (p *Pages) Has(key string) bool { _, ok := p.msgs[key]; return ok }
 
 // catalogue maps message keys to sentences of one language.
 type catalogue map[string]string
