@@ -1,13 +1,16 @@
 package op
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/login"
 )
 
@@ -92,5 +95,177 @@ func TestAccountSignIn(t *testing.T) {
 	}
 	if status, loc, _ := accountGet(t, e.browser(), e.ts.URL+"/account"); status != http.StatusSeeOther || !strings.HasPrefix(loc, "/authorize?") {
 		t.Fatalf("the account page without a session: %d %s", status, loc)
+	}
+}
+
+var accountCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// accountSignIn signs ann in to /account in a new browser at the injected
+// time and returns the browser and the account page's form token.
+func accountSignIn(t *testing.T, e *testEnv, clk *testClock) (*inFlow, string) {
+	t.Helper()
+	return accountSignInWith(t, e, clk, "correct horse")
+}
+
+func accountSignInWith(t *testing.T, e *testEnv, clk *testClock, pw string) (*inFlow, string) {
+	t.Helper()
+	f := &inFlow{e: e, c: e.browser()}
+	status, loc, _ := accountGet(t, f.c, e.ts.URL+"/account")
+	if status != http.StatusSeeOther {
+		t.Fatalf("/account: %d", status)
+	}
+	if _, loc, _ = accountGet(t, f.c, e.ts.URL+loc); !strings.Contains(loc, "/login/") {
+		t.Fatalf("authorize: %s", loc)
+	}
+	f.load(t, e.ts.URL+loc)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {pw}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	r, tb := f.postPage(t, "/login/totp", url.Values{"code": {e.annCode(t, clk.now())}})
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("totp: %d\n%s", r.StatusCode, tb)
+	}
+	loc = r.Header.Get("Location")
+	for i := 0; i < 6; i++ {
+		u, err := url.Parse(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, next, body := accountGet(t, f.c, e.ts.URL+u.RequestURI())
+		if status == http.StatusOK {
+			m := accountCSRF.FindStringSubmatch(body)
+			if !strings.Contains(body, "Signed in as ann.") || m == nil {
+				t.Fatalf("redirect %d to %s: account page without its form (pw %q):\n%.300s", i, loc, pw, body)
+			}
+			return f, m[1]
+		}
+		if status/100 != 3 {
+			t.Fatalf("sign-in redirect %d: %d\n%s", i, status, body)
+		}
+		loc = next
+	}
+	t.Fatal("never reached the account page")
+	return nil, ""
+}
+
+// accountPost posts an account form as the page would (same origin).
+func accountPost(t *testing.T, f *inFlow, path string, form url.Values) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, f.e.ts.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := f.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAccountActions: the account page's changes need the page's own
+// token (a cross-site post and a post with another session's token are
+// refused), and a second factor proven within the window; proving it
+// again counts on the sign-in's TOTP counter. Changing the password needs
+// the current one, follows the rules, signs every other browser out and
+// keeps this one; the old password stops working. Ending sessions ends
+// exactly the ones chosen.
+func TestAccountActions(t *testing.T) {
+	ctx := context.Background()
+	// After the fixture's authenticator was made (on the real clock): a
+	// session older than its authenticator is worth nothing.
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	clk.add(30 * time.Second)
+	other, otherToken := accountSignIn(t, e, clk)
+
+	// Forgeries: a cross-site post, another session's token.
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+account.PasswordPath, strings.NewReader(url.Values{"csrf": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := mine.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d, want 403", resp.StatusCode)
+	}
+	if status, _ := accountPost(t, mine, account.EndPath, url.Values{"csrf": {otherToken}, "which": {"others"}}); status != http.StatusForbidden {
+		t.Fatalf("a post with another session's token: %d, want 403", status)
+	}
+
+	// The window: after it, changes ask for the second factor again.
+	clk.add(account.DefaultReauthWindow + time.Second)
+	pw := func(current, next, repeat string) (int, string) {
+		return accountPost(t, mine, account.PasswordPath, url.Values{"csrf": {token}, "current": {current}, "new": {next}, "repeat": {repeat}})
+	}
+	if status, body := pw("correct horse", "marble orchard three", "marble orchard three"); status != http.StatusForbidden || !strings.Contains(body, "Confirm it is you first") {
+		t.Fatalf("a change after the window: %d\n%s", status, body)
+	}
+	// A wrong code counts on the TOTP counter like a sign-in's.
+	ann, _ := e.store.UserByUsername(ctx, "ann")
+	before := totpState(t, e.store, ann.ID).Failures
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {"000000"}}); status != http.StatusUnauthorized {
+		t.Fatalf("a wrong reauthentication code: %d, want 401", status)
+	}
+	if after := totpState(t, e.store, ann.ID).Failures; after != before+1 {
+		t.Fatalf("TOTP failures %d → %d, want one more", before, after)
+	}
+	clk.add(30 * time.Second)
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {e.annCode(t, clk.now())}}); status != http.StatusSeeOther {
+		t.Fatalf("the right reauthentication code: %d, want 303", status)
+	}
+	// The same code again is a replay, not a proof.
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {e.annCode(t, clk.now())}}); status != http.StatusUnauthorized {
+		t.Fatalf("the same reauthentication code again: %d, want 401", status)
+	}
+
+	// The password change.
+	if status, body := pw("wrong horse", "marble orchard three", "marble orchard three"); status != http.StatusUnauthorized || !strings.Contains(body, "not your current password") {
+		t.Fatalf("a wrong current password: %d", status)
+	}
+	if status, body := pw("correct horse", "iloveyou1", "iloveyou1"); status != http.StatusBadRequest || !strings.Contains(body, "common and breached") {
+		t.Fatalf("a blocklisted new password: %d\n%s", status, body)
+	}
+	if status, body := pw("correct horse", "marble orchard three", "marble orchard three"); status != http.StatusOK || !strings.Contains(body, "Your password is changed") {
+		t.Fatalf("the change: %d\n%s", status, body)
+	}
+	if status, _, _ := accountGet(t, other.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+		t.Fatalf("the other browser after the change: %d, want to be sent to sign in", status)
+	}
+	if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusOK {
+		t.Fatalf("this browser after the change: %d, want its page", status)
+	}
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the old password after the change: %d, want 401", r.StatusCode)
+	}
+	f = startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"marble orchard three"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the new password: %d, want 303", r.StatusCode)
+	}
+
+	// Ending sessions: a third browser, ended by its handle.
+	clk.add(30 * time.Second)
+	third, _ := accountSignInWith(t, e, clk, "marble orchard three")
+	status, body := accountPost(t, mine, account.EndPath, url.Values{"csrf": {token}, "which": {"others"}})
+	if status != http.StatusOK || !strings.Contains(body, "signed out") {
+		t.Fatalf("end the others: %d\n%s", status, body)
+	}
+	if status, _, _ := accountGet(t, third.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+		t.Fatalf("the third browser after 'others': %d", status)
+	}
+	status, _ = accountPost(t, mine, account.EndPath, url.Values{"csrf": {token}, "which": {"all"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("end everywhere: %d", status)
+	}
+	if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+		t.Fatalf("this browser after 'all': %d, want to be sent to sign in", status)
 	}
 }

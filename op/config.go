@@ -62,6 +62,9 @@ type Config struct {
 	// password alone may still lead to the enrollment page; after it the
 	// sign-in is refused until an operator resets the account again.
 	EnrollWithin time.Duration
+	// ReauthWindow is how long a proof of the second factor lets the
+	// account page's actions run (0: account.DefaultReauthWindow, 5 min).
+	ReauthWindow time.Duration
 	// PasswordMinLength is the shortest new password accepted, in
 	// characters (0: password.DefaultMinLength; docs/THREAT-MODEL.md R-S5).
 	PasswordMinLength int
@@ -185,6 +188,11 @@ func (c *Config) Validate() error {
 	}
 	validatePolicy(bad, "TOTPPolicy", c.TOTPPolicy)
 	validatePolicy(bad, "PasswordPolicy", c.PasswordPolicy)
+	if c.ReauthWindow < 0 || c.ReauthWindow > time.Hour {
+		// NIST SP 800-63B-4 asks a fresh proof before authenticators
+		// change; an hour is no longer fresh.
+		bad("ReauthWindow", "must be between 0 (the default, 5m) and 1h, not %s", c.ReauthWindow)
+	}
 	if c.PasswordMinLength != 0 && (c.PasswordMinLength < password.DefaultMinLength || c.PasswordMinLength > 64) {
 		// Below 8 NIST SP 800-63B-4 §3.1.1.2 forbids; above 64 a
 		// passphrase of the length it requires be accepted would be

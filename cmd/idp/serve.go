@@ -76,6 +76,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", cfg.SessionIdleTimeout, "SSO session idle timeout")
 	fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long a retired signing key stays in JWKS")
 	fs.DurationVar(&auditRetention, "audit-retention", defaultAuditRetention, "how long audit events are kept (at least 24h; 0: forever)")
+	fs.DurationVar(&cfg.ReauthWindow, "reauth-window", 5*time.Minute, "how long a proof of the second factor lets the account page change the password or end sessions, at most 1h")
 	fs.IntVar(&cfg.PasswordMinLength, "password-min-length", password.DefaultMinLength, "the shortest new password accepted, in characters, 8 to 64 (NIST SP 800-63B-4 §3.1.1.2)")
 	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
@@ -258,6 +259,7 @@ var settingFlags = map[string]string{
 	"LoginBurstPerIP":             "login-burst-per-ip",
 	"EnrollWithin":                "enroll-within",
 	"PasswordMinLength":           "password-min-length",
+	"ReauthWindow":                "reauth-window",
 	"TOTPPolicy.FreeFailures":     "totp-max-failures",
 	"TOTPPolicy.BaseLock":         "totp-lock",
 	"TOTPPolicy.MaxLock":          "totp-lock-max",

@@ -19,9 +19,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/totp-idp/idp/op/audit"
+	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
@@ -48,32 +52,53 @@ func Client(issuer string) storage.Client {
 		RedirectURIs: []string{strings.TrimSuffix(issuer, "/") + CallbackPath}}
 }
 
+// DefaultReauthWindow is how long a proof of the second factor lets the
+// account page's actions run before it is asked again.
+const DefaultReauthWindow = 5 * time.Minute
+
 // Deps are the account page's dependencies.
 type Deps struct {
 	Store   storage.Store
 	Login   *login.Handler
+	Guard   *guard.Guard
+	Hasher  *password.Hasher
+	Sealer  *seal.Sealer
+	Trail   *audit.Trail
 	Pages   *pages.Pages
 	Cookies httpx.Cookies
 	Log     *slog.Logger
 	Now     func() time.Time
 	Issuer  string
+	// ReauthWindow: DefaultReauthWindow when zero.
+	ReauthWindow time.Duration
+	Passwords    password.Policy
 }
 
 // Handler serves the account page.
 type Handler struct {
-	store   storage.Store
-	login   *login.Handler
-	pages   *pages.Pages
-	cookies httpx.Cookies
-	log     *slog.Logger
-	now     func() time.Time
-	issuer  string
+	store     storage.Store
+	login     *login.Handler
+	guard     *guard.Guard
+	hasher    *password.Hasher
+	sealer    *seal.Sealer
+	trail     *audit.Trail
+	pages     *pages.Pages
+	cookies   httpx.Cookies
+	log       *slog.Logger
+	now       func() time.Time
+	issuer    string
+	reauth    time.Duration
+	passwords password.Policy
 }
 
 // New builds the account page over d.
 func New(d Deps) *Handler {
-	return &Handler{store: d.Store, login: d.Login, pages: d.Pages, cookies: d.Cookies, log: d.Log, now: d.Now,
-		issuer: strings.TrimSuffix(d.Issuer, "/")}
+	if d.ReauthWindow <= 0 {
+		d.ReauthWindow = DefaultReauthWindow
+	}
+	return &Handler{store: d.Store, login: d.Login, guard: d.Guard, hasher: d.Hasher, sealer: d.Sealer, trail: d.Trail, pages: d.Pages,
+		cookies: d.Cookies, log: d.Log, now: d.Now, issuer: strings.TrimSuffix(d.Issuer, "/"), reauth: d.ReauthWindow,
+		passwords: d.Passwords}
 }
 
 // Mount adds the account routes to mux, each wrapped by wrap.
@@ -81,6 +106,9 @@ func (h *Handler) Mount(mux *http.ServeMux, wrap func(http.Handler) http.Handler
 	inner := http.NewServeMux()
 	inner.HandleFunc("GET "+Path, h.pages.Handle(h.overview))
 	inner.HandleFunc("GET "+CallbackPath, h.pages.Handle(h.callback))
+	inner.HandleFunc("POST "+VerifyPath, h.pages.Handle(h.verify))
+	inner.HandleFunc("POST "+PasswordPath, h.pages.Handle(h.changePassword))
+	inner.HandleFunc("POST "+EndPath, h.pages.Handle(h.endSessions))
 	inner.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -22,12 +23,19 @@ type View struct {
 	Sessions              []SessionRow
 	Devices               []DeviceRow
 	Events                []EventRow
+	// Fresh: the second factor was proven within the reauthentication
+	// window, so the actions' forms show; CSRF is their token.
+	Fresh      bool
+	FreshUntil string
+	CSRF       string
+	MinLength  int
 }
 
-// SessionRow is one SSO session; This marks the browser looking.
+// SessionRow is one SSO session; This marks the browser looking, Handle
+// names it in the form that ends it.
 type SessionRow struct {
-	Created, LastUsed, From, Browser string
-	This                             bool
+	Created, LastUsed, From, Browser, Handle string
+	This                                     bool
 }
 
 // DeviceRow is one remembered browser.
@@ -52,7 +60,14 @@ func (h *Handler) view(r *http.Request, sess storage.Session) (View, error) {
 		return View{}, pages.Internal("account: user", err)
 	}
 	v := View{Username: u.Username, Name: u.Name, Email: u.Email, EmailVerified: u.EmailVerified,
-		PasswordChanged: stamp(u.PasswordChangedAt)}
+		PasswordChanged: stamp(u.PasswordChangedAt), Fresh: h.fresh(sess), CSRF: formToken(h.login.SSOCookie(r)),
+		MinLength: h.passwords.MinLength}
+	if v.MinLength <= 0 {
+		v.MinLength = password.DefaultMinLength
+	}
+	if v.Fresh {
+		v.FreshUntil = stamp(sess.VerifiedAt.Add(h.reauth))
+	}
 	if cred, err := h.store.TOTPByUser(ctx, u.ID); err == nil && cred.Confirmed {
 		v.TOTPSince = stamp(cred.CreatedAt)
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -67,7 +82,7 @@ func (h *Handler) view(r *http.Request, sess storage.Session) (View, error) {
 	}
 	for _, s := range sessions {
 		v.Sessions = append(v.Sessions, SessionRow{Created: stamp(s.CreatedAt), LastUsed: stamp(s.LastSeenAt), From: s.ClientIP,
-			Browser: s.UserAgent, This: bytes.Equal(s.IDHash, sess.IDHash)})
+			Browser: s.UserAgent, This: bytes.Equal(s.IDHash, sess.IDHash), Handle: Handle(s.IDHash)})
 	}
 	devices, err := h.store.Devices(ctx, u.ID, now)
 	if err != nil {

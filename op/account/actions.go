@@ -1,0 +1,262 @@
+package account
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/totp-idp/idp/op/guard"
+	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/password"
+	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
+)
+
+// The account page's actions. Each is a POST from the page itself: the
+// cross-origin protection of every form, a token bound to the SSO cookie
+// (docs/THREAT-MODEL.md R-W1), and a second factor proven within the
+// reauthentication window (NIST SP 800-63B-4: reauthentication before a
+// change of authenticators); proving it again counts on the same guard
+// counter as a sign-in's.
+
+const (
+	VerifyPath   = Path + "/verify"
+	PasswordPath = Path + "/password"
+	EndPath      = Path + "/sessions/end"
+)
+
+// formToken is the account forms' token: bound to the browser's SSO
+// cookie, so a page of another browser or an old session is worth nothing.
+func formToken(ssoCookie string) string { return login.CSRFToken(ssoCookie, "account") }
+
+// Handle is a session's public name on the page: not its cookie or the
+// cookie's hash (the store's key), a digest of that.
+func Handle(idHash []byte) string {
+	sum := sha256.Sum256(append([]byte("idp-account-session:"), idHash...))
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// posted is the session of a form post with a valid token; otherwise the
+// answer: signed out (the session ended) or a forgery.
+func (h *Handler) posted(r *http.Request) (storage.Session, error) {
+	sess, ok := h.login.CurrentSession(r)
+	if !ok {
+		return sess, &pages.Error{Status: http.StatusForbidden, Msg: "account.signed_out", What: "account post without a session", Back: Path}
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(formToken(h.login.SSOCookie(r)))) != 1 {
+		return sess, &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgForgery, What: "account post: token", Back: Path}
+	}
+	return sess, nil
+}
+
+// fresh reports whether the second factor was proven in sess within the
+// reauthentication window.
+func (h *Handler) fresh(sess storage.Session) bool {
+	return !sess.VerifiedAt.IsZero() && h.now().Sub(sess.VerifiedAt) <= h.reauth
+}
+
+// again shows the account page with msg (an error) or note (a notice).
+func (h *Handler) again(w http.ResponseWriter, r *http.Request, sess storage.Session, status int, msg, note string) error {
+	v, err := h.view(r, sess)
+	if err != nil {
+		return err
+	}
+	h.pages.Render(w, status, "account", pages.Data{Title: "title.account", Wide: true, Account: v, Error: msg, Message: note})
+	return nil
+}
+
+// verify proves the second factor again: a TOTP code or a recovery code,
+// on the account's TOTP counter (the same claim as a sign-in's second
+// step: a wrong code here counts and locks like one there).
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	rawCode, rawRecovery := r.PostFormValue("code"), r.PostFormValue("recovery_code")
+	var code, recovery string
+	var ok bool
+	if rawRecovery != "" {
+		recovery, ok = totp.NormalizeRecoveryCode(rawRecovery)
+	} else {
+		code, ok = totp.Normalize(rawCode)
+	}
+	if !ok {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadCode, "")
+	}
+	claim, err := h.guard.Claim(ctx, sess.UserID, "", ClientID, storage.FactorTOTP)
+	if err != nil {
+		return pages.Internal("account: reauthentication claim", err)
+	}
+	if !claim.Allowed {
+		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
+	}
+	now := h.now()
+	if recovery != "" {
+		left, err := h.store.ReverifyRecovery(ctx, sess.IDHash, sess.UserID, totp.RecoveryHash(recovery), now)
+		if errors.Is(err, storage.ErrNotFound) {
+			h.guard.Failed(ctx, claim, "reauth_recovery_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+			return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongRecovery, "")
+		}
+		if err != nil {
+			return pages.Internal("account: reauthentication", err)
+		}
+		h.trail.Event(ctx, "reauthenticated", sess.UserID, "", ClientID, fmt.Sprintf("recovery code; %d left", left))
+		return &pages.SeeOther{URL: Path}
+	}
+	cred, err := h.store.TOTPByUser(ctx, sess.UserID)
+	if err != nil {
+		return pages.Internal("account: authenticator", err)
+	}
+	key, err := h.sealer.Open(seal.AADTOTP(sess.UserID), cred.Secret)
+	if err != nil {
+		return pages.Internal("account: open authenticator", err)
+	}
+	step, match := totp.Match(key, code, now)
+	if match {
+		err = h.store.ReverifyTOTP(ctx, sess.IDHash, sess.UserID, step, now)
+		if err != nil && !errors.Is(err, storage.ErrReplay) {
+			return pages.Internal("account: reauthentication", err)
+		}
+		if err == nil {
+			h.trail.Event(ctx, "reauthenticated", sess.UserID, "", ClientID, "authenticator code")
+			return &pages.SeeOther{URL: Path}
+		}
+		// A code already used (here or at a sign-in) is no proof.
+	}
+	h.guard.Failed(ctx, claim, "reauth_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+	return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongCode, "")
+}
+
+// changePassword takes the current password and the new one twice: the
+// new one under the password rules (docs/THREAT-MODEL.md R-S5). The
+// current one is a password attempt on the account's counter. Success
+// ends every other session, device, sign-in in progress and token not
+// issued through this session, and resets the second factor's counter
+// (storage.Store.SetPassword).
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	if !h.fresh(sess) {
+		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
+	}
+	u, err := h.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return pages.Internal("account: user", err)
+	}
+	current, next, repeat := r.PostFormValue("current"), r.PostFormValue("new"), r.PostFormValue("repeat")
+	if next != repeat {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgPasswordsDiffer, "")
+	}
+	var weak *password.WeakError
+	if err := h.passwords.Check(next, u.Username, u.Email); errors.As(err, &weak) {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgWeak(string(weak.Reason)), "")
+	} else if err != nil {
+		return pages.Internal("account: password rules", err)
+	}
+	if len(current) > password.MaxBytes {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgLongPassword, "")
+	}
+	claim, err := h.guard.Claim(ctx, u.ID, u.Username, ClientID, storage.FactorPassword)
+	if err != nil {
+		return pages.Internal("account: password claim", err)
+	}
+	if !claim.Allowed {
+		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
+	}
+	right, err := h.hasher.Verify(ctx, u.PasswordHash, current)
+	if errors.Is(err, password.ErrBusy) {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
+		return nil
+	}
+	if err != nil {
+		return pages.Internal("account: verify password", err)
+	}
+	if !right {
+		h.guard.Failed(ctx, claim, "password_change_failed", u.ID, u.Username, ClientID, storage.FactorPassword, "", "the current password was wrong")
+		return h.again(w, r, sess, http.StatusUnauthorized, "account.wrong_current", "")
+	}
+	if err := h.guard.PasswordSucceeded(ctx, u.ID, claim, guard.Counter{}); err != nil {
+		return pages.Internal("account: password success", err)
+	}
+	if same, err := h.hasher.Verify(ctx, u.PasswordHash, next); err == nil && same {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgSamePassword, "")
+	}
+	hash, err := h.hasher.Hash(ctx, next)
+	if errors.Is(err, password.ErrBusy) {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
+		return nil
+	}
+	if err != nil {
+		return pages.Internal("account: hash password", err)
+	}
+	ended, err := h.store.SetPassword(ctx, u.ID, storage.PasswordChange{Hash: hash, Keep: sess.IDHash, OldHash: u.PasswordHash}, h.now())
+	if errors.Is(err, storage.ErrWrongState) {
+		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: password changed meanwhile", Back: Path}
+	}
+	if err != nil {
+		return pages.Internal("account: store password", err)
+	}
+	h.trail.Event(ctx, "password_changed", u.ID, u.Username, ClientID, fmt.Sprintf("on the account page; ended %d other sessions, %d devices, %d sign-ins in progress, %d tokens",
+		ended.Sessions, ended.Devices, ended.SignIns, ended.Tokens))
+	return h.again(w, r, sess, http.StatusOK, "", "account.password_saved")
+}
+
+// endSessions ends one session (by its handle), every other one, or
+// every one including this browser's.
+func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	if !h.fresh(sess) {
+		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
+	}
+	now := h.now()
+	switch which := r.PostFormValue("which"); which {
+	case "all":
+		ended, err := h.store.EndUserSessions(ctx, sess.UserID, "", now)
+		if err != nil {
+			return pages.Internal("account: end sessions", err)
+		}
+		h.trail.Event(ctx, "sessions_ended", sess.UserID, "", ClientID, fmt.Sprintf("everywhere, this browser too: %d sessions, %d tokens", ended.Sessions, ended.Tokens))
+		h.cookies.Clear(w, h.login.SSOCookieName())
+		return &pages.SeeOther{URL: login.LoggedOutPath}
+	case "others", "one":
+		sessions, err := h.store.Sessions(ctx, sess.UserID, now)
+		if err != nil {
+			return pages.Internal("account: sessions", err)
+		}
+		n := 0
+		for _, s := range sessions {
+			if bytes.Equal(s.IDHash, sess.IDHash) {
+				continue
+			}
+			if which == "one" && subtle.ConstantTimeCompare([]byte(Handle(s.IDHash)), []byte(r.PostFormValue("session"))) != 1 {
+				continue
+			}
+			if _, err := h.store.EndSession(ctx, s.IDHash, now); err != nil {
+				return pages.Internal("account: end session", err)
+			}
+			n++
+		}
+		if which == "one" && n == 0 {
+			return h.again(w, r, sess, http.StatusNotFound, "account.no_such_session", "")
+		}
+		h.trail.Event(ctx, "sessions_ended", sess.UserID, "", ClientID, fmt.Sprintf("%s: %d sessions", which, n))
+		return h.again(w, r, sess, http.StatusOK, "", "account.sessions_ended")
+	default:
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRequest, "")
+	}
+}
