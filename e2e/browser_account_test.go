@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBrowserAccountPage: a person opens /account in chromium, signs in
+// with the password and a code (the provider's own sign-in), sees the
+// page with this browser marked, and changes the password there. Another
+// browser's session ends with it, the old password is refused afterwards
+// and the new one works.
+func TestBrowserAccountPage(t *testing.T) {
+	brRequireChromium(t)
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	rp := NewRP(t, s, c)
+	u := AddUser(t, s.DB, "petra", "correct horse battery")
+	// Another browser signed in to an application, with a recovery code
+	// (the TOTP step of this time window is the chromium sign-in's).
+	codes := lgRecoveryCodes(t, s, u)
+	other := NewBrowser(t, "")
+	lgLogin(t, s, c, rp, other, u, codes[0], "openid")
+	if !lgSessionWorks(t, other, s, c) {
+		t.Fatal("the other browser's session does not work before the change")
+	}
+
+	b := brNewBrowser(t)
+	b.navigate(s.URL + "/account")
+	b.waitVisible("sign-in page", "#username")
+	if h := b.text("h1"); h != "Sign in to your account" {
+		t.Errorf("sign-in heading %q", h)
+	}
+	brSubmitPassword(b, u.Name, u.Password)
+	b.waitVisible("code page", "#code")
+	brSubmitCode(b, "/login/totp", u.Code(time.Now()))
+	b.waitVisible("account page", "#profile")
+	if !strings.HasSuffix(b.url(), "/account") {
+		t.Fatalf("after the sign-in: %s, want /account", b.url())
+	}
+	if got := b.text(".this"); got != "(this browser)" {
+		t.Errorf("this browser marked %q", got)
+	}
+	if n := strings.Count(b.text("#sessions + .table"), "Last used"); n != 1 {
+		t.Logf("sessions table header count %d", n)
+	}
+	b.shot("account", "account.png")
+
+	b.typeInto("#current", u.Password)
+	b.typeInto("#new", "marble orchard three")
+	b.typeInto("#repeat", "marble orchard three")
+	b.shot("account-change-password", "account-password.png")
+	b.clickAndLoad("change password", `form[action="/account/password"] button[type=submit]`)
+	b.waitVisible("notice", `p.notice[role=status]`)
+	if msg := b.text(`p.notice[role=status]`); !strings.Contains(msg, "Your password is changed") {
+		t.Fatalf("after the change: %q", msg)
+	}
+	if d, ok := b.lastDoc("/account/password"); !ok || d.Status != http.StatusOK {
+		t.Errorf("the change answered %d, want 200", d.Status)
+	}
+	b.shot("account-password-changed", "")
+
+	if lgSessionWorks(t, other, s, c) {
+		t.Error("the other browser's session survived the password change")
+	}
+	if p := NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Password(u.Name, u.Password); p.Status != http.StatusUnauthorized {
+		t.Errorf("the old password after the change: %d, want 401", p.Status)
+	}
+	if p := NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Password(u.Name, "marble orchard three"); p.Status != http.StatusSeeOther {
+		t.Errorf("the new password: %d, want 303", p.Status)
+	}
+	// This browser is still signed in to its account page.
+	b.navigate(s.URL + "/account")
+	b.waitVisible("account page again", "#profile")
+}
