@@ -269,3 +269,40 @@ func TestAccountActions(t *testing.T) {
 		t.Fatalf("this browser after 'all': %d, want to be sent to sign in", status)
 	}
 }
+
+var accountCodeRe = regexp.MustCompile(`[0-9a-z]{5}(?:-[0-9a-z]{5}){3}-[0-9a-z]{6}`)
+
+// TestAccountRenewCodes: new recovery codes from the account page are
+// shown once; the old ones stop working, a new one proves the second
+// factor, and another browser's session ends.
+func TestAccountRenewCodes(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	_, old, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, token := accountSignIn(t, e, clk)
+	clk.add(30 * time.Second)
+	other, _ := accountSignIn(t, e, clk)
+	status, body := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}})
+	area := body
+	if i, j := strings.Index(body, "<textarea"), strings.Index(body, "</textarea>"); i >= 0 && j > i {
+		area = body[i:j]
+	}
+	codes := accountCodeRe.FindAllString(area, -1)
+	if status != http.StatusOK || len(codes) != 10 {
+		t.Fatalf("renew: %d with %d codes\n%s", status, len(codes), body)
+	}
+	if status, _, _ := accountGet(t, other.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+		t.Fatalf("the other browser after the renewal: %d", status)
+	}
+	clk.add(account.DefaultReauthWindow + time.Second)
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "recovery_code": {old[0]}}); status != http.StatusUnauthorized {
+		t.Fatalf("an old recovery code: %d, want 401", status)
+	}
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "recovery_code": {codes[0]}}); status != http.StatusSeeOther {
+		t.Fatalf("a new recovery code: %d, want 303", status)
+	}
+}

@@ -515,6 +515,13 @@ type Store interface {
 	// known: in one transaction it also ends every SSO session and revokes
 	// every token of the user. ErrNotFound for an unknown user.
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (Ended, error)
+	// RenewRecoveryCodes is the user's own ReplaceRecoveryCodes from the
+	// live SSO session keep (the account page): that session and what was
+	// issued through it stay, everything else ends as with SetPassword
+	// (the old codes may be known). ErrWrongState when keep is no longer
+	// a live session of the user, or the user has no confirmed
+	// authenticator.
+	RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (Ended, error)
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	// CompleteRecovery, in one transaction: requires the live request in
 	// password_ok for userID and the user with a confirmed TOTP credential

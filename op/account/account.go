@@ -109,6 +109,7 @@ func (h *Handler) Mount(mux *http.ServeMux, wrap func(http.Handler) http.Handler
 	inner.HandleFunc("POST "+VerifyPath, h.pages.Handle(h.verify))
 	inner.HandleFunc("POST "+PasswordPath, h.pages.Handle(h.changePassword))
 	inner.HandleFunc("POST "+EndPath, h.pages.Handle(h.endSessions))
+	inner.HandleFunc("POST "+CodesPath, h.pages.Handle(h.renewCodes))
 	inner.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
 	})

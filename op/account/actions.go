@@ -7,7 +7,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/login"
@@ -29,6 +32,7 @@ const (
 	VerifyPath   = Path + "/verify"
 	PasswordPath = Path + "/password"
 	EndPath      = Path + "/sessions/end"
+	CodesPath    = Path + "/recovery-codes"
 )
 
 // formToken is the account forms' token: bound to the browser's SSO
@@ -259,4 +263,34 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRequest, "")
 	}
+}
+
+// renewCodes makes a new set of recovery codes, shown once: the old set
+// dies and every other session ends (storage.Store.RenewRecoveryCodes).
+func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	if !h.fresh(sess) {
+		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
+	}
+	codes, hashes, err := totp.NewRecoveryCodes()
+	if err != nil {
+		return pages.Internal("account: recovery codes", err)
+	}
+	ended, err := h.store.RenewRecoveryCodes(ctx, sess.UserID, hashes, sess.IDHash, h.now())
+	if errors.Is(err, storage.ErrWrongState) {
+		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: codes changed meanwhile", Back: Path}
+	}
+	if err != nil {
+		return pages.Internal("account: renew recovery codes", err)
+	}
+	h.trail.Event(ctx, "recovery_codes_renewed", sess.UserID, "", ClientID, fmt.Sprintf("%d codes; ended %d other sessions, %d tokens",
+		len(codes), ended.Sessions, ended.Tokens))
+	text := strings.Join(codes, "\n") + "\n"
+	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes,
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
+	return nil
 }

@@ -98,7 +98,7 @@ type Pages struct {
 
 // pageNames are the templates, each rendered inside layout.html.
 var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout",
-	"newpassword", "account"}
+	"newpassword", "account", "newcodes"}
 
 // Has reports whether the catalogue has a sentence for key.
 func (p *Pages) Has(key string) bool { _, ok := p.msgs[key]; return ok }

@@ -305,3 +305,38 @@ func testReverify(t *testing.T, s storage.Store) {
 		t.Fatalf("VerifiedAt after ReverifyRecovery: %v", got.VerifiedAt)
 	}
 }
+
+// testRenewRecoveryCodes: the user's own renewal from a live session keeps
+// that session and ends the others; the old codes die.
+func testRenewRecoveryCodes(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	keep := accountSession(t, s, "keep", "u1", now)
+	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new")}, keep.IDHash, now)), storage.ErrWrongState,
+		"RenewRecoveryCodes without an authenticator")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, CreatedAt: now}), "PutTOTP")
+	_, err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{hash("old")}, now)
+	ok(t, err, "ReplaceRecoveryCodes")
+	keep = accountSession(t, s, "keep2", "u1", now) // the operator's replacement ended the first
+	other := accountSession(t, s, "other", "u1", now)
+	e, err := s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new1"), hash("new2")}, keep.IDHash, now)
+	ok(t, err, "RenewRecoveryCodes")
+	if e.Sessions != 1 {
+		t.Errorf("RenewRecoveryCodes ended %+v, want the other session", e)
+	}
+	if _, err := s.SessionByHash(ctx, keep.IDHash, now); err != nil {
+		t.Fatalf("the kept session ended: %v", err)
+	}
+	_, err = s.SessionByHash(ctx, other.IDHash, now)
+	isErr(t, err, storage.ErrNotFound, "the other session")
+	if n, _ := s.RecoveryCodesLeft(ctx, "u1"); n != 2 {
+		t.Errorf("%d codes left, want the 2 new ones", n)
+	}
+	_, err = s.ReverifyRecovery(ctx, keep.IDHash, "u1", hash("old"), now)
+	isErr(t, err, storage.ErrNotFound, "an old code after the renewal")
+	_, err = s.EndSession(ctx, keep.IDHash, now)
+	ok(t, err, "EndSession")
+	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("x")}, keep.IDHash, now)), storage.ErrWrongState,
+		"RenewRecoveryCodes from an ended session")
+}

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/UpdateUser", testUpdateUser},
 		{"Accounts/Sessions", testListSessions},
 		{"Accounts/Reverify", testReverify},
+		{"Accounts/RenewRecoveryCodes", testRenewRecoveryCodes},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

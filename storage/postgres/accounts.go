@@ -162,3 +162,36 @@ func liveSessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
 	var one int
 	return tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`, idHash, userID, now.Unix()).Scan(&one)
 }
+
+// RenewRecoveryCodes replaces the user's codes from the session keep
+// (storage.Store.RenewRecoveryCodes), under lockEnd on the user as every
+// ending.
+func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, userID, lockEnd); err != nil {
+			return err
+		}
+		var one int
+		if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
+			keep, userID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrWrongState
+		} else if err != nil {
+			return err
+		}
+		var confirmed int
+		if err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed`, userID).Scan(&confirmed); err != nil {
+			return err
+		}
+		if confirmed == 0 {
+			return storage.ErrWrongState
+		}
+		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
+			return err
+		}
+		var err error
+		e, err = endUserExcept(tx, userID, keep, now)
+		return err
+	})
+	return e, mapErr("renew recovery codes", err)
+}

@@ -179,3 +179,33 @@ func nullableBool(p *bool) any {
 	}
 	return boolInt(*p)
 }
+
+// RenewRecoveryCodes replaces the user's codes from the session keep
+// (storage.Store.RenewRecoveryCodes).
+func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, keep, userID, now); errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrWrongState
+		} else if err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+		if err != nil {
+			return err
+		}
+		var confirmed int
+		if err := row.Scan(&confirmed); err != nil {
+			return err
+		}
+		if confirmed == 0 {
+			return storage.ErrWrongState
+		}
+		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
+			return err
+		}
+		e, err = endUserExcept(tx, userID, keep, now)
+		return err
+	})
+	return e, mapErr("renew recovery codes", err)
+}
