@@ -515,6 +515,16 @@ type Store interface {
 	// known: in one transaction it also ends every SSO session and revokes
 	// every token of the user. ErrNotFound for an unknown user.
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (Ended, error)
+	// ReplaceTOTP is the user's own replacement of their authenticator
+	// from the live SSO session keep (the account page), in one
+	// transaction: the old credential is removed and cred stored (its
+	// LastStep the confirming code's), the recovery codes become
+	// recoveryHashes, the TOTP counter records a success, keep's AuthTime
+	// and VerifiedAt become now (it has just proven the new authenticator,
+	// and sessions older than an authenticator are worth nothing), and
+	// everything else ends as with SetPassword. ErrWrongState when keep is
+	// no longer a live session of the user.
+	ReplaceTOTP(ctx context.Context, cred TOTPCredential, recoveryHashes [][]byte, keep []byte, now time.Time) (Ended, error)
 	// RenewRecoveryCodes is the user's own ReplaceRecoveryCodes from the
 	// live SSO session keep (the account page): that session and what was
 	// issued through it stay, everything else ends as with SetPassword

@@ -340,3 +340,44 @@ func testRenewRecoveryCodes(t *testing.T, s storage.Store) {
 	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("x")}, keep.IDHash, now)), storage.ErrWrongState,
 		"RenewRecoveryCodes from an ended session")
 }
+
+// testReplaceTOTP: the user's own replacement of the authenticator keeps
+// the session it was made from (renewed: it proved the new one), ends the
+// others, and takes the old secret and recovery codes away at once.
+func testReplaceTOTP(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("old"), Confirmed: true, LastStep: 10, CreatedAt: now}), "PutTOTP")
+	_, err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{hash("old-code")}, now)
+	ok(t, err, "ReplaceRecoveryCodes")
+	later := now.Add(time.Minute)
+	keep := accountSession(t, s, "keep", "u1", now)
+	other := accountSession(t, s, "other", "u1", now)
+	e, err := s.ReplaceTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("new"), Confirmed: true, LastStep: 5},
+		[][]byte{hash("new-code")}, keep.IDHash, later)
+	ok(t, err, "ReplaceTOTP")
+	if e.Sessions != 1 {
+		t.Errorf("ReplaceTOTP ended %+v, want the other session", e)
+	}
+	cred, err := s.TOTPByUser(ctx, "u1")
+	ok(t, err, "TOTPByUser")
+	if string(cred.Secret) != "new" || cred.LastStep != 5 || !cred.CreatedAt.Equal(later) || !cred.Confirmed {
+		t.Fatalf("the new credential: %+v", cred)
+	}
+	got, err := s.SessionByHash(ctx, keep.IDHash, later)
+	ok(t, err, "the kept session")
+	if !got.AuthTime.Equal(later) || !got.VerifiedAt.Equal(later) {
+		t.Fatalf("the kept session was not renewed: auth %v verified %v", got.AuthTime, got.VerifiedAt)
+	}
+	_, err = s.SessionByHash(ctx, other.IDHash, later)
+	isErr(t, err, storage.ErrNotFound, "the other session")
+	_, err = s.ReverifyRecovery(ctx, keep.IDHash, "u1", hash("old-code"), later)
+	isErr(t, err, storage.ErrNotFound, "an old recovery code")
+	// Step 6 is later than the confirming code's: a sign-in may use it.
+	ok(t, s.ReverifyTOTP(ctx, keep.IDHash, "u1", 6, later), "ReverifyTOTP after the replacement")
+	_, err = s.EndSession(ctx, keep.IDHash, later)
+	ok(t, err, "EndSession")
+	isErr(t, second(s.ReplaceTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("x"), Confirmed: true}, nil, keep.IDHash, later)),
+		storage.ErrWrongState, "ReplaceTOTP from an ended session")
+}

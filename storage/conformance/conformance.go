@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/Sessions", testListSessions},
 		{"Accounts/Reverify", testReverify},
 		{"Accounts/RenewRecoveryCodes", testRenewRecoveryCodes},
+		{"Accounts/ReplaceTOTP", testReplaceTOTP},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

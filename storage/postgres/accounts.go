@@ -195,3 +195,44 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 	})
 	return e, mapErr("renew recovery codes", err)
 }
+
+// ReplaceTOTP replaces the user's authenticator from the session keep
+// (storage.Store.ReplaceTOTP), under lockEnd on the user as every ending.
+func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, recoveryHashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+	if len(cred.Secret) == 0 || cred.UserID == "" {
+		return storage.Ended{}, errors.New("postgres: replace totp: credential without user or secret")
+	}
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := userExists(tx, cred.UserID, lockEnd); err != nil {
+			return err
+		}
+		var one int
+		if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
+			keep, cred.UserID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrWrongState
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = $1`, cred.UserID); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at) VALUES ($1, $2, true, $3, $4)`,
+			cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+			return err
+		}
+		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
+			return err
+		}
+		if err := resetAttempt(tx, cred.UserID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE sessions SET auth_time = $1, verified_at = $1 WHERE id_hash = $2`, unix(now), keep); err != nil {
+			return err
+		}
+		var err error
+		e, err = endUserExcept(tx, cred.UserID, keep, now)
+		return err
+	})
+	return e, mapErr("replace totp", err)
+}

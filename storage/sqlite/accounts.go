@@ -209,3 +209,39 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 	})
 	return e, mapErr("renew recovery codes", err)
 }
+
+// ReplaceTOTP replaces the user's authenticator from the session keep
+// (storage.Store.ReplaceTOTP).
+func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, recoveryHashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+	if len(cred.Secret) == 0 || cred.UserID == "" {
+		return storage.Ended{}, errors.New("sqlite: replace totp: credential without user or secret")
+	}
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		if err := liveSessionOf(tx, keep, cred.UserID, now); errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrWrongState
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, cred.UserID); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at) VALUES (?, ?, 1, ?, ?)`,
+			cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+			return err
+		}
+		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
+			return err
+		}
+		if err := resetAttempt(tx, cred.UserID, storage.FactorTOTP, now); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ? WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
+			return err
+		}
+		var err error
+		e, err = endUserExcept(tx, cred.UserID, keep, now)
+		return err
+	})
+	return e, mapErr("replace totp", err)
+}
