@@ -2,6 +2,7 @@ package op
 
 import (
 	"context"
+	"encoding/base32"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/totp"
 )
 
 // accountGet fetches u with the browser c without following redirects.
@@ -304,5 +306,77 @@ func TestAccountRenewCodes(t *testing.T) {
 	}
 	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "recovery_code": {codes[0]}}); status != http.StatusSeeOther {
 		t.Fatalf("a new recovery code: %d, want 303", status)
+	}
+}
+
+var (
+	accountSecretRe  = regexp.MustCompile(`<code class="secret"[^>]*>([A-Z2-7 ]+)</code>`)
+	accountPendingRe = regexp.MustCompile(`name="pending" value="([^"]+)"`)
+)
+
+// TestAccountReplaceAuthenticator: a new authenticator offered on the page
+// changes nothing until a code from it confirms it (a wrong code counts on
+// the TOTP counter); then the old one stops working at the next sign-in,
+// the new one works, new recovery codes are shown once, and another
+// browser is signed out. A new key offered to one session does not open in
+// another's form.
+func TestAccountReplaceAuthenticator(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	clk.add(30 * time.Second)
+	other, otherToken := accountSignIn(t, e, clk)
+
+	status, body := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}})
+	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
+	if status != http.StatusOK || ms == nil || mp == nil || !strings.Contains(body, "<svg") {
+		t.Fatalf("new authenticator page: %d\n%s", status, body)
+	}
+	newSecret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := mp[1]
+	// Another session's form does not take this key.
+	if status, _ := accountPost(t, other, account.ConfirmPath, url.Values{"csrf": {otherToken}, "pending": {pending},
+		"code": {totp.Code(newSecret, totp.Step(clk.now()))}}); status != http.StatusBadRequest {
+		t.Fatalf("the key in another session's form: %d, want 400", status)
+	}
+	ann, _ := e.store.UserByUsername(ctx, "ann")
+	before := totpState(t, e.store, ann.ID).Failures
+	if status, _ := accountPost(t, mine, account.ConfirmPath, url.Values{"csrf": {token}, "pending": {pending}, "code": {"000000"}}); status != http.StatusUnauthorized {
+		t.Fatalf("a wrong code of the new key: %d, want 401", status)
+	}
+	if after := totpState(t, e.store, ann.ID).Failures; after != before+1 {
+		t.Fatalf("TOTP failures %d → %d, want one more", before, after)
+	}
+	clk.add(30 * time.Second)
+	status, body = accountPost(t, mine, account.ConfirmPath, url.Values{"csrf": {token}, "pending": {pending},
+		"code": {totp.Code(newSecret, totp.Step(clk.now()))}})
+	if status != http.StatusOK || !strings.Contains(body, "Your new authenticator is set up") {
+		t.Fatalf("the confirmation: %d\n%s", status, body)
+	}
+	if status, _, _ := accountGet(t, other.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+		t.Fatalf("the other browser after the replacement: %d", status)
+	}
+	if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusOK {
+		t.Fatalf("this browser after the replacement: %d", status)
+	}
+	clk.add(30 * time.Second)
+	signIn := func(code string) int {
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password: %d", r.StatusCode)
+		}
+		f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+		r, _ := f.postPage(t, "/login/totp", url.Values{"code": {code}})
+		return r.StatusCode
+	}
+	if status := signIn(e.annCode(t, clk.now())); status != http.StatusUnauthorized {
+		t.Fatalf("the old authenticator at a sign-in: %d, want 401", status)
+	}
+	if status := signIn(totp.Code(newSecret, totp.Step(clk.now()))); status != http.StatusSeeOther {
+		t.Fatalf("the new authenticator at a sign-in: %d, want 303", status)
 	}
 }

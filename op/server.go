@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	s.login.Mount(mux, func(h http.Handler) http.Handler { return s.metrics.Instrument("login", h) })
 	account.New(account.Deps{Store: s.store, Login: s.login, Guard: s.guard, Hasher: s.hasher, Sealer: cfg.Sealer, Trail: s.trail,
 		Pages: s.pages, Cookies: s.cookies, Log: s.log, Now: s.cfg.now, Issuer: cfg.Issuer, ReauthWindow: cfg.ReauthWindow,
-		Passwords: password.Policy{MinLength: cfg.PasswordMinLength}}).Mount(mux, func(h http.Handler) http.Handler {
+		Passwords: password.Policy{MinLength: cfg.PasswordMinLength}, Product: cfg.ProductName}).Mount(mux, func(h http.Handler) http.Handler {
 		return s.metrics.Instrument("account", h)
 	})
 	mux.Handle("/", router)

@@ -72,6 +72,8 @@ type Deps struct {
 	// ReauthWindow: DefaultReauthWindow when zero.
 	ReauthWindow time.Duration
 	Passwords    password.Policy
+	// Product names the provider in authenticator apps.
+	Product string
 }
 
 // Handler serves the account page.
@@ -89,6 +91,7 @@ type Handler struct {
 	issuer    string
 	reauth    time.Duration
 	passwords password.Policy
+	product   string
 }
 
 // New builds the account page over d.
@@ -98,7 +101,7 @@ func New(d Deps) *Handler {
 	}
 	return &Handler{store: d.Store, login: d.Login, guard: d.Guard, hasher: d.Hasher, sealer: d.Sealer, trail: d.Trail, pages: d.Pages,
 		cookies: d.Cookies, log: d.Log, now: d.Now, issuer: strings.TrimSuffix(d.Issuer, "/"), reauth: d.ReauthWindow,
-		passwords: d.Passwords}
+		passwords: d.Passwords, product: d.Product}
 }
 
 // Mount adds the account routes to mux, each wrapped by wrap.
@@ -110,6 +113,8 @@ func (h *Handler) Mount(mux *http.ServeMux, wrap func(http.Handler) http.Handler
 	inner.HandleFunc("POST "+PasswordPath, h.pages.Handle(h.changePassword))
 	inner.HandleFunc("POST "+EndPath, h.pages.Handle(h.endSessions))
 	inner.HandleFunc("POST "+CodesPath, h.pages.Handle(h.renewCodes))
+	inner.HandleFunc("POST "+AuthenticatorPath, h.pages.Handle(h.newAuthenticator))
+	inner.HandleFunc("POST "+ConfirmPath, h.pages.Handle(h.confirmAuthenticator))
 	inner.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
 	})

@@ -83,6 +83,9 @@ type Data struct {
 	// that page's view.
 	Wide    bool
 	Account any
+	// QRSVG is a QR code drawn inline (the account page's new
+	// authenticator): module coordinates only.
+	QRSVG template.HTML
 }
 
 // Field is a hidden form field.
@@ -98,7 +101,7 @@ type Pages struct {
 
 // pageNames are the templates, each rendered inside layout.html.
 var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout",
-	"newpassword", "account", "newcodes"}
+	"newpassword", "account", "newcodes", "newtotp"}
 
 // Has reports whether the catalogue has a sentence for key.
 func (p *Pages) Has(key string) bool { _, ok := p.msgs[key]; return ok }

@@ -1,0 +1,173 @@
+package account
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/boombuler/barcode/qr"
+
+	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
+)
+
+const (
+	AuthenticatorPath = Path + "/authenticator"
+	ConfirmPath       = Path + "/authenticator/confirm"
+	// pendingLifetime bounds how long a new secret offered on the page
+	// may be confirmed.
+	pendingLifetime = 10 * time.Minute
+)
+
+// pendingAAD binds a new secret offered on the page to the session and
+// the user it was offered to: a form field of another session or account
+// does not open.
+func pendingAAD(sess storage.Session) string {
+	return "account-totp-pending:v1:" + sess.UserID + ":" + Handle(sess.IDHash)
+}
+
+// newAuthenticator offers a new secret (a QR code and the key to type)
+// for the user to add to their app; nothing changes until a code from it
+// confirms it. The secret travels sealed in the form (with the time it was
+// made), so no half-made authenticator is stored anywhere.
+func (h *Handler) newAuthenticator(w http.ResponseWriter, r *http.Request) error {
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	if !h.fresh(sess) {
+		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
+	}
+	secret, err := totp.NewSecret()
+	if err != nil {
+		return pages.Internal("account: new secret", err)
+	}
+	plain := binary.BigEndian.AppendUint64(nil, uint64(h.now().Unix()))
+	sealed, err := h.sealer.Seal(r.Context(), pendingAAD(sess), append(plain, secret...))
+	if err != nil {
+		return pages.Internal("account: seal new secret", err)
+	}
+	return h.offer(w, r, sess, secret, base64.RawURLEncoding.EncodeToString(sealed), http.StatusOK, "")
+}
+
+// offer shows the new secret's page.
+func (h *Handler) offer(w http.ResponseWriter, r *http.Request, sess storage.Session, secret []byte, pending string, status int, msg string) error {
+	u, err := h.store.UserByID(r.Context(), sess.UserID)
+	if err != nil {
+		return pages.Internal("account: user", err)
+	}
+	key, err := totp.Key(h.product, u.Username, secret)
+	if err != nil {
+		return pages.Internal("account: totp key", err)
+	}
+	svg, err := qrSVG(key.URL())
+	if err != nil {
+		return pages.Internal("account: qr", err)
+	}
+	h.pages.Render(w, status, "newtotp", pages.Data{Title: "title.newtotp", CSRF: formToken(h.login.SSOCookie(r)), Error: msg,
+		QRSVG: svg, Secret: groupSecret(key.Secret()), Fields: []pages.Field{{Name: "pending", Value: pending}}})
+	return nil
+}
+
+// confirmAuthenticator takes a code from the new secret: the code counts
+// on the account's TOTP counter like any; a right one replaces the
+// authenticator and the recovery codes at once (storage.Store.ReplaceTOTP)
+// and shows the new codes once.
+func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess, err := h.posted(r)
+	if err != nil {
+		return err
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("pending"))
+	if err != nil {
+		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
+	}
+	plain, err := h.sealer.Open(pendingAAD(sess), raw)
+	if err != nil || len(plain) < 8 {
+		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
+	}
+	made := time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0)
+	secret := plain[8:]
+	if h.now().Sub(made) > pendingLifetime || made.After(h.now().Add(time.Minute)) {
+		return h.again(w, r, sess, http.StatusForbidden, "account.new_totp_expired", "")
+	}
+	code, ok := totp.Normalize(r.PostFormValue("code"))
+	if !ok {
+		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusBadRequest, pages.MsgBadCode)
+	}
+	claim, err := h.guard.Claim(ctx, sess.UserID, "", ClientID, storage.FactorTOTP)
+	if err != nil {
+		return pages.Internal("account: new authenticator claim", err)
+	}
+	if !claim.Allowed {
+		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
+	}
+	now := h.now()
+	step, match := totp.Match(secret, code, now)
+	if !match {
+		h.guard.Failed(ctx, claim, "new_totp_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusUnauthorized, pages.MsgWrongCode)
+	}
+	sealed, err := h.sealer.Seal(ctx, seal.AADTOTP(sess.UserID), secret)
+	if err != nil {
+		return pages.Internal("account: seal authenticator", err)
+	}
+	codes, hashes, err := totp.NewRecoveryCodes()
+	if err != nil {
+		return pages.Internal("account: recovery codes", err)
+	}
+	cred := storage.TOTPCredential{UserID: sess.UserID, Secret: sealed, Confirmed: true, LastStep: step}
+	ended, err := h.store.ReplaceTOTP(ctx, cred, hashes, sess.IDHash, now)
+	if errors.Is(err, storage.ErrWrongState) {
+		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: session ended meanwhile", Back: Path}
+	}
+	if err != nil {
+		return pages.Internal("account: replace authenticator", err)
+	}
+	h.trail.Event(ctx, "totp_replaced", sess.UserID, "", ClientID, fmt.Sprintf("on the account page; %d recovery codes; ended %d other sessions, %d tokens",
+		len(codes), ended.Sessions, ended.Tokens))
+	text := strings.Join(codes, "\n") + "\n"
+	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes, Message: "newtotp.done",
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
+	return nil
+}
+
+// qrSVG draws text as a QR code in inline SVG: the pages' policy loads
+// nothing but their own origin, and an inline drawing needs no request.
+// Only module coordinates go into it, never the text.
+func qrSVG(text string) (template.HTML, error) {
+	code, err := qr.Encode(text, qr.M, qr.Auto)
+	if err != nil {
+		return "", err
+	}
+	n := code.Bounds().Dx()
+	const quiet = 4
+	var path strings.Builder
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			if r, _, _, _ := code.At(x, y).RGBA(); r < 0x8000 {
+				fmt.Fprintf(&path, "M%d %dh1v1h-1z", x+quiet, y+quiet)
+			}
+		}
+	}
+	size := n + 2*quiet
+	return template.HTML(fmt.Sprintf(`<svg class="qr" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="200" height="200" role="img" aria-labelledby="qr-title" shape-rendering="crispEdges"><title id="qr-title">QR code</title><rect width="%d" height="%d" fill="#fff"/><path d="%s" fill="#000"/></svg>`,
+		size, size, size, size, path.String())), nil
+}
+
+func groupSecret(b32 string) string {
+	var parts []string
+	for i := 0; i < len(b32); i += 4 {
+		parts = append(parts, b32[i:min(i+4, len(b32))])
+	}
+	return strings.Join(parts, " ")
+}
