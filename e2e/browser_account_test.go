@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,51 @@ func TestBrowserAccountPage(t *testing.T) {
 	// This browser is still signed in to its account page.
 	b.navigate(s.URL + "/account")
 	b.waitVisible("account page again", "#profile")
+
+	// A new authenticator: the old one's codes stop working, the new
+	// one's work, and new recovery codes are shown once.
+	b.clickAndLoad("new authenticator", `form[action="/account/authenticator"] button[type=submit]`)
+	b.waitVisible("new key", "code.secret")
+	b.shot("account-new-authenticator", "")
+	newKey := strings.ReplaceAll(b.text("code.secret"), " ", "")
+	b.typeInto("#code", enrCode(t, newKey, time.Now()))
+	b.clickAndLoad("confirm new authenticator", `form[action="/account/authenticator/confirm"] button[type=submit]`)
+	b.waitVisible("new codes", "#codes")
+	if msg := b.text(`p.notice[role=status]`); !strings.Contains(msg, "Your new authenticator is set up") {
+		t.Fatalf("after the new authenticator: %q", msg)
+	}
+	newCodes := strings.Fields(b.value("#codes"))
+	if len(newCodes) != 10 {
+		t.Fatalf("%d new recovery codes shown, want 10", len(newCodes))
+	}
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	if p := acPasswordPage(t, f, u.Name, "marble orchard three"); p.Status != http.StatusOK {
+		t.Fatalf("password after the new authenticator: %d", p.Status)
+	}
+	if p := f.TOTP(u.Code(time.Now())); p.Status != http.StatusUnauthorized {
+		t.Errorf("the old authenticator's code after the replacement: %d, want 401", p.Status)
+	}
+	// An old recovery code is refused, a new one signs another browser in.
+	other2 := NewBrowser(t, "")
+	f2 := other2.StartFlow(s, c, AuthParams{})
+	acPasswordPage(t, f2, u.Name, "marble orchard three")
+	f2.Form = Hidden(other2.Get(s.URL + "/login/recovery?id=" + f2.Form.Get("id")).Body)
+	if p := enrPost(f2, "/login/recovery", url.Values{"recovery_code": {codes[1]}}); p.Status != http.StatusUnauthorized {
+		t.Errorf("an old recovery code after the replacement: %d, want 401", p.Status)
+	}
+	u.Password = "marble orchard three"
+	lgLogin(t, s, c, rp, other2, u, newCodes[0], "openid")
+	if !lgSessionWorks(t, other2, s, c) {
+		t.Fatal("the new recovery code's session does not work")
+	}
+
+	// End that session from the account page.
+	b.clickAndLoad("back to the account", "a.button")
+	b.waitVisible("account page", "#profile")
+	b.clickAndLoad("end the other session", `form[action="/account/sessions/end"] input[value="one"] ~ button`)
+	b.waitVisible("notice", `p.notice[role=status]`)
+	if lgSessionWorks(t, other2, s, c) {
+		t.Error("the session ended from the account page still works")
+	}
+	b.shot("account-session-ended", "")
 }

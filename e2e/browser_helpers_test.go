@@ -337,6 +337,18 @@ func (b *brBrowser) text(sel string) string {
 	return s
 }
 
+// value is the value of the form field matching sel (a textarea's text).
+func (b *brBrowser) value(sel string) string {
+	b.t.Helper()
+	var s string
+	b.step("value of "+sel, func(ctx context.Context) error {
+		var err error
+		s, err = chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel), chromedp.NodeVisible))
+		return err
+	})
+	return s
+}
+
 // has reports whether an element matching sel exists now (no waiting).
 func (b *brBrowser) has(sel string) bool {
 	b.t.Helper()
