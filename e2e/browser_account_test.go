@@ -78,6 +78,7 @@ func TestBrowserAccountPage(t *testing.T) {
 
 	// A new authenticator: the old one's codes stop working, the new
 	// one's work, and new recovery codes are shown once.
+	b.typeInto("#current-totp", "marble orchard three")
 	b.clickAndLoad("new authenticator", `form[action="/account/authenticator"] button[type=submit]`)
 	b.waitVisible("new key", "code.secret")
 	b.shot("account-new-authenticator", "")

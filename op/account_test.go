@@ -288,7 +288,12 @@ func TestAccountRenewCodes(t *testing.T) {
 	mine, token := accountSignIn(t, e, clk)
 	clk.add(30 * time.Second)
 	other, _ := accountSignIn(t, e, clk)
-	status, body := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}})
+	// Without the current password: refused (a stolen cookie in the
+	// window must not be enough for a new second factor).
+	if status, _ := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"wrong horse"}}); status != http.StatusUnauthorized {
+		t.Fatalf("renew with a wrong current password: %d, want 401", status)
+	}
+	status, body := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
 	area := body
 	if i, j := strings.Index(body, "<textarea"), strings.Index(body, "</textarea>"); i >= 0 && j > i {
 		area = body[i:j]
@@ -328,7 +333,10 @@ func TestAccountReplaceAuthenticator(t *testing.T) {
 	clk.add(30 * time.Second)
 	other, otherToken := accountSignIn(t, e, clk)
 
-	status, body := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}})
+	if status, _ := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}}); status != http.StatusUnauthorized {
+		t.Fatalf("a new authenticator without the current password: %d, want 401", status)
+	}
+	status, body := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
 	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
 	if status != http.StatusOK || ms == nil || mp == nil || !strings.Contains(body, "<svg") {
 		t.Fatalf("new authenticator page: %d\n%s", status, body)

@@ -168,30 +168,8 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return pages.Internal("account: password rules", err)
 	}
-	if len(current) > password.MaxBytes {
-		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgLongPassword, "")
-	}
-	claim, err := h.guard.Claim(ctx, u.ID, u.Username, ClientID, storage.FactorPassword)
-	if err != nil {
-		return pages.Internal("account: password claim", err)
-	}
-	if !claim.Allowed {
-		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
-	}
-	right, err := h.hasher.Verify(ctx, u.PasswordHash, current)
-	if errors.Is(err, password.ErrBusy) {
-		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
-		return nil
-	}
-	if err != nil {
-		return pages.Internal("account: verify password", err)
-	}
-	if !right {
-		h.guard.Failed(ctx, claim, "password_change_failed", u.ID, u.Username, ClientID, storage.FactorPassword, "", "the current password was wrong")
-		return h.again(w, r, sess, http.StatusUnauthorized, "account.wrong_current", "")
-	}
-	if err := h.guard.PasswordSucceeded(ctx, u.ID, claim, guard.Counter{}); err != nil {
-		return pages.Internal("account: password success", err)
+	if done, err := h.currentPassword(w, r, sess, u, current, "password_change_failed"); done || err != nil {
+		return err
 	}
 	if same, err := h.hasher.Verify(ctx, u.PasswordHash, next); err == nil && same {
 		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgSamePassword, "")
@@ -276,6 +254,13 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	if !h.fresh(sess) {
 		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
 	}
+	u, err := h.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return pages.Internal("account: user", err)
+	}
+	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "recovery_renewal_failed"); done || err != nil {
+		return err
+	}
 	codes, hashes, err := totp.NewRecoveryCodes()
 	if err != nil {
 		return pages.Internal("account: recovery codes", err)
@@ -293,4 +278,40 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes,
 		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
 	return nil
+}
+
+// currentPassword checks the account's current password for a change of
+// a factor: a password attempt on the account's shared counter, locked
+// like a sign-in's (docs/THREAT-MODEL.md rules 1–4). A change of the
+// second factor needs it too: a stolen session cookie, even within the
+// reauthentication window, must not be enough to take the second factor
+// over. done means the answer is written (a wrong password, a lock).
+func (h *Handler) currentPassword(w http.ResponseWriter, r *http.Request, sess storage.Session, u storage.User, current, failEvent string) (done bool, err error) {
+	ctx := r.Context()
+	if len(current) > password.MaxBytes {
+		return true, h.again(w, r, sess, http.StatusBadRequest, pages.MsgLongPassword, "")
+	}
+	claim, err := h.guard.Claim(ctx, u.ID, u.Username, ClientID, storage.FactorPassword)
+	if err != nil {
+		return true, pages.Internal("account: password claim", err)
+	}
+	if !claim.Allowed {
+		return true, &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
+	}
+	right, err := h.hasher.Verify(ctx, u.PasswordHash, current)
+	if errors.Is(err, password.ErrBusy) {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
+		return true, nil
+	}
+	if err != nil {
+		return true, pages.Internal("account: verify password", err)
+	}
+	if !right {
+		h.guard.Failed(ctx, claim, failEvent, u.ID, u.Username, ClientID, storage.FactorPassword, "", "the current password was wrong")
+		return true, h.again(w, r, sess, http.StatusUnauthorized, "account.wrong_current", "")
+	}
+	if err := h.guard.PasswordSucceeded(ctx, u.ID, claim, guard.Counter{}); err != nil {
+		return true, pages.Internal("account: password success", err)
+	}
+	return false, nil
 }

@@ -46,6 +46,13 @@ func (h *Handler) newAuthenticator(w http.ResponseWriter, r *http.Request) error
 	if !h.fresh(sess) {
 		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
 	}
+	u, err := h.store.UserByID(r.Context(), sess.UserID)
+	if err != nil {
+		return pages.Internal("account: user", err)
+	}
+	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "new_totp_password_failed"); done || err != nil {
+		return err
+	}
 	secret, err := totp.NewSecret()
 	if err != nil {
 		return pages.Internal("account: new secret", err)
