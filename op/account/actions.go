@@ -147,16 +147,9 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 // (storage.Store.SetPassword).
 func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	sess, err := h.posted(r)
-	if err != nil {
+	sess, u, done, err := h.change(w, r)
+	if done || err != nil {
 		return err
-	}
-	if !h.fresh(sess) {
-		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
-	}
-	u, err := h.store.UserByID(ctx, sess.UserID)
-	if err != nil {
-		return pages.Internal("account: user", err)
 	}
 	current, next, repeat := r.PostFormValue("current"), r.PostFormValue("new"), r.PostFormValue("repeat")
 	if next != repeat {
@@ -198,12 +191,9 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 // every one including this browser's.
 func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	sess, err := h.posted(r)
-	if err != nil {
+	sess, _, done, err := h.change(w, r)
+	if done || err != nil {
 		return err
-	}
-	if !h.fresh(sess) {
-		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
 	}
 	now := h.now()
 	switch which := r.PostFormValue("which"); which {
@@ -247,16 +237,9 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 // dies and every other session ends (storage.Store.RenewRecoveryCodes).
 func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	sess, err := h.posted(r)
-	if err != nil {
+	sess, u, done, err := h.change(w, r)
+	if done || err != nil {
 		return err
-	}
-	if !h.fresh(sess) {
-		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
-	}
-	u, err := h.store.UserByID(ctx, sess.UserID)
-	if err != nil {
-		return pages.Internal("account: user", err)
 	}
 	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "recovery_renewal_failed"); done || err != nil {
 		return err
@@ -314,4 +297,22 @@ func (h *Handler) currentPassword(w http.ResponseWriter, r *http.Request, sess s
 		return true, pages.Internal("account: password success", err)
 	}
 	return false, nil
+}
+
+// change is the prologue of every change: a posted form with the page's
+// token, a session whose second factor is fresh, and its user. done means
+// the answer is written or returned.
+func (h *Handler) change(w http.ResponseWriter, r *http.Request) (storage.Session, storage.User, bool, error) {
+	sess, err := h.posted(r)
+	if err != nil {
+		return sess, storage.User{}, true, err
+	}
+	if !h.fresh(sess) {
+		return sess, storage.User{}, true, h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
+	}
+	u, err := h.store.UserByID(r.Context(), sess.UserID)
+	if err != nil {
+		return sess, u, true, pages.Internal("account: user", err)
+	}
+	return sess, u, false, nil
 }

@@ -39,16 +39,9 @@ func pendingAAD(sess storage.Session) string {
 // confirms it. The secret travels sealed in the form (with the time it was
 // made), so no half-made authenticator is stored anywhere.
 func (h *Handler) newAuthenticator(w http.ResponseWriter, r *http.Request) error {
-	sess, err := h.posted(r)
-	if err != nil {
+	sess, u, done, err := h.change(w, r)
+	if done || err != nil {
 		return err
-	}
-	if !h.fresh(sess) {
-		return h.again(w, r, sess, http.StatusForbidden, "account.verify_first", "")
-	}
-	u, err := h.store.UserByID(r.Context(), sess.UserID)
-	if err != nil {
-		return pages.Internal("account: user", err)
 	}
 	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "new_totp_password_failed"); done || err != nil {
 		return err
