@@ -3,6 +3,7 @@ package op
 import (
 	"context"
 	"encoding/base32"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
+	"github.com/totp-idp/idp/storage"
 )
 
 // accountGet fetches u with the browser c without following redirects.
@@ -74,6 +77,24 @@ func TestAccountSignIn(t *testing.T) {
 	cb, err := url.Parse(callback)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The account client's code is not redeemable at the token endpoint,
+	// even with its PKCE verifier (review of the account page, F4).
+	var verifier string
+	for _, ck := range f.c.Jar.Cookies(mustURL(t, e.ts.URL)) {
+		if ck.Name == "idp_account_flow" {
+			_, verifier, _ = strings.Cut(ck.Value, ".")
+		}
+	}
+	tr, err := e.browser().PostForm(e.ts.URL+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {"idp-account"},
+		"code": {cb.Query().Get("code")}, "code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:1/account/callback"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _ := io.ReadAll(tr.Body)
+	tr.Body.Close()
+	if verifier == "" || tr.StatusCode != http.StatusBadRequest || !strings.Contains(string(tb), "invalid_grant") {
+		t.Fatalf("the account client's code at the token endpoint (verifier %t): %d %s", verifier != "", tr.StatusCode, tb)
 	}
 	// Another browser presenting this code and state gets nothing.
 	if status, _, body := accountGet(t, e.browser(), e.ts.URL+cb.RequestURI()); status != http.StatusBadRequest || strings.Contains(body, "Signed in as") {
@@ -386,5 +407,97 @@ func TestAccountReplaceAuthenticator(t *testing.T) {
 	}
 	if status := signIn(totp.Code(newSecret, totp.Step(clk.now()))); status != http.StatusSeeOther {
 		t.Fatalf("the new authenticator at a sign-in: %d, want 303", status)
+	}
+}
+
+func mustURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestAccountReviewFixes: what the review of the account page found.
+// Ending another session from the page revokes its offline grant (F1); a
+// must-change account does not reach the page before choosing its
+// password (F2); a new authenticator's offer is not taken after the
+// window, nor a second time (F3).
+func TestAccountReviewFixes(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	clk.add(30 * time.Second)
+	other, _ := accountSignIn(t, e, clk)
+	ann, _ := e.store.UserByUsername(ctx, "ann")
+
+	// F1: an offline grant issued through the other session.
+	var otherCookie string
+	for _, ck := range other.c.Jar.Cookies(mustURL(t, e.ts.URL)) {
+		if ck.Name == "idp_session" {
+			otherCookie = ck.Value
+		}
+	}
+	if otherCookie == "" {
+		t.Fatal("no session cookie in the other browser")
+	}
+	rt := storage.RefreshToken{ID: "rt-offline", TokenHash: secret.Hash("offline-secret"), FamilyID: "fam", ClientID: "app", UserID: ann.ID,
+		Scopes: []string{"openid", "offline_access"}, Audience: []string{"app"}, AuthTime: clk.now(), CreatedAt: clk.now(),
+		ExpiresAt: clk.now().Add(time.Hour), SessionHash: secret.Hash(otherCookie)}
+	if err := e.store.CreateRefreshToken(ctx, rt, storage.AccessToken{}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := accountPost(t, mine, account.EndPath, url.Values{"csrf": {token}, "which": {"one"}, "session": {account.Handle(secret.Hash(otherCookie))}})
+	if status != http.StatusOK || !strings.Contains(body, "signed out") {
+		t.Fatalf("end the other session: %d", status)
+	}
+	if _, err := e.store.RefreshTokenByHash(ctx, rt.TokenHash, clk.now()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the ended session's offline grant: %v, want revoked", err)
+	}
+
+	// F3: the offer after the window, and a second time.
+	status, body = accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
+	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
+	if status != http.StatusOK || ms == nil || mp == nil {
+		t.Fatalf("offer: %d", status)
+	}
+	key, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
+	form := func() url.Values {
+		return url.Values{"csrf": {token}, "pending": {mp[1]}, "code": {totp.Code(key, totp.Step(clk.now()))}}
+	}
+	saved := clk.t
+	clk.add(account.DefaultReauthWindow + time.Second)
+	if status, _ := accountPost(t, mine, account.ConfirmPath, form()); status != http.StatusForbidden {
+		t.Fatalf("the offer taken after the window: %d, want 403", status)
+	}
+	clk.t = saved.Add(30 * time.Second)
+	if status, _ := accountPost(t, mine, account.ConfirmPath, form()); status != http.StatusOK {
+		t.Fatalf("the offer in time: %d", status)
+	}
+	clk.add(30 * time.Second)
+	if status, _ := accountPost(t, mine, account.ConfirmPath, form()); status != http.StatusBadRequest {
+		t.Fatalf("the offer taken a second time: %d, want 400", status)
+	}
+
+	// F2: a must-change account is sent to sign in (and so to the form).
+	if _, _, err := e.admin.SetPassword(ctx, "ann", "velvet compass seven", true, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(30 * time.Second)
+	f := &inFlow{e: e, c: e.browser()}
+	_, loc, _ := accountGet(t, f.c, e.ts.URL+"/account")
+	_, loc, _ = accountGet(t, f.c, e.ts.URL+loc)
+	f.load(t, e.ts.URL+loc)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"velvet compass seven"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	if r, _ := f.postPage(t, "/login/totp", url.Values{"code": {totp.Code(key, totp.Step(clk.now()))}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("totp: %d", r.StatusCode)
+	}
+	if status, loc, _ := accountGet(t, f.c, e.ts.URL+"/account"); status != http.StatusSeeOther || !strings.HasPrefix(loc, "/authorize?") {
+		t.Fatalf("the account page of a must-change account: %d %s, want to be sent to sign in", status, loc)
 	}
 }

@@ -126,6 +126,12 @@ func (o *oidcStorage) AuthRequestByCode(ctx context.Context, code string) (zop.A
 	if ri.tokenClient == "" || ri.tokenClient != info.ClientID {
 		return nil, oidc.ErrInvalidGrant().WithDescription("code not issued to this client")
 	}
+	if info.ClientID == account.ClientID {
+		// The account page consumes its own codes at its callback; at the
+		// token endpoint one would mint a grant no application holds
+		// (review of the account page, F4).
+		return nil, oidc.ErrInvalidGrant().WithDescription("code not redeemable here")
+	}
 	if info.CodeChallenge != "" && !secret.S256Matches(ri.codeVerifier, info.CodeChallenge) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code_verifier")
 	}

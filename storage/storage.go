@@ -733,6 +733,10 @@ type Store interface {
 	// (front-channel logout ends the browser's session, not offline
 	// grants). It returns how many tokens it revoked.
 	EndSession(ctx context.Context, idHash []byte, now time.Time) (int, error)
+	// SignOutSession is EndSession that also revokes the session's
+	// offline_access grants: the account page's "end this session" signs
+	// that browser out of everything it was given.
+	SignOutSession(ctx context.Context, idHash []byte, now time.Time) (int, error)
 	// ReplaceSession retires a browser's previous session oldHash after a
 	// new login opened newHash, in one transaction: for the same user the
 	// old session's tokens and sign-ins move to the new session; for

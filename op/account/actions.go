@@ -218,7 +218,9 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 			if which == "one" && subtle.ConstantTimeCompare([]byte(Handle(s.IDHash)), []byte(r.PostFormValue("session"))) != 1 {
 				continue
 			}
-			if _, err := h.store.EndSession(ctx, s.IDHash, now); err != nil {
+			// Offline grants too: the user ends that browser, not only
+			// its front channel (review of the account page, F1).
+			if _, err := h.store.SignOutSession(ctx, s.IDHash, now); err != nil {
 				return pages.Internal("account: end session", err)
 			}
 			n++
@@ -274,6 +276,15 @@ func (h *Handler) currentPassword(w http.ResponseWriter, r *http.Request, sess s
 	if len(current) > password.MaxBytes {
 		return true, h.again(w, r, sess, http.StatusBadRequest, pages.MsgLongPassword, "")
 	}
+	// The hashing slot before the claim, as at sign-in (docs/THREAT-MODEL.md
+	// rule 3): a busy hasher must not leave a right password counted as a
+	// failure (review of the account page, F5).
+	slot, err := h.hasher.Reserve(ctx)
+	if err != nil {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
+		return true, nil
+	}
+	defer slot.Release()
 	claim, err := h.guard.Claim(ctx, u.ID, u.Username, ClientID, storage.FactorPassword)
 	if err != nil {
 		return true, pages.Internal("account: password claim", err)
@@ -281,11 +292,7 @@ func (h *Handler) currentPassword(w http.ResponseWriter, r *http.Request, sess s
 	if !claim.Allowed {
 		return true, &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now(), Back: Path}
 	}
-	right, err := h.hasher.Verify(ctx, u.PasswordHash, current)
-	if errors.Is(err, password.ErrBusy) {
-		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, Path)
-		return true, nil
-	}
+	right, err := slot.Verify(u.PasswordHash, current)
 	if err != nil {
 		return true, pages.Internal("account: verify password", err)
 	}

@@ -27,11 +27,13 @@ const (
 	pendingLifetime = 10 * time.Minute
 )
 
-// pendingAAD binds a new secret offered on the page to the session and
-// the user it was offered to: a form field of another session or account
-// does not open.
-func pendingAAD(sess storage.Session) string {
-	return "account-totp-pending:v1:" + sess.UserID + ":" + Handle(sess.IDHash)
+// pendingAAD binds a new secret offered on the page to the session, the
+// user it was offered to and the authenticator it would replace: a form
+// field of another session or account does not open, nor does one whose
+// replacement already happened (its replay; review of the account page,
+// F3).
+func pendingAAD(sess storage.Session, current storage.TOTPCredential) string {
+	return fmt.Sprintf("account-totp-pending:v1:%s:%s:%d", sess.UserID, Handle(sess.IDHash), current.CreatedAt.UnixNano())
 }
 
 // newAuthenticator offers a new secret (a QR code and the key to type)
@@ -46,12 +48,16 @@ func (h *Handler) newAuthenticator(w http.ResponseWriter, r *http.Request) error
 	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "new_totp_password_failed"); done || err != nil {
 		return err
 	}
+	current, err := h.store.TOTPByUser(r.Context(), sess.UserID)
+	if err != nil {
+		return pages.Internal("account: authenticator", err)
+	}
 	secret, err := totp.NewSecret()
 	if err != nil {
 		return pages.Internal("account: new secret", err)
 	}
 	plain := binary.BigEndian.AppendUint64(nil, uint64(h.now().Unix()))
-	sealed, err := h.sealer.Seal(r.Context(), pendingAAD(sess), append(plain, secret...))
+	sealed, err := h.sealer.Seal(r.Context(), pendingAAD(sess, current), append(plain, secret...))
 	if err != nil {
 		return pages.Internal("account: seal new secret", err)
 	}
@@ -83,15 +89,21 @@ func (h *Handler) offer(w http.ResponseWriter, r *http.Request, sess storage.Ses
 // and shows the new codes once.
 func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	sess, err := h.posted(r)
-	if err != nil {
+	// The window holds here too: the proof that opened the offer must
+	// still be fresh when the offer is taken.
+	sess, _, done, err := h.change(w, r)
+	if done || err != nil {
 		return err
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("pending"))
 	if err != nil {
 		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
 	}
-	plain, err := h.sealer.Open(pendingAAD(sess), raw)
+	current, err := h.store.TOTPByUser(ctx, sess.UserID)
+	if err != nil {
+		return pages.Internal("account: authenticator", err)
+	}
+	plain, err := h.sealer.Open(pendingAAD(sess, current), raw)
 	if err != nil || len(plain) < 8 {
 		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
 	}

@@ -24,10 +24,22 @@ func (h *Handler) SSOCookieName() string { return h.cookies.Name("idp_session") 
 func (h *Handler) SSOCookie(r *http.Request) string { return h.ssoCookie(r) }
 
 // CurrentSession is the browser's SSO session if it is usable without a
-// new login (UsableSession with nothing asked of it): the account page's
-// sign-in.
+// new login (UsableSession with nothing asked of it) and its account may
+// act: not disabled, and not waiting to choose a new password (the
+// account page's sign-in; review of the account page, F2). Its use is
+// recorded (the idle timeout counts from it).
 func (h *Handler) CurrentSession(r *http.Request) (storage.Session, bool) {
-	return h.UsableSession(r.Context(), h.ssoCookie(r), &storage.AuthRequest{})
+	ctx := r.Context()
+	sess, ok := h.UsableSession(ctx, h.ssoCookie(r), &storage.AuthRequest{})
+	if !ok {
+		return sess, false
+	}
+	u, err := h.store.UserByID(ctx, sess.UserID)
+	if err != nil || !u.DisabledAt.IsZero() || u.MustChangePassword {
+		return storage.Session{}, false
+	}
+	_ = h.store.TouchSession(ctx, sess.IDHash, h.now())
+	return sess, true
 }
 
 // ssoCookie is the SSO cookie r carries ("" when none).

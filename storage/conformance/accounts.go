@@ -381,3 +381,40 @@ func testReplaceTOTP(t *testing.T, s storage.Store) {
 	isErr(t, second(s.ReplaceTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("x"), Confirmed: true}, nil, keep.IDHash, later)),
 		storage.ErrWrongState, "ReplaceTOTP from an ended session")
 }
+
+// testSignOutSession: ending a session from the account page revokes its
+// offline grants too, unlike a front-channel logout (EndSession), and
+// nothing of another session.
+func testSignOutSession(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	gone := accountSession(t, s, "gone", "u1", now)
+	kept := accountSession(t, s, "kept", "u1", now)
+	grant := func(name string, sess []byte, scopes ...string) (storage.AccessToken, storage.RefreshToken) {
+		rt := newRefreshToken("rt-"+name, "fam-"+name, "u1", "client-a", now)
+		rt.Scopes, rt.SessionHash = append([]string{"openid"}, scopes...), sess
+		at := newAccessToken("at-"+name, "u1", "client-a", now)
+		at.SessionHash = sess
+		ok(t, s.CreateRefreshToken(ctx, rt, at), "CreateRefreshToken %s", name)
+		return at, rt
+	}
+	onAT, onRT := grant("on", gone.IDHash)
+	offAT, offRT := grant("off", gone.IDHash, "offline_access")
+	keptAT, keptRT := grant("kept", kept.IDHash, "offline_access")
+	n, err := s.SignOutSession(ctx, gone.IDHash, now)
+	ok(t, err, "SignOutSession")
+	if n != 4 {
+		t.Errorf("SignOutSession revoked %d tokens, want 4", n)
+	}
+	for _, at := range []storage.AccessToken{onAT, offAT} {
+		accessGone(t, s, at.ID, now)
+	}
+	for _, rt := range []storage.RefreshToken{onRT, offRT} {
+		refreshGone(t, s, rt, now)
+	}
+	accessLive(t, s, keptAT.ID, now)
+	refreshLive(t, s, keptRT, now)
+	_, err = s.SessionByHash(ctx, gone.IDHash, now)
+	isErr(t, err, storage.ErrNotFound, "the signed-out session")
+}

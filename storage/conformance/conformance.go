@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/Reverify", testReverify},
 		{"Accounts/RenewRecoveryCodes", testRenewRecoveryCodes},
 		{"Accounts/ReplaceTOTP", testReplaceTOTP},
+		{"Accounts/SignOutSession", testSignOutSession},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

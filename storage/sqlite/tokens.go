@@ -371,10 +371,25 @@ func (s *Store) EndSession(ctx context.Context, idHash []byte, now time.Time) (i
 	var revoked int
 	err := s.write(ctx, func(tx *txn) error {
 		var err error
-		revoked, err = endSession(tx, idHash, now)
+		revoked, err = endSession(tx, idHash, now, false)
 		return err
 	})
 	return revoked, mapErr("end session", err)
+}
+
+// SignOutSession is EndSession with the session's offline grants too
+// (storage.Store.SignOutSession).
+func (s *Store) SignOutSession(ctx context.Context, idHash []byte, now time.Time) (int, error) {
+	if len(idHash) == 0 {
+		return 0, fmt.Errorf("sqlite: sign out session: empty id hash")
+	}
+	var revoked int
+	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		revoked, err = endSession(tx, idHash, now, true)
+		return err
+	})
+	return revoked, mapErr("sign out session", err)
 }
 
 // cancelSignIns ends the sign-ins in progress that match where (a done
@@ -404,7 +419,10 @@ func cancelSignIns(tx *txn, now time.Time, where string, args ...any) (int, erro
 	return live, err
 }
 
-func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
+// endSession ends session idHash inside tx; with offline, its offline
+// grants too (the account page's "end this session": the browser is
+// signed out, not just logged out of the front channel).
+func endSession(tx *txn, idHash []byte, now time.Time, offline bool) (int, error) {
 	if _, err := tx.exec(`DELETE FROM sessions WHERE id_hash = ?`, idHash); err != nil {
 		return 0, err
 	}
@@ -420,14 +438,18 @@ func endSession(tx *txn, idHash []byte, now time.Time) (int, error) {
 		WHERE session_hash = ? AND code_used_at <> 0 AND tokens_revoked_at = 0`, t, idHash); err != nil {
 		return 0, err
 	}
+	spare := offlineScope
+	if offline {
+		spare = "" // NOT LIKE '' holds for every non-empty scope list
+	}
 	n, err := tx.exec(`UPDATE refresh_tokens SET revoked_at = ?
-		WHERE session_hash = ? AND revoked_at = 0 AND scopes NOT LIKE ?`, t, idHash, offlineScope)
+		WHERE session_hash = ? AND revoked_at = 0 AND scopes NOT LIKE ?`, t, idHash, spare)
 	if err != nil {
 		return 0, err
 	}
 	m, err := tx.exec(`UPDATE access_tokens SET revoked_at = ?
 		WHERE session_hash = ? AND revoked_at = 0 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r
-			WHERE r.id = access_tokens.refresh_token_id AND r.scopes LIKE ?)`, t, idHash, offlineScope)
+			WHERE r.id = access_tokens.refresh_token_id AND r.scopes LIKE ? AND r.revoked_at = 0)`, t, idHash, offlineScope)
 	return int(n + m), err
 }
 
@@ -455,7 +477,7 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 		if newUser := users[string(newHash)]; newUser == "" {
 			return storage.ErrNotFound
 		} else if users[string(oldHash)] != newUser {
-			_, err := endSession(tx, oldHash, now)
+			_, err := endSession(tx, oldHash, now, false)
 			return err
 		}
 		for _, table := range []string{"access_tokens", "refresh_tokens", "auth_requests"} {
