@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +288,89 @@ func TestMustChangeWithPromptNone(t *testing.T) {
 	p := atkNoCodeFollow(t, b, s, b.Get(au), "prompt=none while the password must change")
 	if !strings.Contains(p.Location, "error=interaction_required") {
 		t.Fatalf("prompt=none while the password must change: %d %s\n%s", p.Status, p.Location, p.Body)
+	}
+}
+
+// acAccountSignIn signs u in to /account in browser b (password and TOTP
+// code at) and returns the account page's form token.
+func acAccountSignIn(t *testing.T, s *Server, b *Browser, u User, pw string, at time.Time) string {
+	t.Helper()
+	p := b.Get(s.URL + "/account")
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("/account: %d", p.Status)
+	}
+	p = b.Get(p.Location) // the harness made it absolute
+	if p.Status != http.StatusFound || !strings.Contains(p.Location, "/login/") {
+		t.Fatalf("authorize for the account page: %d %s", p.Status, p.Location)
+	}
+	f := &Flow{B: b, S: s, LoginURL: p.Location}
+	f.Form = Hidden(b.Get(p.Location).Body)
+	acPasswordPage(t, f, u.Name, pw)
+	p = f.TOTP(u.Code(at))
+	for i := 0; i < 6 && p.Status/100 == 3; i++ {
+		p = b.Get(p.Location)
+	}
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "Signed in as "+u.Name) {
+		t.Fatalf("the account page after the sign-in: %d\n%.300s", p.Status, p.Body)
+	}
+	return Hidden(p.Body).Get("csrf")
+}
+
+// TestAccountPageAttacks, through the real binary: a cross-site post to
+// every account action is refused, whatever it carries; a post without
+// the page's token is refused; and a session ended from the page, with
+// everything it was given (an offline refresh token too), fails at once,
+// as does prompt=none in that browser.
+func TestAccountPageAttacks(t *testing.T) {
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	rp := NewRP(t, s, c)
+	u := AddUser(t, s.DB, "tess", "correct horse battery")
+	codes := lgRecoveryCodes(t, s, u)
+	victim := NewBrowser(t, "")
+	tok := lgLogin(t, s, c, rp, victim, u, codes[0], "openid offline_access")
+	if tok.RefreshToken == "" || !lgSessionWorks(t, victim, s, c) {
+		t.Fatal("the other browser's grant does not work before")
+	}
+	b := NewBrowser(t, "")
+	token := acAccountSignIn(t, s, b, u, u.Password, time.Now())
+
+	for _, path := range []string{"/account/verify", "/account/password", "/account/sessions/end", "/account/recovery-codes",
+		"/account/authenticator", "/account/authenticator/confirm"} {
+		form := url.Values{"csrf": {token}, "which": {"all"}, "current": {u.Password}, "new": {"marble orchard three"},
+			"repeat": {"marble orchard three"}, "code": {u.Code(time.Now())}}
+		req, err := http.NewRequest(http.MethodPost, s.URL+path, strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Origin", "https://evil.example")
+		if p := b.do(req); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site post to %s: %d, want 403", path, p.Status)
+		}
+		form.Del("csrf")
+		if p := b.Post(s.URL+path, form); p.Status != http.StatusForbidden {
+			t.Errorf("post to %s without the page's token: %d, want 403", path, p.Status)
+		}
+	}
+	if !lgSessionWorks(t, b, s, c) {
+		t.Fatal("the forged posts ended this browser's session")
+	}
+
+	// End the other browser's session from the page: its offline refresh
+	// token fails at once, and so does prompt=none there.
+	page := b.Get(s.URL + "/account")
+	m := regexp.MustCompile(`name="session" value="([^"]+)"`).FindStringSubmatch(page.Body)
+	if m == nil {
+		t.Fatalf("no session to end on the page:\n%.500s", page.Body)
+	}
+	if p := b.Post(s.URL+"/account/sessions/end", url.Values{"csrf": {token}, "which": {"one"}, "session": {m[1]}}); p.Status != http.StatusOK {
+		t.Fatalf("end the other session: %d", p.Status)
+	}
+	st, body := confRefresh(t, s, c, tok.RefreshToken)
+	confWantInvalidGrant(t, "the ended session's offline refresh token", st, body)
+	if lgSessionWorks(t, victim, s, c) {
+		t.Error("prompt=none still works in the browser whose session was ended")
 	}
 }
