@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserAccountPage: a person opens /account in chromium, signs in
@@ -123,4 +128,19 @@ func TestBrowserAccountPage(t *testing.T) {
 		t.Error("the session ended from the account page still works")
 	}
 	b.shot("account-session-ended", "")
+
+	// The same page in dark mode and on a phone: it renders, nothing is
+	// cut off (the tables scroll inside the card).
+	b.do("dark mode", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	}))
+	b.navigate(s.URL + "/account")
+	b.waitVisible("account page in dark mode", "#profile")
+	b.shot("account-dark", "")
+	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
+	b.navigate(s.URL + "/account")
+	b.waitVisible("account page on a phone", "#profile")
+	b.shot("account-phone-dark", "")
 }
