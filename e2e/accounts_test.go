@@ -374,3 +374,39 @@ func TestAccountPageAttacks(t *testing.T) {
 		t.Error("prompt=none still works in the browser whose session was ended")
 	}
 }
+
+// TestAccountPageReauthentication, through the real binary with a short
+// window: a change after the window asks for the second factor again;
+// wrong codes there count and lock like a sign-in's second step (429 once
+// --totp-max-failures is reached); a blocklisted new password is refused
+// on the page as at set-password.
+func TestAccountPageReauthentication(t *testing.T) {
+	s := StartServer(t, "--reauth-window", "2s", "--totp-max-failures", "3", "--totp-lock", "10m", "--totp-lock-max", "10m")
+	u := AddUser(t, s.DB, "rhea", "correct horse battery")
+	b := NewBrowser(t, "")
+	token := acAccountSignIn(t, s, b, u, u.Password, time.Now())
+	change := func(next string) Page {
+		return b.Post(s.URL+"/account/password", url.Values{"csrf": {token}, "current": {u.Password}, "new": {next}, "repeat": {next}})
+	}
+	if p := change("iloveyou1"); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "common and breached") {
+		t.Fatalf("a blocklisted new password on the page: %d", p.Status)
+	}
+	time.Sleep(2100 * time.Millisecond) // past the 2 s window
+	if p := change("marble orchard three"); p.Status != http.StatusForbidden || !strings.Contains(p.Body, "Confirm it is you first") {
+		t.Fatalf("a change after the window: %d", p.Status)
+	}
+	var got []int
+	for i := 0; i < 4; i++ {
+		got = append(got, b.Post(s.URL+"/account/verify", url.Values{"csrf": {token}, "code": {"000000"}}).Status)
+	}
+	if want := []int{401, 401, 401, 429}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("wrong reauthentication codes: %v, want %v", got, want)
+	}
+	// Locked: even the right code waits, as at a sign-in.
+	if p := b.Post(s.URL+"/account/verify", url.Values{"csrf": {token}, "code": {u.Code(time.Now().Add(30 * time.Second))}}); p.Status != http.StatusTooManyRequests {
+		t.Fatalf("the right code while locked: %d, want 429", p.Status)
+	}
+	if st := atkShow(t, s.DB, u.Name).F("totp"); st.Failures < 3 {
+		t.Fatalf("the TOTP counter after the account page's wrong codes: %+v", st)
+	}
+}
