@@ -60,3 +60,16 @@ func invisible(r rune) bool {
 	}
 	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
+
+// Printable reports whether s is valid UTF-8 without the characters a
+// username refuses anywhere (invisible): control, format (bidi overrides,
+// zero-width), line and paragraph separators and the blank letters. The
+// profile's name and address are checked with it too (op/admin).
+func Printable(s string) bool {
+	for _, r := range s {
+		if invisible(r) || r == unicode.ReplacementChar {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}

@@ -259,10 +259,16 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.trail.Event(ctx, "recovery_codes_renewed", sess.UserID, "", ClientID, fmt.Sprintf("%d codes; ended %d other sessions, %d tokens",
 		len(codes), ended.Sessions, ended.Tokens))
-	text := strings.Join(codes, "\n") + "\n"
-	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes,
-		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
+	h.showCodes(w, codes, "")
 	return nil
+}
+
+// showCodes shows new recovery codes once, with a download of them and
+// note (a message key) above.
+func (h *Handler) showCodes(w http.ResponseWriter, codes []string, note string) {
+	text := strings.Join(codes, "\n") + "\n"
+	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes, Message: note,
+		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
 }
 
 // currentPassword checks the account's current password for a change of

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -79,7 +78,7 @@ func (h *Handler) offer(w http.ResponseWriter, r *http.Request, sess storage.Ses
 		return pages.Internal("account: qr", err)
 	}
 	h.pages.Render(w, status, "newtotp", pages.Data{Title: "title.newtotp", CSRF: formToken(h.login.SSOCookie(r)), Error: msg,
-		QRSVG: svg, Secret: groupSecret(key.Secret()), Fields: []pages.Field{{Name: "pending", Value: pending}}})
+		QRSVG: svg, Secret: totp.GroupKey(key.Secret()), Fields: []pages.Field{{Name: "pending", Value: pending}}})
 	return nil
 }
 
@@ -147,9 +146,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	}
 	h.trail.Event(ctx, "totp_replaced", sess.UserID, "", ClientID, fmt.Sprintf("on the account page; %d recovery codes; ended %d other sessions, %d tokens",
 		len(codes), ended.Sessions, ended.Tokens))
-	text := strings.Join(codes, "\n") + "\n"
-	h.pages.Render(w, http.StatusOK, "newcodes", pages.Data{Title: "title.newcodes", Codes: codes, Message: "newtotp.done",
-		DownloadURL: template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text)), ContinueURL: Path})
+	h.showCodes(w, codes, "newtotp.done")
 	return nil
 }
 
@@ -174,12 +171,4 @@ func qrSVG(text string) (template.HTML, error) {
 	size := n + 2*quiet
 	return template.HTML(fmt.Sprintf(`<svg class="qr" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="200" height="200" role="img" aria-labelledby="qr-title" shape-rendering="crispEdges"><title id="qr-title">QR code</title><rect width="%d" height="%d" fill="#fff"/><path d="%s" fill="#000"/></svg>`,
 		size, size, size, size, path.String())), nil
-}
-
-func groupSecret(b32 string) string {
-	var parts []string
-	for i := 0; i < len(b32); i += 4 {
-		parts = append(parts, b32[i:min(i+4, len(b32))])
-	}
-	return strings.Join(parts, " ")
 }

@@ -6,7 +6,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/totp-idp/idp/storage"
@@ -138,7 +137,7 @@ func CheckEmail(e string) error {
 	if e == "" {
 		return nil
 	}
-	if len(e) > maxEmail || !printable(e) {
+	if len(e) > maxEmail || !storage.Printable(e) {
 		return fmt.Errorf("e-mail address %q: at most %d bytes, printable characters only", e, maxEmail)
 	}
 	addr, err := mail.ParseAddress(e)
@@ -149,19 +148,8 @@ func CheckEmail(e string) error {
 }
 
 func checkName(n string) error {
-	if utf8.RuneCountInString(n) > maxName || !printable(n) {
+	if utf8.RuneCountInString(n) > maxName || !storage.Printable(n) {
 		return fmt.Errorf("name: at most %d characters, printable characters only", maxName)
 	}
 	return nil
-}
-
-// printable refuses control, format (bidi overrides, zero-width) and line
-// or paragraph separator characters, as usernames do.
-func printable(s string) bool {
-	for _, r := range s {
-		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError {
-			return false
-		}
-	}
-	return utf8.ValidString(s)
 }

@@ -78,14 +78,6 @@ func (h *Handler) totpKey(ctx context.Context, userID string, secret []byte) (*o
 	return totp.Key(h.cfg.Product, u.Username, secret)
 }
 
-func groupSecret(b32 string) string {
-	var parts []string
-	for i := 0; i < len(b32); i += 4 {
-		parts = append(parts, b32[i:min(i+4, len(b32))])
-	}
-	return strings.Join(parts, " ")
-}
-
 // enrollForm is the enrollment page: only reachable in password_ok, that
 // is after a correct password in this very flow (docs/THREAT-MODEL.md
 // R-T4).
@@ -102,7 +94,7 @@ func (h *Handler) enrollForm(r *http.Request, a *storage.AuthRequest, flowSecret
 	return &pages.Form{Status: status, Page: "enroll", Data: pages.Data{
 		Title: "title.enroll", ClientName: h.clients.Name(ctx, a.ClientID), ID: a.ID,
 		CSRF: CSRFToken(flowSecret, a.ID), Error: msg,
-		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: groupSecret(key.Secret()),
+		QRURL: "/login/enroll/qr.png?id=" + url.QueryEscape(a.ID), Secret: totp.GroupKey(key.Secret()),
 	}}, nil
 }
 

@@ -98,3 +98,12 @@ func Key(issuer, account string, secret []byte) (*otp.Key, error) {
 		Period: Period, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
 	})
 }
+
+// GroupKey writes a base32 key in groups of four for typing by hand.
+func GroupKey(b32 string) string {
+	var parts []string
+	for i := 0; i < len(b32); i += 4 {
+		parts = append(parts, b32[i:min(i+4, len(b32))])
+	}
+	return strings.Join(parts, " ")
+}

@@ -30,11 +30,7 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 			return storage.ErrWrongState
 		}
 		if c.Keep != nil {
-			var one int
-			if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
-				c.Keep, userID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-				return storage.ErrWrongState
-			} else if err != nil {
+			if err := keptSession(tx, c.Keep, userID, now); err != nil {
 				return err
 			}
 		}
@@ -159,8 +155,25 @@ func liveSessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
 	if _, err := lockUser(tx, userID, lockStep); err != nil {
 		return err
 	}
+	return sessionOf(tx, idHash, userID, now)
+}
+
+// sessionOf is pgx.ErrNoRows unless idHash is a live session of userID.
+func sessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
 	var one int
 	return tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`, idHash, userID, now.Unix()).Scan(&one)
+}
+
+// keptSession is ErrWrongState unless keep, the session a user's own
+// change keeps, is still a live session of theirs (the caller holds
+// lockEnd on the user).
+func keptSession(tx *txn, keep []byte, userID string, now time.Time) error {
+	if err := sessionOf(tx, keep, userID, now); errors.Is(err, pgx.ErrNoRows) {
+		return storage.ErrWrongState
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // RenewRecoveryCodes replaces the user's codes from the session keep
@@ -172,11 +185,7 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 		if err := userExists(tx, userID, lockEnd); err != nil {
 			return err
 		}
-		var one int
-		if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
-			keep, userID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-			return storage.ErrWrongState
-		} else if err != nil {
+		if err := keptSession(tx, keep, userID, now); err != nil {
 			return err
 		}
 		var confirmed int
@@ -207,11 +216,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := userExists(tx, cred.UserID, lockEnd); err != nil {
 			return err
 		}
-		var one int
-		if err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = $1 AND user_id = $2 AND expires_at > $3`,
-			keep, cred.UserID, now.Unix()).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-			return storage.ErrWrongState
-		} else if err != nil {
+		if err := keptSession(tx, keep, cred.UserID, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = $1`, cred.UserID); err != nil {

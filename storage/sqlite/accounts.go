@@ -30,9 +30,7 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 			return storage.ErrWrongState
 		}
 		if c.Keep != nil {
-			if err := liveSessionOf(tx, c.Keep, userID, now); errors.Is(err, sql.ErrNoRows) {
-				return storage.ErrWrongState
-			} else if err != nil {
+			if err := keptSession(tx, c.Keep, userID, now); err != nil {
 				return err
 			}
 		}
@@ -156,6 +154,17 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 	return left, mapErr("reverify recovery", err)
 }
 
+// keptSession is ErrWrongState unless keep, the session a user's own
+// change keeps, is still a live session of theirs.
+func keptSession(tx *txn, keep []byte, userID string, now time.Time) error {
+	if err := liveSessionOf(tx, keep, userID, now); errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrWrongState
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // liveSessionOf is ErrNotFound unless idHash is a live session of userID.
 func liveSessionOf(tx *txn, idHash []byte, userID string, now time.Time) error {
 	row, err := tx.queryRow(`SELECT 1 FROM sessions WHERE id_hash = ? AND user_id = ? AND expires_at > ?`, idHash, userID, now.Unix())
@@ -185,9 +194,7 @@ func nullableBool(p *bool) any {
 func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		if err := liveSessionOf(tx, keep, userID, now); errors.Is(err, sql.ErrNoRows) {
-			return storage.ErrWrongState
-		} else if err != nil {
+		if err := keptSession(tx, keep, userID, now); err != nil {
 			return err
 		}
 		row, err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
@@ -218,9 +225,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 	}
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		if err := liveSessionOf(tx, keep, cred.UserID, now); errors.Is(err, sql.ErrNoRows) {
-			return storage.ErrWrongState
-		} else if err != nil {
+		if err := keptSession(tx, keep, cred.UserID, now); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, cred.UserID); err != nil {
