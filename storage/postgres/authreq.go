@@ -397,14 +397,13 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, codeHash []byte, now time.T
 		// second and can abort the reuse's revocation. FOR UPDATE rather
 		// than lockStep: two reuses upgrading a shared lock would deadlock
 		// on each other.
-		var owner string
-		if err := tx.queryRow(`SELECT COALESCE(user_id, '') FROM auth_requests WHERE code_hash = $1`, codeHash).Scan(&owner); err != nil {
-			return err // ErrNoRows: ErrNotFound
-		}
-		if owner != "" {
-			if _, err := lockUser(tx, owner, lockEnd); err != nil {
-				return err
-			}
+		// One round trip on the token endpoint's path: the user found
+		// through the code and locked in the same statement (no row: an
+		// unknown code, which the UPDATE below reports).
+		var one int
+		if err := tx.queryRow(`SELECT 1 FROM users WHERE id = (SELECT user_id FROM auth_requests WHERE code_hash = $1) `+string(lockEnd),
+			codeHash).Scan(&one); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
 		}
 		// Exactly one redemption matches: a concurrent one holds the row
 		// until it commits, and this UPDATE then finds code_used_at set.
