@@ -410,3 +410,66 @@ func TestAccountPageReauthentication(t *testing.T) {
 		t.Fatalf("the TOTP counter after the account page's wrong codes: %+v", st)
 	}
 }
+
+// TestStolenSessionCookie, through the real binary: the SSO session cookie
+// copied alone into another browser (a leaked Cookie header value, a
+// cookie exported by name) gets nothing there: no account page, no action
+// even with the page's token, no code by prompt=none, and the owner's
+// session is untouched. The control at the end copies the browser's
+// binding cookie too and gets in, which is what binding means and where
+// it stops (docs/THREAT-MODEL.md R-W8): a thief with the whole cookie jar
+// is, to any server, the same browser.
+func TestStolenSessionCookie(t *testing.T) {
+	s := StartServer(t)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "vera", "correct horse battery")
+	victim := NewBrowser(t, "")
+	token := acAccountSignIn(t, s, victim, u, u.Password, time.Now())
+	su := mustParse(t, s.URL)
+	var session, binding []*http.Cookie
+	for _, ck := range victim.Jar.Cookies(su) {
+		switch {
+		case strings.Contains(ck.Name, "idp_session"):
+			session = append(session, ck)
+		case strings.Contains(ck.Name, "idp_bind"):
+			binding = append(binding, ck)
+		}
+	}
+	if len(session) != 1 {
+		t.Fatalf("session cookies in the victim's browser: %d, want 1", len(session))
+	}
+
+	thief := NewBrowser(t, "127.0.0.7")
+	thief.Jar.SetCookies(su, session)
+	if lgSessionWorks(t, thief, s, c) {
+		t.Error("prompt=none with the stolen session cookie alone gave a code")
+	}
+	p := thief.Get(s.URL + "/account")
+	if p.Status == http.StatusOK || strings.Contains(p.Body, "Signed in as") {
+		t.Errorf("the account page with the stolen session cookie alone: %d\n%.300s", p.Status, p.Body)
+	}
+	for _, path := range []string{"/account/sessions/end", "/account/verify", "/account/password", "/account/recovery-codes", "/account/authenticator"} {
+		form := url.Values{"csrf": {token}, "which": {"all"}, "current": {u.Password}, "new": {"marble orchard three"},
+			"repeat": {"marble orchard three"}, "code": {u.Code(time.Now())}}
+		if p := thief.Post(s.URL+path, form); p.Status != http.StatusForbidden && p.Status != http.StatusSeeOther {
+			t.Errorf("post to %s with the stolen session cookie alone and the page's token: %d, want 403 or a sign-in", path, p.Status)
+		} else if p.Status == http.StatusSeeOther && !strings.Contains(p.Location, "/authorize") {
+			t.Errorf("post to %s with the stolen session cookie alone: sent to %s", path, p.Location)
+		}
+	}
+	if !lgSessionWorks(t, victim, s, c) {
+		t.Fatal("the thief's tries ended the owner's session")
+	}
+	if p := victim.Get(s.URL + "/account"); p.Status != http.StatusOK || !strings.Contains(p.Body, "Signed in as "+u.Name) {
+		t.Fatalf("the owner's account page after the thief's tries: %d", p.Status)
+	}
+
+	// The control: the binding cookie too.
+	if len(binding) != 1 {
+		t.Fatalf("binding cookies in the victim's browser: %d, want 1", len(binding))
+	}
+	thief.Jar.SetCookies(su, binding)
+	if !lgSessionWorks(t, thief, s, c) {
+		t.Error("the session and its binding cookie together do not work in another browser: the refusal above was not the binding's")
+	}
+}

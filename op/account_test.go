@@ -434,15 +434,20 @@ func TestAccountReviewFixes(t *testing.T) {
 	ann, _ := e.store.UserByUsername(ctx, "ann")
 
 	// F1: an offline grant issued through the other session.
-	var otherCookie string
+	// The SSO credential is the session cookie and its binding joined.
+	var sessionCookie, bindCookie string
 	for _, ck := range other.c.Jar.Cookies(mustURL(t, e.ts.URL)) {
-		if ck.Name == "idp_session" {
-			otherCookie = ck.Value
+		switch ck.Name {
+		case "idp_session":
+			sessionCookie = ck.Value
+		case "idp_bind":
+			bindCookie = ck.Value
 		}
 	}
-	if otherCookie == "" {
-		t.Fatal("no session cookie in the other browser")
+	if sessionCookie == "" || bindCookie == "" {
+		t.Fatal("no session cookies in the other browser")
 	}
+	otherCookie := sessionCookie + "." + bindCookie
 	rt := storage.RefreshToken{ID: "rt-offline", TokenHash: secret.Hash("offline-secret"), FamilyID: "fam", ClientID: "app", UserID: ann.ID,
 		Scopes: []string{"openid", "offline_access"}, Audience: []string{"app"}, AuthTime: clk.now(), CreatedAt: clk.now(),
 		ExpiresAt: clk.now().Add(time.Hour), SessionHash: secret.Hash(otherCookie)}

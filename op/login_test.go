@@ -319,7 +319,12 @@ func TestCookiesOfACompletedLogin(t *testing.T) {
 	if dev == nil || dev.MaxAge != int(DefaultDeviceLifetime/time.Second) || dev.SameSite != http.SameSiteStrictMode || !dev.HttpOnly || dev.Path != "/" {
 		t.Errorf("device cookie: %+v", dev)
 	}
-	if sso == nil || sso.MaxAge != int(DefaultConfig("http://x").SessionLifetime/time.Second) || sso.SameSite != http.SameSiteLaxMode || !sso.HttpOnly || sso.Path != "/" {
-		t.Errorf("SSO cookie: %+v", sso)
+	for _, sso := range []*http.Cookie{sso, got["idp_bind"]} {
+		if sso == nil || sso.MaxAge != int(DefaultConfig("http://x").SessionLifetime/time.Second) || sso.SameSite != http.SameSiteLaxMode || !sso.HttpOnly || sso.Path != "/" {
+			t.Errorf("SSO cookie: %+v", sso)
+		}
+	}
+	if sso != nil && got["idp_bind"] != nil && sso.Value == got["idp_bind"].Value {
+		t.Error("the session cookie and its binding carry one value")
 	}
 }

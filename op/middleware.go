@@ -49,9 +49,7 @@ func infoFrom(ctx context.Context) *reqInfo {
 func (s *Server) outer(next http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := &reqInfo{}
-		if c, err := r.Cookie(s.login.SSOCookieName()); err == nil {
-			ri.ssoCookie = c.Value
-		}
+		ri.ssoCookie = s.login.SSOCookie(r)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqInfoKey, ri)))
 	})
 	return httpx.Baseline{Log: s.log, TrustedProxies: s.cfg.TrustedProxies, HSTS: s.cfg.secureCookies(), MaxBody: maxBodyBytes}.Wrap(inner)

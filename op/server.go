@@ -523,7 +523,7 @@ func (s *Server) endSession(next http.Handler) http.Handler {
 			}
 			ri.logoutConfirmed = true
 		}
-		lw := &logoutWriter{ResponseWriter: w, ri: ri, clear: func() { s.cookies.Clear(w, s.login.SSOCookieName()) }}
+		lw := &logoutWriter{ResponseWriter: w, ri: ri, clear: func() { s.login.ClearSSO(w) }}
 		next.ServeHTTP(lw, r)
 		if lw.held {
 			s.renderLogoutConfirm(w, r, ri.ssoCookie)

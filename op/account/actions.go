@@ -203,7 +203,7 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 			return pages.Internal("account: end sessions", err)
 		}
 		h.trail.Event(ctx, "sessions_ended", sess.UserID, "", ClientID, fmt.Sprintf("everywhere, this browser too: %d sessions, %d tokens", ended.Sessions, ended.Tokens))
-		h.cookies.Clear(w, h.login.SSOCookieName())
+		h.login.ClearSSO(w)
 		return &pages.SeeOther{URL: login.LoggedOutPath}
 	case "others", "one":
 		sessions, err := h.store.Sessions(ctx, sess.UserID, now)

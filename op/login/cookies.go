@@ -20,8 +20,25 @@ import (
 // SSOCookieName is the SSO session cookie's name.
 func (h *Handler) SSOCookieName() string { return h.cookies.Name("idp_session") }
 
-// SSOCookie is the SSO cookie r carries ("" when none).
+// bindingCookieName is the cookie the SSO session is bound to: the session
+// is known by both cookies together (docs/THREAT-MODEL.md R-W8), so the
+// session cookie copied alone into another browser names no session.
+func (h *Handler) bindingCookieName() string { return h.cookies.Name("idp_bind") }
+
+// maxSSOCookie bounds each of the two values read (secret.New(32) is 43).
+const maxSSOCookie = 64
+
+// SSOCookie is the browser's SSO credential: the session cookie and its
+// binding cookie joined, "" unless r carries both, well formed. Every use
+// of the SSO session (its lookup, its form tokens, the replaced session at
+// a new sign-in) goes through this value.
 func (h *Handler) SSOCookie(r *http.Request) string { return h.ssoCookie(r) }
+
+// ClearSSO removes both SSO cookies (logout, an ended session).
+func (h *Handler) ClearSSO(w http.ResponseWriter) {
+	h.cookies.Clear(w, h.SSOCookieName())
+	h.cookies.Clear(w, h.bindingCookieName())
+}
 
 // CurrentSession is the browser's SSO session if it is usable without a
 // new login (UsableSession with nothing asked of it) and its account may
@@ -42,13 +59,36 @@ func (h *Handler) CurrentSession(r *http.Request) (storage.Session, bool) {
 	return sess, true
 }
 
-// ssoCookie is the SSO cookie r carries ("" when none).
+// ssoCookie is SSOCookie.
 func (h *Handler) ssoCookie(r *http.Request) string {
-	if c, err := r.Cookie(h.SSOCookieName()); err == nil {
-		return c.Value
+	sess, err := r.Cookie(h.SSOCookieName())
+	if err != nil || !ssoPart(sess.Value) {
+		return ""
 	}
-	return ""
+	bind, err := r.Cookie(h.bindingCookieName())
+	if err != nil || !ssoPart(bind.Value) {
+		return ""
+	}
+	return joinSSO(sess.Value, bind.Value)
 }
+
+// ssoPart: one of the two values as this provider makes them (base64url,
+// so the join below is unambiguous).
+func ssoPart(v string) bool {
+	if v == "" || len(v) > maxSSOCookie {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// joinSSO is the SSO credential of a session cookie and its binding.
+func joinSSO(session, binding string) string { return session + "." + binding }
 
 // flowCookieName is per auth request, so several sign-ins in several tabs
 // each keep their own binding.
@@ -151,9 +191,10 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, a *storage
 
 func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, a *storage.AuthRequest, now time.Time) error {
 	ctx := r.Context()
-	v := secret.New(32)
+	// Two values, two cookies: the session is known by both (R-W8).
+	v, bind := secret.New(32), secret.New(32)
 	sess := storage.Session{
-		IDHash: secret.Hash(v), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
+		IDHash: secret.Hash(joinSSO(v, bind)), UserID: a.UserID, AuthTime: now, AMR: a.AMR, ACR: a.ACR,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(h.cfg.SessionLifetime),
 		// Where it came from, for its owner's account page; both factors
 		// were proven just now.
@@ -172,6 +213,7 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, a *stora
 		}
 	}
 	h.cookies.Set(w, h.SSOCookieName(), v, h.cfg.SessionLifetime)
+	h.cookies.Set(w, h.bindingCookieName(), bind, h.cfg.SessionLifetime)
 	return nil
 }
 

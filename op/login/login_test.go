@@ -1,7 +1,10 @@
 package login
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/totp-idp/idp/storage"
@@ -56,5 +59,33 @@ func TestAppErrorURL(t *testing.T) {
 	}
 	if got := URL("a b&c"); got != "/login/?id=a+b%26c" {
 		t.Errorf("URL escapes the id as %q", got)
+	}
+}
+
+// TestSSOCookieNeedsBoth: the SSO credential is read only when both
+// cookies are there and as this provider makes them (R-W8).
+func TestSSOCookieNeedsBoth(t *testing.T) {
+	h := &Handler{}
+	for _, tc := range []struct {
+		session, bind string
+		want          string
+	}{
+		{"abc", "def", "abc.def"},
+		{"abc", "", ""},
+		{"", "def", ""},
+		{"a.b", "c", ""}, // would join like ("a", "b.c")
+		{"abc", "d%2Ee", ""},
+		{strings.Repeat("a", maxSSOCookie+1), "def", ""},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tc.session != "" {
+			r.AddCookie(&http.Cookie{Name: "idp_session", Value: tc.session})
+		}
+		if tc.bind != "" {
+			r.AddCookie(&http.Cookie{Name: "idp_bind", Value: tc.bind})
+		}
+		if got := h.SSOCookie(r); got != tc.want {
+			t.Errorf("session %q, binding %q: %q, want %q", tc.session, tc.bind, got, tc.want)
+		}
 	}
 }
