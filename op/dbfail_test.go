@@ -32,6 +32,7 @@ type failStore struct {
 	beforeOpen func()
 
 	beforeSetPassword func()
+	beforeReverify    func()
 }
 
 func (f *failStore) set(name string, err error) {
@@ -786,5 +787,85 @@ func TestOperatorResetWinsOverTheForm(t *testing.T) {
 	ok, err := e.admin.Hasher.Verify(ctx, u.PasswordHash, again)
 	if err != nil || !ok || !u.MustChangePassword {
 		t.Fatalf("after the race: operator's password kept %t (%v), must change %t", ok, err, u.MustChangePassword)
+	}
+}
+
+func (f *failStore) reverifyHook() {
+	f.mu.Lock()
+	hook := f.beforeReverify
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+func (f *failStore) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, step int64, now time.Time) error {
+	f.reverifyHook()
+	return f.Store.ReverifyTOTP(ctx, idHash, userID, step, now)
+}
+
+func (f *failStore) ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error) {
+	f.reverifyHook()
+	return f.Store.ReverifyRecovery(ctx, idHash, userID, codeHash, now)
+}
+
+// TestReauthAfterTheSessionEnded: the session ends (an operator's
+// revoke-sessions) while its reauthentication is being answered. The
+// browser is told it is signed out, not shown a server error; the code is
+// not checked and the claim stays counted, with its event.
+func TestReauthAfterTheSessionEnded(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	var fs *failStore
+	e := newTestEnvOn(t, func(c *Config) { c.Now = clk.now }, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	// New codes first: making them ends the account's sessions.
+	_, codes, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, err := e.store.UserByUsername(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *inFlow
+	var token string
+	for _, tc := range []struct {
+		name string
+		form url.Values
+	}{
+		{"authenticator code", nil},
+		{"recovery code", url.Values{"recovery_code": {codes[0]}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk.add(31 * time.Second)
+			f, token = accountSignIn(t, e, clk)
+			clk.add(31 * time.Second) // a code of a later step than the sign-in's
+			before := totpState(t, e.store, ann.ID)
+			fs.mu.Lock()
+			fs.beforeReverify = func() {
+				fs.mu.Lock()
+				fs.beforeReverify = nil
+				fs.mu.Unlock()
+				if _, _, err := e.admin.RevokeSessions(ctx, "ann", ""); err != nil {
+					t.Error(err)
+				}
+			}
+			fs.mu.Unlock()
+			form := tc.form
+			if form == nil {
+				form = url.Values{"code": {e.annCode(t, clk.now())}}
+			}
+			form.Set("csrf", token)
+			status, body := accountPost(t, f, "/account/verify", form)
+			if status != http.StatusForbidden || !strings.Contains(body, "no longer signed in") {
+				t.Fatalf("reauthentication in an ended session: %d, want 403 signed out\n%.400s", status, body)
+			}
+			if after := totpState(t, e.store, ann.ID); after.Failures != before.Failures+1 {
+				t.Errorf("TOTP failures %d -> %d: the claim should stay counted", before.Failures, after.Failures)
+			}
+		})
+	}
+	if n := e.auditCount(t, "reauth_not_evaluated"); n != 2 {
+		t.Errorf("reauth_not_evaluated events: %d, want 2", n)
 	}
 }

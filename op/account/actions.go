@@ -2,6 +2,7 @@ package account
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -65,6 +66,21 @@ func (h *Handler) fresh(sess storage.Session) bool {
 	return !sess.VerifiedAt.IsZero() && h.now().Sub(sess.VerifiedAt) <= h.reauth
 }
 
+// endedMeanwhile: the session of r (or the authenticator it was opened
+// with) ended while its post was being answered.
+func (h *Handler) endedMeanwhile(r *http.Request) bool {
+	_, ok := h.login.CurrentSession(r)
+	return !ok
+}
+
+// notEvaluated answers a reauthentication whose session ended under it:
+// the claim stays counted (nothing is gained by racing an ending) and the
+// browser is told it is signed out, not shown a server error.
+func (h *Handler) notEvaluated(ctx context.Context, claim storage.AttemptClaim, sess storage.Session) error {
+	h.guard.NotEvaluated(ctx, claim, "reauth_not_evaluated", sess.UserID, ClientID)
+	return &pages.Error{Status: http.StatusForbidden, Msg: "account.signed_out", What: "reauthentication: session ended", Back: Path}
+}
+
 // again shows the account page with msg (an error) or note (a notice).
 func (h *Handler) again(w http.ResponseWriter, r *http.Request, sess storage.Session, status int, msg, note string) error {
 	v, err := h.view(r, sess)
@@ -105,6 +121,9 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	now := h.now()
 	if recovery != "" {
 		left, err := h.store.ReverifyRecovery(ctx, sess.IDHash, sess.UserID, totp.RecoveryHash(recovery), now)
+		if errors.Is(err, storage.ErrNotFound) && h.endedMeanwhile(r) {
+			return h.notEvaluated(ctx, claim, sess)
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			h.guard.Failed(ctx, claim, "reauth_recovery_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
 			return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongRecovery, "")
@@ -126,6 +145,9 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	step, match := totp.Match(key, code, now)
 	if match {
 		err = h.store.ReverifyTOTP(ctx, sess.IDHash, sess.UserID, step, now)
+		if errors.Is(err, storage.ErrNotFound) && h.endedMeanwhile(r) {
+			return h.notEvaluated(ctx, claim, sess)
+		}
 		if err != nil && !errors.Is(err, storage.ErrReplay) {
 			return pages.Internal("account: reauthentication", err)
 		}
