@@ -287,6 +287,11 @@ type Device struct {
 	LastUsedAt time.Time // its last completed sign-in
 	ExpiresAt  time.Time
 	UserAgent  string
+	// Session is the SSO session the sign-in opened, when it opened one:
+	// the device is stored only while that session is live, so an ending
+	// that commits first (disable, set-password, revoke-sessions) is not
+	// undone by the sign-in it raced (review of issue 12, B-F1).
+	Session []byte
 	// Failures and LockedUntil: its own password counter (operator view).
 	Failures    int
 	LockedUntil time.Time
@@ -575,7 +580,9 @@ type Store interface {
 	// Remembered devices. RememberDevice stores d after a completed
 	// sign-in and forgets, in the same transaction, the device it renews
 	// (replaces, when it is d.UserID's: d keeps its CreatedAt) and the
-	// user's least recently used devices beyond maxPerUser.
+	// user's least recently used devices beyond maxPerUser. ErrNotFound
+	// for an unknown user, or when d.Session is set and not a live session
+	// of d.UserID.
 	RememberDevice(ctx context.Context, d Device, replaces []byte, maxPerUser int, now time.Time) error
 	// ClaimDeviceAttempt is ClaimAttempt on the password counter of the
 	// live device idHash of userID (ErrNotFound when there is none: the

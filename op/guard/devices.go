@@ -72,15 +72,20 @@ func (g *Guard) presentedDevice(r *http.Request, userID string) ([]byte, bool) {
 }
 
 // RememberDevice gives the browser a new device cookie after a completed
-// sign-in, renewing (and so revoking) the one it presented for the same
-// account. A failure is logged and the sign-in goes on: the device only
-// changes which counter later password attempts use.
-func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, now time.Time) {
+// sign-in that opened the SSO session sessionHash, renewing (and so
+// revoking) the one it presented for the same account. A failure is
+// logged and the sign-in goes on: the device only changes which counter
+// later password attempts use. A session ended meanwhile (the account
+// disabled, its password reset) leaves no device.
+func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, sessionHash []byte, now time.Time) {
 	value := secret.New(32)
 	replaces, _ := g.presentedDevice(r, userID)
 	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
-		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: CleanUserAgent(r.UserAgent())}
-	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); err != nil {
+		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: CleanUserAgent(r.UserAgent()), Session: sessionHash}
+	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); errors.Is(err, storage.ErrNotFound) {
+		g.log.InfoContext(ctx, "remember device: the sign-in's session ended meanwhile")
+		return
+	} else if err != nil {
 		g.log.WarnContext(ctx, "remember device", "err", err)
 		return
 	}

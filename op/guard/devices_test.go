@@ -32,7 +32,7 @@ func TestDeviceCookie(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0 \x00\u202etest"+strings.Repeat("x", 300))
 	now := time.Now().UTC()
-	srv.RememberDevice(ctx, w, r, u.ID, now)
+	srv.RememberDevice(ctx, w, r, u.ID, nil, now)
 	var c *http.Cookie
 	for _, k := range w.Result().Cookies() {
 		if k.Name == "__Host-idp_device" {

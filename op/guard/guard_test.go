@@ -186,7 +186,7 @@ func TestDeviceCounter(t *testing.T) {
 	ctx := context.Background()
 	g, st, u, clk := newTestGuard(t, [32]byte{7})
 	w := httptest.NewRecorder()
-	g.RememberDevice(ctx, w, httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil), u.ID, clk.now())
+	g.RememberDevice(ctx, w, httptest.NewRequest(http.MethodPost, "https://idp.example/login/totp", nil), u.ID, nil, clk.now())
 	cookie := w.Result().Cookies()[0]
 	withCookie := func() *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "https://idp.example/login/password", nil)

@@ -136,7 +136,7 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (op/guard).
-	h.guard.RememberDevice(ctx, w, r, a.UserID, now)
+	h.guard.RememberDevice(ctx, w, r, a.UserID, a.SessionHash, now)
 	h.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
 	return nil
 }

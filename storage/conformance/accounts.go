@@ -418,3 +418,37 @@ func testSignOutSession(t *testing.T, s storage.Store) {
 	_, err = s.SessionByHash(ctx, gone.IDHash, now)
 	isErr(t, err, storage.ErrNotFound, "the signed-out session")
 }
+
+// testDeviceOfAnEndedSession: a sign-in's device is stored only while the
+// session it opened is live, so an ending that committed first (a disable,
+// a password reset, revoke-sessions) is not undone by the sign-in it raced
+// (review of issue 12, B-F1). Without a session the device is stored as
+// before.
+func testDeviceOfAnEndedSession(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	live := accountSession(t, s, "live", "u1", now)
+	gone := accountSession(t, s, "gone", "u1", now)
+	others := accountSession(t, s, "others", "u2", now)
+	_, err := s.SignOutSession(ctx, gone.IDHash, now)
+	ok(t, err, "SignOutSession")
+	dev := func(id string, sess []byte) storage.Device {
+		return storage.Device{IDHash: hash(id), UserID: "u1", CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(time.Hour), Session: sess}
+	}
+	isErr(t, s.RememberDevice(ctx, dev("d-gone", gone.IDHash), nil, 5, now), storage.ErrNotFound, "RememberDevice of an ended session")
+	isErr(t, s.RememberDevice(ctx, dev("d-other", others.IDHash), nil, 5, now), storage.ErrNotFound, "RememberDevice of another user's session")
+	isErr(t, s.RememberDevice(ctx, dev("d-expired", live.IDHash), nil, 5, live.ExpiresAt), storage.ErrNotFound, "RememberDevice of an expired session")
+	ok(t, s.RememberDevice(ctx, dev("d-live", live.IDHash), nil, 5, now), "RememberDevice of a live session")
+	ok(t, s.RememberDevice(ctx, dev("d-none", nil), nil, 5, now), "RememberDevice without a session")
+	ds, err := s.Devices(ctx, "u1", now)
+	ok(t, err, "Devices")
+	got := map[string]bool{}
+	for _, d := range ds {
+		got[string(d.IDHash)] = true
+	}
+	if len(ds) != 2 || !got[string(hash("d-live"))] || !got[string(hash("d-none"))] {
+		t.Errorf("devices stored: %d, want the live session's and the one without a session", len(ds))
+	}
+}

@@ -69,6 +69,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/RenewRecoveryCodes", testRenewRecoveryCodes},
 		{"Accounts/ReplaceTOTP", testReplaceTOTP},
 		{"Accounts/SignOutSession", testSignOutSession},
+		{"Accounts/DeviceOfAnEndedSession", testDeviceOfAnEndedSession},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

@@ -27,6 +27,13 @@ func (s *Store) RememberDevice(ctx context.Context, d storage.Device, replaces [
 		if err := userExists(tx, d.UserID, lockOwn); err != nil {
 			return err
 		}
+		// Under the user's lock, which every ending takes first: an ending
+		// either committed before (no session: nothing stored) or waits.
+		if len(d.Session) > 0 {
+			if err := sessionOf(tx, d.Session, d.UserID, now); err != nil {
+				return err // ended meanwhile: ErrNotFound
+			}
+		}
 		created := unix(d.CreatedAt)
 		if len(replaces) > 0 {
 			var old int64

@@ -22,6 +22,11 @@ func (s *Store) RememberDevice(ctx context.Context, d storage.Device, replaces [
 		if err := userExists(tx, d.UserID); err != nil {
 			return err
 		}
+		if len(d.Session) > 0 {
+			if err := liveSessionOf(tx, d.Session, d.UserID, now); err != nil {
+				return err // ended meanwhile: ErrNotFound
+			}
+		}
 		created := unix(d.CreatedAt)
 		if len(replaces) > 0 {
 			row, err := tx.queryRow(`SELECT created_at FROM devices WHERE id_hash = ? AND user_id = ? AND expires_at > ?`,
