@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -303,5 +304,40 @@ func TestCLIPasswordMinLengthBounds(t *testing.T) {
 	out, _, err = runCLI(t, "", "user", "update", "vera", "--db", db, "--email", "vera@example.org", "--email-verified=true", "--json")
 	if err != nil || !strings.Contains(out, `"email_verified":true`) {
 		t.Fatalf("update --email --email-verified=true: %v\n%s", err, out)
+	}
+}
+
+// TestCLIUnauditedActionFails: an operator action whose audit row cannot
+// be written (here a trigger refuses every insert) still makes its change
+// and prints its answer, but says it is unaudited and exits non-zero
+// (review of issue 12, B-F2; docs/THREAT-MODEL.md rule 13).
+func TestCLIUnauditedActionFails(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "idp.db")
+	if err := seal.GenerateKeyFile(db + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "amber lantern forty\n", "user", "add", "fay", "--db", db, "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	out, _, err := runCLI(t, "", "user", "disable", "fay", "--db", db, "--json")
+	if err == nil || !strings.Contains(err.Error(), "could not be written") || !strings.Contains(err.Error(), "user_disabled") {
+		t.Fatalf("disable with the audit refused: %v, want the unaudited error", err)
+	}
+	if !strings.Contains(out, `"disabled":true`) {
+		t.Fatalf("the change's answer is not printed: %q", out)
+	}
+	if out, _, err = runCLI(t, "", "user", "show", "fay", "--db", db); err != nil || !strings.Contains(out, "disabled:   since") {
+		t.Fatalf("the change was not made: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI(t, "", "user", "show", "fay", "--db", db); err != nil {
+		t.Fatalf("a read that audits nothing: %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-func (e *env) client(ctx context.Context, args []string) error {
+func (e *env) client(ctx context.Context, args []string) (err error) {
 	sub, args, err := subcommand("client", args, "add", "list", "delete")
 	if err != nil {
 		return err
@@ -47,6 +47,11 @@ func (e *env) client(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	adm := &admin.Admin{Store: st}
+	defer func() {
+		if err == nil {
+			err = adm.Unaudited()
+		}
+	}()
 	switch sub {
 	case "add":
 		if err := needArgs(pos, 1, "CLIENT_ID"); err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-func (e *env) keys(ctx context.Context, args []string) error {
+func (e *env) keys(ctx context.Context, args []string) (err error) {
 	sub, args, err := subcommand("keys", args, "rotate", "list", "withdraw")
 	if err != nil {
 		return err
@@ -58,7 +58,13 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		(&admin.Admin{Store: st}).Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
+		adm := &admin.Admin{Store: st}
+		adm.Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
+		defer func() {
+			if err == nil {
+				err = adm.Unaudited()
+			}
+		}()
 		fmt.Fprintf(e.stdout, "New signing key %s: running servers publish it in JWKS within 5 s and sign with it from %s (in %s); the current key signs until then and stays in JWKS for %s after.\n",
 			id, at.Format(time.RFC3339), *activateAfter, *retention)
 		if *activateAfter < op.JWKSMaxAge {
@@ -115,7 +121,13 @@ func (e *env) keys(ctx context.Context, args []string) error {
 		if err := st.WithdrawSigningKey(ctx, kid, now()); err != nil {
 			return notFound("signing key", kid, err)
 		}
-		(&admin.Admin{Store: st}).Audit(ctx, "signing_key_withdrawn", "kid "+kid)
+		adm := &admin.Admin{Store: st}
+		adm.Audit(ctx, "signing_key_withdrawn", "kid "+kid)
+		defer func() {
+			if err == nil {
+				err = adm.Unaudited()
+			}
+		}()
 		fmt.Fprintf(e.stdout, "Withdrew signing key %s: running servers drop it from JWKS within 5 s and it signs nothing again. Relying parties that cached JWKS may still accept tokens it signed for up to %s; ID tokens it signed stop verifying everywhere after that.\n", kid, op.JWKSMaxAge)
 		return nil
 	default:

@@ -49,7 +49,7 @@ func loadSealer(flagValue, db string, create bool) (*seal.Sealer, string, error)
 	return s, path, err
 }
 
-func (e *env) secrets(ctx context.Context, args []string) error {
+func (e *env) secrets(ctx context.Context, args []string) (err error) {
 	if len(args) == 0 || args[0] != "rotate" {
 		return usageError{"idp secrets: expected rotate"}
 	}
@@ -85,10 +85,16 @@ func (e *env) secrets(ctx context.Context, args []string) error {
 	if seal.KeyID(newKey) == sealer.CurrentKeyID() {
 		return errors.New("the new key is the current key")
 	}
-	n, err := (&admin.Admin{Store: st, Sealer: sealer}).RotateSecrets(ctx, newKey)
+	adm := &admin.Admin{Store: st, Sealer: sealer}
+	n, err := adm.RotateSecrets(ctx, newKey)
 	if err != nil {
 		return fmt.Errorf("rotation failed, nothing changed: %w", err)
 	}
+	defer func() {
+		if err == nil {
+			err = adm.Unaudited()
+		}
+	}()
 	// Running servers see the database name the new key and take it from
 	// their key file (README, Operations): replace the file atomically.
 	if err := replaceFile(path, *newKeyFile); err != nil {

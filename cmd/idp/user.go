@@ -22,7 +22,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-func (e *env) user(ctx context.Context, args []string) error {
+func (e *env) user(ctx context.Context, args []string) (err error) {
 	sub, args, err := subcommand("user", args, "add", "list", "show", "unlock", "reset-totp", "recovery-codes", "revoke-sessions",
 		"delete", "set-password", "disable", "enable", "update", "sessions")
 	if err != nil {
@@ -98,6 +98,13 @@ func (e *env) user(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The output is written; an action whose audit row failed still
+	// exits non-zero (review of issue 12, B-F2).
+	defer func() {
+		if err == nil {
+			err = adm.Unaudited()
+		}
+	}()
 	adm.Passwords = password.Policy{MinLength: minLength}
 	switch sub {
 	case "add":

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/totp-idp/idp/op/account"
@@ -34,6 +35,9 @@ type Admin struct {
 	// Passwords are the rules a new password meets (docs/THREAT-MODEL.md
 	// R-S5); the zero value is NIST's defaults.
 	Passwords password.Policy
+
+	mu        sync.Mutex
+	unaudited error // the audit rows that could not be written (Unaudited)
 }
 
 func (a *Admin) now() time.Time {
@@ -43,9 +47,29 @@ func (a *Admin) now() time.Time {
 	return time.Now().UTC()
 }
 
+// audit records an operator action after its change committed. A row that
+// cannot be written is kept for Unaudited: the CLI then says the change
+// was made unaudited and exits non-zero (review of issue 12, B-F2), as
+// every operator action must be audited (docs/THREAT-MODEL.md rule 13).
 func (a *Admin) audit(ctx context.Context, typ, userID, username, clientID, detail string) {
-	audit.Append(ctx, a.Store, a.Log, storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username,
+	err := audit.Append(ctx, a.Store, a.Log, storage.AuditEvent{Time: a.now(), Type: typ, UserID: userID, Username: username,
 		ClientID: clientID, ClientIP: "cli", Detail: detail})
+	if err != nil {
+		a.mu.Lock()
+		a.unaudited = errors.Join(a.unaudited, fmt.Errorf("%s: %w", typ, err))
+		a.mu.Unlock()
+	}
+}
+
+// Unaudited is nil when every action so far was audited; otherwise it
+// names the events whose rows could not be written.
+func (a *Admin) Unaudited() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.unaudited == nil {
+		return nil
+	}
+	return fmt.Errorf("the change was made, but its audit event could not be written (record it by hand): %w", a.unaudited)
 }
 
 // NewUser describes an account to create.

@@ -116,7 +116,10 @@ func (l *Limiter) sweep(now time.Time) {
 // Append writes e to the log and the audit table: the one place every
 // event of the server and of the operator CLI goes through
 // (docs/THREAT-MODEL.md rule 13). log may be nil (the CLI without one).
-func Append(ctx context.Context, st storage.Store, log *slog.Logger, e storage.AuditEvent) {
+// The row's write error is returned (and logged): the server's events go
+// on without it, the operator CLI reports it (its actions must be
+// audited).
+func Append(ctx context.Context, st storage.Store, log *slog.Logger, e storage.AuditEvent) error {
 	if log != nil {
 		// slog's text and JSON handlers quote values, so a username with
 		// a newline cannot forge a log line. The row's own request id and
@@ -127,7 +130,9 @@ func Append(ctx context.Context, st storage.Store, log *slog.Logger, e storage.A
 			slog.String("request_id", e.RequestID), slog.String("detail", e.Detail))
 	}
 	// The audit row must not be lost because the request was cancelled.
-	if err := st.AppendAudit(context.WithoutCancel(ctx), e); err != nil && log != nil {
+	err := st.AppendAudit(context.WithoutCancel(ctx), e)
+	if err != nil && log != nil {
 		log.Error("audit write failed", "event", e.Type, "request_id", e.RequestID, "err", err)
 	}
+	return err
 }
