@@ -59,7 +59,7 @@ func (a *Admin) SetDisabled(ctx context.Context, name string, disabled bool) (st
 	if disabled {
 		a.audit(ctx, "user_disabled", u.ID, u.Username, "", "ended "+EndedText(ended))
 	} else {
-		a.audit(ctx, "user_enabled", u.ID, u.Username, "", "")
+		a.audit(ctx, "user_enabled", u.ID, u.Username, "", EndedText(ended))
 	}
 	return u, ended, nil
 }

@@ -171,6 +171,12 @@ func testSetDisabled(t *testing.T, s storage.Store) {
 		t.Fatalf("DisabledAt %v, want %v", u.DisabledAt, now)
 	}
 	accessGone(t, s, at.ID, now)
+	// Disabling again keeps the first time (review of issue 12, B-F7).
+	_, err = s.SetDisabled(ctx, "u1", true, now.Add(time.Minute))
+	ok(t, err, "SetDisabled again")
+	if u, _ := s.UserByID(ctx, "u1"); !u.DisabledAt.Equal(now) {
+		t.Errorf("DisabledAt after disabling again %v, want the first %v", u.DisabledAt, now)
+	}
 	doneRequest(t, s, "while", "u1", now)
 	isErr(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), storage.ErrWrongState,
 		"SaveAuthCode for a disabled account")
@@ -200,6 +206,13 @@ func testSetDisabled(t *testing.T, s storage.Store) {
 	isErr(t, s.SaveAuthCode(ctx, "while", hash("code-while"), now, now.Add(time.Minute)), storage.ErrNotFound,
 		"SaveAuthCode of a sign-in made while disabled")
 	doneRequest(t, s, "after", "u1", now)
+	// Enabling an enabled account ends nothing: its sign-ins in progress
+	// go on (review of issue 12, B-F6).
+	e, err = s.SetDisabled(ctx, "u1", false, now)
+	ok(t, err, "SetDisabled false on an enabled account")
+	if e != (storage.Ended{}) {
+		t.Errorf("enabling an enabled account ended %+v, want nothing", e)
+	}
 	ok(t, s.SaveAuthCode(ctx, "after", hash("code-after"), now, now.Add(time.Minute)), "SaveAuthCode once enabled")
 	_, err = s.SetDisabled(ctx, "nobody", true, now)
 	isErr(t, err, storage.ErrNotFound, "SetDisabled unknown user")

@@ -57,14 +57,26 @@ func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, n
 		if err := userExists(tx, userID, lockEnd); err != nil {
 			return err
 		}
-		at := int64(0)
-		if disabled {
+		var was int64
+		if err := tx.queryRow(`SELECT disabled_at FROM users WHERE id = $1`, userID).Scan(&was); err != nil {
+			return err
+		}
+		e = storage.Ended{}
+		if !disabled && was == 0 {
+			// Already enabled: nothing was made while disabled, and the
+			// sign-ins in progress go on (review of issue 12, B-F6).
+			return nil
+		}
+		// Disabling again keeps the first time.
+		at := was
+		if !disabled {
+			at = 0
+		} else if at == 0 {
 			at = max(now.Unix(), 1)
 		}
 		if _, err := tx.exec(`UPDATE users SET disabled_at = $1 WHERE id = $2`, at, userID); err != nil {
 			return err
 		}
-		e = storage.Ended{}
 		if !disabled {
 			// A sign-in that proved its factors while the account was
 			// disabled does not complete now (review of issue 12, F8).

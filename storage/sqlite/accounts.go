@@ -53,16 +53,28 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
-		at := int64(0)
-		if disabled {
-			at = max(now.Unix(), 1)
-		}
-		n, err := tx.exec(`UPDATE users SET disabled_at = ? WHERE id = ?`, at, userID)
+		row, err := tx.queryRow(`SELECT disabled_at FROM users WHERE id = ?`, userID)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return storage.ErrNotFound
+		var was int64
+		if err := row.Scan(&was); err != nil {
+			return err // no user: ErrNotFound
+		}
+		if !disabled && was == 0 {
+			// Already enabled: nothing was made while disabled, and the
+			// sign-ins in progress go on (review of issue 12, B-F6).
+			return nil
+		}
+		// Disabling again keeps the first time.
+		at := was
+		if !disabled {
+			at = 0
+		} else if at == 0 {
+			at = max(now.Unix(), 1)
+		}
+		if _, err := tx.exec(`UPDATE users SET disabled_at = ? WHERE id = ?`, at, userID); err != nil {
+			return err
 		}
 		if !disabled {
 			// A sign-in that proved its factors while the account was
