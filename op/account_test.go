@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
@@ -311,10 +313,15 @@ func TestAccountRenewCodes(t *testing.T) {
 	other, _ := accountSignIn(t, e, clk)
 	// Without the current password: refused (a stolen cookie in the
 	// window must not be enough for a new second factor).
-	if status, _ := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"wrong horse"}}); status != http.StatusUnauthorized {
+	_, _, page := accountGet(t, mine.c, e.ts.URL+"/account")
+	gm := accountGenerationRe.FindStringSubmatch(page)
+	if gm == nil {
+		t.Fatal("no generation in the renewal form")
+	}
+	if status, _ := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"wrong horse"}, "generation": gm[1:2]}); status != http.StatusUnauthorized {
 		t.Fatalf("renew with a wrong current password: %d, want 401", status)
 	}
-	status, body := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
+	status, body := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"correct horse"}, "generation": gm[1:2]})
 	area := body
 	if i, j := strings.Index(body, "<textarea"), strings.Index(body, "</textarea>"); i >= 0 && j > i {
 		area = body[i:j]
@@ -326,6 +333,11 @@ func TestAccountRenewCodes(t *testing.T) {
 	if status, _, _ := accountGet(t, other.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
 		t.Fatalf("the other browser after the renewal: %d", status)
 	}
+	// The same form sent again (a resend, a double click) replaces
+	// nothing: the codes just shown stay the ones that work (review A-F1).
+	if status, _ := accountPost(t, mine, account.CodesPath, url.Values{"csrf": {token}, "current": {"correct horse"}, "generation": gm[1:2]}); status != http.StatusConflict {
+		t.Fatalf("the renewal form sent again: %d, want 409", status)
+	}
 	clk.add(account.DefaultReauthWindow + time.Second)
 	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "recovery_code": {old[0]}}); status != http.StatusUnauthorized {
 		t.Fatalf("an old recovery code: %d, want 401", status)
@@ -336,9 +348,88 @@ func TestAccountRenewCodes(t *testing.T) {
 }
 
 var (
-	accountSecretRe  = regexp.MustCompile(`<code class="secret"[^>]*>([A-Z2-7 ]+)</code>`)
-	accountPendingRe = regexp.MustCompile(`name="pending" value="([^"]+)"`)
+	accountSecretRe     = regexp.MustCompile(`<code class="secret"[^>]*>([A-Z2-7 ]+)</code>`)
+	accountPendingRe    = regexp.MustCompile(`name="pending" value="([^"]+)"`)
+	accountGenerationRe = regexp.MustCompile(`name="generation" value="([0-9]+)"`)
 )
+
+// TestAccountConfirmRace: one offer confirmed four times at once (a double
+// click), and two offers confirmed at once, each end with one new
+// authenticator: one 200 with its recovery codes, the others 409, and the
+// key that answered 200 is the one that works (review of issue 12, A-F1:
+// before, two answered 200 and one of them showed a dead key or dead
+// codes).
+func TestAccountConfirmRace(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	offer := func() ([]byte, string) {
+		status, body := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
+		ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
+		if status != http.StatusOK || ms == nil || mp == nil {
+			t.Fatalf("new authenticator page: %d", status)
+		}
+		key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key, mp[1]
+	}
+	race := func(keys [][]byte, pendings []string) []int {
+		statuses := make([]int, len(keys))
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i], _ = accountPost(t, mine, account.ConfirmPath, url.Values{"csrf": {token}, "pending": {pendings[i]},
+					"code": {totp.Code(keys[i], totp.Step(clk.now()))}})
+			}()
+		}
+		wg.Wait()
+		return statuses
+	}
+	winners := func(statuses []int) []int {
+		var won []int
+		for i, s := range statuses {
+			if s == http.StatusOK {
+				won = append(won, i)
+			} else if s != http.StatusConflict && s != http.StatusBadRequest && s != http.StatusUnauthorized {
+				t.Errorf("a losing confirmation: %d", s)
+			}
+		}
+		return won
+	}
+	key, pending := offer()
+	clk.add(30 * time.Second)
+	if won := winners(race([][]byte{key, key, key, key}, []string{pending, pending, pending, pending})); len(won) != 1 {
+		t.Fatalf("one offer confirmed four times at once: %d answered 200, want 1", len(won))
+	}
+	clk.add(30 * time.Second)
+	k1, p1 := offer()
+	k2, p2 := offer()
+	clk.add(30 * time.Second)
+	won := winners(race([][]byte{k1, k2}, []string{p1, p2}))
+	if len(won) != 1 {
+		t.Fatalf("two offers confirmed at once: %d answered 200, want 1", len(won))
+	}
+	// The winner's key is the account's now.
+	ann, err := e.store.UserByUsername(context.Background(), "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := e.store.TOTPByUser(context.Background(), ann.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := e.admin.Sealer.Open(seal.AADTOTP(cred.UserID), cred.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]byte{k1, k2}[won[0]]; string(secret) != string(want) {
+		t.Fatal("the key that answered 200 is not the account's")
+	}
+}
 
 // TestAccountReplaceAuthenticator: a new authenticator offered on the page
 // changes nothing until a code from it confirms it (a wrong code counts on

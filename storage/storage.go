@@ -140,6 +140,10 @@ type TOTPCredential struct {
 	Confirmed bool
 	LastStep  int64
 	CreatedAt time.Time
+	// Generation counts the user's own changes of factors from the
+	// account page (ReplaceTOTP, RenewRecoveryCodes), each conditional on
+	// the generation it was offered against.
+	Generation int64
 }
 
 // LockPolicy is the attempt guard's policy for one factor.
@@ -527,16 +531,20 @@ type Store interface {
 	// recoveryHashes, the TOTP counter records a success, keep's AuthTime
 	// and VerifiedAt become now (it has just proven the new authenticator,
 	// and sessions older than an authenticator are worth nothing), and
-	// everything else ends as with SetPassword. ErrWrongState when keep is
-	// no longer a live session of the user.
+	// everything else ends as with SetPassword. cred.Generation is the
+	// generation of the credential it replaces, as read when the new one
+	// was offered; the new one gets the next. ErrWrongState when keep is
+	// no longer a live session of the user, or the confirmed credential is
+	// no longer of that generation (another replacement or renewal won).
 	ReplaceTOTP(ctx context.Context, cred TOTPCredential, recoveryHashes [][]byte, keep []byte, now time.Time) (Ended, error)
 	// RenewRecoveryCodes is the user's own ReplaceRecoveryCodes from the
 	// live SSO session keep (the account page): that session and what was
 	// issued through it stay, everything else ends as with SetPassword
-	// (the old codes may be known). ErrWrongState when keep is no longer
+	// (the old codes may be known); the credential's generation, which
+	// must be generation, advances. ErrWrongState when keep is no longer
 	// a live session of the user, or the user has no confirmed
-	// authenticator.
-	RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (Ended, error)
+	// authenticator of that generation.
+	RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, generation int64, now time.Time) (Ended, error)
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	// CompleteRecovery, in one transaction: requires the live request in
 	// password_ok for userID and the user with a confirmed TOTP credential

@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/totp-idp/idp/op/guard"
@@ -265,6 +266,10 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	if done || err != nil {
 		return err
 	}
+	generation, err := strconv.ParseInt(r.PostFormValue("generation"), 10, 64)
+	if err != nil {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRequest, "")
+	}
 	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "recovery_renewal_failed"); done || err != nil {
 		return err
 	}
@@ -272,7 +277,9 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("account: recovery codes", err)
 	}
-	ended, err := h.store.RenewRecoveryCodes(ctx, sess.UserID, hashes, sess.IDHash, h.now())
+	// Made against the generation the page showed: a resent or doubled
+	// form changes nothing a second time (review of issue 12, A-F1).
+	ended, err := h.store.RenewRecoveryCodes(ctx, sess.UserID, hashes, sess.IDHash, generation, h.now())
 	if errors.Is(err, storage.ErrWrongState) {
 		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: codes changed meanwhile", Back: Path}
 	}

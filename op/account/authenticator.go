@@ -31,8 +31,11 @@ const (
 // field of another session or account does not open, nor does one whose
 // replacement already happened (its replay; review of the account page,
 // F3).
+// The authenticator's generation, which ReplaceTOTP checks under its
+// transaction, makes two confirmations of one offer (a double click) or
+// of two offers end with one winner (review of issue 12, A-F1).
 func pendingAAD(sess storage.Session, current storage.TOTPCredential) string {
-	return fmt.Sprintf("account-totp-pending:v1:%s:%s:%d", sess.UserID, Handle(sess.IDHash), current.CreatedAt.UnixNano())
+	return fmt.Sprintf("account-totp-pending:v2:%s:%s:%d:%d", sess.UserID, Handle(sess.IDHash), current.CreatedAt.Unix(), current.Generation)
 }
 
 // newAuthenticator offers a new secret (a QR code and the key to type)
@@ -136,10 +139,13 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return pages.Internal("account: recovery codes", err)
 	}
-	cred := storage.TOTPCredential{UserID: sess.UserID, Secret: sealed, Confirmed: true, LastStep: step}
+	cred := storage.TOTPCredential{UserID: sess.UserID, Secret: sealed, Confirmed: true, LastStep: step, Generation: current.Generation}
 	ended, err := h.store.ReplaceTOTP(ctx, cred, hashes, sess.IDHash, now)
 	if errors.Is(err, storage.ErrWrongState) {
-		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: session ended meanwhile", Back: Path}
+		// Another confirmation won, or the session ended: this code
+		// replaced nothing, and its claim stays counted.
+		h.guard.NotEvaluated(ctx, claim, "new_totp_not_evaluated", sess.UserID, ClientID)
+		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: authenticator or session changed meanwhile", Back: Path}
 	}
 	if err != nil {
 		return pages.Internal("account: replace authenticator", err)

@@ -19,10 +19,13 @@ type View struct {
 	EmailVerified         bool
 	TOTPSince             string // "" without a confirmed authenticator
 	CodesLeft             int
-	PasswordChanged       string
-	Sessions              []SessionRow
-	Devices               []DeviceRow
-	Events                []EventRow
+	// Generation is the authenticator's, which a renewal of the codes is
+	// made against: a resent or doubled form changes nothing twice.
+	Generation      int64
+	PasswordChanged string
+	Sessions        []SessionRow
+	Devices         []DeviceRow
+	Events          []EventRow
 	// Fresh: the second factor was proven within the reauthentication
 	// window, so the actions' forms show; CSRF is their token.
 	Fresh      bool
@@ -69,7 +72,7 @@ func (h *Handler) view(r *http.Request, sess storage.Session) (View, error) {
 		v.FreshUntil = stamp(sess.VerifiedAt.Add(h.reauth))
 	}
 	if cred, err := h.store.TOTPByUser(ctx, u.ID); err == nil && cred.Confirmed {
-		v.TOTPSince = stamp(cred.CreatedAt)
+		v.TOTPSince, v.Generation = stamp(cred.CreatedAt), cred.Generation
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return View{}, pages.Internal("account: authenticator", err)
 	}

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,14 +327,14 @@ func testRenewRecoveryCodes(t *testing.T, s storage.Store) {
 	now := t0
 	addUser(t, s, "u1")
 	keep := accountSession(t, s, "keep", "u1", now)
-	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new")}, keep.IDHash, now)), storage.ErrWrongState,
+	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new")}, keep.IDHash, 0, now)), storage.ErrWrongState,
 		"RenewRecoveryCodes without an authenticator")
 	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, CreatedAt: now}), "PutTOTP")
 	_, err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{hash("old")}, now)
 	ok(t, err, "ReplaceRecoveryCodes")
 	keep = accountSession(t, s, "keep2", "u1", now) // the operator's replacement ended the first
 	other := accountSession(t, s, "other", "u1", now)
-	e, err := s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new1"), hash("new2")}, keep.IDHash, now)
+	e, err := s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("new1"), hash("new2")}, keep.IDHash, 0, now)
 	ok(t, err, "RenewRecoveryCodes")
 	if e.Sessions != 1 {
 		t.Errorf("RenewRecoveryCodes ended %+v, want the other session", e)
@@ -348,9 +349,19 @@ func testRenewRecoveryCodes(t *testing.T, s storage.Store) {
 	}
 	_, err = s.ReverifyRecovery(ctx, keep.IDHash, "u1", hash("old"), now)
 	isErr(t, err, storage.ErrNotFound, "an old code after the renewal")
+	// A second renewal against the generation the first replaced (a
+	// double click, a resent form) changes nothing (review A-F1).
+	if cred, _ := s.TOTPByUser(ctx, "u1"); cred.Generation != 1 {
+		t.Errorf("generation after the renewal: %d, want 1", cred.Generation)
+	}
+	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("stale")}, keep.IDHash, 0, now)), storage.ErrWrongState,
+		"RenewRecoveryCodes against a replaced generation")
+	if n, _ := s.RecoveryCodesLeft(ctx, "u1"); n != 2 {
+		t.Errorf("%d codes left after the refused renewal, want the 2 of the first", n)
+	}
 	_, err = s.EndSession(ctx, keep.IDHash, now)
 	ok(t, err, "EndSession")
-	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("x")}, keep.IDHash, now)), storage.ErrWrongState,
+	isErr(t, second(s.RenewRecoveryCodes(ctx, "u1", [][]byte{hash("x")}, keep.IDHash, 1, now)), storage.ErrWrongState,
 		"RenewRecoveryCodes from an ended session")
 }
 
@@ -375,8 +386,38 @@ func testReplaceTOTP(t *testing.T, s storage.Store) {
 	}
 	cred, err := s.TOTPByUser(ctx, "u1")
 	ok(t, err, "TOTPByUser")
-	if string(cred.Secret) != "new" || cred.LastStep != 5 || !cred.CreatedAt.Equal(later) || !cred.Confirmed {
+	if string(cred.Secret) != "new" || cred.LastStep != 5 || !cred.CreatedAt.Equal(later) || !cred.Confirmed || cred.Generation != 1 {
 		t.Fatalf("the new credential: %+v", cred)
+	}
+	// An offer made against the replaced credential is refused, and so
+	// are two at once but one (review A-F1).
+	isErr(t, second(s.ReplaceTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("stale"), Confirmed: true, LastStep: 7},
+		nil, keep.IDHash, later)), storage.ErrWrongState, "ReplaceTOTP against a replaced generation")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.ReplaceTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte{'r', byte('0' + i)}, Confirmed: true, LastStep: 5, Generation: 1},
+				[][]byte{hash("race-code")}, keep.IDHash, later)
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else if !errors.Is(err, storage.ErrWrongState) && !errors.Is(err, storage.ErrBusy) {
+			t.Errorf("a racing ReplaceTOTP: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("racing ReplaceTOTP of one generation: %d won, want 1", won)
+	}
+	cred, _ = s.TOTPByUser(ctx, "u1")
+	if cred.Generation != 2 {
+		t.Fatalf("generation after the race: %d, want 2", cred.Generation)
 	}
 	got, err := s.SessionByHash(ctx, keep.IDHash, later)
 	ok(t, err, "the kept session")

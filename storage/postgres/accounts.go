@@ -191,7 +191,7 @@ func keptSession(tx *txn, keep []byte, userID string, now time.Time) error {
 // RenewRecoveryCodes replaces the user's codes from the session keep
 // (storage.Store.RenewRecoveryCodes), under lockEnd on the user as every
 // ending.
-func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, generation int64, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
 		if err := userExists(tx, userID, lockEnd); err != nil {
@@ -200,17 +200,17 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 		if err := keptSession(tx, keep, userID, now); err != nil {
 			return err
 		}
-		var confirmed int
-		if err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed`, userID).Scan(&confirmed); err != nil {
+		n, err := tx.exec(`UPDATE totp_credentials SET generation = generation + 1
+			WHERE user_id = $1 AND confirmed AND generation = $2`, userID, generation)
+		if err != nil {
 			return err
 		}
-		if confirmed == 0 {
-			return storage.ErrWrongState
+		if n == 0 {
+			return storage.ErrWrongState // no authenticator, or another change won
 		}
 		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
 			return err
 		}
-		var err error
 		e, err = endUserExcept(tx, userID, keep, now)
 		return err
 	})
@@ -231,11 +231,15 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := keptSession(tx, keep, cred.UserID, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = $1`, cred.UserID); err != nil {
+		n, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = $1 AND confirmed AND generation = $2`, cred.UserID, cred.Generation)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at) VALUES ($1, $2, true, $3, $4)`,
-			cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+		if n == 0 {
+			return storage.ErrWrongState // another replacement or renewal won
+		}
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at, generation) VALUES ($1, $2, true, $3, $4, $5)`,
+			cred.UserID, cred.Secret, cred.LastStep, unix(now), cred.Generation+1); err != nil {
 			return err
 		}
 		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
@@ -247,7 +251,6 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if _, err := tx.exec(`UPDATE sessions SET auth_time = $1, verified_at = $1 WHERE id_hash = $2`, unix(now), keep); err != nil {
 			return err
 		}
-		var err error
 		e, err = endUserExcept(tx, cred.UserID, keep, now)
 		return err
 	})

@@ -153,10 +153,10 @@ func (s *Store) TOTPByUser(ctx context.Context, userID string) (storage.TOTPCred
 	return one(ctx, s, "totp by user", func(sc scanner) (storage.TOTPCredential, error) {
 		var c storage.TOTPCredential
 		var created int64
-		err := sc.Scan(&c.UserID, &c.Secret, &c.Confirmed, &c.LastStep, &created)
+		err := sc.Scan(&c.UserID, &c.Secret, &c.Confirmed, &c.LastStep, &created, &c.Generation)
 		c.CreatedAt = fromUnix(created)
 		return c, err
-	}, `SELECT user_id, secret, confirmed, last_step, created_at FROM totp_credentials WHERE user_id = $1`, userID)
+	}, `SELECT user_id, secret, confirmed, last_step, created_at, generation FROM totp_credentials WHERE user_id = $1`, userID)
 }
 
 // ---------------------------------------------------------------------------

@@ -203,22 +203,19 @@ func nullableBool(p *bool) any {
 
 // RenewRecoveryCodes replaces the user's codes from the session keep
 // (storage.Store.RenewRecoveryCodes).
-func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, keep []byte, generation int64, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
 		if err := keptSession(tx, keep, userID, now); err != nil {
 			return err
 		}
-		row, err := tx.queryRow(`SELECT COUNT(*) FROM totp_credentials WHERE user_id = ? AND confirmed = 1`, userID)
+		n, err := tx.exec(`UPDATE totp_credentials SET generation = generation + 1
+			WHERE user_id = ? AND confirmed = 1 AND generation = ?`, userID, generation)
 		if err != nil {
 			return err
 		}
-		var confirmed int
-		if err := row.Scan(&confirmed); err != nil {
-			return err
-		}
-		if confirmed == 0 {
-			return storage.ErrWrongState
+		if n == 0 {
+			return storage.ErrWrongState // no authenticator, or another change won
 		}
 		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
 			return err
@@ -240,11 +237,15 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := keptSession(tx, keep, cred.UserID, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ?`, cred.UserID); err != nil {
+		n, err := tx.exec(`DELETE FROM totp_credentials WHERE user_id = ? AND confirmed = 1 AND generation = ?`, cred.UserID, cred.Generation)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at) VALUES (?, ?, 1, ?, ?)`,
-			cred.UserID, cred.Secret, cred.LastStep, unix(now)); err != nil {
+		if n == 0 {
+			return storage.ErrWrongState // another replacement or renewal won
+		}
+		if _, err := tx.exec(`INSERT INTO totp_credentials (user_id, secret, confirmed, last_step, created_at, generation) VALUES (?, ?, 1, ?, ?, ?)`,
+			cred.UserID, cred.Secret, cred.LastStep, unix(now), cred.Generation+1); err != nil {
 			return err
 		}
 		if err := replaceRecovery(tx, cred.UserID, recoveryHashes, now); err != nil {
@@ -256,7 +257,6 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ? WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
 			return err
 		}
-		var err error
 		e, err = endUserExcept(tx, cred.UserID, keep, now)
 		return err
 	})

@@ -130,14 +130,14 @@ func (s *Store) PutTOTP(ctx context.Context, c storage.TOTPCredential) error {
 
 // TOTPByUser returns the user's TOTP credential or ErrNotFound.
 func (s *Store) TOTPByUser(ctx context.Context, userID string) (storage.TOTPCredential, error) {
-	row, err := s.queryRow(ctx, `SELECT user_id, secret, confirmed, last_step, created_at
+	row, err := s.queryRow(ctx, `SELECT user_id, secret, confirmed, last_step, created_at, generation
 		FROM totp_credentials WHERE user_id = ?`, userID)
 	if err != nil {
 		return storage.TOTPCredential{}, mapErr("totp by user", err)
 	}
 	var c storage.TOTPCredential
 	var created int64
-	err = row.Scan(&c.UserID, &c.Secret, &c.Confirmed, &c.LastStep, &created)
+	err = row.Scan(&c.UserID, &c.Secret, &c.Confirmed, &c.LastStep, &created, &c.Generation)
 	c.CreatedAt = fromUnix(created)
 	return c, mapErr("totp by user", err)
 }
