@@ -1,11 +1,13 @@
 package op
 
 import (
+	"bytes"
 	"context"
 	"encoding/base32"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -252,6 +254,10 @@ func TestAccountActions(t *testing.T) {
 	}
 
 	// The password change.
+	devicesBefore, err := e.store.Devices(ctx, ann.ID, clk.now())
+	if err != nil || len(devicesBefore) != 2 {
+		t.Fatalf("devices before the change: %d (%v), want this browser's and the other's", len(devicesBefore), err)
+	}
 	if status, body := pw("wrong horse", "marble orchard three", "marble orchard three"); status != http.StatusUnauthorized || !strings.Contains(body, "not your current password") {
 		t.Fatalf("a wrong current password: %d", status)
 	}
@@ -266,6 +272,16 @@ func TestAccountActions(t *testing.T) {
 	}
 	if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusOK {
 		t.Fatalf("this browser after the change: %d, want its page", status)
+	}
+	// This browser stays remembered; the other one is forgotten (issue
+	// 12: "every other session and remembered device"; review A-F4).
+	withCookies := httptest.NewRequest(http.MethodGet, e.ts.URL+"/account", nil)
+	for _, ck := range mine.c.Jar.Cookies(mustURL(t, e.ts.URL)) {
+		withCookies.AddCookie(ck)
+	}
+	if ds, _ := e.store.Devices(ctx, ann.ID, clk.now()); len(ds) != 1 ||
+		!bytes.Equal(ds[0].IDHash, e.srv.guard.PresentedDevice(withCookies, ann.ID)) {
+		t.Fatalf("devices after the change: %d, want only this browser's", len(ds))
 	}
 	f := startFlow(t, e)
 	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusUnauthorized {

@@ -119,6 +119,10 @@ type PasswordChange struct {
 	// Keep is the SSO session of the user's own change: it stays, and the
 	// change requires it live (nil: an operator's change, nothing kept).
 	Keep []byte
+	// KeepDevice is the remembered device of the browser making the
+	// user's own change (nil: none): it stays, every other one is
+	// forgotten (issue 12: "every other session and remembered device").
+	KeepDevice []byte
 	// OldHash, when set, is the hash the change replaces: another change
 	// in between makes this one fail (ErrWrongState).
 	OldHash string

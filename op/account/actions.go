@@ -198,7 +198,10 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("account: hash password", err)
 	}
-	ended, err := h.store.SetPassword(ctx, u.ID, storage.PasswordChange{Hash: hash, Keep: sess.IDHash, OldHash: u.PasswordHash}, h.now())
+	// This browser's session and remembered device stay (issue 12: every
+	// other one ends; review A-F4).
+	ended, err := h.store.SetPassword(ctx, u.ID, storage.PasswordChange{Hash: hash, Keep: sess.IDHash,
+		KeepDevice: h.guard.PresentedDevice(r, u.ID), OldHash: u.PasswordHash}, h.now())
 	if errors.Is(err, storage.ErrWrongState) {
 		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: password changed meanwhile", Back: Path}
 	}

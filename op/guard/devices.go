@@ -71,6 +71,14 @@ func (g *Guard) presentedDevice(r *http.Request, userID string) ([]byte, bool) {
 	return secret.Hash(parts[2]), true
 }
 
+// PresentedDevice is the id hash of the remembered device r's cookie
+// names for userID, when well formed and signed (its liveness is the
+// store's to decide): the device a user's own change keeps.
+func (g *Guard) PresentedDevice(r *http.Request, userID string) []byte {
+	d, _ := g.presentedDevice(r, userID)
+	return d
+}
+
 // RememberDevice gives the browser a new device cookie after a completed
 // sign-in that opened the SSO session sessionHash, renewing (and so
 // revoking) the one it presented for the same account. A failure is

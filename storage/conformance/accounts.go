@@ -47,6 +47,9 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	bystander := accountSession(t, s, "bystander", "u2", now)
 	ok(t, s.RememberDevice(ctx, storage.Device{IDHash: hash("dev"), UserID: "u1", CreatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(time.Hour)}, nil, 5, now), "RememberDevice")
+	// The device of the browser making the change stays (review A-F4).
+	ok(t, s.RememberDevice(ctx, storage.Device{IDHash: hash("my-dev"), UserID: "u1", CreatedAt: now, LastUsedAt: now,
+		ExpiresAt: now.Add(time.Hour)}, nil, 5, now), "RememberDevice mine")
 	tokens := func(name string, sess []byte, scopes ...string) (storage.AccessToken, storage.RefreshToken) {
 		rt := newRefreshToken("rt-"+name, "fam-"+name, "u1", "client-a", now)
 		rt.Scopes, rt.SessionHash = append([]string{"openid"}, scopes...), sess
@@ -76,7 +79,7 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	}
 
 	later := now.Add(time.Minute)
-	e, err := s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$new", Keep: keep.IDHash}, later)
+	e, err := s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$new", Keep: keep.IDHash, KeepDevice: hash("my-dev")}, later)
 	ok(t, err, "SetPassword")
 	if e.Sessions != 1 || e.Devices != 1 || e.SignIns != 1 || e.Tokens != 6 {
 		t.Errorf("SetPassword ended %+v, want 1 session, 1 device, 1 sign-in, 6 tokens", e)
@@ -94,8 +97,8 @@ func testSetPassword(t *testing.T, s storage.Store) {
 	if _, err := s.SessionByHash(ctx, bystander.IDHash, later); err != nil {
 		t.Fatalf("another user's session ended: %v", err)
 	}
-	if d, _ := s.Devices(ctx, "u1", later); len(d) != 0 {
-		t.Errorf("%d devices left", len(d))
+	if d, _ := s.Devices(ctx, "u1", later); len(d) != 1 || string(d[0].IDHash) != string(hash("my-dev")) {
+		t.Errorf("%d devices left, want only the changing browser's", len(d))
 	}
 	accessLive(t, s, keptAT.ID, later)
 	refreshLive(t, s, keptRT, later)

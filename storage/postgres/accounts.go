@@ -39,7 +39,7 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 			return err
 		}
 		var err error
-		if e, err = endUserExcept(tx, userID, c.Keep, now); err != nil {
+		if e, err = endUserExcept(tx, userID, c.Keep, c.KeepDevice, now); err != nil {
 			return err
 		}
 		// The second factor's failures and budget start again.
@@ -211,7 +211,7 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
 			return err
 		}
-		e, err = endUserExcept(tx, userID, keep, now)
+		e, err = endUserExcept(tx, userID, keep, nil, now)
 		return err
 	})
 	return e, mapErr("renew recovery codes", err)
@@ -251,7 +251,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if _, err := tx.exec(`UPDATE sessions SET auth_time = $1, verified_at = $1 WHERE id_hash = $2`, unix(now), keep); err != nil {
 			return err
 		}
-		e, err = endUserExcept(tx, cred.UserID, keep, now)
+		e, err = endUserExcept(tx, cred.UserID, keep, nil, now)
 		return err
 	})
 	return e, mapErr("replace totp", err)

@@ -529,13 +529,14 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 // revokes all their tokens (offline grants too) inside tx; an operator
 // action or a changed factor. The caller holds lockEnd on the user.
 func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
-	return endUserExcept(tx, userID, nil, now)
+	return endUserExcept(tx, userID, nil, nil, now)
 }
 
 // endUserExcept is endUser keeping the SSO session keep and the tokens
-// issued through it (nil keeps nothing): a password change from the
+// issued through it, and the remembered device keepDevice (nil keeps
+// nothing): a password change from the
 // account page ends everything else. The caller holds lockEnd on the user.
-func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.Ended, error) {
+func endUserExcept(tx *txn, userID string, keep, keepDevice []byte, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	// other ($3) matches rows not issued through keep; with keep nil, all.
 	const other = ` AND ($3::bytea IS NULL OR session_hash IS NULL OR session_hash <> $3)`
@@ -544,7 +545,7 @@ func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.
 		return e, err
 	}
 	e.Sessions = int(n)
-	if n, err = tx.exec(`DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
+	if n, err = tx.exec(`DELETE FROM devices WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)`, userID, keepDevice); err != nil {
 		return e, err
 	}
 	e.Devices = int(n)

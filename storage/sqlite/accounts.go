@@ -38,7 +38,7 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 			c.Hash, boolInt(c.MustChange), unix(now), userID); err != nil {
 			return err
 		}
-		if e, err = endUserExcept(tx, userID, c.Keep, now); err != nil {
+		if e, err = endUserExcept(tx, userID, c.Keep, c.KeepDevice, now); err != nil {
 			return err
 		}
 		// The second factor's failures and budget start again.
@@ -220,7 +220,7 @@ func (s *Store) RenewRecoveryCodes(ctx context.Context, userID string, hashes []
 		if err := replaceRecovery(tx, userID, hashes, now); err != nil {
 			return err
 		}
-		e, err = endUserExcept(tx, userID, keep, now)
+		e, err = endUserExcept(tx, userID, keep, nil, now)
 		return err
 	})
 	return e, mapErr("renew recovery codes", err)
@@ -257,7 +257,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ? WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
 			return err
 		}
-		e, err = endUserExcept(tx, cred.UserID, keep, now)
+		e, err = endUserExcept(tx, cred.UserID, keep, nil, now)
 		return err
 	})
 	return e, mapErr("replace totp", err)

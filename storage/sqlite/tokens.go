@@ -495,13 +495,14 @@ func (s *Store) ReplaceSession(ctx context.Context, oldHash, newHash []byte, now
 // revokes all their tokens (offline grants too) inside tx; an operator
 // action or a changed factor.
 func endUser(tx *txn, userID string, now time.Time) (storage.Ended, error) {
-	return endUserExcept(tx, userID, nil, now)
+	return endUserExcept(tx, userID, nil, nil, now)
 }
 
 // endUserExcept is endUser keeping the SSO session keep and the tokens
-// issued through it (nil keeps nothing): a password change from the
+// issued through it, and the remembered device keepDevice (nil keeps
+// nothing): a password change from the
 // account page ends everything else.
-func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.Ended, error) {
+func endUserExcept(tx *txn, userID string, keep, keepDevice []byte, now time.Time) (storage.Ended, error) {
 	var e storage.Ended
 	// other matches rows not issued through keep; with keep nil, all.
 	other, args := "", []any{}
@@ -513,7 +514,7 @@ func endUserExcept(tx *txn, userID string, keep []byte, now time.Time) (storage.
 		return e, err
 	}
 	e.Sessions = int(n)
-	if n, err = tx.exec(`DELETE FROM devices WHERE user_id = ?`, userID); err != nil {
+	if n, err = tx.exec(`DELETE FROM devices WHERE user_id = ? AND (? IS NULL OR id_hash <> ?)`, userID, keepDevice, keepDevice); err != nil {
 		return e, err
 	}
 	e.Devices = int(n)
