@@ -211,6 +211,10 @@ func TestCLIPasswordRules(t *testing.T) {
 	if _, _, err := runCLI(t, "abcdefghij\n", "user", "add", "dan", "--db", db, "--password-stdin", "--enroll-at-login", "--password-min-length", "12"); err == nil || !strings.Contains(err.Error(), "at least 12") {
 		t.Errorf("--password-min-length 12: %v", err)
 	}
+	// --allow-weak keeps the minimum length (review B-F5: "ab" passed).
+	if _, _, err := runCLI(t, "ab\n", "user", "add", "dan", "--db", db, "--password-stdin", "--enroll-at-login", "--allow-weak"); err == nil || !strings.Contains(err.Error(), "at least 8") {
+		t.Fatalf("--allow-weak with a 2-character password: %v, want refused on length", err)
+	}
 	if _, _, err := runCLI(t, "iloveyou\n", "user", "add", "dan", "--db", db, "--password-stdin", "--enroll-at-login", "--allow-weak"); err != nil {
 		t.Fatalf("--allow-weak: %v", err)
 	}

@@ -101,10 +101,12 @@ type CreatedUser struct {
 // account; allowWeak keeps only a password's length bounds.
 func (a *Admin) checkPassword(pw, username, email string, allowWeak bool) error {
 	if allowWeak {
-		if pw == "" {
-			return &password.WeakError{Reason: password.TooShort, Min: 1}
+		// The minimum length is a SHALL of NIST SP 800-63B-4 §3.1.1.2, as
+		// the flag says (review of issue 12, B-F5: it took "ab").
+		if err := a.Passwords.CheckLength(pw); err != nil {
+			return err
 		}
-		if len(pw) > password.MaxBytes || len(password.Normalize(pw)) > password.MaxBytes {
+		if len(password.Normalize(pw)) > password.MaxBytes {
 			return &password.WeakError{Reason: password.TooLong}
 		}
 		return nil

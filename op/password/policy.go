@@ -66,9 +66,10 @@ func (e *WeakError) Error() string {
 	return "the password is refused"
 }
 
-// Check returns a *WeakError when pw breaks a rule, nil otherwise.
-// username and email are the account's (empty when it has none).
-func (p Policy) Check(pw, username, email string) error {
+// CheckLength is the rules' length bounds alone, which an operator's
+// --allow-weak keeps (NIST SP 800-63B-4 §3.1.1.2: the minimum is a SHALL;
+// review of issue 12, B-F5).
+func (p Policy) CheckLength(pw string) error {
 	minLen := p.MinLength
 	if minLen <= 0 {
 		minLen = DefaultMinLength
@@ -81,10 +82,22 @@ func (p Policy) Check(pw, username, email string) error {
 	if !utf8.ValidString(pw) {
 		return &WeakError{Reason: NotText}
 	}
-	n := Normalize(pw)
-	if utf8.RuneCountInString(n) < minLen {
+	// The length is of what a person sees and types: invisible characters
+	// do not count, and a character NFKC expands ("\ufdfa" is 18 letters)
+	// counts once (review of issue 12, B-F4). Spaces count.
+	if min(visibleLength(pw), visibleLength(Normalize(pw))) < minLen {
 		return &WeakError{Reason: TooShort, Min: minLen}
 	}
+	return nil
+}
+
+// Check returns a *WeakError when pw breaks a rule, nil otherwise.
+// username and email are the account's (empty when it has none).
+func (p Policy) Check(pw, username, email string) error {
+	if err := p.CheckLength(pw); err != nil {
+		return err
+	}
+	n := Normalize(pw)
 	folded := strings.ToLower(n)
 	// squeezed drops what does not change what a person remembers: spaces
 	// and invisible characters (a zero-width space inside "password").
@@ -115,14 +128,38 @@ func (p Policy) Check(pw, username, email string) error {
 	return nil
 }
 
-// squeeze removes white space and format characters (zero-width, bidi).
+// squeeze removes white space and invisible characters.
 func squeeze(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+		if unicode.IsSpace(r) || invisible(r) {
 			return -1
 		}
 		return r
 	}, s)
+}
+
+// invisible: characters that show nothing and change nothing a person
+// remembers: controls, format characters (zero-width, bidi), variation
+// selectors, the combining grapheme joiner and the blank letters (the
+// username rule's set, storage.Printable, and the selectors).
+func invisible(r rune) bool {
+	switch {
+	case r == '\u034f', r == '\u115f', r == '\u1160', r == '\u3164', r == '\uffa0', r == '\u2800',
+		'\ufe00' <= r && r <= '\ufe0f', '\U000e0100' <= r && r <= '\U000e01ef', '\u180b' <= r && r <= '\u180f':
+		return true
+	}
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+}
+
+// visibleLength is the number of characters of s that are not invisible.
+func visibleLength(s string) int {
+	n := 0
+	for _, r := range s {
+		if !invisible(r) {
+			n++
+		}
+	}
+	return n
 }
 
 // variants are the forms of a squeezed password compared with the list:
@@ -135,17 +172,24 @@ func variants(s string) []string {
 	if core != "" && core != s {
 		out = append(out, core)
 	}
-	// The core of the un-substituted form: "p@ssw0rd1" is "password1",
-	// then "password".
+	// The un-substituted form and its core ("p@ssw0rd1" is "password1",
+	// then "password"), and the un-substituted core, since the digits
+	// and signs after a word are not substitutions: "s3cr3t!!" is
+	// "s3cr3t", then "secret", not "secretii" (review of issue 12, B-F3).
 	for _, table := range []map[rune]rune{leet, leetL} {
-		u := strings.Map(func(r rune) rune {
-			if m, ok := table[r]; ok {
-				return m
-			}
-			return r
-		}, s)
-		if u != s {
+		undo := func(x string) string {
+			return strings.Map(func(r rune) rune {
+				if m, ok := table[r]; ok {
+					return m
+				}
+				return r
+			}, x)
+		}
+		if u := undo(s); u != s {
 			out = append(out, u, strings.TrimFunc(u, func(r rune) bool { return !unicode.IsLetter(r) }))
+		}
+		if u := undo(core); u != core {
+			out = append(out, u)
 		}
 	}
 	return out

@@ -19,7 +19,24 @@ func TestPolicy(t *testing.T) {
 	}{
 		{"short7!", "ann", "", TooShort},
 		{"ﬀﬀﬀ", "ann", "", TooShort},    // 3 ligatures, 6 letters after NFKC
-		{"ﬀﬀﬀﬀ", "ann", "", Repetitive}, // 8 letters after NFKC: long enough, then one letter repeated
+		{"ﬀﬀﬀﬀ", "ann", "", TooShort},   // 8 letters after NFKC, but 4 typed (B-F4)
+		{"ﬀﬀﬀﬀﬀﬀﬀﬀ", "ann", "", Repetitive},
+		// B-F3: l33t before the digits and signs after the word.
+		{"p@ssword1", "ann", "", Common},
+		{"b@seball2024", "ann", "", Common},
+		{"s3cr3t!!", "ann", "", Common},
+		{"dr@gon1!", "ann", "", Common},
+		{"l3tm3in2024", "ann", "", Common},
+		{"m@st3r2024", "ann", "", Common},
+		{"pr1nc3ss!", "ann", "", Common},
+		// B-F4: invisible characters count for nothing, and are not
+		// there for the list either.
+		{"xq7\u200b\u200b\u200b\u200b\u200b", "ann", "", TooShort},
+		{"\ufdfa", "ann", "", TooShort},
+		{"pass\ufe0fword", "ann", "", Common},
+		{"pass\u034fword", "ann", "", Common},
+		{"pass\u3164word", "ann", "", Common},
+		{"my dog is", "ann", "", ""}, // spaces count: 9 characters
 		{"password", "ann", "", Common},
 		{"PassWord", "ann", "", Common}, // case-insensitive
 		{"ｐａｓｓｗｏｒｄ", "ann", "", Common}, // full-width folds to ASCII (NFKC)
