@@ -18,8 +18,8 @@ func TestPolicy(t *testing.T) {
 		want            Reason // "" = accepted
 	}{
 		{"short7!", "ann", "", TooShort},
-		{"ﬀﬀﬀ", "ann", "", TooShort},    // 3 ligatures, 6 letters after NFKC
-		{"ﬀﬀﬀﬀ", "ann", "", TooShort},   // 8 letters after NFKC, but 4 typed (B-F4)
+		{"ﬀﬀﬀ", "ann", "", TooShort},  // 3 ligatures, 6 letters after NFKC
+		{"ﬀﬀﬀﬀ", "ann", "", TooShort}, // 8 letters after NFKC, but 4 typed (B-F4)
 		{"ﬀﬀﬀﬀﬀﬀﬀﬀ", "ann", "", Repetitive},
 		// B-F3: l33t before the digits and signs after the word.
 		{"p@ssword1", "ann", "", Common},
