@@ -409,6 +409,13 @@ func TestAccountPageReauthentication(t *testing.T) {
 	if st := atkShow(t, s.DB, u.Name).F("totp"); st.Failures < 3 {
 		t.Fatalf("the TOTP counter after the account page's wrong codes: %+v", st)
 	}
+	// The page says so in plain words, and does not say someone knows
+	// the password: none was typed for these codes (review A-F2).
+	page := b.Get(s.URL + "/account")
+	if !strings.Contains(page.Body, "Sign-in paused for a while") || strings.Contains(page.Body, "after the right password") ||
+		strings.Contains(page.Body, "Another security event") {
+		t.Fatalf("the account page's events after the lock:\n%s", page.Body)
+	}
 }
 
 // TestStolenSessionCookie, through the real binary: the SSO session cookie

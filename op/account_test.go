@@ -238,11 +238,17 @@ func TestAccountActions(t *testing.T) {
 	// A wrong code counts on the TOTP counter like a sign-in's.
 	ann, _ := e.store.UserByUsername(ctx, "ann")
 	before := totpState(t, e.store, ann.ID).Failures
+	alerts := e.auditCount(t, "second_factor_failed_after_password")
 	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {"000000"}}); status != http.StatusUnauthorized {
 		t.Fatalf("a wrong reauthentication code: %d, want 401", status)
 	}
 	if after := totpState(t, e.store, ann.ID).Failures; after != before+1 {
 		t.Fatalf("TOTP failures %d → %d, want one more", before, after)
+	}
+	// No password was typed for it: not the "someone knows your
+	// password" alert (review A-F2).
+	if n := e.auditCount(t, "second_factor_failed_after_password"); n != alerts {
+		t.Fatalf("a wrong reauthentication code raised the after-password alert (%d → %d)", alerts, n)
 	}
 	clk.add(30 * time.Second)
 	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {e.annCode(t, clk.now())}}); status != http.StatusSeeOther {

@@ -126,7 +126,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 			return h.notEvaluated(ctx, claim, sess)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			h.guard.Failed(ctx, claim, "reauth_recovery_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+			h.guard.ReauthFailed(ctx, claim, "reauth_recovery_failed", sess.UserID, ClientID)
 			return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongRecovery, "")
 		}
 		if err != nil {
@@ -158,7 +158,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		}
 		// A code already used (here or at a sign-in) is no proof.
 	}
-	h.guard.Failed(ctx, claim, "reauth_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+	h.guard.ReauthFailed(ctx, claim, "reauth_failed", sess.UserID, ClientID)
 	return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongCode, "")
 }
 

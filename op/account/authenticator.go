@@ -128,7 +128,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	now := h.now()
 	step, match := totp.Match(secret, code, now)
 	if !match {
-		h.guard.Failed(ctx, claim, "new_totp_failed", sess.UserID, "", ClientID, storage.FactorTOTP, "", "")
+		h.guard.ReauthFailed(ctx, claim, "new_totp_failed", sess.UserID, ClientID)
 		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusUnauthorized, pages.MsgWrongCode)
 	}
 	sealed, err := h.sealer.Seal(ctx, seal.AADTOTP(sess.UserID), secret)

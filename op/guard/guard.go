@@ -172,7 +172,16 @@ func (g *Guard) CodeSucceeded(ctx context.Context, userID string, c storage.Atte
 // lock it set, but not the "failed after password" alert, which would say
 // a code was wrong.
 func (g *Guard) NotEvaluated(ctx context.Context, c storage.AttemptClaim, event, userID, clientID string) {
-	g.record(ctx, c, event, userID, "", clientID, storage.FactorTOTP, "", "", false)
+	g.record(ctx, c, event, userID, "", clientID, storage.FactorTOTP, "", "", false, false)
+}
+
+// ReauthFailed records a wrong second-factor code of a signed-in session
+// (the account page's reauthentication, a new authenticator's first
+// code): counted and locked like a sign-in's, but no password was typed
+// for it, so not the "failed after password" alert (review of issue 12,
+// A-F2: the page told its owner someone knew their password).
+func (g *Guard) ReauthFailed(ctx context.Context, c storage.AttemptClaim, event, userID, clientID string) {
+	g.record(ctx, c, event, userID, "", clientID, storage.FactorTOTP, "", "", true, false)
 }
 
 // Failed records the audit trail of a failed, already counted attempt.
@@ -182,10 +191,12 @@ func (g *Guard) NotEvaluated(ctx context.Context, c storage.AttemptClaim, event,
 //
 // note names the counter for the password (Counter.Note).
 func (g *Guard) Failed(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string) {
-	g.record(ctx, c, event, userID, username, clientID, f, unknownKey, note, true)
+	g.record(ctx, c, event, userID, username, clientID, f, unknownKey, note, true, true)
 }
 
-func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string, wrong bool) {
+// record writes the trail of a counted attempt; wrong: a value was checked
+// and wrong; afterPassword: the flow's password was just proven.
+func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string, wrong, afterPassword bool) {
 	write := func(typ, detail string) {
 		if unknownKey == "" {
 			g.trail.Event(ctx, typ, userID, username, clientID, detail)
@@ -194,7 +205,7 @@ func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userI
 		g.trail.Limited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
 	write(event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
-	if wrong && f == storage.FactorTOTP && userID != "" {
+	if wrong && afterPassword && f == storage.FactorTOTP && userID != "" {
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
 		// event and one counter, for alerting and a later notification.
