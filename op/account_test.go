@@ -619,3 +619,28 @@ func TestAccountReviewFixes(t *testing.T) {
 		t.Fatalf("the account page of a must-change account: %d %s, want to be sent to sign in", status, loc)
 	}
 }
+
+// TestAccountFormWording: an altered account form and a malformed
+// recovery code get the account page's words, not the sign-in's
+// (review A-F5).
+func TestAccountFormWording(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	for _, c := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{account.EndPath, url.Values{"which": {"bogus"}}, "This form arrived incomplete or changed"},
+		{account.ConfirmPath, url.Values{"pending": {"!!"}, "code": {"123456"}}, "This form arrived incomplete or changed"},
+		{account.CodesPath, url.Values{"current": {"correct horse"}}, "This form arrived incomplete or changed"},
+		{account.VerifyPath, url.Values{"recovery_code": {"not-a-code"}}, "Enter a recovery code"},
+	} {
+		c.form.Set("csrf", token)
+		status, body := accountPost(t, mine, c.path, c.form)
+		if status != http.StatusBadRequest || !strings.Contains(body, c.want) || strings.Contains(body, "request from the application") {
+			t.Errorf("%s %v: %d, want 400 with %q", c.path, c.form, status, c.want)
+		}
+	}
+}

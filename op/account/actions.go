@@ -37,6 +37,10 @@ const (
 	CodesPath    = Path + "/recovery-codes"
 )
 
+// msgBadForm: an account form arrived incomplete or altered (not the
+// sign-in's "request from the application" wording; review A-F5).
+const msgBadForm = "account.bad_form"
+
 // formToken is the account forms' token: bound to the browser's SSO
 // cookie, so a page of another browser or an old session is worth nothing.
 func formToken(ssoCookie string) string { return login.CSRFToken(ssoCookie, "account") }
@@ -108,6 +112,9 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		recovery, ok = totp.NormalizeRecoveryCode(rawRecovery)
 	} else {
 		code, ok = totp.Normalize(rawCode)
+	}
+	if !ok && rawRecovery != "" {
+		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRecovery, "")
 	}
 	if !ok {
 		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadCode, "")
@@ -282,7 +289,7 @@ func (h *Handler) endSessions(w http.ResponseWriter, r *http.Request) error {
 		h.trail.Event(ctx, "sessions_ended", sess.UserID, "", ClientID, fmt.Sprintf("%s: %d sessions", which, n))
 		return h.again(w, r, sess, http.StatusOK, "", "account.sessions_ended")
 	default:
-		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRequest, "")
+		return h.again(w, r, sess, http.StatusBadRequest, msgBadForm, "")
 	}
 }
 
@@ -296,7 +303,7 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	generation, err := strconv.ParseInt(r.PostFormValue("generation"), 10, 64)
 	if err != nil {
-		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadRequest, "")
+		return h.again(w, r, sess, http.StatusBadRequest, msgBadForm, "")
 	}
 	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "recovery_renewal_failed"); done || err != nil {
 		return err

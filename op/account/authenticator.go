@@ -99,7 +99,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("pending"))
 	if err != nil {
-		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
+		return &pages.Error{Status: http.StatusBadRequest, Msg: msgBadForm, What: "account: pending secret", Back: Path}
 	}
 	current, err := h.store.TOTPByUser(ctx, sess.UserID)
 	if err != nil {
@@ -107,7 +107,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	}
 	plain, err := h.sealer.Open(pendingAAD(sess, current), raw)
 	if err != nil || len(plain) < 8 {
-		return &pages.Error{Status: http.StatusBadRequest, Msg: pages.MsgBadRequest, What: "account: pending secret", Back: Path}
+		return &pages.Error{Status: http.StatusBadRequest, Msg: msgBadForm, What: "account: pending secret", Back: Path}
 	}
 	made := time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0)
 	secret := plain[8:]
