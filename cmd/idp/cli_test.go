@@ -122,7 +122,9 @@ func TestCLIUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	for _, args := range [][]string{{}, {"bogus"}, {"user"}, {"user", "frobnicate"}, {"client", "frobnicate"}, {"keys", "frobnicate"},
-		{"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"}} {
+		{"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"},
+		// The flag package's own refusals are usage errors too (B-F8).
+		{"user", "update", "x", "--email-verified=maybe"}, {"user", "show", "x", "--no-such-flag"}} {
 		_, _, err := runCLI(t, "", args...)
 		if err == nil || exitCode(err) != 2 {
 			t.Errorf("%v: err %v (exit %d), want usage error", args, err, exitCode(err))

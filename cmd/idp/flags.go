@@ -33,7 +33,12 @@ func parseArgs(fs *flag.FlagSet, args []string, configFlag string) ([]string, er
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			// The flag package has printed it with the usage: a usage
+			// error (exit status 2), not printed again (review B-F8).
+			return nil, flagError{usageError{err.Error()}}
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

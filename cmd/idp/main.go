@@ -43,7 +43,8 @@ Run "idp COMMAND -h" for the flags of a command.
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var fe flagError
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &fe) {
 			fmt.Fprintln(os.Stderr, "idp:", err)
 		}
 		os.Exit(exitCode(err))
@@ -52,6 +53,12 @@ func main() {
 
 // usageError marks a mistake in the command line (exit status 2).
 type usageError struct{ msg string }
+
+// flagError is a usage error the flag package has already printed, with
+// the usage (review of issue 12, B-F8: it was printed twice, exit 1).
+type flagError struct{ usageError }
+
+func (e flagError) Unwrap() error { return e.usageError }
 
 func (e usageError) Error() string { return e.msg }
 
