@@ -644,3 +644,32 @@ func TestAccountFormWording(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountListsUsableSessions: a session idle past the idle timeout is
+// no longer usable and is not listed (review A-F5).
+func TestAccountListsUsableSessions(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	var idle time.Duration
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now; idle = c.SessionIdleTimeout })
+	mine, _ := accountSignIn(t, e, clk)
+	clk.add(30 * time.Second)
+	accountSignIn(t, e, clk)
+	handles := func() int {
+		status, _, body := accountGet(t, mine.c, e.ts.URL+"/account")
+		if status != http.StatusOK {
+			t.Fatalf("the account page: %d", status)
+		}
+		return strings.Count(body, `name="session" value=`)
+	}
+	if n := handles(); n != 1 {
+		t.Fatalf("other sessions listed: %d, want 1", n)
+	}
+	// This browser's page keeps its own session in use; the other one
+	// goes idle.
+	clk.add(idle - time.Minute)
+	handles()
+	clk.add(2 * time.Minute)
+	if n := handles(); n != 0 {
+		t.Fatalf("other sessions listed after the other went idle: %d, want 0", n)
+	}
+}

@@ -84,6 +84,9 @@ func (h *Handler) view(r *http.Request, sess storage.Session) (View, error) {
 		return View{}, pages.Internal("account: sessions", err)
 	}
 	for _, s := range sessions {
+		if h.login.IdleOut(s) {
+			continue // unusable already: nothing to end
+		}
 		v.Sessions = append(v.Sessions, SessionRow{Created: stamp(s.CreatedAt), LastUsed: stamp(s.LastSeenAt), From: s.ClientIP,
 			Browser: s.UserAgent, This: bytes.Equal(s.IDHash, sess.IDHash), Handle: Handle(s.IDHash)})
 	}

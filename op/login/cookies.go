@@ -59,6 +59,13 @@ func (h *Handler) CurrentSession(r *http.Request) (storage.Session, bool) {
 	return sess, true
 }
 
+// IdleOut reports whether sess has been idle past the idle timeout, so no
+// longer usable though not yet expired (the account page leaves it out of
+// the user's list; review of issue 12, A-F5).
+func (h *Handler) IdleOut(sess storage.Session) bool {
+	return h.now().Sub(sess.LastSeenAt) > h.cfg.SessionIdleTimeout
+}
+
 // ssoCookie is SSOCookie.
 func (h *Handler) ssoCookie(r *http.Request) string {
 	sess, err := r.Cookie(h.SSOCookieName())
