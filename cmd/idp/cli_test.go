@@ -274,6 +274,16 @@ func TestCLIUserLifecycleCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"sessions":[]`) || !strings.Contains(out, `"devices":[]`) {
 		t.Fatalf("sessions: %v\n%s", err, out)
 	}
+	// Every lifecycle command answers in JSON (the issue's "all with
+	// --json"; review C-F4).
+	for _, c := range []struct{ cmd, want string }{
+		{"revoke-sessions", `"ended":{`}, {"unlock", `"unlocked":true`}, {"recovery-codes", `"recovery_codes":[`}, {"reset-totp", `"totp_reset":true`},
+	} {
+		out, _, err := runCLI(t, "", "user", c.cmd, "erin", "--db", db, "--json")
+		if err != nil || !strings.Contains(out, c.want) || strings.Contains(out, "unaudited") {
+			t.Errorf("%s --json: %v\n%s", c.cmd, err, out)
+		}
+	}
 	out, _, err = runCLI(t, "", "audit", "--db", db, "--user", "erin", "--json")
 	if err != nil {
 		t.Fatal(err)
@@ -337,8 +347,10 @@ func TestCLIUnauditedActionFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "could not be written") || !strings.Contains(err.Error(), "user_disabled") {
 		t.Fatalf("disable with the audit refused: %v, want the unaudited error", err)
 	}
-	if !strings.Contains(out, `"disabled":true`) {
-		t.Fatalf("the change's answer is not printed: %q", out)
+	// Exit status 3 (not 1: a script must not retry a change that was
+	// made) and "unaudited" in the answer (review C-F4).
+	if exitCode(err) != 3 || !strings.Contains(out, `"disabled":true`) || !strings.Contains(out, `"unaudited":"the change was made`) {
+		t.Fatalf("the unaudited change's answer: exit %d, %q", exitCode(err), out)
 	}
 	if out, _, err = runCLI(t, "", "user", "show", "fay", "--db", db); err != nil || !strings.Contains(out, "disabled:   since") {
 		t.Fatalf("the change was not made: %v\n%s", err, out)

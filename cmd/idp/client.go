@@ -68,7 +68,11 @@ func (e *env) client(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		if asJSON {
-			return json.NewEncoder(e.stdout).Encode(c)
+			out := map[string]any{"client_id": c.ClientID}
+			if c.ClientSecret != "" {
+				out["client_secret"] = c.ClientSecret
+			}
+			return e.changed(adm, out)
 		}
 		fmt.Fprintf(e.stdout, "Created client %s.\n", printable(c.ClientID))
 		if c.ClientSecret != "" {

@@ -62,7 +62,12 @@ func (e flagError) Unwrap() error { return e.usageError }
 
 func (e usageError) Error() string { return e.msg }
 
+// exitCode: 2 for a usage error, 3 for a change made but not audited (do
+// not retry it), 1 otherwise.
 func exitCode(err error) int {
+	if errors.Is(err, admin.ErrUnaudited) {
+		return 3
+	}
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
 		return 2

@@ -64,7 +64,8 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		fs.StringVar(&clientID, "client", "", "revoke only the tokens issued to this client (SSO sessions are kept)")
 	}
 	switch sub {
-	case "add", "list", "show", "set-password", "disable", "enable", "update", "sessions":
+	case "add", "list", "show", "set-password", "disable", "enable", "update", "sessions", "unlock", "reset-totp", "recovery-codes",
+		"delete", "revoke-sessions":
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	pos, err := parseArgs(fs, args, "")
@@ -127,7 +128,11 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		if asJSON {
-			return json.NewEncoder(e.stdout).Encode(u)
+			out := map[string]any{"id": u.ID, "username": u.Username}
+			if u.TOTPURI != "" {
+				out["totp_uri"] = u.TOTPURI
+			}
+			return e.changed(adm, out)
 		}
 		if enrollAtLogin {
 			fmt.Fprintf(e.stdout, "Created user %s (id %s). They set up an authenticator app at their first sign-in, within the server's --enroll-within (default %s) from now.\n", printable(u.Username), u.ID, op.DefaultEnrollWithin)
@@ -183,6 +188,9 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
+		if asJSON {
+			return e.changed(adm, map[string]any{"username": u.Username, "unlocked": true})
+		}
 		fmt.Fprintf(e.stdout, "Unlocked %s: failure counts and locks cleared.\n", printable(u.Username))
 		return nil
 	case "reset-totp":
@@ -192,6 +200,9 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		u, ended, err := adm.ResetTOTP(ctx, pos[0])
 		if err != nil {
 			return notFound("user", pos[0], err)
+		}
+		if asJSON {
+			return e.changed(adm, map[string]any{"username": u.Username, "totp_reset": true, "ended": ended})
 		}
 		fmt.Fprintf(e.stdout, "Removed any authenticator and recovery codes of %s. They set up a new authenticator at their next sign-in, after the password, within the server's --enroll-within (default %s) from now.\n", printable(u.Username), op.DefaultEnrollWithin)
 		fmt.Fprintf(e.stdout, "Signed out everywhere: %s.\n", admin.EndedText(ended))
@@ -207,6 +218,9 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
+		if asJSON {
+			return e.changed(adm, map[string]any{"username": u.Username, "recovery_codes": codes, "ended": ended})
+		}
 		fmt.Fprintf(e.stdout, "Signed %s out everywhere, in case the old codes are known: %s.\n", printable(u.Username), admin.EndedText(ended))
 		fmt.Fprintf(e.stdout, "New recovery codes for %s (the old ones no longer work). Each works once; give them to the user now, they are not stored:\n\n", printable(u.Username))
 		for _, c := range codes {
@@ -221,6 +235,9 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
+		if asJSON {
+			return e.changed(adm, map[string]any{"username": u.Username, "deleted": true, "ended": ended})
+		}
 		fmt.Fprintf(e.stdout, "Deleted %s: %s.\n", printable(u.Username), admin.EndedText(ended))
 		return nil
 	case "revoke-sessions":
@@ -230,6 +247,9 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		u, ended, err := adm.RevokeSessions(ctx, pos[0], clientID)
 		if err != nil {
 			return notFound("user", pos[0], err)
+		}
+		if asJSON {
+			return e.changed(adm, map[string]any{"username": u.Username, "client": clientID, "ended": ended})
 		}
 		where := "everywhere"
 		if clientID != "" {
@@ -253,7 +273,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 			return notFound("user", pos[0], err)
 		}
 		if asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "must_change": mustChange, "ended": ended})
+			return e.changed(adm, map[string]any{"username": u.Username, "must_change": mustChange, "ended": ended})
 		}
 		fmt.Fprintf(e.stdout, "New password set for %s; signed out everywhere: %s.\n", printable(u.Username), admin.EndedText(ended))
 		if mustChange {
@@ -269,7 +289,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 			return notFound("user", pos[0], err)
 		}
 		if asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "disabled": sub == "disable", "ended": ended})
+			return e.changed(adm, map[string]any{"username": u.Username, "disabled": sub == "disable", "ended": ended})
 		}
 		if sub == "disable" {
 			fmt.Fprintf(e.stdout, "Disabled %s; signed out everywhere: %s. Until `idp user enable`, a sign-in that proves both factors is told the account is disabled and gets no code.\n",
@@ -300,7 +320,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 			return notFound("user", pos[0], err)
 		}
 		if asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"username": u.Username, "name": u.Name, "email": u.Email,
+			return e.changed(adm, map[string]any{"username": u.Username, "name": u.Name, "email": u.Email,
 				"email_verified": u.EmailVerified})
 		}
 		fmt.Fprintf(e.stdout, "Updated %s: name %s, e-mail %s (verified: %t).\n", printable(u.Username), printable(u.Name), printable(u.Email), u.EmailVerified)
@@ -539,4 +559,15 @@ func ts(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// changed prints an operator change's JSON answer; when its audit row
+// could not be written, "unaudited" says why (and the exit status is 3;
+// review of issue 12, C-F4). The field is absent otherwise, so the
+// answers keep their shape.
+func (e *env) changed(adm *admin.Admin, out map[string]any) error {
+	if err := adm.Unaudited(); err != nil {
+		out["unaudited"] = err.Error()
+	}
+	return json.NewEncoder(e.stdout).Encode(out)
 }

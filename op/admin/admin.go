@@ -69,8 +69,13 @@ func (a *Admin) Unaudited() error {
 	if a.unaudited == nil {
 		return nil
 	}
-	return fmt.Errorf("the change was made, but its audit event could not be written (record it by hand): %w", a.unaudited)
+	return fmt.Errorf("%w (record it by hand): %w", ErrUnaudited, a.unaudited)
 }
+
+// ErrUnaudited: a change was made but its audit row could not be written
+// (the CLI's exit status 3, so a script does not retry a change that
+// happened; review of issue 12, C-F4).
+var ErrUnaudited = errors.New("the change was made, but its audit event could not be written")
 
 // NewUser describes an account to create.
 type NewUser struct {
