@@ -422,10 +422,19 @@ func TestAccountConfirmRace(t *testing.T) {
 		}
 		return won
 	}
+	ann, err := e.store.UserByUsername(context.Background(), "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, pending := offer()
 	clk.add(30 * time.Second)
 	if won := winners(race([][]byte{key, key, key, key}, []string{pending, pending, pending, pending})); len(won) != 1 {
 		t.Fatalf("one offer confirmed four times at once: %d answered 200, want 1", len(won))
+	}
+	// The losers' codes were right: their claims are given back, so the
+	// owner's failure count and budget pay nothing (review C-F1).
+	if st := totpState(t, e.store, ann.ID); st.Failures != 0 || st.BudgetLevel != 0 {
+		t.Fatalf("TOTP counter after a double click: %d failures, budget %v, want nothing", st.Failures, st.BudgetLevel)
 	}
 	clk.add(30 * time.Second)
 	k1, p1 := offer()
@@ -436,10 +445,6 @@ func TestAccountConfirmRace(t *testing.T) {
 		t.Fatalf("two offers confirmed at once: %d answered 200, want 1", len(won))
 	}
 	// The winner's key is the account's now.
-	ann, err := e.store.UserByUsername(context.Background(), "ann")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cred, err := e.store.TOTPByUser(context.Background(), ann.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -145,9 +145,16 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	cred := storage.TOTPCredential{UserID: sess.UserID, Secret: sealed, Confirmed: true, LastStep: step, Generation: current.Generation}
 	ended, err := h.store.ReplaceTOTP(ctx, cred, hashes, sess.IDHash, now)
 	if errors.Is(err, storage.ErrWrongState) {
-		// Another confirmation won, or the session ended: this code
-		// replaced nothing, and its claim stays counted.
-		h.guard.NotEvaluated(ctx, claim, "new_totp_not_evaluated", sess.UserID, ClientID)
+		if h.endedMeanwhile(r) {
+			// The session ended under it: the claim stays counted.
+			h.guard.NotEvaluated(ctx, claim, "new_totp_not_evaluated", sess.UserID, ClientID)
+		} else if err := h.guard.CodeSucceeded(ctx, sess.UserID, claim); err != nil {
+			// The code was right and another confirmation of this
+			// session's won (a double click): its claim is given back,
+			// as at a sign-in whose flow moved on, so the owner's
+			// non-refilling budget does not pay for it (review C-F1).
+			return pages.Internal("account: give back a right code's claim", err)
+		}
 		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: authenticator or session changed meanwhile", Back: Path}
 	}
 	if err != nil {
