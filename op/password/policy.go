@@ -164,36 +164,57 @@ func visibleLength(s string) int {
 
 // variants are the forms of a squeezed password compared with the list:
 // itself, its core without the digits and signs around it ("Password1!",
-// "!!dragon2024", "Summer2024"), and that core with the usual
-// substitutions undone ("P@ssw0rd1").
+// "!!dragon2024", "Summer2024"), and, with the usual substitutions undone,
+// every cut of the signs and digits around it: a substitution may stand
+// at either end of the word ("@dmin123", "$unshine1", "appl3123") or
+// inside it ("P@ssw0rd1", "s3cr3t!!"; reviews of issue 12, B-F3 and
+// C-F2). The runs cut are bounded, so a password is looked up a bounded
+// number of times.
 func variants(s string) []string {
-	core := strings.TrimFunc(s, func(r rune) bool { return !unicode.IsLetter(r) })
+	notLetter := func(r rune) bool { return !unicode.IsLetter(r) }
+	core := strings.TrimFunc(s, notLetter)
 	out := []string{s}
 	if core != "" && core != s {
 		out = append(out, core)
 	}
-	// The un-substituted form and its core ("p@ssw0rd1" is "password1",
-	// then "password"), and the un-substituted core, since the digits
-	// and signs after a word are not substitutions: "s3cr3t!!" is
-	// "s3cr3t", then "secret", not "secretii" (review of issue 12, B-F3).
+	r := []rune(s)
+	lead := 0
+	for lead < len(r) && lead < maxCut && notLetter(r[lead]) {
+		lead++
+	}
+	trail := 0
+	for trail < len(r)-lead && trail < maxCut && notLetter(r[len(r)-1-trail]) {
+		trail++
+	}
 	for _, table := range []map[rune]rune{leet, leetL} {
-		undo := func(x string) string {
-			return strings.Map(func(r rune) rune {
-				if m, ok := table[r]; ok {
-					return m
+		undo := func(x []rune) string {
+			b := make([]rune, len(x))
+			for i, c := range x {
+				if m, ok := table[c]; ok {
+					c = m
 				}
-				return r
-			}, x)
+				b[i] = c
+			}
+			return string(b)
 		}
-		if u := undo(s); u != s {
-			out = append(out, u, strings.TrimFunc(u, func(r rune) bool { return !unicode.IsLetter(r) }))
+		if u := undo(r); u != s {
+			out = append(out, u, strings.TrimFunc(u, notLetter))
 		}
-		if u := undo(core); u != core {
-			out = append(out, u)
+		for i := 0; i <= lead; i++ {
+			for j := 0; j <= trail; j++ {
+				if i == 0 && j == 0 || len(r)-i-j <= 0 {
+					continue
+				}
+				out = append(out, undo(r[i:len(r)-j]))
+			}
 		}
 	}
 	return out
 }
+
+// maxCut bounds the signs and digits cut from each end of a password for
+// the list's comparison.
+const maxCut = 8
 
 // leet and leetL undo the common letter substitutions; 1 stands for i or l.
 var (
@@ -236,7 +257,9 @@ const minContext = 4
 func repetitive(s string) bool {
 	r := []rune(s)
 	if len(r) < 2 {
-		return false
+		// Spaces and at most one other character ("        ", "a" and
+		// seven spaces; review C-F2): nothing to remember.
+		return true
 	}
 	step := r[1] - r[0]
 	if step < -1 || step > 1 {

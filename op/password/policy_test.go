@@ -37,6 +37,20 @@ func TestPolicy(t *testing.T) {
 		{"pass\u034fword", "ann", "", Common},
 		{"pass\u3164word", "ann", "", Common},
 		{"my dog is", "ann", "", ""}, // spaces count: 9 characters
+		// C-F2: spaces alone, and l33t at either end of the word.
+		{"        ", "ann", "", Repetitive},
+		{"a       ", "ann", "", Repetitive},
+		{"       1", "ann", "", Repetitive},
+		{"\u3000\u3000\u3000\u3000\u3000\u3000\u3000\u3000", "ann", "", Repetitive},
+		{"@dmin123", "ann", "", Common},
+		{"$unshine1", "ann", "", Common},
+		{"$uperman1", "ann", "", Common},
+		{"4ngel123", "ann", "", Common},
+		{"appl3123", "ann", "", Common},
+		{"@lexander1", "ann", "", Common},
+		{"!nternet2024", "ann", "", Common},
+		{"2 dragons ate my homework", "ann", "", ""},
+		{"Tr0ub4dor&3 is long", "ann", "", ""},
 		{"password", "ann", "", Common},
 		{"PassWord", "ann", "", Common}, // case-insensitive
 		{"ｐａｓｓｗｏｒｄ", "ann", "", Common}, // full-width folds to ASCII (NFKC)
