@@ -687,3 +687,38 @@ func TestAccountListsUsableSessions(t *testing.T) {
 		t.Fatalf("other sessions listed after the other went idle: %d, want 0", n)
 	}
 }
+
+// TestAccountWrongCodesEndOnlyTheirSession: someone with the password
+// fails four times at the login page's second step; the owner's one typo
+// on the account page is then the fifth failure on the shared counter and
+// starts its lock, but does not end the owner's session: the count that
+// ends a session is its own (review of issue 12, C-F3; three of a
+// session's own in a row end it: e2e TestAccountPageReauthentication).
+func TestAccountWrongCodesEndOnlyTheirSession(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	for i := 0; i < DefaultTOTPPolicy.FreeFailures-1; i++ {
+		f := startFlow(t, e)
+		if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password: %d", r.StatusCode)
+		}
+		f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+		if r, _ := f.postPage(t, "/login/totp", url.Values{"code": {"000000"}}); r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the attacker's wrong code %d: %d", i, r.StatusCode)
+		}
+	}
+	if status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {"000000"}}); status != http.StatusUnauthorized {
+		t.Fatalf("the owner's typo: %d, want 401", status)
+	}
+	ann, _ := e.store.UserByUsername(context.Background(), "ann")
+	if st := totpState(t, e.store, ann.ID); !st.LockedUntil.After(clk.now()) {
+		t.Fatalf("the shared counter after five failures: %+v, want locked", st)
+	}
+	if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusOK {
+		t.Fatalf("the owner's page after one typo under attack: %d, want it kept", status)
+	}
+	if n := e.auditCount(t, "session_ended_wrong_codes"); n != 0 {
+		t.Fatalf("session_ended_wrong_codes: %d, want 0", n)
+	}
+}

@@ -737,6 +737,12 @@ type Store interface {
 	// (ErrNotFound when no unused code has that digest); it returns how
 	// many codes are left.
 	ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error)
+	// CountReauthFailure counts one wrong code proven again in the live
+	// SSO session idHash and returns how many it has made since its
+	// second factor was last proven (ReverifyTOTP, ReverifyRecovery and
+	// ReplaceTOTP start it again). ErrNotFound when the session is not
+	// live.
+	CountReauthFailure(ctx context.Context, idHash []byte, now time.Time) (int, error)
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s Session) error

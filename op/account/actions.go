@@ -134,7 +134,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			h.guard.ReauthFailed(ctx, claim, "reauth_recovery_failed", sess.UserID, ClientID)
-			if err := h.endIfLocked(ctx, w, claim, sess); err != nil {
+			if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
 				return err
 			}
 			return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongRecovery, "")
@@ -169,29 +169,42 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		// A code already used (here or at a sign-in) is no proof.
 	}
 	h.guard.ReauthFailed(ctx, claim, "reauth_failed", sess.UserID, ClientID)
-	if err := h.endIfLocked(ctx, w, claim, sess); err != nil {
+	if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
 		return err
 	}
 	return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongCode, "")
 }
 
-// endIfLocked ends sess when its wrong code has just locked the account's
-// second factor, and answers with the lock. Codes proven again here count
-// on the sign-in's counter (the issue's rule), so a session in the wrong
-// hands (a whole cookie jar copied) could otherwise drive the owner's
-// account to a hard lock; it loses the session at the first lock
-// instead (review of issue 12, A-F3). nil: no lock, the answer is the
-// caller's.
-func (h *Handler) endIfLocked(ctx context.Context, w http.ResponseWriter, claim storage.AttemptClaim, sess storage.Session) error {
-	if claim.RetryAfter <= 0 && !claim.AtLimit && !claim.HardLocked {
+// maxSessionReauthFailures is how many wrong codes one session may prove
+// again in a row before it ends.
+const maxSessionReauthFailures = 3
+
+// endAfterWrongCodes counts a wrong code of sess and ends sess at its
+// maxSessionReauthFailures-th in a row. Codes proven again here count on
+// the sign-in's shared counter (the issue's rule), so a session in the
+// wrong hands (a whole cookie jar copied) could otherwise drive the
+// owner's account to an operator-only lock; it can add at most this many
+// failures. The count is the session's own, so someone failing at the
+// login page with the password cannot make the owner's typo end the
+// owner's session (reviews of issue 12, A-F3 and C-F3). nil: the session
+// goes on, the answer is the caller's.
+func (h *Handler) endAfterWrongCodes(ctx context.Context, w http.ResponseWriter, sess storage.Session) error {
+	n, err := h.store.CountReauthFailure(ctx, sess.IDHash, h.now())
+	if errors.Is(err, storage.ErrNotFound) {
+		return &pages.Error{Status: http.StatusForbidden, Msg: "account.signed_out", What: "account: session ended", Back: Path}
+	}
+	if err != nil {
+		return pages.Internal("account: count a wrong code", err)
+	}
+	if n < maxSessionReauthFailures {
 		return nil
 	}
 	if _, err := h.store.SignOutSession(ctx, sess.IDHash, h.now()); err != nil {
-		return pages.Internal("account: end a locked session", err)
+		return pages.Internal("account: end a session after wrong codes", err)
 	}
 	h.login.ClearSSO(w)
-	h.trail.Event(ctx, "session_ended_wrong_codes", sess.UserID, "", ClientID, fmt.Sprintf("failures=%d", claim.Failures))
-	return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked || claim.AtLimit, Now: h.now(), Back: Path}
+	h.trail.Event(ctx, "session_ended_wrong_codes", sess.UserID, "", ClientID, fmt.Sprintf("%d wrong codes in a row in this session", n))
+	return &pages.Error{Status: http.StatusUnauthorized, Msg: "account.ended_wrong_codes", What: "account: session ended after wrong codes", Back: Path}
 }
 
 // changePassword takes the current password and the new one twice: the

@@ -129,7 +129,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	step, match := totp.Match(secret, code, now)
 	if !match {
 		h.guard.ReauthFailed(ctx, claim, "new_totp_failed", sess.UserID, ClientID)
-		if err := h.endIfLocked(ctx, w, claim, sess); err != nil {
+		if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
 			return err
 		}
 		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusUnauthorized, pages.MsgWrongCode)

@@ -509,3 +509,35 @@ func testDeviceOfAnEndedSession(t *testing.T, s storage.Store) {
 		t.Errorf("devices stored: %d, want the live session's and the one without a session", len(ds))
 	}
 }
+
+// testReauthFailures: a session's wrong codes proven again are counted
+// per session, start again when its second factor is proven, and an
+// ended session counts nothing (review of issue 12, C-F3).
+func testReauthFailures(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	addUser(t, s, "u1")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, LastStep: 10, CreatedAt: now}), "PutTOTP")
+	a := accountSession(t, s, "a", "u1", now)
+	b := accountSession(t, s, "b", "u1", now)
+	for want := 1; want <= 3; want++ {
+		n, err := s.CountReauthFailure(ctx, a.IDHash, now)
+		ok(t, err, "CountReauthFailure a")
+		if n != want {
+			t.Fatalf("session a's failures: %d, want %d", n, want)
+		}
+	}
+	if n, err := s.CountReauthFailure(ctx, b.IDHash, now); err != nil || n != 1 {
+		t.Fatalf("session b's failures: %d (%v), want its own 1", n, err)
+	}
+	ok(t, s.ReverifyTOTP(ctx, a.IDHash, "u1", 11, now), "ReverifyTOTP a")
+	if n, err := s.CountReauthFailure(ctx, a.IDHash, now); err != nil || n != 1 {
+		t.Fatalf("session a's failures after a proof: %d (%v), want 1", n, err)
+	}
+	_, err := s.SignOutSession(ctx, b.IDHash, now)
+	ok(t, err, "SignOutSession b")
+	_, err = s.CountReauthFailure(ctx, b.IDHash, now)
+	isErr(t, err, storage.ErrNotFound, "CountReauthFailure of an ended session")
+	_, err = s.CountReauthFailure(ctx, a.IDHash, a.ExpiresAt)
+	isErr(t, err, storage.ErrNotFound, "CountReauthFailure of an expired session")
+}

@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Accounts/ReplaceTOTP", testReplaceTOTP},
 		{"Accounts/SignOutSession", testSignOutSession},
 		{"Accounts/DeviceOfAnEndedSession", testDeviceOfAnEndedSession},
+		{"Accounts/ReauthFailures", testReauthFailures},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

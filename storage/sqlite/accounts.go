@@ -139,7 +139,7 @@ func (s *Store) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, 
 		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		_, err = tx.exec(`UPDATE sessions SET verified_at = ? WHERE id_hash = ?`, unix(now), idHash)
+		_, err = tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), idHash)
 		return err
 	})
 	return mapErr("reverify totp", err)
@@ -156,7 +156,7 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET verified_at = ? WHERE id_hash = ?`, unix(now), idHash); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), idHash); err != nil {
 			return err
 		}
 		var err error
@@ -254,11 +254,26 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := resetAttempt(tx, cred.UserID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ? WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
 			return err
 		}
 		e, err = endUserExcept(tx, cred.UserID, keep, nil, now)
 		return err
 	})
 	return e, mapErr("replace totp", err)
+}
+
+// CountReauthFailure counts a wrong code proven again in the live session
+// idHash (storage.Store.CountReauthFailure).
+func (s *Store) CountReauthFailure(ctx context.Context, idHash []byte, now time.Time) (int, error) {
+	var n int
+	err := s.write(ctx, func(tx *txn) error {
+		row, err := tx.queryRow(`UPDATE sessions SET reauth_failures = reauth_failures + 1
+			WHERE id_hash = ? AND expires_at > ? RETURNING reauth_failures`, idHash, now.Unix())
+		if err != nil {
+			return err
+		}
+		return row.Scan(&n) // no live session: ErrNotFound
+	})
+	return n, mapErr("count reauth failure", err)
 }
