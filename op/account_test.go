@@ -375,7 +375,7 @@ var (
 	accountGenerationRe = regexp.MustCompile(`name="generation" value="([0-9]+)"`)
 )
 
-// TestAccountConfirmRace: one offer confirmed four times at once (a double
+// TestAccountConfirmRace: one offer confirmed three times at once (a double
 // click), and two offers confirmed at once, each end with one new
 // authenticator: one 200 with its recovery codes, the others 409, and the
 // key that answered 200 is the one that works (review of issue 12, A-F1:
@@ -428,8 +428,10 @@ func TestAccountConfirmRace(t *testing.T) {
 	}
 	key, pending := offer()
 	clk.add(30 * time.Second)
-	if won := winners(race([][]byte{key, key, key, key}, []string{pending, pending, pending, pending})); len(won) != 1 {
-		t.Fatalf("one offer confirmed four times at once: %d answered 200, want 1", len(won))
+	// Three at once: a session has three tries between proofs (a fourth
+	// at once would end it; TestAccountWrongCodesEndOnlyTheirSession).
+	if won := winners(race([][]byte{key, key, key}, []string{pending, pending, pending})); len(won) != 1 {
+		t.Fatalf("one offer confirmed three times at once: %d answered 200, want 1", len(won))
 	}
 	// The losers' codes were right: their claims are given back, so the
 	// owner's failure count and budget pay nothing (review C-F1).
@@ -720,5 +722,58 @@ func TestAccountWrongCodesEndOnlyTheirSession(t *testing.T) {
 	}
 	if n := e.auditCount(t, "session_ended_wrong_codes"); n != 0 {
 		t.Fatalf("session_ended_wrong_codes: %d, want 0", n)
+	}
+}
+
+// TestAccountSessionTriesBounded: one session adds at most three failures
+// to the account's shared counter between proofs, however its wrong codes
+// are sent: ten at once, or each with the connection dropped as soon as
+// it is sent (review of issue 12, D-2 and D-5: the count came after the
+// check, so both got past it; the dropped connections reached 20, a hard
+// lock).
+func TestAccountSessionTriesBounded(t *testing.T) {
+	for _, mode := range []string{"at once", "dropped"} {
+		t.Run(mode, func(t *testing.T) {
+			clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+			e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+			mine, token := accountSignIn(t, e, clk)
+			ann, _ := e.store.UserByUsername(context.Background(), "ann")
+			form := url.Values{"csrf": {token}, "code": {"000000"}}.Encode()
+			send := func(ctx context.Context) {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.ts.URL+account.VerifyPath, strings.NewReader(form))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Origin", e.ts.URL)
+				if resp, err := mine.c.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+			var wg sync.WaitGroup
+			for i := 0; i < 10; i++ {
+				if mode == "at once" {
+					wg.Add(1)
+					go func() { defer wg.Done(); send(context.Background()) }()
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
+				send(ctx)
+				cancel()
+				time.Sleep(20 * time.Millisecond) // let the server finish the request it was sent
+			}
+			wg.Wait()
+			time.Sleep(100 * time.Millisecond)
+			if st := totpState(t, e.store, ann.ID); st.Failures > 3 {
+				t.Fatalf("the shared counter after ten wrong codes of one session: %d failures, want at most 3", st.Failures)
+			}
+			if mode == "at once" {
+				if status, _, _ := accountGet(t, mine.c, e.ts.URL+"/account"); status != http.StatusSeeOther {
+					t.Fatalf("the session after ten wrong codes at once: %d, want ended", status)
+				}
+			}
+		})
 	}
 }

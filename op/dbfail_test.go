@@ -17,6 +17,7 @@ import (
 	"github.com/totp-idp/idp/op/admin"
 	"github.com/totp-idp/idp/op/login"
 	"github.com/totp-idp/idp/op/pages"
+	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -33,6 +34,7 @@ type failStore struct {
 
 	beforeSetPassword func()
 	beforeReverify    func()
+	beforeReplaceTOTP func()
 }
 
 func (f *failStore) set(name string, err error) {
@@ -867,5 +869,70 @@ func TestReauthAfterTheSessionEnded(t *testing.T) {
 	}
 	if n := e.auditCount(t, "reauth_not_evaluated"); n != 2 {
 		t.Errorf("reauth_not_evaluated events: %d, want 2", n)
+	}
+}
+
+func (f *failStore) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, recoveryHashes [][]byte, keep []byte, now time.Time) (storage.Ended, error) {
+	f.mu.Lock()
+	hook := f.beforeReplaceTOTP
+	f.beforeReplaceTOTP = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return f.Store.ReplaceTOTP(ctx, cred, recoveryHashes, keep, now)
+}
+
+// TestConfirmLostToARenewalStaysCounted: a new authenticator's right code
+// whose confirmation lost to a renewal of the recovery codes (not to a
+// confirmation of the same offer) keeps its claim counted: a code of a
+// key the session made itself proves nothing about the account's, so it
+// must not reset the account's counter (review of issue 12, D-4).
+func TestConfirmLostToARenewalStaysCounted(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	var fs *failStore
+	e := newTestEnvOn(t, func(c *Config) { c.Now = clk.now }, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
+	mine, token := accountSignIn(t, e, clk)
+	ann, _ := e.store.UserByUsername(ctx, "ann")
+	// One wrong code at a sign-in first: the counter has something to lose.
+	f := startFlow(t, e)
+	if r := f.post(t, "/login/password", url.Values{"username": {"ann"}, "password": {"correct horse"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password: %d", r.StatusCode)
+	}
+	f.load(t, e.ts.URL+login.URL(f.form.Get("id")))
+	if r, _ := f.postPage(t, "/login/totp", url.Values{"code": {"000000"}}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong code: %d", r.StatusCode)
+	}
+	status, body := accountPost(t, mine, "/account/authenticator", url.Values{"csrf": {token}, "current": {"correct horse"}})
+	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
+	if status != http.StatusOK || ms == nil || mp == nil {
+		t.Fatalf("new authenticator page: %d", status)
+	}
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, _ := e.store.TOTPByUser(ctx, ann.ID)
+	sess, err := e.store.Sessions(ctx, ann.ID, clk.now())
+	if err != nil || len(sess) == 0 {
+		t.Fatalf("sessions: %v", err)
+	}
+	fs.mu.Lock()
+	fs.beforeReplaceTOTP = func() {
+		// The renewal of the codes wins the generation first.
+		if _, err := e.store.RenewRecoveryCodes(ctx, ann.ID, [][]byte{secret.Hash("x")}, sess[0].IDHash, cred.Generation, clk.now()); err != nil {
+			t.Error(err)
+		}
+	}
+	fs.mu.Unlock()
+	clk.add(30 * time.Second)
+	before := totpState(t, e.store, ann.ID).Failures
+	if status, _ := accountPost(t, mine, "/account/authenticator/confirm", url.Values{"csrf": {token}, "pending": {mp[1]},
+		"code": {totp.Code(key, totp.Step(clk.now()))}}); status != http.StatusConflict {
+		t.Fatalf("the confirmation that lost to a renewal: %d, want 409", status)
+	}
+	if after := totpState(t, e.store, ann.ID).Failures; after != before+1 {
+		t.Fatalf("TOTP failures %d -> %d: the lost confirmation's claim must stay counted", before, after)
 	}
 }

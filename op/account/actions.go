@@ -100,6 +100,11 @@ func (h *Handler) again(w http.ResponseWriter, r *http.Request, sess storage.Ses
 // on the account's TOTP counter (the same claim as a sign-in's second
 // step: a wrong code here counts and locks like one there).
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
+	// From the first count on, every write is made even if the browser
+	// goes away: a dropped connection must not skip the session's count
+	// or its ending (review of issue 12, D-2). The store's own deadlines
+	// bound them.
+	r = r.WithContext(context.WithoutCancel(r.Context()))
 	ctx := r.Context()
 	sess, err := h.posted(r)
 	if err != nil {
@@ -119,6 +124,10 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return h.again(w, r, sess, http.StatusBadRequest, pages.MsgBadCode, "")
 	}
+	tries, err := h.chargeSession(ctx, w, sess)
+	if err != nil {
+		return err
+	}
 	claim, err := h.guard.Claim(ctx, sess.UserID, "", ClientID, storage.FactorTOTP)
 	if err != nil {
 		return pages.Internal("account: reauthentication claim", err)
@@ -134,8 +143,8 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			h.guard.ReauthFailed(ctx, claim, "reauth_recovery_failed", sess.UserID, ClientID)
-			if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
-				return err
+			if tries >= maxSessionReauthFailures {
+				return h.endAfterWrongCodes(ctx, w, sess, tries)
 			}
 			return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongRecovery, "")
 		}
@@ -169,8 +178,8 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		// A code already used (here or at a sign-in) is no proof.
 	}
 	h.guard.ReauthFailed(ctx, claim, "reauth_failed", sess.UserID, ClientID)
-	if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
-		return err
+	if tries >= maxSessionReauthFailures {
+		return h.endAfterWrongCodes(ctx, w, sess, tries)
 	}
 	return h.again(w, r, sess, http.StatusUnauthorized, pages.MsgWrongCode, "")
 }
@@ -179,31 +188,39 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 // again in a row before it ends.
 const maxSessionReauthFailures = 3
 
-// endAfterWrongCodes counts a wrong code of sess and ends sess at its
-// maxSessionReauthFailures-th in a row. Codes proven again here count on
-// the sign-in's shared counter (the issue's rule), so a session in the
-// wrong hands (a whole cookie jar copied) could otherwise drive the
-// owner's account to an operator-only lock; it can add at most this many
-// failures. The count is the session's own, so someone failing at the
-// login page with the password cannot make the owner's typo end the
-// owner's session (reviews of issue 12, A-F3 and C-F3). nil: the session
-// goes on, the answer is the caller's.
-func (h *Handler) endAfterWrongCodes(ctx context.Context, w http.ResponseWriter, sess storage.Session) error {
+// chargeSession counts a code about to be checked on sess's own count,
+// before the account's claim and before the check (claim before check,
+// docs/THREAT-MODEL.md rule 3): codes proven again here count on the
+// sign-in's shared counter (the issue's rule), so a session in the wrong
+// hands (a whole cookie jar copied) could otherwise drive the owner's
+// account to an operator-only lock. It gets maxSessionReauthFailures
+// tries between proofs, however sent (at once, or with the connection
+// dropped after each; reviews of issue 12, A-F3, C-F3, D-2, D-5); the
+// count is the session's own, so someone failing at the login page
+// cannot make the owner's typo end the owner's session. A proof starts
+// it again (ReverifyTOTP, ReverifyRecovery, ReplaceTOTP). It returns the
+// tries so far, this one included; past the limit it ends the session.
+func (h *Handler) chargeSession(ctx context.Context, w http.ResponseWriter, sess storage.Session) (int, error) {
 	n, err := h.store.CountReauthFailure(ctx, sess.IDHash, h.now())
 	if errors.Is(err, storage.ErrNotFound) {
-		return &pages.Error{Status: http.StatusForbidden, Msg: "account.signed_out", What: "account: session ended", Back: Path}
+		return 0, &pages.Error{Status: http.StatusForbidden, Msg: "account.signed_out", What: "account: session ended", Back: Path}
 	}
 	if err != nil {
-		return pages.Internal("account: count a wrong code", err)
+		return 0, pages.Internal("account: count a try", err)
 	}
-	if n < maxSessionReauthFailures {
-		return nil
+	if n > maxSessionReauthFailures {
+		return n, h.endAfterWrongCodes(ctx, w, sess, n-1)
 	}
+	return n, nil
+}
+
+// endAfterWrongCodes ends sess after its wrong codes and says so.
+func (h *Handler) endAfterWrongCodes(ctx context.Context, w http.ResponseWriter, sess storage.Session, wrong int) error {
 	if _, err := h.store.SignOutSession(ctx, sess.IDHash, h.now()); err != nil {
 		return pages.Internal("account: end a session after wrong codes", err)
 	}
 	h.login.ClearSSO(w)
-	h.trail.Event(ctx, "session_ended_wrong_codes", sess.UserID, "", ClientID, fmt.Sprintf("%d wrong codes in a row in this session", n))
+	h.trail.Event(ctx, "session_ended_wrong_codes", sess.UserID, "", ClientID, fmt.Sprintf("%d wrong codes in this session", wrong))
 	return &pages.Error{Status: http.StatusUnauthorized, Msg: "account.ended_wrong_codes", What: "account: session ended after wrong codes", Back: Path}
 }
 

@@ -1,6 +1,8 @@
 package account
 
 import (
+	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -90,6 +92,8 @@ func (h *Handler) offer(w http.ResponseWriter, r *http.Request, sess storage.Ses
 // authenticator and the recovery codes at once (storage.Store.ReplaceTOTP)
 // and shows the new codes once.
 func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) error {
+	// As verify: every write from the count on is made (review D-2).
+	r = r.WithContext(context.WithoutCancel(r.Context()))
 	ctx := r.Context()
 	// The window holds here too: the proof that opened the offer must
 	// still be fresh when the offer is taken.
@@ -118,6 +122,10 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	if !ok {
 		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusBadRequest, pages.MsgBadCode)
 	}
+	tries, err := h.chargeSession(ctx, w, sess)
+	if err != nil {
+		return err
+	}
 	claim, err := h.guard.Claim(ctx, sess.UserID, "", ClientID, storage.FactorTOTP)
 	if err != nil {
 		return pages.Internal("account: new authenticator claim", err)
@@ -129,8 +137,8 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	step, match := totp.Match(secret, code, now)
 	if !match {
 		h.guard.ReauthFailed(ctx, claim, "new_totp_failed", sess.UserID, ClientID)
-		if err := h.endAfterWrongCodes(ctx, w, sess); err != nil {
-			return err
+		if tries >= maxSessionReauthFailures {
+			return h.endAfterWrongCodes(ctx, w, sess, tries)
 		}
 		return h.offer(w, r, sess, secret, r.PostFormValue("pending"), http.StatusUnauthorized, pages.MsgWrongCode)
 	}
@@ -145,15 +153,20 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	cred := storage.TOTPCredential{UserID: sess.UserID, Secret: sealed, Confirmed: true, LastStep: step, Generation: current.Generation}
 	ended, err := h.store.ReplaceTOTP(ctx, cred, hashes, sess.IDHash, now)
 	if errors.Is(err, storage.ErrWrongState) {
-		if h.endedMeanwhile(r) {
-			// The session ended under it: the claim stays counted.
+		if !h.endedMeanwhile(r) && h.sameOfferWon(ctx, sess.UserID, secret) {
+			// The code was right and a confirmation of this very offer won
+			// (a double click): its claim is given back, as at a sign-in
+			// whose flow moved on, so the owner's non-refilling budget
+			// does not pay for it (review C-F1). Only then: after another
+			// offer or a renewal of the codes won, a code of a key the
+			// session made itself proves nothing about the account's
+			// (review D-4).
+			if err := h.guard.CodeSucceeded(ctx, sess.UserID, claim); err != nil {
+				return pages.Internal("account: give back a right code's claim", err)
+			}
+			h.trail.Event(ctx, "new_totp_confirmed_twice", sess.UserID, "", ClientID, "the second confirmation's claim given back")
+		} else {
 			h.guard.NotEvaluated(ctx, claim, "new_totp_not_evaluated", sess.UserID, ClientID)
-		} else if err := h.guard.CodeSucceeded(ctx, sess.UserID, claim); err != nil {
-			// The code was right and another confirmation of this
-			// session's won (a double click): its claim is given back,
-			// as at a sign-in whose flow moved on, so the owner's
-			// non-refilling budget does not pay for it (review C-F1).
-			return pages.Internal("account: give back a right code's claim", err)
 		}
 		return &pages.Error{Status: http.StatusConflict, Msg: "account.changed_meanwhile", What: "account: authenticator or session changed meanwhile", Back: Path}
 	}
@@ -164,6 +177,17 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 		len(codes), ended.Sessions, ended.Tokens))
 	h.showCodes(w, codes, "newtotp.done")
 	return nil
+}
+
+// sameOfferWon reports whether the user's authenticator is now the key
+// secret, that is, a confirmation of the same offer won.
+func (h *Handler) sameOfferWon(ctx context.Context, userID string, secret []byte) bool {
+	cred, err := h.store.TOTPByUser(ctx, userID)
+	if err != nil || !cred.Confirmed {
+		return false
+	}
+	key, err := h.sealer.Open(seal.AADTOTP(userID), cred.Secret)
+	return err == nil && subtle.ConstantTimeCompare(key, secret) == 1
 }
 
 // qrSVG draws text as a QR code in inline SVG: the pages' policy loads

@@ -177,13 +177,22 @@ func variants(s string) []string {
 	if core != "" && core != s {
 		out = append(out, core)
 	}
+	// Punctuation inside the word ("pass.word", "p_a_s_s"; review D-3).
+	if d := strings.Map(func(r rune) rune {
+		if unicode.IsPunct(r) {
+			return -1
+		}
+		return r
+	}, s); d != s && d != "" {
+		out = append(out, d, strings.TrimFunc(d, notLetter))
+	}
 	r := []rune(s)
 	lead := 0
-	for lead < len(r) && lead < maxCut && notLetter(r[lead]) {
+	for lead < len(r) && notLetter(r[lead]) {
 		lead++
 	}
 	trail := 0
-	for trail < len(r)-lead && trail < maxCut && notLetter(r[len(r)-1-trail]) {
+	for trail < len(r)-lead && notLetter(r[len(r)-1-trail]) {
 		trail++
 	}
 	for _, table := range []map[rune]rune{leet, leetL} {
@@ -200,14 +209,32 @@ func variants(s string) []string {
 		if u := undo(r); u != s {
 			out = append(out, u, strings.TrimFunc(u, notLetter))
 		}
-		for i := 0; i <= lead; i++ {
-			for j := 0; j <= trail; j++ {
+		if c := []rune(core); len(c) > 0 {
+			out = append(out, undo(c)) // l33t inside the word, whatever surrounds it
+		}
+		for _, i := range cuts(lead) {
+			for _, j := range cuts(trail) {
 				if i == 0 && j == 0 || len(r)-i-j <= 0 {
 					continue
 				}
 				out = append(out, undo(r[i:len(r)-j]))
 			}
 		}
+	}
+	return out
+}
+
+// cuts are the lengths cut from a run of n signs and digits at one end of
+// a password: up to maxCut from the password's edge, and up to maxCut
+// from the word's (a long run of digits may hide a substitution next to
+// the word, "123456789@dmin").
+func cuts(n int) []int {
+	var out []int
+	for k := 0; k <= n && k <= maxCut; k++ {
+		out = append(out, k)
+	}
+	for k := max(maxCut+1, n-maxCut); k <= n; k++ {
+		out = append(out, k)
 	}
 	return out
 }

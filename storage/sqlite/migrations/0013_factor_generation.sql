@@ -4,8 +4,3 @@
 -- show the user a key or codes that the other replaced (review of
 -- issue 12, A-F1).
 ALTER TABLE totp_credentials ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
--- Wrong second-factor codes proven again in one session (the account
--- page), so that the session that made them ends after a few, whoever
--- else is failing on the account's shared counter (review of issue 12,
--- C-F3).
-ALTER TABLE sessions ADD COLUMN reauth_failures INTEGER NOT NULL DEFAULT 0;
