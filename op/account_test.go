@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -775,5 +776,35 @@ func TestAccountSessionTriesBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAccountSessionWrongCodesOverItsLife: the owner's proofs in between
+// do not make room for more wrong codes in the same session (a copied
+// cookie jar used alongside the owner): the third wrong code of the
+// session's life ends it (review of issue 12, E-2: two wrong codes
+// between each of the owner's proofs reached the hard lock of 20).
+func TestAccountSessionWrongCodesOverItsLife(t *testing.T) {
+	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
+	mine, token := accountSignIn(t, e, clk)
+	verify := func(code string) int {
+		status, _ := accountPost(t, mine, account.VerifyPath, url.Values{"csrf": {token}, "code": {code}})
+		return status
+	}
+	var got []int
+	for round := 0; round < 3; round++ {
+		clk.add(30 * time.Second)
+		got = append(got, verify(e.annCode(t, clk.now())), verify("000000"), verify("000001"))
+	}
+	// Round one: the proof, two wrong codes; round two: the proof, the
+	// third wrong code of the session's life ends it; after that, signed
+	// out.
+	if want := []int{303, 401, 401, 303, 401, 403, 403, 403, 403}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("a session's codes over its life: %v, want %v", got, want)
+	}
+	ann, _ := e.store.UserByUsername(context.Background(), "ann")
+	if st := totpState(t, e.store, ann.ID); st.Failures > 3 || st.BudgetLevel > 3 {
+		t.Fatalf("the shared counter: %d failures, budget %v, want at most the session's 3", st.Failures, st.BudgetLevel)
 	}
 }

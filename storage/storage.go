@@ -737,11 +737,13 @@ type Store interface {
 	// (ErrNotFound when no unused code has that digest); it returns how
 	// many codes are left.
 	ReverifyRecovery(ctx context.Context, idHash []byte, userID string, codeHash []byte, now time.Time) (int, error)
-	// CountReauthFailure counts one wrong code proven again in the live
-	// SSO session idHash and returns how many it has made since its
-	// second factor was last proven (ReverifyTOTP, ReverifyRecovery and
-	// ReplaceTOTP start it again). ErrNotFound when the session is not
-	// live.
+	// CountReauthFailure counts one try of a code proven again in the
+	// live SSO session idHash, before the code is checked, and returns the
+	// session's count. A proof (ReverifyTOTP, ReverifyRecovery,
+	// ReplaceTOTP) takes its own try back, so the count is of the
+	// session's wrong or unchecked codes over its whole life: an owner's
+	// proofs in between do not make room for more (review of issue 12,
+	// E-2). ErrNotFound when the session is not live.
 	CountReauthFailure(ctx context.Context, idHash []byte, now time.Time) (int, error)
 
 	// SSO sessions.

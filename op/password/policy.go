@@ -177,14 +177,21 @@ func variants(s string) []string {
 	if core != "" && core != s {
 		out = append(out, core)
 	}
-	// Punctuation inside the word ("pass.word", "p_a_s_s"; review D-3).
-	if d := strings.Map(func(r rune) rune {
-		if unicode.IsPunct(r) {
+	// Punctuation and symbols inside the word ("pass.word", "pass=word",
+	// "p_a_s_s"), but the signs that stand for letters ("p.@.s.s"; reviews
+	// D-3, E-4): the form without them is compared too, with l33t undone
+	// below.
+	d := strings.Map(func(r rune) rune {
+		if (unicode.IsPunct(r) || unicode.IsSymbol(r)) && !isLeet(r) {
 			return -1
 		}
 		return r
-	}, s); d != s && d != "" {
+	}, s)
+	dr := []rune(d)
+	if d != s && d != "" {
 		out = append(out, d, strings.TrimFunc(d, notLetter))
+	} else {
+		dr = nil
 	}
 	r := []rune(s)
 	lead := 0
@@ -211,6 +218,10 @@ func variants(s string) []string {
 		}
 		if c := []rune(core); len(c) > 0 {
 			out = append(out, undo(c)) // l33t inside the word, whatever surrounds it
+		}
+		if len(dr) > 0 {
+			u := undo(dr)
+			out = append(out, u, strings.TrimFunc(u, notLetter), undo([]rune(strings.TrimFunc(d, notLetter))))
 		}
 		for _, i := range cuts(lead) {
 			for _, j := range cuts(trail) {
@@ -242,6 +253,12 @@ func cuts(n int) []int {
 // maxCut bounds the signs and digits cut from each end of a password for
 // the list's comparison.
 const maxCut = 8
+
+// isLeet: r stands for a letter in the substitution tables.
+func isLeet(r rune) bool {
+	_, ok := leet[r]
+	return ok
+}
 
 // leet and leetL undo the common letter substitutions; 1 stands for i or l.
 var (

@@ -133,7 +133,7 @@ func (s *Store) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, 
 		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		_, err = tx.exec(`UPDATE sessions SET verified_at = $1, reauth_failures = 0 WHERE id_hash = $2`, unix(now), idHash)
+		_, err = tx.exec(`UPDATE sessions SET verified_at = $1, reauth_failures = GREATEST(reauth_failures - 1, 0) WHERE id_hash = $2`, unix(now), idHash)
 		return err
 	})
 	return mapErr("reverify totp", err)
@@ -150,7 +150,7 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET verified_at = $1, reauth_failures = 0 WHERE id_hash = $2`, unix(now), idHash); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET verified_at = $1, reauth_failures = GREATEST(reauth_failures - 1, 0) WHERE id_hash = $2`, unix(now), idHash); err != nil {
 			return err
 		}
 		var err error
@@ -248,7 +248,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := resetAttempt(tx, cred.UserID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET auth_time = $1, verified_at = $1, reauth_failures = 0 WHERE id_hash = $2`, unix(now), keep); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET auth_time = $1, verified_at = $1, reauth_failures = GREATEST(reauth_failures - 1, 0) WHERE id_hash = $2`, unix(now), keep); err != nil {
 			return err
 		}
 		e, err = endUserExcept(tx, cred.UserID, keep, nil, now)

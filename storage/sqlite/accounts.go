@@ -139,7 +139,7 @@ func (s *Store) ReverifyTOTP(ctx context.Context, idHash []byte, userID string, 
 		if err := resetAttempt(tx, userID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		_, err = tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), idHash)
+		_, err = tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = MAX(reauth_failures - 1, 0) WHERE id_hash = ?`, unix(now), idHash)
 		return err
 	})
 	return mapErr("reverify totp", err)
@@ -156,7 +156,7 @@ func (s *Store) ReverifyRecovery(ctx context.Context, idHash []byte, userID stri
 		if err := useRecoveryCode(tx, userID, codeHash, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), idHash); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET verified_at = ?, reauth_failures = MAX(reauth_failures - 1, 0) WHERE id_hash = ?`, unix(now), idHash); err != nil {
 			return err
 		}
 		var err error
@@ -254,7 +254,7 @@ func (s *Store) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential, re
 		if err := resetAttempt(tx, cred.UserID, storage.FactorTOTP, now); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ?, reauth_failures = 0 WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
+		if _, err := tx.exec(`UPDATE sessions SET auth_time = ?, verified_at = ?, reauth_failures = MAX(reauth_failures - 1, 0) WHERE id_hash = ?`, unix(now), unix(now), keep); err != nil {
 			return err
 		}
 		e, err = endUserExcept(tx, cred.UserID, keep, nil, now)
