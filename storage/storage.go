@@ -745,6 +745,10 @@ type Store interface {
 	// proofs in between do not make room for more (review of issue 12,
 	// E-2). ErrNotFound when the session is not live.
 	CountReauthFailure(ctx context.Context, idHash []byte, now time.Time) (int, error)
+	// ReturnReauthTry takes back one try of the session idHash (not below
+	// zero): a right code that lost its race to another of the session's
+	// (a double click) is no wrong code. Nothing for an unknown session.
+	ReturnReauthTry(ctx context.Context, idHash []byte) error
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s Session) error

@@ -164,6 +164,9 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 			if err := h.guard.CodeSucceeded(ctx, sess.UserID, claim); err != nil {
 				return pages.Internal("account: give back a right code's claim", err)
 			}
+			if err := h.store.ReturnReauthTry(ctx, sess.IDHash); err != nil {
+				return pages.Internal("account: give back a right code's try", err)
+			}
 			h.trail.Event(ctx, "new_totp_confirmed_twice", sess.UserID, "", ClientID, "the second confirmation's claim given back")
 		} else {
 			h.guard.NotEvaluated(ctx, claim, "new_totp_not_evaluated", sess.UserID, ClientID)

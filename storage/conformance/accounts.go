@@ -536,6 +536,18 @@ func testReauthFailures(t *testing.T, s storage.Store) {
 	if n, err := s.CountReauthFailure(ctx, a.IDHash, now); err != nil || n != 3 {
 		t.Fatalf("session a's count after a proof and a try: %d (%v), want 3", n, err)
 	}
+	// A try taken back (a right code that lost its race), never below 0.
+	ok(t, s.ReturnReauthTry(ctx, a.IDHash), "ReturnReauthTry a")
+	if n, err := s.CountReauthFailure(ctx, a.IDHash, now); err != nil || n != 3 {
+		t.Fatalf("session a's count after a try taken back and another: %d (%v), want 3", n, err)
+	}
+	for range 5 {
+		ok(t, s.ReturnReauthTry(ctx, b.IDHash), "ReturnReauthTry b")
+	}
+	if n, err := s.CountReauthFailure(ctx, b.IDHash, now); err != nil || n != 1 {
+		t.Fatalf("session b's count after tries taken back below zero: %d (%v), want 1", n, err)
+	}
+	ok(t, s.ReturnReauthTry(ctx, hash("nobody")), "ReturnReauthTry of an unknown session")
 	_, err := s.SignOutSession(ctx, b.IDHash, now)
 	ok(t, err, "SignOutSession b")
 	_, err = s.CountReauthFailure(ctx, b.IDHash, now)

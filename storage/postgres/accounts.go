@@ -267,3 +267,10 @@ func (s *Store) CountReauthFailure(ctx context.Context, idHash []byte, now time.
 	})
 	return n, mapErr("count reauth failure", err)
 }
+
+// ReturnReauthTry takes back one try of the session idHash
+// (storage.Store.ReturnReauthTry).
+func (s *Store) ReturnReauthTry(ctx context.Context, idHash []byte) error {
+	_, err := s.exec(ctx, `UPDATE sessions SET reauth_failures = GREATEST(reauth_failures - 1, 0) WHERE id_hash = $1`, idHash)
+	return mapErr("return reauth try", err)
+}

@@ -277,3 +277,13 @@ func (s *Store) CountReauthFailure(ctx context.Context, idHash []byte, now time.
 	})
 	return n, mapErr("count reauth failure", err)
 }
+
+// ReturnReauthTry takes back one try of the session idHash
+// (storage.Store.ReturnReauthTry).
+func (s *Store) ReturnReauthTry(ctx context.Context, idHash []byte) error {
+	err := s.write(ctx, func(tx *txn) error {
+		_, err := tx.exec(`UPDATE sessions SET reauth_failures = MAX(reauth_failures - 1, 0) WHERE id_hash = ?`, idHash)
+		return err
+	})
+	return mapErr("return reauth try", err)
+}
