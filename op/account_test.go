@@ -376,6 +376,22 @@ var (
 	accountGenerationRe = regexp.MustCompile(`name="generation" value="([0-9]+)"`)
 )
 
+// accountOffer asks for a new authenticator on f's account page and
+// returns its key and the sealed offer the confirmation posts back.
+func accountOffer(t *testing.T, f *inFlow, token string) ([]byte, string) {
+	t.Helper()
+	status, body := accountPost(t, f, account.AuthenticatorPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
+	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
+	if status != http.StatusOK || ms == nil || mp == nil {
+		t.Fatalf("new authenticator page: %d", status)
+	}
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, mp[1]
+}
+
 // TestAccountConfirmRace: one offer confirmed three times at once (a double
 // click), and two offers confirmed at once, each end with one new
 // authenticator: one 200 with its recovery codes, the others 409, and the
@@ -386,18 +402,7 @@ func TestAccountConfirmRace(t *testing.T) {
 	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
-	offer := func() ([]byte, string) {
-		status, body := accountPost(t, mine, account.AuthenticatorPath, url.Values{"csrf": {token}, "current": {"correct horse"}})
-		ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
-		if status != http.StatusOK || ms == nil || mp == nil {
-			t.Fatalf("new authenticator page: %d", status)
-		}
-		key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key, mp[1]
-	}
+	offer := func() ([]byte, string) { return accountOffer(t, mine, token) }
 	race := func(keys [][]byte, pendings []string) []int {
 		statuses := make([]int, len(keys))
 		var wg sync.WaitGroup

@@ -904,15 +904,7 @@ func TestConfirmLostToARenewalStaysCounted(t *testing.T) {
 	if r, _ := f.postPage(t, "/login/totp", url.Values{"code": {"000000"}}); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong code: %d", r.StatusCode)
 	}
-	status, body := accountPost(t, mine, "/account/authenticator", url.Values{"csrf": {token}, "current": {"correct horse"}})
-	ms, mp := accountSecretRe.FindStringSubmatch(body), accountPendingRe.FindStringSubmatch(body)
-	if status != http.StatusOK || ms == nil || mp == nil {
-		t.Fatalf("new authenticator page: %d", status)
-	}
-	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(ms[1], " ", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, pending := accountOffer(t, mine, token)
 	cred, _ := e.store.TOTPByUser(ctx, ann.ID)
 	sess, err := e.store.Sessions(ctx, ann.ID, clk.now())
 	if err != nil || len(sess) == 0 {
@@ -928,7 +920,7 @@ func TestConfirmLostToARenewalStaysCounted(t *testing.T) {
 	fs.mu.Unlock()
 	clk.add(30 * time.Second)
 	before := totpState(t, e.store, ann.ID).Failures
-	if status, _ := accountPost(t, mine, "/account/authenticator/confirm", url.Values{"csrf": {token}, "pending": {mp[1]},
+	if status, _ := accountPost(t, mine, "/account/authenticator/confirm", url.Values{"csrf": {token}, "pending": {pending},
 		"code": {totp.Code(key, totp.Step(clk.now()))}}); status != http.StatusConflict {
 		t.Fatalf("the confirmation that lost to a renewal: %d, want 409", status)
 	}
