@@ -802,6 +802,25 @@ type Store interface {
 	// without taking the write lock.
 	Setting(ctx context.Context, name string) ([]byte, error)
 
+	// The outbox (issue 13). QueueMail writes m unless a mail with its ID
+	// exists (a no-op then). ClaimMails leases up to limit due mails
+	// (unsent, not given up, NextAttemptAt not after now) to the caller:
+	// each gets Attempts+1 and NextAttemptAt now+lease, in one
+	// transaction, so concurrent senders (several replicas) never claim
+	// the same mail while its lease runs. MailSent marks it sent;
+	// MailRetryAt records a failed attempt and when to try again;
+	// MailGaveUp marks it given up. Each is ErrNotFound for an unknown or
+	// already sent mail. Mails lists the outbox, newest first;
+	// RetryFailedMails makes every given-up mail due again now and returns
+	// how many.
+	QueueMail(ctx context.Context, m Mail) error
+	ClaimMails(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Mail, error)
+	MailSent(ctx context.Context, id string, now time.Time) error
+	MailRetryAt(ctx context.Context, id, lastError string, next time.Time) error
+	MailGaveUp(ctx context.Context, id, lastError string, now time.Time) error
+	Mails(ctx context.Context, f MailFilter) ([]Mail, error)
+	RetryFailedMails(ctx context.Context, now time.Time) (int, error)
+
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -30,6 +30,7 @@ func RunReplicas(t *testing.T, newPair func(t *testing.T) (storage.Store, storag
 		fn   func(*testing.T, storage.Store, storage.Store)
 	}{
 		{"SeeEachOther", testReplicasSeeEachOther},
+		{"Outbox/Claims", testReplicaMailClaims},
 		{"Attempts/Claim", testReplicaClaims},
 		{"Attempts/HardLimit", testReplicaHardLimit},
 		{"Attempts/Unknown", testReplicaUnknownClaims},

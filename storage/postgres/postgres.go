@@ -496,13 +496,22 @@ func (s *Store) tx(ctx context.Context, begin string, timeout time.Duration, fn 
 		if err != nil {
 			return err
 		}
-		err = fn(&txn{ctx: ctx, tx: tx})
+		t := &txn{ctx: ctx, tx: tx}
+		err = fn(t)
 		var keep commitThen
 		if err != nil && !errors.As(err, &keep) {
 			// A failed rollback closes the connection, which the
 			// server takes as a rollback.
 			_ = tx.Rollback(ctx)
 			return err
+		}
+		// The mails the caller's context carries commit with this write,
+		// or not at all (storage.WithMail).
+		if mails := storage.MailsOf(ctx); len(mails) > 0 {
+			if merr := insertMails(t, mails); merr != nil {
+				_ = tx.Rollback(ctx)
+				return merr
+			}
 		}
 		if cerr := tx.Commit(ctx); cerr != nil {
 			// Only the server's own answer (a PgError: the transaction

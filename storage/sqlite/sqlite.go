@@ -574,11 +574,20 @@ func (s *Store) writeOnce(ctx context.Context, fn func(*txn) error) (err error) 
 	if err != nil {
 		return err
 	}
-	err = fn(&txn{ctx: ctx, s: s, tx: tx})
+	t := &txn{ctx: ctx, s: s, tx: tx}
+	err = fn(t)
 	var keep commitThen
 	if err != nil && !errors.As(err, &keep) {
 		tx.Rollback()
 		return err
+	}
+	// The mails the caller's context carries commit with this write, or
+	// not at all (storage.WithMail).
+	if mails := storage.MailsOf(ctx); len(mails) > 0 {
+		if merr := insertMails(t, mails); merr != nil {
+			tx.Rollback()
+			return merr
+		}
 	}
 	if cerr := tx.Commit(); cerr != nil {
 		return cerr
