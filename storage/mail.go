@@ -23,6 +23,11 @@ type Mail struct {
 	Subject   string
 	Body      []byte
 	CreatedAt time.Time
+	// OncePer, when set, writes the mail only if no mail of its Kind to
+	// its UserID was created within OncePer before CreatedAt (at most one
+	// "wrong code after your password" mail an hour), decided in the same
+	// transaction as the insert.
+	OncePer time.Duration
 
 	// Delivery state.
 	Attempts      int

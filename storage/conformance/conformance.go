@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Outbox/WithEvent", testMailWithEvent},
 		{"Outbox/Delivery", testMailDelivery},
 		{"Outbox/ClaimConcurrent", testMailClaimConcurrent},
+		{"Outbox/OncePer", testMailOncePer},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

@@ -171,3 +171,43 @@ func claimMailsOnce(t *testing.T, a, b storage.Store) {
 func testReplicaMailClaims(t *testing.T, a, b storage.Store) {
 	claimMailsOnce(t, a, b)
 }
+
+// testMailOncePer: a mail with OncePer is written only if none of its kind
+// to its user was created within OncePer, also when several are written at
+// once (at most one "wrong code after your password" mail an hour).
+func testMailOncePer(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	once := func(id string, at time.Time) storage.Mail {
+		m := mail(id, at)
+		m.Kind, m.OncePer = "second_factor_failed", time.Hour
+		return m
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.QueueMail(ctx, once(fmt.Sprintf("o%d", i), t0)); err != nil {
+				t.Errorf("QueueMail: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	ok(t, s.QueueMail(ctx, once("o-59m", t0.Add(59*time.Minute))), "QueueMail 59 minutes on")
+	other := once("o-other-user", t0)
+	other.UserID = "u2"
+	ok(t, s.QueueMail(ctx, other), "QueueMail another user")
+	ok(t, s.QueueMail(ctx, mail("o-other-kind", t0)), "QueueMail another kind")
+	ok(t, s.QueueMail(ctx, once("o-61m", t0.Add(61*time.Minute))), "QueueMail 61 minutes on")
+	ms, err := s.Mails(ctx, storage.MailFilter{})
+	ok(t, err, "Mails")
+	byKind := map[string]int{}
+	for _, m := range ms {
+		if m.UserID == "u1" {
+			byKind[m.Kind]++
+		}
+	}
+	if byKind["second_factor_failed"] != 2 || byKind["password_changed"] != 1 || len(ms) != 4 {
+		t.Fatalf("mails: %v of %d, want 2 once-an-hour mails (t0 and 61 min) to u1, one of another kind, one to u2", byKind, len(ms))
+	}
+}

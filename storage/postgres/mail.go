@@ -29,9 +29,21 @@ func insertMails(tx *txn, mails []storage.Mail) error {
 		if next.IsZero() {
 			next = m.CreatedAt
 		}
+		// since: with OncePer, a mail of the kind to the user created
+		// after it stops this one (a since of the far future: none does).
+		since := int64(1) << 62
+		if m.OncePer > 0 {
+			since = unix(m.CreatedAt.Add(-m.OncePer))
+			// One decision at a time per user and kind, across replicas.
+			if _, err := tx.exec(`SELECT pg_advisory_xact_lock(hashtextextended('outbox:' || $1 || ':' || $2, 0))`, m.UserID, m.Kind); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.exec(`INSERT INTO outbox (id, user_id, kind, to_addr, subject, body, created_at, next_attempt_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-			m.ID, m.UserID, m.Kind, m.To, m.Subject, m.Body, unix(m.CreatedAt), unix(next)); err != nil {
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS
+				(SELECT 1 FROM outbox WHERE user_id = $2 AND kind = $3 AND created_at > $9)
+			ON CONFLICT (id) DO NOTHING`,
+			m.ID, m.UserID, m.Kind, m.To, m.Subject, m.Body, unix(m.CreatedAt), unix(next), since); err != nil {
 			return err
 		}
 	}

@@ -29,9 +29,17 @@ func insertMails(tx *txn, mails []storage.Mail) error {
 		if next.IsZero() {
 			next = m.CreatedAt
 		}
+		// since: with OncePer, a mail of the kind to the user created
+		// after it stops this one (a since of the far future: none does).
+		since := int64(1) << 62
+		if m.OncePer > 0 {
+			since = unix(m.CreatedAt.Add(-m.OncePer))
+		}
 		if _, err := tx.exec(`INSERT INTO outbox (id, user_id, kind, to_addr, subject, body, created_at, next_attempt_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			m.ID, m.UserID, m.Kind, m.To, m.Subject, m.Body, unix(m.CreatedAt), unix(next)); err != nil {
+			SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS
+				(SELECT 1 FROM outbox WHERE user_id = ? AND kind = ? AND created_at > ?)
+			ON CONFLICT (id) DO NOTHING`,
+			m.ID, m.UserID, m.Kind, m.To, m.Subject, m.Body, unix(m.CreatedAt), unix(next), m.UserID, m.Kind, since); err != nil {
 			return err
 		}
 	}
