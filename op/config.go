@@ -87,6 +87,11 @@ type Config struct {
 	// and the opaque-token key (docs/THREAT-MODEL.md rule 12). Required.
 	Sealer *seal.Sealer
 
+	// Mail turns the e-mail notifications on (issue 13): they are queued
+	// in the outbox with their events; the operator's process delivers
+	// them (op/mail.Sender, idp serve --smtp-url or --mail-dir).
+	Mail bool
+
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

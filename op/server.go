@@ -23,6 +23,7 @@ import (
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
@@ -101,8 +102,12 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		return nil, err
 	}
 	s.cookies = httpx.Cookies{Secure: cfg.secureCookies()}
+	var notify *mail.Notifier
+	if cfg.Mail {
+		notify = &mail.Notifier{Store: store, Sealer: cfg.Sealer, Text: s.pages.Text, Product: cfg.ProductName, Log: s.log, Now: s.cfg.now}
+	}
 	s.guard = guard.New(guard.Config{Store: store, Trail: s.trail, Metrics: s.metrics, Log: s.log, Now: s.cfg.now, Cookies: s.cookies,
-		TokenKey: tokenKey, Password: cfg.PasswordPolicy, TOTP: cfg.TOTPPolicy,
+		TokenKey: tokenKey, Password: cfg.PasswordPolicy, TOTP: cfg.TOTPPolicy, Notify: notify,
 		DeviceMaxFailures: cfg.DeviceMaxFailures, DeviceLifetime: cfg.DeviceLifetime})
 	s.login = login.New(login.Deps{Store: store, Sealer: cfg.Sealer, Hasher: s.hasher, Guard: s.guard, Trail: s.trail,
 		Pages: s.pages, Metrics: s.metrics, Clients: s.clients, IPLimit: s.ipLimit, Cookies: s.cookies, Log: s.log, Now: s.cfg.now,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/totp-idp/idp/op"
 	"github.com/totp-idp/idp/op/admin"
+	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
 )
@@ -53,6 +56,8 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		configFile, issuer, listen, proxies, logFormat, logLevel, metricsListen, keyFile string
 		dev                                                                              bool
 		auditRetention                                                                   time.Duration
+		smtpURL, smtpFrom, smtpPasswordFile, mailDir                                     string
+		mailInterval                                                                     time.Duration
 	)
 	fs.StringVar(&configFile, "config", "", "file of \"name = value\" lines setting any of these flags")
 	fs.StringVar(&issuer, "issuer", "", "issuer URL (https, or http for loopback hosts); default http://LISTEN for a loopback listener")
@@ -79,6 +84,11 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ReauthWindow, "reauth-window", 5*time.Minute, "how long a proof of the second factor lets the account page change the password or end sessions, at most 1h")
 	fs.IntVar(&cfg.PasswordMinLength, "password-min-length", password.DefaultMinLength, "the shortest new password accepted, in characters, 8 to 64 (NIST SP 800-63B-4 §3.1.1.2)")
 	fs.DurationVar(&cfg.EnrollWithin, "enroll-within", cfg.EnrollWithin, "how long an account without an authenticator (user add --enroll-at-login, user reset-totp) may sign in with its password to set one up; after that an operator must run user reset-totp again")
+	fs.StringVar(&smtpURL, "smtp-url", "", "send e-mail notifications through this server: smtp://host[:port] (STARTTLS required), smtp://host?tls=none (a loopback host only) or smtps://host[:port] (default: no mail)")
+	fs.StringVar(&smtpFrom, "smtp-from", "", "the notifications' From address (required with --smtp-url)")
+	fs.StringVar(&smtpPasswordFile, "smtp-password-file", "", "file with the password of --smtp-url's user")
+	fs.StringVar(&mailDir, "mail-dir", "", "write e-mail notifications as .eml files in this directory instead of sending them (--dev: DB.mail)")
+	fs.DurationVar(&mailInterval, "mail-interval", 2*time.Second, "how often the outbox is delivered")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
 	fs.DurationVar(&cfg.TOTPPolicy.BudgetWindow, "totp-budget-window", cfg.TOTPPolicy.BudgetWindow, "the window of --totp-budget (one failure leaks out every window/budget)")
@@ -142,6 +152,14 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Sealer = sealer
+	if dev && mailDir == "" && smtpURL == "" && !isPostgres(*db) {
+		mailDir = *db + ".mail"
+	}
+	transport, from, err := mailTransport(smtpURL, smtpFrom, smtpPasswordFile, mailDir)
+	if err != nil {
+		return err
+	}
+	cfg.Mail = transport != nil
 	st, err := openStoreWith(ctx, *db, *noMigrate)
 	if err != nil {
 		return err
@@ -168,6 +186,16 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	go gcLoop(ctx, st, log, auditRetention)
 	go srv.WatchSecretKey(ctx)
 	go srv.WatchChanges(ctx)
+	if transport != nil {
+		domain, _ := url.Parse(issuer)
+		sender := &mail.Sender{Store: st, Sealer: sealer, Transport: transport, From: from, Domain: domain.Hostname(),
+			Trail: auditTrail{st: st, log: log}, Log: log}
+		go sender.Run(ctx, mailInterval)
+		if mailDir != "" {
+			log.Info("e-mail is written as .eml files, not sent", "dir", mailDir)
+			fmt.Fprintf(e.stderr, "idp writes its e-mail as .eml files in %s\n", mailDir)
+		}
+	}
 	// Start-up hashed a dummy password (and --dev a user): hand those
 	// 19 MiB argon2id buffers back now rather than when the scavenger
 	// gets to them.
@@ -380,7 +408,7 @@ func (e *env) devSetup(ctx context.Context, st storage.Store, srv *op.Server, cf
 		return err
 	}
 	password := devPassword()
-	u, err := adm.AddUser(ctx, admin.NewUser{Username: devUsername, Name: "Demo User", Email: "demo@example.com", Password: password})
+	u, err := adm.AddUser(ctx, admin.NewUser{Username: devUsername, Name: "Demo User", Email: "demo@example.com", EmailVerified: true, Password: password})
 	if err != nil {
 		return err
 	}
@@ -393,4 +421,57 @@ func (e *env) devSetup(ctx context.Context, st storage.Store, srv *op.Server, cf
 	}
 	fmt.Fprintf(e.stderr, "\n%s\n\nThen open http://127.0.0.1:9000/ (the demo app) and sign in.\n========================\n\n", u.TOTPURI)
 	return nil
+}
+
+// mailTransport is the outbox's way out: SMTP (--smtp-url, which needs
+// --smtp-from), a directory of .eml files (--mail-dir), or none (nil: mail
+// off). Both at once is a usage error.
+func mailTransport(smtpURL, from, passwordFile, dir string) (mail.Transport, string, error) {
+	switch {
+	case smtpURL != "" && dir != "":
+		return nil, "", usageError{"--smtp-url and --mail-dir: give one"}
+	case smtpURL != "":
+		if _, err := mail.Address(from); err != nil {
+			return nil, "", usageError{"--smtp-url needs --smtp-from, one plain address"}
+		}
+		password := ""
+		if passwordFile != "" {
+			b, err := os.ReadFile(passwordFile)
+			if err != nil {
+				return nil, "", fmt.Errorf("--smtp-password-file: %w", err)
+			}
+			password = strings.TrimRight(string(b), "\r\n")
+		}
+		t, err := mail.ParseSMTP(smtpURL, password)
+		if err != nil {
+			return nil, "", usageError{err.Error()}
+		}
+		return t, from, nil
+	case dir != "":
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, "", fmt.Errorf("--mail-dir: %w", err)
+		}
+		if from == "" {
+			from = "idp@localhost"
+		}
+		if _, err := mail.Address(from); err != nil {
+			return nil, "", usageError{"--smtp-from: one plain address"}
+		}
+		return mail.Dir{Path: dir}, from, nil
+	}
+	if passwordFile != "" || from != "" {
+		return nil, "", usageError{"--smtp-from and --smtp-password-file go with --smtp-url"}
+	}
+	return nil, "", nil
+}
+
+// auditTrail writes the sender's audit events (mail_gave_up).
+type auditTrail struct {
+	st  storage.Store
+	log *slog.Logger
+}
+
+func (a auditTrail) Event(ctx context.Context, typ, userID, username, clientID, detail string) {
+	_ = audit.Append(ctx, a.st, a.log, storage.AuditEvent{Time: time.Now().UTC(), Type: typ, UserID: userID, Username: username,
+		ClientID: clientID, ClientIP: "mail", Detail: detail})
 }

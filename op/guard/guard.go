@@ -22,6 +22,7 @@ import (
 
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
@@ -30,6 +31,7 @@ import (
 // Guard is the attempt guard of one provider. Build it with New.
 type Guard struct {
 	store   storage.Store
+	notify  *mail.Notifier
 	trail   *audit.Trail
 	metrics *metrics.Registry
 	log     *slog.Logger
@@ -56,6 +58,9 @@ type Config struct {
 	// process on the database derives the same keys from it.
 	TokenKey       [32]byte
 	Password, TOTP storage.LockPolicy
+	// Notify, when set, tells an account's verified address about a wrong
+	// second factor after its correct password (issue 13).
+	Notify *mail.Notifier
 	// DeviceMaxFailures is a remembered device's limit (DevicePolicy),
 	// DeviceLifetime its cookie's life from its last sign-in.
 	DeviceMaxFailures int
@@ -67,8 +72,8 @@ func New(c Config) *Guard {
 	return &Guard{
 		store: c.Store, trail: c.Trail, metrics: c.Metrics, log: c.Log, now: c.Now, cookies: c.Cookies,
 		password: c.Password, totp: c.TOTP, device: DevicePolicy(c.Password, c.DeviceMaxFailures),
-		deviceLifetime: c.DeviceLifetime,
-		unknownSecret:  unknownSecret(c.TokenKey), deviceSecret: seal.DeriveKey(c.TokenKey, "device-cookie-key"),
+		deviceLifetime: c.DeviceLifetime, notify: c.Notify,
+		unknownSecret: unknownSecret(c.TokenKey), deviceSecret: seal.DeriveKey(c.TokenKey, "device-cookie-key"),
 	}
 }
 
@@ -210,7 +215,9 @@ func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userI
 		// flow: a failure here means someone knows the password. One
 		// event and one counter, for alerting and a later notification.
 		g.metrics.SecondFactorFailedAfterPassword()
-		g.trail.Event(ctx, "second_factor_failed_after_password", userID, username, clientID, event)
+		// The notice, if any, is written with this event's row (at most
+		// one an hour; op/mail).
+		g.trail.Event(g.notify.With(ctx, userID, mail.SecondFactorFailed), "second_factor_failed_after_password", userID, username, clientID, event)
 	}
 	switch {
 	case c.AtLimit && note == deviceNote:

@@ -86,7 +86,9 @@ func Build(id, from, domain string, m Message, date time.Time) (*gomail.Msg, err
 	if err != nil {
 		return nil, fmt.Errorf("mail %s: recipient: %w", id, err)
 	}
-	msg := gomail.NewMsg()
+	// No library banner: it names a version and a URL, and says nothing
+	// the receiver needs.
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	if err := msg.From(from); err != nil {
 		return nil, fmt.Errorf("mail %s: sender: %w", id, err)
 	}

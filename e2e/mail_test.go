@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"mime"
+	"net/http"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mlEML waits (bounded) until dir holds n .eml files and returns their
+// paths.
+func mlEML(t *testing.T, dir string, n int, within time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+		if len(files) >= n || time.Now().After(deadline) {
+			return files
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMailAfterWrongCode, through the real binary with --mail-dir: a wrong
+// code after the correct password tells the account's verified address,
+// once an hour (a second wrong code writes no second mail); the mail names
+// no code, password or link; an account without a verified address gets
+// none (issue 13, item 4; the notification `make demo` shows).
+func TestMailAfterWrongCode(t *testing.T) {
+	dir := t.TempDir()
+	s := StartServer(t, "--mail-dir", dir, "--mail-interval", "100ms")
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "wren", "correct horse battery")
+	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	quiet := AddUser(t, s.DB, "quill", "correct horse battery") // address not verified
+
+	for _, who := range []User{u, quiet} {
+		for i := 0; i < 2; i++ {
+			f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+			acPasswordPage(t, f, who.Name, who.Password)
+			if p := f.TOTP("000000"); p.Status != http.StatusUnauthorized {
+				t.Fatalf("wrong code: %d", p.Status)
+			}
+		}
+	}
+	files := mlEML(t, dir, 1, 5*time.Second)
+	if len(files) != 1 {
+		t.Fatalf("mails after the wrong codes: %d, want 1", len(files))
+	}
+	time.Sleep(500 * time.Millisecond) // five more delivery rounds: still one
+	if files = mlEML(t, dir, 2, 0); len(files) != 1 {
+		t.Fatalf("mails after two wrong codes of one account and two of an unverified one: %d, want 1", len(files))
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if to := msg.Header.Get("To"); !strings.Contains(to, "wren@example.com") || !strings.Contains(subj, "someone entered your password") {
+		t.Fatalf("the mail: To %q, Subject %q", to, subj)
+	}
+	body := string(raw)
+	for _, secret := range []string{u.Password, "000000", "http://", "https://"} {
+		if strings.Contains(body, secret) {
+			t.Fatalf("the mail contains %q", secret)
+		}
+	}
+	if id := msg.Header.Get("Message-Id"); !strings.HasSuffix(filepath.Base(files[0]), ".eml") || !strings.Contains(id, strings.TrimSuffix(filepath.Base(files[0]), ".eml")) {
+		t.Fatalf("Message-ID %q does not name its outbox row %s", id, filepath.Base(files[0]))
+	}
+	events := map[string]int{}
+	for _, e := range atkAudit(t, s.DB, u.Name) {
+		events[e.Event]++
+	}
+	if events["second_factor_failed_after_password"] != 2 {
+		t.Fatalf("audit: %v, want the two after-password events (the mail's event)", events)
+	}
+}
