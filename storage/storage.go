@@ -51,6 +51,7 @@ const (
 	SecretPendingTOTP SecretKind = "totp-pending" // id: auth request id
 	SecretSigningKey  SecretKind = "signing-key"  // id: key id
 	SecretSetting     SecretKind = "setting"      // id: setting name (SealedSettingPrefix…)
+	SecretMail        SecretKind = "mail"         // id: outbox row id (a body may hold a link's token)
 )
 
 // SealedSettingPrefix marks settings whose values are sealed; only those

@@ -20,6 +20,7 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -32,8 +33,9 @@ type Message struct {
 	HTML    string `json:"html,omitempty"`
 }
 
-// AAD binds a sealed body to its outbox row.
-func AAD(id string) string { return "mail:v1:" + id }
+// AAD binds a sealed body to its outbox row; `idp secrets rotate`
+// reseals the outbox's bodies with the rest (storage.SecretMail).
+func AAD(id string) string { return seal.AADMail(id) }
 
 // encode and decode are a Message's form inside the sealed body.
 func encode(m Message) ([]byte, error) { return json.Marshal(m) }

@@ -331,6 +331,9 @@ func AADPendingTOTP(authReqID string) string { return "totp-pending:v1:" + authR
 func AADSigningKey(kid string) string        { return "signing-key:v1:" + kid }
 func AADSetting(name string) string          { return "setting:v1:" + name }
 
+// AADMail binds a sealed mail body to its outbox row (op/mail).
+func AADMail(id string) string { return "mail:v1:" + id }
+
 // AADFor is the associated data of a sealed value of kind for id.
 func AADFor(kind storage.SecretKind, id string) (string, error) {
 	switch kind {
@@ -342,6 +345,8 @@ func AADFor(kind storage.SecretKind, id string) (string, error) {
 		return AADSigningKey(id), nil
 	case storage.SecretSetting:
 		return AADSetting(id), nil
+	case storage.SecretMail:
+		return AADMail(id), nil
 	}
 	return "", fmt.Errorf("unknown secret kind %q", kind)
 }

@@ -250,6 +250,8 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 	ok(t, err, "PutSettingIfAbsent")
 	_, err = s.PutSettingIfAbsent(ctx, "plain", []byte("plain-value"))
 	ok(t, err, "PutSettingIfAbsent")
+	ml := storage.Mail{ID: "mail-sec", UserID: u.ID, Kind: "k", To: "a@example.com", Subject: "s", Body: []byte("old:mail"), CreatedAt: now}
+	ok(t, s.QueueMail(ctx, ml), "QueueMail")
 
 	// An error rolls everything back.
 	_, err = s.ReencryptSecrets(ctx, func(kind storage.SecretKind, id string, b []byte) ([]byte, error) {
@@ -270,11 +272,11 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 		return append([]byte("new:"), bytes.TrimPrefix(b, []byte("old:"))...), nil
 	})
 	ok(t, err, "ReencryptSecrets")
-	if n != 4 {
-		t.Fatalf("rewrote %d values, want 4 (%v)", n, seen)
+	if n != 5 {
+		t.Fatalf("rewrote %d values, want 5 (%v)", n, seen)
 	}
 	want := map[storage.SecretKind]string{storage.SecretTOTP: u.ID, storage.SecretPendingTOTP: "sec-pend",
-		storage.SecretSigningKey: "kid-sec", storage.SecretSetting: storage.SealedSettingPrefix + "x"}
+		storage.SecretSigningKey: "kid-sec", storage.SecretSetting: storage.SealedSettingPrefix + "x", storage.SecretMail: "mail-sec"}
 	same(t, "kinds seen", seen, want)
 	c, _ := s.TOTPByUser(ctx, u.ID)
 	a, _ := s.AuthRequestByID(ctx, "sec-pend", now)
@@ -284,6 +286,9 @@ func testReencryptSecrets(t *testing.T, s storage.Store) {
 	if string(c.Secret) != "new:totp" || string(a.PendingTOTP) != "new:pending" || string(keys[0].PrivateKey) != "new:key" ||
 		string(st) != "new:setting" || string(plain) != "plain-value" {
 		t.Fatalf("after re-encryption: %q %q %q %q %q", c.Secret, a.PendingTOTP, keys[0].PrivateKey, st, plain)
+	}
+	if ms, _ := s.Mails(ctx, storage.MailFilter{}); len(ms) != 1 || string(ms[0].Body) != "new:mail" {
+		t.Fatalf("the outbox body after re-encryption: %+v", ms)
 	}
 	// Values returned unchanged are not counted (a sweep that finds
 	// nothing to re-seal reports 0); a changed one is.

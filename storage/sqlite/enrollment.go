@@ -184,6 +184,7 @@ var sealedColumns = []struct {
 	{"auth_requests", "id", "pending_totp", storage.SecretPendingTOTP, "pending_totp IS NOT NULL"},
 	{"signing_keys", "id", "private_key", storage.SecretSigningKey, ""},
 	{"settings", "name", "value", storage.SecretSetting, "name LIKE '" + storage.SealedSettingPrefix + "%'"},
+	{"outbox", "id", "body", storage.SecretMail, ""},
 }
 
 // ReencryptSecrets rewrites every sealed value through fn in one
