@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/seal"
+	"github.com/totp-idp/idp/storage"
 )
 
 func mustTime(t *testing.T, s string) time.Time {
@@ -357,5 +358,59 @@ func TestCLIUnauditedActionFails(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "", "user", "show", "fay", "--db", db); err != nil {
 		t.Fatalf("a read that audits nothing: %v", err)
+	}
+}
+
+// TestCLIMail: `idp mail queue` lists what is not sent, `--failed` what
+// the sender gave up, `--all` sent mails too; `idp mail retry` makes the
+// given-up ones due again and is audited (issue 13, item 2).
+func TestCLIMail(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "idp.db")
+	st, err := openStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, id := range []string{"pending1", "gaveup1", "sent1"} {
+		if err := st.QueueMail(ctx, storage.Mail{ID: id, Kind: "second_factor_failed", To: id + "@example.com", Subject: "s", Body: []byte("x"), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.MailGaveUp(ctx, "gaveup1", "550 no such user", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MailSent(ctx, "sent1", now); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	count := func(args ...string) (int, string) {
+		out, _, err := runCLI(t, "", append([]string{"mail", "queue", "--db", db, "--json"}, args...)...)
+		if err != nil {
+			t.Fatalf("mail queue %v: %v", args, err)
+		}
+		return strings.Count(out, "\n"), out
+	}
+	if n, out := count(); n != 2 || !strings.Contains(out, `"state":"gave up"`) || !strings.Contains(out, `"last_error":"550 no such user"`) {
+		t.Fatalf("mail queue: %d\n%s", n, out)
+	}
+	if n, _ := count("--failed"); n != 1 {
+		t.Fatalf("mail queue --failed: %d, want 1", n)
+	}
+	if n, _ := count("--all"); n != 3 {
+		t.Fatalf("mail queue --all: %d, want 3", n)
+	}
+	out, _, err := runCLI(t, "", "mail", "retry", "--db", db, "--json")
+	if err != nil || !strings.Contains(out, `"retried":1`) {
+		t.Fatalf("mail retry: %v\n%s", err, out)
+	}
+	if n, _ := count("--failed"); n != 0 {
+		t.Fatalf("given-up mails after the retry: %d", n)
+	}
+	if out, _, _ := runCLI(t, "", "audit", "--db", db, "--json"); !strings.Contains(out, `"event":"mail_retry"`) {
+		t.Fatalf("audit lacks mail_retry:\n%s", out)
+	}
+	if _, _, err := runCLI(t, "", "mail", "frobnicate", "--db", db); exitCode(err) != 2 {
+		t.Fatalf("an unknown mail subcommand: %v", err)
 	}
 }

@@ -32,6 +32,7 @@ Usage:
   idp keys rotate [--activate-after D] | list | withdraw KID
   idp secrets rotate --new-key-file F
   idp audit [--user USERNAME] [--since TIME] [--limit N] [--json]
+  idp mail queue [--failed] [--all] [--limit N] [--json] | retry [--json]
   idp migrate          apply the database's pending migrations
 
 Every flag can also be set by an IDP_-prefixed environment variable
@@ -98,6 +99,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.keys(ctx, args[1:])
 	case "audit":
 		return e.audit(ctx, args[1:])
+	case "mail":
+		return e.mail(ctx, args[1:])
 	case "secrets":
 		return e.secrets(ctx, args[1:])
 	case "migrate":
