@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// MailRetention is how long a sent or given-up mail stays in the outbox
+// (GC): long enough for an operator to look at a delivery question, short
+// enough not to keep what people were told forever.
+const MailRetention = 30 * 24 * time.Hour
+
 // Mail is one message of the outbox (issue 13): written in the same
 // transaction as the event that causes it (WithMail), delivered by the
 // sender with retries, and marked sent or given up.

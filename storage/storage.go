@@ -834,8 +834,9 @@ type Store interface {
 	// a code an hour later, for reuse detection), remembered devices past
 	// their expiry, and password counters of accounts and unknown names
 	// alike once they are the same as none (LockPolicy.ForgetAt, as the
-	// policy that wrote them computed it); it returns how many. Audit
-	// events are not its business (DeleteAuditBefore).
+	// policy that wrote them computed it), and outbox mails sent or given
+	// up more than MailRetention ago; it returns how many. Audit events are
+	// not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Outbox/Delivery", testMailDelivery},
 		{"Outbox/ClaimConcurrent", testMailClaimConcurrent},
 		{"Outbox/OncePer", testMailOncePer},
+		{"Outbox/GC", testMailGC},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

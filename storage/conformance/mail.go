@@ -211,3 +211,34 @@ func testMailOncePer(t *testing.T, s storage.Store) {
 		t.Fatalf("mails: %v of %d, want 2 once-an-hour mails (t0 and 61 min) to u1, one of another kind, one to u2", byKind, len(ms))
 	}
 }
+
+// testMailGC: GC deletes mails sent or given up more than MailRetention
+// ago, and keeps newer ones and every pending one, however old.
+func testMailGC(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	now := t0
+	old := now.Add(-storage.MailRetention - time.Hour)
+	for _, id := range []string{"sent-old", "sent-new", "gave-up-old", "pending-old"} {
+		at := old
+		if id == "sent-new" {
+			at = now.Add(-time.Hour)
+		}
+		ok(t, s.QueueMail(ctx, mail(id, at)), "QueueMail %s", id)
+	}
+	ok(t, s.MailSent(ctx, "sent-old", old), "MailSent old")
+	ok(t, s.MailSent(ctx, "sent-new", now.Add(-time.Hour)), "MailSent new")
+	ok(t, s.MailGaveUp(ctx, "gave-up-old", "550", old), "MailGaveUp old")
+	n, err := s.GC(ctx, now)
+	ok(t, err, "GC")
+	if n != 2 {
+		t.Errorf("GC deleted %d rows, want the 2 old finished mails", n)
+	}
+	ms, _ := s.Mails(ctx, storage.MailFilter{})
+	left := map[string]bool{}
+	for _, m := range ms {
+		left[m.ID] = true
+	}
+	if len(ms) != 2 || !left["sent-new"] || !left["pending-old"] {
+		t.Fatalf("mails left after GC: %v, want sent-new and pending-old", left)
+	}
+}

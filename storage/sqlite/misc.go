@@ -238,6 +238,8 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		{`DELETE FROM unknown_attempts WHERE forget_at <= ?`, n},
 		{`DELETE FROM attempts WHERE factor = 'password' AND forget_at <= ?`, n},
 		{`DELETE FROM devices WHERE expires_at <= ?`, n},
+		{`DELETE FROM outbox WHERE sent_at <> 0 AND sent_at <= ?`, n - int64(storage.MailRetention/time.Second)},
+		{`DELETE FROM outbox WHERE failed_at <> 0 AND failed_at <= ?`, n - int64(storage.MailRetention/time.Second)},
 	} {
 		c, err := s.exec(ctx, d.query, d.arg)
 		if err != nil {
