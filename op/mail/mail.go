@@ -50,11 +50,12 @@ func decode(b []byte) (Message, error) {
 var ErrBadAddress = errors.New("mail: not a single plain address")
 
 // Address checks that s is exactly one mailbox, nothing else: no display
-// name, no group, no second address, no control character (header
-// injection: a CR or LF in a stored address must never add a header or a
-// recipient).
+// name, no group, no second address, no space, control or format
+// character (header injection: a CR or LF in a stored address must never
+// add a header or a recipient), at most 254 bytes (RFC 5321 §4.5.3.1.3).
+// It is also the rule for the addresses operators store (admin.CheckEmail).
 func Address(s string) (string, error) {
-	if s == "" || len(s) > 254 || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+	if s == "" || len(s) > 254 || !storage.Printable(s) || strings.ContainsFunc(s, unicode.IsSpace) {
 		return "", ErrBadAddress
 	}
 	a, err := mail.ParseAddress(s)
