@@ -47,11 +47,7 @@ func (e *env) client(ctx context.Context, args []string) (err error) {
 	}
 	defer st.Close()
 	adm := &admin.Admin{Store: st}
-	defer func() {
-		if err == nil {
-			err = adm.Unaudited()
-		}
-	}()
+	defer unaudited(adm, &err)
 	switch sub {
 	case "add":
 		if err := needArgs(pos, 1, "CLIENT_ID"); err != nil {

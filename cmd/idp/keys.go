@@ -60,11 +60,7 @@ func (e *env) keys(ctx context.Context, args []string) (err error) {
 		}
 		adm := &admin.Admin{Store: st}
 		adm.Audit(ctx, "signing_key_rotated", fmt.Sprintf("new kid %s, signs from %s", id, at.Format(time.RFC3339)))
-		defer func() {
-			if err == nil {
-				err = adm.Unaudited()
-			}
-		}()
+		defer unaudited(adm, &err)
 		fmt.Fprintf(e.stdout, "New signing key %s: running servers publish it in JWKS within 5 s and sign with it from %s (in %s); the current key signs until then and stays in JWKS for %s after.\n",
 			id, at.Format(time.RFC3339), *activateAfter, *retention)
 		if *activateAfter < op.JWKSMaxAge {
@@ -123,11 +119,7 @@ func (e *env) keys(ctx context.Context, args []string) (err error) {
 		}
 		adm := &admin.Admin{Store: st}
 		adm.Audit(ctx, "signing_key_withdrawn", "kid "+kid)
-		defer func() {
-			if err == nil {
-				err = adm.Unaudited()
-			}
-		}()
+		defer unaudited(adm, &err)
 		fmt.Fprintf(e.stdout, "Withdrew signing key %s: running servers drop it from JWKS within 5 s and it signs nothing again. Relying parties that cached JWKS may still accept tokens it signed for up to %s; ID tokens it signed stop verifying everywhere after that.\n", kid, op.JWKSMaxAge)
 		return nil
 	default:

@@ -50,11 +50,7 @@ func (e *env) mail(ctx context.Context, args []string) (err error) {
 			return err
 		}
 		adm.Audit(ctx, "mail_retry", fmt.Sprintf("%d given-up mails due again", n))
-		defer func() {
-			if err == nil {
-				err = adm.Unaudited()
-			}
-		}()
+		defer unaudited(adm, &err)
 		if asJSON {
 			return e.changed(adm, map[string]any{"retried": n})
 		}

@@ -63,6 +63,15 @@ func (e flagError) Unwrap() error { return e.usageError }
 
 func (e usageError) Error() string { return e.msg }
 
+// unaudited, deferred by an operator command, turns its success into the
+// error of a change made without its audit row (exit status 3), once its
+// answer is printed (review of issue 12, B-F2).
+func unaudited(adm *admin.Admin, err *error) {
+	if *err == nil {
+		*err = adm.Unaudited()
+	}
+}
+
 // exitCode: 2 for a usage error, 3 for a change made but not audited (do
 // not retry it), 1 otherwise.
 func exitCode(err error) int {

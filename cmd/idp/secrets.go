@@ -90,11 +90,7 @@ func (e *env) secrets(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("rotation failed, nothing changed: %w", err)
 	}
-	defer func() {
-		if err == nil {
-			err = adm.Unaudited()
-		}
-	}()
+	defer unaudited(adm, &err)
 	// Running servers see the database name the new key and take it from
 	// their key file (README, Operations): replace the file atomically.
 	if err := replaceFile(path, *newKeyFile); err != nil {

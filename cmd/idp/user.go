@@ -101,11 +101,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 	}
 	// The output is written; an action whose audit row failed still
 	// exits non-zero (review of issue 12, B-F2).
-	defer func() {
-		if err == nil {
-			err = adm.Unaudited()
-		}
-	}()
+	defer unaudited(adm, &err)
 	adm.Passwords = password.Policy{MinLength: minLength}
 	switch sub {
 	case "add":
