@@ -24,6 +24,13 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
+// accountClock is a test clock for the account page's tests: after the
+// fixture's authenticator was made on the real clock (a session older than
+// its authenticator is worth nothing), 5 s into a TOTP step.
+func accountClock() *testClock {
+	return &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+}
+
 // accountGet fetches u with the browser c without following redirects.
 func accountGet(t *testing.T, c *http.Client, u string) (int, string, string) {
 	t.Helper()
@@ -206,7 +213,7 @@ func TestAccountActions(t *testing.T) {
 	ctx := context.Background()
 	// After the fixture's authenticator was made (on the real clock): a
 	// session older than its authenticator is worth nothing.
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	clk.add(30 * time.Second)
@@ -325,7 +332,7 @@ var accountCodeRe = regexp.MustCompile(`[0-9a-z]{5}(?:-[0-9a-z]{5}){3}-[0-9a-z]{
 // factor, and another browser's session ends.
 func TestAccountRenewCodes(t *testing.T) {
 	ctx := context.Background()
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	_, old, _, err := e.admin.RegenerateRecoveryCodes(ctx, "ann")
 	if err != nil {
@@ -399,7 +406,7 @@ func accountOffer(t *testing.T, f *inFlow, token string) ([]byte, string) {
 // before, two answered 200 and one of them showed a dead key or dead
 // codes).
 func TestAccountConfirmRace(t *testing.T) {
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	offer := func() ([]byte, string) { return accountOffer(t, mine, token) }
@@ -474,7 +481,7 @@ func TestAccountConfirmRace(t *testing.T) {
 // another's form.
 func TestAccountReplaceAuthenticator(t *testing.T) {
 	ctx := context.Background()
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	clk.add(30 * time.Second)
@@ -552,7 +559,7 @@ func mustURL(t *testing.T, raw string) *url.URL {
 // window, nor a second time (F3).
 func TestAccountReviewFixes(t *testing.T) {
 	ctx := context.Background()
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	clk.add(30 * time.Second)
@@ -637,7 +644,7 @@ func TestAccountReviewFixes(t *testing.T) {
 // recovery code get the account page's words, not the sign-in's
 // (review A-F5).
 func TestAccountFormWording(t *testing.T) {
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	for _, c := range []struct {
@@ -661,7 +668,7 @@ func TestAccountFormWording(t *testing.T) {
 // TestAccountListsUsableSessions: a session idle past the idle timeout is
 // no longer usable and is not listed (review A-F5).
 func TestAccountListsUsableSessions(t *testing.T) {
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	var idle time.Duration
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now; idle = c.SessionIdleTimeout })
 	mine, token := accountSignIn(t, e, clk)
@@ -703,7 +710,7 @@ func TestAccountListsUsableSessions(t *testing.T) {
 // ends a session is its own (review of issue 12, C-F3; three of a
 // session's own in a row end it: e2e TestAccountPageReauthentication).
 func TestAccountWrongCodesEndOnlyTheirSession(t *testing.T) {
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	for i := 0; i < DefaultTOTPPolicy.FreeFailures-1; i++ {
@@ -740,7 +747,7 @@ func TestAccountWrongCodesEndOnlyTheirSession(t *testing.T) {
 func TestAccountSessionTriesBounded(t *testing.T) {
 	for _, mode := range []string{"at once", "dropped"} {
 		t.Run(mode, func(t *testing.T) {
-			clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+			clk := accountClock()
 			e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 			mine, token := accountSignIn(t, e, clk)
 			ann, _ := e.store.UserByUsername(context.Background(), "ann")
@@ -790,7 +797,7 @@ func TestAccountSessionTriesBounded(t *testing.T) {
 // session's life ends it (review of issue 12, E-2: two wrong codes
 // between each of the owner's proofs reached the hard lock of 20).
 func TestAccountSessionWrongCodesOverItsLife(t *testing.T) {
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	e := newTestEnv(t, func(c *Config) { c.Now = clk.now })
 	mine, token := accountSignIn(t, e, clk)
 	verify := func(code string) int {

@@ -817,7 +817,7 @@ func (f *failStore) ReverifyRecovery(ctx context.Context, idHash []byte, userID 
 // not checked and the claim stays counted, with its event.
 func TestReauthAfterTheSessionEnded(t *testing.T) {
 	ctx := context.Background()
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	var fs *failStore
 	e := newTestEnvOn(t, func(c *Config) { c.Now = clk.now }, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
 	// New codes first: making them ends the account's sessions.
@@ -890,7 +890,7 @@ func (f *failStore) ReplaceTOTP(ctx context.Context, cred storage.TOTPCredential
 // must not reset the account's counter (review of issue 12, D-4).
 func TestConfirmLostToARenewalStaysCounted(t *testing.T) {
 	ctx := context.Background()
-	clk := &testClock{t: time.Now().UTC().Add(time.Minute).Truncate(30 * time.Second).Add(5 * time.Second)}
+	clk := accountClock()
 	var fs *failStore
 	e := newTestEnvOn(t, func(c *Config) { c.Now = clk.now }, func(st storage.Store) storage.Store { fs = &failStore{Store: st}; return fs })
 	mine, token := accountSignIn(t, e, clk)
