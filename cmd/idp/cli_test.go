@@ -125,7 +125,8 @@ func TestCLIUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"bogus"}, {"user"}, {"user", "frobnicate"}, {"client", "frobnicate"}, {"keys", "frobnicate"},
 		{"client", "add", "x", "--pkce=maybe", "--redirect-uri", "https://a/b"},
 		// The flag package's own refusals are usage errors too (B-F8).
-		{"user", "update", "x", "--email-verified=maybe"}, {"user", "show", "x", "--no-such-flag"}} {
+		{"user", "update", "x", "--email-verified=maybe"}, {"user", "show", "x", "--no-such-flag"},
+		{"serve", "--mail-interval", "0", "--listen", "127.0.0.1:0"}} { // it panicked once listening (review of issue 13, F-2)
 		_, _, err := runCLI(t, "", args...)
 		if err == nil || exitCode(err) != 2 {
 			t.Errorf("%v: err %v (exit %d), want usage error", args, err, exitCode(err))

@@ -126,6 +126,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if err := flagErrors(cfg.Validate(), "Issuer", "Sealer"); err != nil {
 		return err
 	}
+	if mailInterval <= 0 {
+		return usageError{fmt.Sprintf("--mail-interval %s: must be positive", mailInterval)}
+	}
 	if auditRetention != 0 && auditRetention < minAuditRetention {
 		return usageError{fmt.Sprintf("--audit-retention %s: use at least %s, or 0 to keep events forever", auditRetention, minAuditRetention)}
 	}

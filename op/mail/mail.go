@@ -66,11 +66,15 @@ func Address(s string) (string, error) {
 }
 
 // headerText is s as one header line's text: controls (CR, LF, NUL…)
-// become spaces; the library encodes what is not ASCII (RFC 2047).
+// become spaces and format characters (bidi overrides, zero-width) go;
+// the library encodes what is not ASCII (RFC 2047).
 func headerText(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return -1
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))

@@ -239,3 +239,67 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+// slowTransport delivers each mail after advancing the clock by took.
+type slowTransport struct {
+	mu    sync.Mutex
+	clock *time.Time
+	took  time.Duration
+	sent  map[string]int
+}
+
+func (s *slowTransport) Send(_ context.Context, id string, _ *gomail.Msg) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*s.clock = s.clock.Add(s.took)
+	s.sent[id]++
+	return nil
+}
+
+// TestSlowServerSendsOnce: with a mail server taking 7 s a mail, a batch
+// stops starting sends before its lease runs out, so another sender
+// claiming the rest after the lease sends each mail once (review of
+// issue 13, F-1: three of twenty went twice).
+func TestSlowServerSendsOnce(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_900_000_000, 0).UTC()
+	tr := &slowTransport{clock: &now, took: 7 * time.Second, sent: map[string]int{}}
+	a, st, sealer, _ := newSender(t, tr, &now)
+	b := *a
+	for i := 0; i < batch; i++ {
+		m, err := Outbox(ctx, sealer, "u1", "k", Message{To: "a@example.com", Subject: "s", Text: "t"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.QueueMail(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := now
+	first, err := a.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Sub(start) > lease {
+		t.Fatalf("the batch took %s of a %s lease", now.Sub(start), lease)
+	}
+	// The other replica, once the lease has run out, takes the rest.
+	now = start.Add(lease + time.Second)
+	for round := 0; round < 5; round++ {
+		if _, err := b.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(lease + time.Second)
+	}
+	if first == 0 || first == batch {
+		t.Fatalf("the first batch sent %d of %d: the test needs it cut short", first, batch)
+	}
+	if len(tr.sent) != batch {
+		t.Fatalf("%d distinct mails sent, want %d", len(tr.sent), batch)
+	}
+	for id, n := range tr.sent {
+		if n != 1 {
+			t.Errorf("mail %s sent %d times", id, n)
+		}
+	}
+}

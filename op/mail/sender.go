@@ -24,6 +24,12 @@ const (
 	// claimer dies, the mail is due again when the lease runs out.
 	lease = 2 * time.Minute
 	batch = 20
+	// sendTimeout bounds one send. A batch starts no send after
+	// lease-2*sendTimeout, so every send of a batch ends while its lease
+	// holds and no other replica has claimed the mail meanwhile (review
+	// F-1: a stalled server made a batch outlast its lease, and two
+	// replicas sent the rest twice).
+	sendTimeout = 30 * time.Second
 )
 
 // Opener opens a sealed body (op/seal.Sealer).
@@ -76,7 +82,15 @@ func (s *Sender) RunOnce(ctx context.Context) (int, error) {
 	}
 	sent := 0
 	for _, m := range mails {
-		if err := s.deliver(ctx, m); err != nil {
+		if s.now().Sub(now) > lease-2*sendTimeout {
+			// The rest wait for their lease to run out, then whichever
+			// sender claims them first.
+			break
+		}
+		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+		err := s.deliver(sctx, m)
+		cancel()
+		if err != nil {
 			s.failed(ctx, m, err)
 			continue
 		}
