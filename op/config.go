@@ -91,6 +91,9 @@ type Config struct {
 	// in the outbox with their events; the operator's process delivers
 	// them (op/mail.Sender, idp serve --smtp-url or --mail-dir).
 	Mail bool
+	// NoNewDeviceNotice turns off the "sign-in from a new browser" mail,
+	// on by default with Mail (--notify-new-device=false).
+	NoNewDeviceNotice bool
 
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.

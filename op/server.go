@@ -110,8 +110,8 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 		TokenKey: tokenKey, Password: cfg.PasswordPolicy, TOTP: cfg.TOTPPolicy, Notify: notify,
 		DeviceMaxFailures: cfg.DeviceMaxFailures, DeviceLifetime: cfg.DeviceLifetime})
 	s.login = login.New(login.Deps{Store: store, Sealer: cfg.Sealer, Hasher: s.hasher, Guard: s.guard, Trail: s.trail,
-		Pages: s.pages, Metrics: s.metrics, Clients: s.clients, IPLimit: s.ipLimit, Cookies: s.cookies, Log: s.log, Now: s.cfg.now,
-		Settings: login.Settings{Issuer: cfg.Issuer, ACR: cfg.ACR, Product: cfg.ProductName, AuthRequestLifetime: cfg.AuthRequestLifetime,
+		Pages: s.pages, Metrics: s.metrics, Clients: s.clients, IPLimit: s.ipLimit, Cookies: s.cookies, Log: s.log, Now: s.cfg.now, Notify: notify,
+		Settings: login.Settings{NewDeviceNotice: !cfg.NoNewDeviceNotice, Issuer: cfg.Issuer, ACR: cfg.ACR, Product: cfg.ProductName, AuthRequestLifetime: cfg.AuthRequestLifetime,
 			SessionLifetime: cfg.SessionLifetime, SessionIdleTimeout: cfg.SessionIdleTimeout, EnrollWithin: cfg.EnrollWithin,
 			Passwords: password.Policy{MinLength: cfg.PasswordMinLength}}})
 
@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg Config, store storage.Store) (*Server, error) 
 	s.login.Mount(mux, func(h http.Handler) http.Handler { return s.metrics.Instrument("login", h) })
 	account.New(account.Deps{Store: s.store, Login: s.login, Guard: s.guard, Hasher: s.hasher, Sealer: cfg.Sealer, Trail: s.trail,
 		Pages: s.pages, Cookies: s.cookies, Log: s.log, Now: s.cfg.now, Issuer: cfg.Issuer, ReauthWindow: cfg.ReauthWindow,
-		Passwords: password.Policy{MinLength: cfg.PasswordMinLength}, Product: cfg.ProductName}).Mount(mux, func(h http.Handler) http.Handler {
+		Passwords: password.Policy{MinLength: cfg.PasswordMinLength}, Product: cfg.ProductName, Notify: notify}).Mount(mux, func(h http.Handler) http.Handler {
 		return s.metrics.Instrument("account", h)
 	})
 	mux.Handle("/", router)

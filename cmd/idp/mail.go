@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/totp-idp/idp/op/admin"
+	"github.com/totp-idp/idp/op/mail"
+	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -106,4 +108,26 @@ func (e *env) mail(ctx context.Context, args []string) (err error) {
 			printable(m.LastError))
 	}
 	return tw.Flush()
+}
+
+// notifier is the operator commands' mail.Notifier: the catalogue's texts
+// sealed with the secret key. Without a key file (none given, no DB.key)
+// there is none, and the command says no notice was queued.
+func (e *env) notifier(ctx context.Context, st storage.Store, keyFile, db, product string) (*mail.Notifier, error) {
+	if keyFileFor(keyFile, db) == "" {
+		fmt.Fprintln(e.stderr, "idp: no secret key (--secret-key-file, or DB.key): the user is not mailed a notice of this change")
+		return nil, nil
+	}
+	sealer, _, err := loadSealer(keyFile, db, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := sealer.Bind(ctx, st); err != nil {
+		return nil, err
+	}
+	p, err := pages.New(product, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &mail.Notifier{Store: st, Sealer: sealer, Text: p.Text, Product: product}, nil
 }

@@ -89,6 +89,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&smtpPasswordFile, "smtp-password-file", "", "file with the password of --smtp-url's user")
 	fs.StringVar(&mailDir, "mail-dir", "", "write e-mail notifications as .eml files in this directory instead of sending them (--dev: DB.mail)")
 	fs.DurationVar(&mailInterval, "mail-interval", 2*time.Second, "how often the outbox is delivered")
+	newDeviceNotice := fs.Bool("notify-new-device", true, "with mail on, mail the user when a sign-in completes in a browser that never signed in to the account")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
 	fs.DurationVar(&cfg.TOTPPolicy.BudgetWindow, "totp-budget-window", cfg.TOTPPolicy.BudgetWindow, "the window of --totp-budget (one failure leaks out every window/budget)")
@@ -163,6 +164,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Mail = transport != nil
+	cfg.NoNewDeviceNotice = !*newDeviceNotice
 	st, err := openStoreWith(ctx, *db, *noMigrate)
 	if err != nil {
 		return err

@@ -59,6 +59,14 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		fs.StringVar(&name, "name", "", "new display name")
 		fs.BoolVar(&emailVerified, "email-verified", false, "the e-mail address is known to be the user's (--email-verified=false clears it)")
 	}
+	// The commands whose change its owner is told of (issue 13, item 4):
+	// the notice is sealed in the outbox with the secret key, and a server
+	// with mail configured sends it.
+	notifies := sub == "set-password" || sub == "reset-totp" || sub == "recovery-codes" || sub == "update"
+	if notifies {
+		fs.StringVar(&product, "product-name", "TOTP IdP", "the provider's name in the notice mailed to the user (serve's --product-name)")
+		fs.StringVar(&keyFile, "secret-key-file", "", "secret key that seals the notice mailed to the user (default: DB.key if it exists)")
+	}
 	var clientID string
 	if sub == "revoke-sessions" {
 		fs.StringVar(&clientID, "client", "", "revoke only the tokens issued to this client (SSO sessions are kept)")
@@ -98,6 +106,11 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 	adm, err := newAdmin(st, sealer, product)
 	if err != nil {
 		return err
+	}
+	if notifies {
+		if adm.Notify, err = e.notifier(ctx, st, keyFile, *db, product); err != nil {
+			return err
+		}
 	}
 	// The output is written; an action whose audit row failed still
 	// exits non-zero (review of issue 12, B-F2).

@@ -23,6 +23,7 @@ import (
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
@@ -74,6 +75,8 @@ type Deps struct {
 	Passwords    password.Policy
 	// Product names the provider in authenticator apps.
 	Product string
+	// Notify queues the security notifications (nil: mail off).
+	Notify *mail.Notifier
 }
 
 // Handler serves the account page.
@@ -92,6 +95,7 @@ type Handler struct {
 	reauth    time.Duration
 	passwords password.Policy
 	product   string
+	notify    *mail.Notifier
 }
 
 // New builds the account page over d.
@@ -101,7 +105,7 @@ func New(d Deps) *Handler {
 	}
 	return &Handler{store: d.Store, login: d.Login, guard: d.Guard, hasher: d.Hasher, sealer: d.Sealer, trail: d.Trail, pages: d.Pages,
 		cookies: d.Cookies, log: d.Log, now: d.Now, issuer: strings.TrimSuffix(d.Issuer, "/"), reauth: d.ReauthWindow,
-		passwords: d.Passwords, product: d.Product}
+		passwords: d.Passwords, product: d.Product, notify: d.Notify}
 }
 
 // Mount adds the account routes to mux, each wrapped by wrap.

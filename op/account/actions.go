@@ -16,6 +16,7 @@ import (
 
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/login"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
@@ -151,7 +152,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return pages.Internal("account: reauthentication", err)
 		}
-		h.trail.Event(ctx, "reauthenticated", sess.UserID, "", ClientID, fmt.Sprintf("recovery code; %d left", left))
+		h.trail.Event(h.notify.With(ctx, sess.UserID, mail.RecoveryCodeUsed, left), "reauthenticated", sess.UserID, "", ClientID, fmt.Sprintf("recovery code; %d left", left))
 		return &pages.SeeOther{URL: Path}
 	}
 	cred, err := h.store.TOTPByUser(ctx, sess.UserID)
@@ -270,7 +271,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("account: store password", err)
 	}
-	h.trail.Event(ctx, "password_changed", u.ID, u.Username, ClientID, fmt.Sprintf("on the account page; ended %d other sessions, %d devices, %d sign-ins in progress, %d tokens",
+	h.trail.Event(h.notify.With(ctx, u.ID, mail.PasswordChanged, mail.HowAccount), "password_changed", u.ID, u.Username, ClientID, fmt.Sprintf("on the account page; ended %d other sessions, %d devices, %d sign-ins in progress, %d tokens",
 		ended.Sessions, ended.Devices, ended.SignIns, ended.Tokens))
 	return h.again(w, r, sess, http.StatusOK, "", "account.password_saved")
 }
@@ -351,7 +352,7 @@ func (h *Handler) renewCodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("account: renew recovery codes", err)
 	}
-	h.trail.Event(ctx, "recovery_codes_renewed", sess.UserID, "", ClientID, fmt.Sprintf("%d codes; ended %d other sessions, %d tokens",
+	h.trail.Event(h.notify.With(ctx, sess.UserID, mail.RecoveryCodesRenewed, mail.HowAccount), "recovery_codes_renewed", sess.UserID, "", ClientID, fmt.Sprintf("%d codes; ended %d other sessions, %d tokens",
 		len(codes), ended.Sessions, ended.Tokens))
 	h.showCodes(w, codes, "")
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/boombuler/barcode/qr"
 
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
@@ -176,7 +177,7 @@ func (h *Handler) confirmAuthenticator(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return pages.Internal("account: replace authenticator", err)
 	}
-	h.trail.Event(ctx, "totp_replaced", sess.UserID, "", ClientID, fmt.Sprintf("on the account page; %d recovery codes; ended %d other sessions, %d tokens",
+	h.trail.Event(h.notify.With(ctx, sess.UserID, mail.AuthenticatorReplaced, mail.HowAccount), "totp_replaced", sess.UserID, "", ClientID, fmt.Sprintf("on the account page; %d recovery codes; ended %d other sessions, %d tokens",
 		len(codes), ended.Sessions, ended.Tokens))
 	h.showCodes(w, codes, "newtotp.done")
 	return nil

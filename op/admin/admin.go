@@ -15,6 +15,7 @@ import (
 	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/redirect"
 	"github.com/totp-idp/idp/op/seal"
@@ -35,6 +36,10 @@ type Admin struct {
 	// Passwords are the rules a new password meets (docs/THREAT-MODEL.md
 	// R-S5); the zero value is NIST's defaults.
 	Passwords password.Policy
+	// Notify queues the user's security notifications with the audit row
+	// of the operator's action (nil: none); a server with mail configured
+	// delivers them (op/mail).
+	Notify *mail.Notifier
 
 	mu        sync.Mutex
 	unaudited error // the audit rows that could not be written (Unaudited)

@@ -41,7 +41,7 @@ func (a *Admin) SetPassword(ctx context.Context, name, pw string, mustChange, al
 		detail = append(detail, "password rules skipped (--allow-weak)")
 	}
 	detail = append(detail, "ended "+EndedText(ended))
-	a.audit(ctx, "password_set", u.ID, u.Username, "", strings.Join(detail, "; "))
+	a.audit(a.Notify.With(ctx, u.ID, mail.PasswordChanged, mail.HowOperator), "password_set", u.ID, u.Username, "", strings.Join(detail, "; "))
 	return u, ended, nil
 }
 
@@ -98,6 +98,11 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 	}
 	if up.EmailVerified != nil {
 		changed = append(changed, fmt.Sprintf("email_verified=%t", *up.EmailVerified))
+	}
+	if up.Email != nil && *up.Email != u.Email && u.EmailVerified {
+		// The old, verified address hears of the change, in case it was
+		// not the user's doing (issue 13, item 3).
+		ctx = a.Notify.WithTo(ctx, u, u.Email, mail.EmailChanged, mail.Mask(*up.Email), mail.HowOperator)
 	}
 	a.audit(ctx, "user_updated", u.ID, u.Username, "", strings.Join(changed, ", "))
 	return a.Store.UserByID(ctx, u.ID)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/totp-idp/idp/op/audit"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
@@ -39,7 +40,7 @@ func (a *Admin) RegenerateRecoveryCodes(ctx context.Context, name string) (stora
 	if err != nil {
 		return u, nil, e, err
 	}
-	a.audit(ctx, "recovery_codes_regenerated", u.ID, u.Username, "", "by operator; "+endedText(e))
+	a.audit(a.Notify.With(ctx, u.ID, mail.RecoveryCodesRenewed, mail.HowOperator), "recovery_codes_regenerated", u.ID, u.Username, "", "by operator; "+endedText(e))
 	return u, codes, e, nil
 }
 
@@ -57,7 +58,7 @@ func (a *Admin) ResetTOTP(ctx context.Context, name string) (storage.User, stora
 	if err != nil {
 		return u, e, err
 	}
-	a.audit(ctx, "totp_reset", u.ID, u.Username, "", "by operator; enrollment at next login; "+endedText(e))
+	a.audit(a.Notify.With(ctx, u.ID, mail.AuthenticatorRemoved), "totp_reset", u.ID, u.Username, "", "by operator; enrollment at next login; "+endedText(e))
 	return u, e, nil
 }
 

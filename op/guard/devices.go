@@ -85,22 +85,27 @@ func (g *Guard) PresentedDevice(r *http.Request, userID string) []byte {
 // logged and the sign-in goes on: the device only changes which counter
 // later password attempts use. A session ended meanwhile (the account
 // disabled, its password reset) leaves no device.
-func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, sessionHash []byte, now time.Time) {
+//
+// known says the browser presented a device cookie this provider signed
+// for the account: it has completed a sign-in to it before (the "new
+// browser" notice is for the others).
+func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, sessionHash []byte, now time.Time) (known bool) {
 	value := secret.New(32)
-	replaces, _ := g.presentedDevice(r, userID)
+	replaces, known := g.presentedDevice(r, userID)
 	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: CleanUserAgent(r.UserAgent()), Session: sessionHash}
 	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); errors.Is(err, storage.ErrNotFound) {
 		g.log.InfoContext(ctx, "remember device: the sign-in's session ended meanwhile")
-		return
+		return known
 	} else if err != nil {
 		g.log.WarnContext(ctx, "remember device", "err", err)
-		return
+		return known
 	}
 	uid := base64.RawURLEncoding.EncodeToString([]byte(userID))
 	// Strict: only the provider's own pages ever need to send it.
 	g.cookies.SetSameSite(w, g.DeviceCookieName(), "v1."+uid+"."+value+"."+string(g.deviceMAC(uid, value)),
 		g.deviceLifetime, http.SameSiteStrictMode)
+	return known
 }
 
 // CleanUserAgent is ua as the provider keeps it (a remembered device, an

@@ -202,14 +202,14 @@ func (g *Guard) Failed(ctx context.Context, c storage.AttemptClaim, event, userI
 // record writes the trail of a counted attempt; wrong: a value was checked
 // and wrong; afterPassword: the flow's password was just proven.
 func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userID, username, clientID string, f storage.Factor, unknownKey, note string, wrong, afterPassword bool) {
-	write := func(typ, detail string) {
+	write := func(ctx context.Context, typ, detail string) {
 		if unknownKey == "" {
 			g.trail.Event(ctx, typ, userID, username, clientID, detail)
 			return
 		}
 		g.trail.Limited(ctx, unknownKey, typ, userID, username, clientID, detail+" "+unknownUserNote(unknownKey))
 	}
-	write(event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
+	write(ctx, event, strings.TrimSpace(fmt.Sprintf("failures=%d %s", c.Failures, note)))
 	if wrong && afterPassword && f == storage.FactorTOTP && userID != "" {
 		// The second step exists only after a correct password in this
 		// flow: a failure here means someone knows the password. One
@@ -219,18 +219,25 @@ func (g *Guard) record(ctx context.Context, c storage.AttemptClaim, event, userI
 		// one an hour; op/mail).
 		g.trail.Event(g.notify.With(ctx, userID, mail.SecondFactorFailed), "second_factor_failed_after_password", userID, username, clientID, event)
 	}
+	// A second step locked for an account is told to its owner with the
+	// lock's row (at most one an hour; op/mail): only the password's
+	// holder or the session's can reach it (NIST SP 800-63B-4 §3.2.2).
+	lockCtx := ctx
+	if f == storage.FactorTOTP && userID != "" && (c.HardLocked || c.AtLimit || c.RetryAfter > 0) {
+		lockCtx = g.notify.With(ctx, userID, mail.SecondFactorLocked)
+	}
 	switch {
 	case c.AtLimit && note == deviceNote:
 		// A device at its limit is forgotten, and device_forgotten says
 		// so (ClaimPassword): the account itself is not locked.
 	case c.HardLocked:
-		write("hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
+		write(lockCtx, "hard_lock", fmt.Sprintf("factor=%s failures=%d", f, c.Failures))
 	case c.AtLimit:
 		// A decaying counter at its limit refuses until it forgets a
 		// failure.
-		write("limit_reached", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d retry_after=%s %s", f, c.Failures, c.RetryAfter, note)))
+		write(lockCtx, "limit_reached", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d retry_after=%s %s", f, c.Failures, c.RetryAfter, note)))
 	case c.RetryAfter > 0:
-		write("lock_started", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d duration=%s %s", f, c.Failures, c.RetryAfter, note)))
+		write(lockCtx, "lock_started", strings.TrimSpace(fmt.Sprintf("factor=%s failures=%d duration=%s %s", f, c.Failures, c.RetryAfter, note)))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/storage"
@@ -112,7 +113,7 @@ func (h *Handler) newPasswordStep(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return pages.Internal("store the new password", err)
 	}
-	h.trail.Event(ctx, "password_changed", u.ID, "", a.ClientID, "required by the operator; "+endedSummary(ended))
+	h.trail.Event(h.notify.With(ctx, u.ID, mail.PasswordChanged, mail.HowSignIn), "password_changed", u.ID, "", a.ClientID, "required by the operator; "+endedSummary(ended))
 	return &pages.SeeOther{URL: h.callbackURL(a.ID)}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pquerna/otp"
 
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/seal"
 	"github.com/totp-idp/idp/op/totp"
@@ -194,7 +195,9 @@ func (h *Handler) enrollStep(w http.ResponseWriter, r *http.Request) error {
 		return pages.Internal("confirm enrollment", err)
 	}
 	h.metrics.Attempt("totp", "ok")
-	h.trail.Event(ctx, "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
+	// NIST SP 800-63B-4 §4.6: the binding of an authenticator is told to
+	// the subscriber (op/mail, with this event's row).
+	h.trail.Event(h.notify.With(ctx, a.UserID, mail.AuthenticatorAdded), "totp_enrolled", a.UserID, "", a.ClientID, "at login; 10 recovery codes issued; the sign-in continues at the TOTP step")
 	if _, err := h.renewFlowCookie(ctx, w, a, st.flowSecret); err != nil {
 		return errRenewed
 	}
@@ -256,7 +259,7 @@ func (h *Handler) recoveryStep(w http.ResponseWriter, r *http.Request) error {
 		return pages.Internal("complete recovery", err)
 	}
 	h.metrics.Attempt("recovery", "ok")
-	h.trail.Event(ctx, "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+strconv.Itoa(left))
+	h.trail.Event(h.notify.With(ctx, a.UserID, mail.RecoveryCodeUsed, left), "recovery_code_used", a.UserID, "", a.ClientID, "codes left: "+strconv.Itoa(left))
 	if err := h.loginCompleted(ctx, w, r, &st, amrPasswordRecovery, now); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/totp-idp/idp/op/audit"
 	"github.com/totp-idp/idp/op/guard"
 	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/metrics"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
@@ -48,6 +49,9 @@ type Settings struct {
 	AuthRequestLifetime, SessionLifetime, SessionIdleTimeout, EnrollWithin time.Duration
 	// Passwords are the rules of a new password (docs/THREAT-MODEL.md R-S5).
 	Passwords password.Policy
+	// NewDeviceNotice mails the account when a sign-in completes in a
+	// browser without its device cookie (issue 13; --notify-new-device).
+	NewDeviceNotice bool
 }
 
 // Deps are the handler's explicit dependencies: nothing else is reached.
@@ -65,6 +69,8 @@ type Deps struct {
 	Cookies httpx.Cookies
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Notify queues the security notifications (nil: mail off).
+	Notify *mail.Notifier
 	Settings
 }
 
@@ -83,11 +89,12 @@ type Handler struct {
 	cookies httpx.Cookies
 	log     *slog.Logger
 	now     func() time.Time
+	notify  *mail.Notifier
 	cfg     Settings
 }
 
 // New builds the login UI over d.
 func New(d Deps) *Handler {
 	return &Handler{store: d.Store, sealer: d.Sealer, hasher: d.Hasher, guard: d.Guard, trail: d.Trail, pages: d.Pages,
-		metrics: d.Metrics, clients: d.Clients, ipLimit: d.IPLimit, cookies: d.Cookies, log: d.Log, now: d.Now, cfg: d.Settings}
+		metrics: d.Metrics, clients: d.Clients, ipLimit: d.IPLimit, cookies: d.Cookies, log: d.Log, now: d.Now, notify: d.Notify, cfg: d.Settings}
 }

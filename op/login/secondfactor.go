@@ -7,6 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/totp-idp/idp/op/guard"
+	"github.com/totp-idp/idp/op/httpx"
+	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
@@ -136,8 +139,17 @@ func (h *Handler) loginCompleted(ctx context.Context, w http.ResponseWriter, r *
 	}
 	// Both factors proven in this browser: it is remembered, and its
 	// later password attempts count on its own counter (op/guard).
-	h.guard.RememberDevice(ctx, w, r, a.UserID, a.SessionHash, now)
-	h.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, "amr="+strings.Join(amr, ","))
+	known := h.guard.RememberDevice(ctx, w, r, a.UserID, a.SessionHash, now)
+	detail := "amr=" + strings.Join(amr, ",")
+	if !known {
+		detail += "; a new browser"
+		if h.cfg.NewDeviceNotice {
+			// Both factors from a browser that never completed a sign-in
+			// to this account: its owner hears of it (issue 13, item 4).
+			ctx = h.notify.With(ctx, a.UserID, mail.NewDevice, guard.CleanUserAgent(r.UserAgent()), httpx.RequestFrom(ctx).IPString())
+		}
+	}
+	h.trail.Event(ctx, "login_completed", a.UserID, "", a.ClientID, detail)
 	return nil
 }
 
