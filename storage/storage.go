@@ -822,6 +822,35 @@ type Store interface {
 	Mails(ctx context.Context, f MailFilter) ([]Mail, error)
 	RetryFailedMails(ctx context.Context, now time.Time) (int, error)
 
+	// Mailed links (issue 13). IssueLink writes l and m, its mail, in one
+	// transaction, unless lim refuses (ErrLimited: nothing is written);
+	// the user's older unused links of the purpose stop working
+	// (UsedAt = l.CreatedAt). LinkByDigest returns a link, used or not
+	// (ErrNotFound for none). UsersByVerifiedEmail lists the users whose
+	// verified address is email (case-insensitive), at most limit.
+	IssueLink(ctx context.Context, l Link, m Mail, lim LinkLimit) error
+	LinkByDigest(ctx context.Context, digest []byte) (Link, error)
+	UsersByVerifiedEmail(ctx context.Context, email string, limit int) ([]User, error)
+	// VerifyEmail uses the verification link digest, in one transaction:
+	// ErrNotFound unless it is an unused, unexpired LinkVerifyEmail link;
+	// ErrWrongState when the user's address is no longer the one it was
+	// sent to; ErrConflict when another account has that address
+	// verified (one verified address, one account). Otherwise the address
+	// is verified and the link used; it returns the user.
+	VerifyEmail(ctx context.Context, digest []byte, now time.Time) (User, error)
+	// ResetPassword uses a reset link, in one transaction: ErrNotFound
+	// unless r.Link is an unused, unexpired LinkResetPassword link of
+	// r.UserID issued after the password's last change; ErrWrongState for
+	// a disabled account. The second factor is taken: r.TOTPStep must be
+	// after the last accepted step (ErrReplay; shared with sign-ins), or
+	// r.RecoveryCode an unused code of the user (ErrNoCode). Then, as
+	// SetPassword with nothing kept: the password is r.Hash, every
+	// session, device, sign-in in progress and token of the user ends, the
+	// TOTP counter is reset; and the password counter is cleared (the lock
+	// an attacker's guesses may have set), and every unused link of the
+	// user stops working.
+	ResetPassword(ctx context.Context, r PasswordReset, now time.Time) (Ended, error)
+
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
@@ -835,7 +864,8 @@ type Store interface {
 	// their expiry, and password counters of accounts and unknown names
 	// alike once they are the same as none (LockPolicy.ForgetAt, as the
 	// policy that wrote them computed it), and outbox mails sent or given
-	// up more than MailRetention ago; it returns how many. Audit events are
+	// up more than MailRetention ago, and mailed links LinkRetention past
+	// their expiry; it returns how many. Audit events are
 	// not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)
 	// Ping reports whether the database answers.

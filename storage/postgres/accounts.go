@@ -21,6 +21,17 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 	}
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		e, err = setPassword(tx, userID, c, now)
+		return err
+	})
+	return e, mapErr("set password", err)
+}
+
+// setPassword is SetPassword's change inside tx (ResetPassword's too).
+func setPassword(tx *txn, userID string, c storage.PasswordChange, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := func() error {
 		var current string
 		var disabled int64
 		if err := tx.queryRow(`SELECT password_hash, disabled_at FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&current, &disabled); err != nil {
@@ -46,8 +57,8 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 		_, err = tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = false, budget_level = 0,
 			budget_at = 0, budget_spent = false, decay_at = 0 WHERE user_id = $1 AND factor = $2`, userID, string(storage.FactorTOTP))
 		return err
-	})
-	return e, mapErr("set password", err)
+	}()
+	return e, err
 }
 
 // SetDisabled disables the account and ends its sign-ins, or enables it.

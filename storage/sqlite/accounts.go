@@ -17,6 +17,17 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 	}
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
+		var err error
+		e, err = setPassword(tx, userID, c, now)
+		return err
+	})
+	return e, mapErr("set password", err)
+}
+
+// setPassword is SetPassword's change inside tx (ResetPassword's too).
+func setPassword(tx *txn, userID string, c storage.PasswordChange, now time.Time) (storage.Ended, error) {
+	var e storage.Ended
+	err := func() error {
 		row, err := tx.queryRow(`SELECT password_hash, disabled_at FROM users WHERE id = ?`, userID)
 		if err != nil {
 			return err
@@ -45,8 +56,8 @@ func (s *Store) SetPassword(ctx context.Context, userID string, c storage.Passwo
 		_, err = tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0, budget_level = 0,
 			budget_at = 0, budget_spent = 0, decay_at = 0 WHERE user_id = ? AND factor = ?`, userID, string(storage.FactorTOTP))
 		return err
-	})
-	return e, mapErr("set password", err)
+	}()
+	return e, err
 }
 
 // SetDisabled disables the account and ends its sign-ins, or enables it.

@@ -1,0 +1,17 @@
+-- Mailed single-use links (issue 13): an address verification or a
+-- password reset. Only the SHA-256 digest of the link's token is kept.
+-- Rows outlive their use for the rate limits (storage.LinkLimit) and go
+-- LinkRetention after expiry (GC).
+CREATE TABLE IF NOT EXISTS mail_links (
+    digest     BYTEA  PRIMARY KEY,
+    purpose    TEXT   NOT NULL,
+    user_id    TEXT   NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email      TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS mail_links_user ON mail_links (user_id, purpose, created_at);
+CREATE INDEX IF NOT EXISTS mail_links_email ON mail_links (lower(email), purpose, created_at);
+CREATE INDEX IF NOT EXISTS mail_links_expires ON mail_links (expires_at);
+CREATE INDEX IF NOT EXISTS users_verified_email ON users (lower(email)) WHERE email_verified;

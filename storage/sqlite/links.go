@@ -1,0 +1,180 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/totp-idp/idp/storage"
+)
+
+const linkCols = `digest, purpose, user_id, email, created_at, expires_at, used_at`
+
+func scanLink(sc scanner) (storage.Link, error) {
+	var l storage.Link
+	var created, expires, used int64
+	err := sc.Scan(&l.Digest, &l.Purpose, &l.UserID, &l.Email, &created, &expires, &used)
+	l.CreatedAt, l.ExpiresAt, l.UsedAt = fromUnix(created), fromUnix(expires), fromUnix(used)
+	return l, err
+}
+
+// IssueLink writes a link and its mail unless a limit refuses
+// (storage.Store.IssueLink). The write lock makes the count and the insert
+// one decision across processes.
+func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, lim storage.LinkLimit) error {
+	if len(l.Digest) != 32 || l.Purpose == "" || l.UserID == "" || l.Email == "" {
+		return errors.New("sqlite: issue link: digest, purpose, user and address required")
+	}
+	err := s.write(ctx, func(tx *txn) error {
+		created := unix(l.CreatedAt)
+		row, err := tx.queryRow(`SELECT
+			(SELECT COUNT(*) FROM mail_links WHERE user_id = ? AND purpose = ? AND created_at > ?),
+			(SELECT COUNT(*) FROM mail_links WHERE email = ? COLLATE NOCASE AND purpose = ? AND created_at > ?)`,
+			l.UserID, l.Purpose, created-int64(lim.PerUser/time.Second),
+			l.Email, l.Purpose, created-int64(lim.AddressWindow/time.Second))
+		if err != nil {
+			return err
+		}
+		var byUser, byAddress int
+		if err := row.Scan(&byUser, &byAddress); err != nil {
+			return err
+		}
+		if lim.PerUser > 0 && byUser > 0 || lim.PerAddress > 0 && byAddress >= lim.PerAddress {
+			return storage.ErrLimited
+		}
+		// One live link of a purpose per user: the newest.
+		if _, err := tx.exec(`UPDATE mail_links SET used_at = ? WHERE user_id = ? AND purpose = ? AND used_at = 0`,
+			revokedAt(l.CreatedAt), l.UserID, l.Purpose); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`INSERT INTO mail_links (`+linkCols+`) VALUES (?, ?, ?, ?, ?, ?, 0)`,
+			l.Digest, l.Purpose, l.UserID, l.Email, created, unix(l.ExpiresAt)); err != nil {
+			return err
+		}
+		m.OncePer = 0 // the link's limits decided
+		return insertMails(tx, []storage.Mail{m})
+	})
+	return mapErr("issue link", err)
+}
+
+// LinkByDigest returns a link, used or not.
+func (s *Store) LinkByDigest(ctx context.Context, digest []byte) (storage.Link, error) {
+	return one(ctx, s, "link", scanLink, `SELECT `+linkCols+` FROM mail_links WHERE digest = ?`, digest)
+}
+
+// UsersByVerifiedEmail lists the users whose verified address is email.
+func (s *Store) UsersByVerifiedEmail(ctx context.Context, email string, limit int) ([]storage.User, error) {
+	return all(ctx, s, "users by verified email", scanUser, `SELECT `+userCols+` FROM users
+		WHERE email = ? COLLATE NOCASE AND email_verified = 1 AND email <> '' ORDER BY created_at, id LIMIT ?`, email, max(limit, 1))
+}
+
+// liveLink reads the unused, unexpired link digest of purpose in tx
+// (ErrNotFound otherwise).
+func liveLink(tx *txn, digest []byte, purpose string, now time.Time) (storage.Link, error) {
+	row, err := tx.queryRow(`SELECT `+linkCols+` FROM mail_links WHERE digest = ? AND purpose = ? AND used_at = 0 AND expires_at > ?`,
+		digest, purpose, now.Unix())
+	if err != nil {
+		return storage.Link{}, err
+	}
+	l, err := scanLink(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, storage.ErrNotFound
+	}
+	return l, err
+}
+
+// VerifyEmail uses a verification link (storage.Store.VerifyEmail).
+func (s *Store) VerifyEmail(ctx context.Context, digest []byte, now time.Time) (storage.User, error) {
+	var u storage.User
+	err := s.write(ctx, func(tx *txn) error {
+		l, err := liveLink(tx, digest, storage.LinkVerifyEmail, now)
+		if err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT `+userCols+` FROM users WHERE id = ?`, l.UserID)
+		if err != nil {
+			return err
+		}
+		if u, err = scanUser(row); err != nil {
+			return err
+		}
+		if u.Email != l.Email {
+			return storage.ErrWrongState
+		}
+		row, err = tx.queryRow(`SELECT COUNT(*) FROM users WHERE email = ? COLLATE NOCASE AND email_verified = 1 AND id <> ?`, l.Email, u.ID)
+		if err != nil {
+			return err
+		}
+		var others int
+		if err := row.Scan(&others); err != nil {
+			return err
+		}
+		if others > 0 {
+			return storage.ErrConflict
+		}
+		if _, err := tx.exec(`UPDATE users SET email_verified = 1 WHERE id = ?`, u.ID); err != nil {
+			return err
+		}
+		u.EmailVerified = true
+		_, err = tx.exec(`UPDATE mail_links SET used_at = ? WHERE digest = ?`, revokedAt(now), digest)
+		return err
+	})
+	return u, mapErr("verify email", err)
+}
+
+// ResetPassword uses a reset link (storage.Store.ResetPassword).
+func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now time.Time) (storage.Ended, error) {
+	if r.Hash == "" || (r.TOTPStep == 0) == (r.RecoveryCode == nil) {
+		return storage.Ended{}, errors.New("sqlite: reset password: a hash and one second factor required")
+	}
+	var e storage.Ended
+	err := s.write(ctx, func(tx *txn) error {
+		l, err := liveLink(tx, r.Link, storage.LinkResetPassword, now)
+		if err != nil {
+			return err
+		}
+		row, err := tx.queryRow(`SELECT disabled_at, password_changed_at FROM users WHERE id = ?`, r.UserID)
+		if err != nil {
+			return err
+		}
+		var disabled, changed int64
+		if err := row.Scan(&disabled, &changed); err != nil {
+			return err // no user: ErrNotFound
+		}
+		if l.UserID != r.UserID || changed > unix(l.CreatedAt) {
+			// Another account's link, or one the password outlived.
+			return storage.ErrNotFound
+		}
+		if disabled != 0 {
+			return storage.ErrWrongState
+		}
+		if r.TOTPStep != 0 {
+			// The guarded UPDATE is the replay check, shared with sign-ins.
+			n, err := tx.exec(`UPDATE totp_credentials SET last_step = ? WHERE user_id = ? AND confirmed = 1 AND last_step < ?`,
+				r.TOTPStep, r.UserID, r.TOTPStep)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return storage.ErrReplay
+			}
+		} else if err := useRecoveryCode(tx, r.UserID, r.RecoveryCode, now); errors.Is(err, storage.ErrNotFound) {
+			return storage.ErrNoCode
+		} else if err != nil {
+			return err
+		}
+		if e, err = setPassword(tx, r.UserID, storage.PasswordChange{Hash: r.Hash}, now); err != nil {
+			return err
+		}
+		// The password counter starts again: a lock set by guesses at the
+		// old password is lifted with it (issue 13, item 5).
+		if _, err := tx.exec(`UPDATE attempts SET failures = 0, locked_until = 0, hard_locked = 0, budget_level = 0,
+			budget_at = 0, budget_spent = 0, decay_at = 0 WHERE user_id = ? AND factor = ?`, r.UserID, string(storage.FactorPassword)); err != nil {
+			return err
+		}
+		_, err = tx.exec(`UPDATE mail_links SET used_at = ? WHERE user_id = ? AND used_at = 0`, revokedAt(now), r.UserID)
+		return err
+	})
+	return e, mapErr("reset password", err)
+}
