@@ -26,8 +26,9 @@ type Link struct {
 }
 
 // LinkLimit bounds how often links of a purpose are mailed: at most one
-// to a user within PerUser, and at most PerAddress to one address within
-// AddressWindow, whichever accounts share it (the outer limit).
+// to a user at one address within PerUser (a new address gets its own at
+// once), and at most PerAddress to one address within AddressWindow,
+// whichever accounts share it (the outer limit).
 type LinkLimit struct {
 	PerUser       time.Duration
 	PerAddress    int

@@ -31,6 +31,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 	fs, db := e.newFlags("user " + sub)
 	var (
 		email, name, product, keyFile string
+		issuer                        string
 		passwordStdin, asJSON         bool
 		emailVerified                 bool
 		enrollAtLogin, allowWeak      bool
@@ -58,6 +59,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		fs.StringVar(&email, "email", "", "new e-mail address (\"\" clears it)")
 		fs.StringVar(&name, "name", "", "new display name")
 		fs.BoolVar(&emailVerified, "email-verified", false, "the e-mail address is known to be the user's (--email-verified=false clears it)")
+		fs.StringVar(&issuer, "issuer", "", "the provider's issuer URL (serve's --issuer): a new, unverified address is mailed its verification link")
 	}
 	// The commands whose change its owner is told of (issue 13, item 4):
 	// the notice is sealed in the outbox with the secret key, and a server
@@ -111,6 +113,7 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		if adm.Notify, err = e.notifier(ctx, st, keyFile, *db, product); err != nil {
 			return err
 		}
+		adm.Issuer = issuer
 	}
 	// The output is written; an action whose audit row failed still
 	// exits non-zero (review of issue 12, B-F2).
@@ -330,9 +333,14 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		}
 		if asJSON {
 			return e.changed(adm, map[string]any{"username": u.Username, "name": u.Name, "email": u.Email,
-				"email_verified": u.EmailVerified})
+				"email_verified": u.EmailVerified, "verification_link_sent": adm.LinkSent})
 		}
 		fmt.Fprintf(e.stdout, "Updated %s: name %s, e-mail %s (verified: %t).\n", printable(u.Username), printable(u.Name), printable(u.Email), u.EmailVerified)
+		if adm.LinkSent {
+			fmt.Fprintln(e.stdout, "A verification link was queued for the new address.")
+		} else if set["email"] && u.Email != "" && !u.EmailVerified {
+			fmt.Fprintln(e.stdout, "No verification link was sent (give --issuer, or the user asks for one on the account page).")
+		}
 		return nil
 	case "sessions":
 		if err := needArgs(pos, 1, "USERNAME"); err != nil {

@@ -119,6 +119,10 @@ func (h *Handler) Mount(mux *http.ServeMux, wrap func(http.Handler) http.Handler
 	inner.HandleFunc("POST "+CodesPath, h.pages.Handle(h.renewCodes))
 	inner.HandleFunc("POST "+AuthenticatorPath, h.pages.Handle(h.newAuthenticator))
 	inner.HandleFunc("POST "+ConfirmPath, h.pages.Handle(h.confirmAuthenticator))
+	inner.HandleFunc("POST "+EmailPath, h.pages.Handle(h.changeEmail))
+	inner.HandleFunc("POST "+EmailLinkPath, h.pages.Handle(h.emailLink))
+	inner.HandleFunc("GET "+VerifyEmailPath, h.pages.Handle(h.verifyEmailPage))
+	inner.HandleFunc("POST "+VerifyEmailPath, h.pages.Handle(h.verifyEmail))
 	inner.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Error(w, http.StatusNotFound, pages.MsgNotFound, "")
 	})

@@ -32,6 +32,9 @@ type View struct {
 	FreshUntil string
 	CSRF       string
 	MinLength  int
+	// MailOn: the provider sends mail, so the page offers a verification
+	// link for an unverified address.
+	MailOn bool
 }
 
 // SessionRow is one SSO session; This marks the browser looking, Handle
@@ -64,7 +67,7 @@ func (h *Handler) view(r *http.Request, sess storage.Session) (View, error) {
 	}
 	v := View{Username: u.Username, Name: u.Name, Email: u.Email, EmailVerified: u.EmailVerified,
 		PasswordChanged: stamp(u.PasswordChangedAt), Fresh: h.fresh(sess), CSRF: formToken(h.login.SSOCookie(r)),
-		MinLength: h.passwords.MinLength}
+		MinLength: h.passwords.MinLength, MailOn: h.notify != nil}
 	if v.MinLength <= 0 {
 		v.MinLength = password.DefaultMinLength
 	}

@@ -40,6 +40,13 @@ type Admin struct {
 	// of the operator's action (nil: none); a server with mail configured
 	// delivers them (op/mail).
 	Notify *mail.Notifier
+	// Issuer is the provider's URL, for the verification link a new
+	// address gets ("": none is sent; the user asks for one on the
+	// account page).
+	Issuer string
+
+	// LinkSent: UpdateUser mailed a verification link.
+	LinkSent bool
 
 	mu        sync.Mutex
 	unaudited error // the audit rows that could not be written (Unaudited)
@@ -137,6 +144,11 @@ func (a *Admin) AddUser(ctx context.Context, nu NewUser) (CreatedUser, error) {
 	}
 	if err := checkName(nu.Name); err != nil {
 		return CreatedUser{}, err
+	}
+	if nu.EmailVerified {
+		if err := a.verifiedElsewhere(ctx, "", nu.Email); err != nil {
+			return CreatedUser{}, err
+		}
 	}
 	if err := a.checkPassword(nu.Password, username, nu.Email, nu.AllowWeak); err != nil {
 		return CreatedUser{}, err

@@ -2,11 +2,13 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/totp-idp/idp/op/account"
 	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/storage"
 )
@@ -86,6 +88,15 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 			return u, err
 		}
 	}
+	if up.EmailVerified != nil && *up.EmailVerified {
+		addr := u.Email
+		if up.Email != nil {
+			addr = *up.Email
+		}
+		if err := a.verifiedElsewhere(ctx, u.ID, addr); err != nil {
+			return u, err
+		}
+	}
 	if err := a.Store.UpdateUser(ctx, u.ID, up); err != nil {
 		return u, err
 	}
@@ -105,7 +116,44 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 		ctx = a.Notify.WithTo(ctx, u, u.Email, mail.EmailChanged, mail.Mask(*up.Email), mail.HowOperator)
 	}
 	a.audit(ctx, "user_updated", u.ID, u.Username, "", strings.Join(changed, ", "))
-	return a.Store.UserByID(ctx, u.ID)
+	now, err := a.Store.UserByID(ctx, u.ID)
+	if err != nil {
+		return now, err
+	}
+	if up.Email != nil && *up.Email != u.Email && now.Email != "" && !now.EmailVerified && a.Notify != nil && a.Issuer != "" {
+		// The new address gets its verification link (issue 13, item 3).
+		switch err := a.Notify.SendLink(ctx, now, now.Email, storage.LinkVerifyEmail, strings.TrimSuffix(a.Issuer, "/")+account.VerifyEmailPath); {
+		case err == nil:
+			a.audit(ctx, "email_verification_sent", u.ID, u.Username, "", "to "+mail.Mask(now.Email)+", by operator")
+			a.LinkSent = true
+		case errors.Is(err, storage.ErrLimited):
+		default:
+			return now, fmt.Errorf("the address is changed, but its verification link was not sent: %w", err)
+		}
+	}
+	return now, nil
+}
+
+// ErrVerifiedElsewhere: another account has the address verified; one
+// verified address belongs to one account (a reset link goes to it).
+var ErrVerifiedElsewhere = errors.New("another account has this e-mail address verified")
+
+// verifiedElsewhere is ErrVerifiedElsewhere when an account other than
+// userID has addr verified (case-insensitive).
+func (a *Admin) verifiedElsewhere(ctx context.Context, userID, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	others, err := a.Store.UsersByVerifiedEmail(ctx, addr, 2)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.ID != userID {
+			return fmt.Errorf("%w (%s)", ErrVerifiedElsewhere, o.Username)
+		}
+	}
+	return nil
 }
 
 // SignedIn is what a user is signed in with: SSO sessions and remembered

@@ -39,6 +39,10 @@ func (h *Handler) routes() http.Handler {
 	mux.HandleFunc("GET /login/recovery", h.pages.Handle(h.recoveryPage))
 	mux.HandleFunc("POST /login/recovery", h.pages.Handle(h.recoveryStep))
 	mux.HandleFunc("POST "+NewPasswordPath, h.pages.Handle(h.newPasswordStep))
+	mux.HandleFunc("GET "+ForgotPath, h.pages.Handle(h.forgotPage))
+	mux.HandleFunc("POST "+ForgotPath, h.pages.Handle(h.forgotStep))
+	mux.HandleFunc("GET "+ResetPath, h.pages.Handle(h.resetPage))
+	mux.HandleFunc("POST "+ResetPath, h.pages.Handle(h.resetStep))
 	mux.HandleFunc("GET /login/static/style.css", h.pages.ServeCSS)
 	mux.HandleFunc("GET /login/logged-out", func(w http.ResponseWriter, r *http.Request) {
 		h.pages.Render(w, http.StatusOK, "loggedout", pages.Data{Title: "title.loggedout"})
@@ -179,7 +183,7 @@ func (h *Handler) redirectError(w http.ResponseWriter, r *http.Request, a *stora
 func (h *Handler) passwordForm(r *http.Request, a *storage.AuthRequest, flowSecret string, status int, username, msg string) *pages.Form {
 	return &pages.Form{Status: status, Page: "password", Data: pages.Data{
 		Title: "title.signin", ClientName: h.clients.Name(r.Context(), a.ClientID), ID: a.ID,
-		CSRF: CSRFToken(flowSecret, a.ID), Username: username, Error: msg,
+		CSRF: CSRFToken(flowSecret, a.ID), Username: username, Error: msg, Forgot: h.notify != nil,
 	}}
 }
 

@@ -83,6 +83,14 @@ type Data struct {
 	// that page's view.
 	Wide    bool
 	Account any
+	// Mailed links' pages (verify an address, reset a password): the
+	// link's token, carried to the form that uses it; the address; Done
+	// once used.
+	Token string
+	Email string
+	Done  bool
+	// Forgot: the password page offers "Forgot your password?" (mail on).
+	Forgot bool
 	// QRSVG is a QR code drawn inline (the account page's new
 	// authenticator): module coordinates only.
 	QRSVG template.HTML
@@ -101,7 +109,7 @@ type Pages struct {
 
 // pageNames are the templates, each rendered inside layout.html.
 var pageNames = []string{"password", "totp", "enroll", "codes", "recovery", "recovered", "locked", "error", "loggedout", "logout",
-	"newpassword", "account", "newcodes", "newtotp"}
+	"newpassword", "account", "newcodes", "newtotp", "verifyemail", "forgot", "reset"}
 
 // Has reports whether the catalogue has a sentence for key.
 func (p *Pages) Has(key string) bool { _, ok := p.msgs[key]; return ok }

@@ -42,7 +42,7 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 		created := unix(l.CreatedAt)
 		var byUser, byAddress int
 		if err := tx.queryRow(`SELECT
-			(SELECT COUNT(*) FROM mail_links WHERE user_id = $1 AND purpose = $2 AND created_at > $3),
+			(SELECT COUNT(*) FROM mail_links WHERE user_id = $1 AND purpose = $2 AND lower(email) = lower($4) AND created_at > $3),
 			(SELECT COUNT(*) FROM mail_links WHERE lower(email) = lower($4) AND purpose = $2 AND created_at > $5)`,
 			l.UserID, l.Purpose, created-int64(lim.PerUser/time.Second), l.Email, created-int64(lim.AddressWindow/time.Second)).Scan(&byUser, &byAddress); err != nil {
 			return err

@@ -29,9 +29,9 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 	err := s.write(ctx, func(tx *txn) error {
 		created := unix(l.CreatedAt)
 		row, err := tx.queryRow(`SELECT
-			(SELECT COUNT(*) FROM mail_links WHERE user_id = ? AND purpose = ? AND created_at > ?),
+			(SELECT COUNT(*) FROM mail_links WHERE user_id = ? AND purpose = ? AND email = ? COLLATE NOCASE AND created_at > ?),
 			(SELECT COUNT(*) FROM mail_links WHERE email = ? COLLATE NOCASE AND purpose = ? AND created_at > ?)`,
-			l.UserID, l.Purpose, created-int64(lim.PerUser/time.Second),
+			l.UserID, l.Purpose, l.Email, created-int64(lim.PerUser/time.Second),
 			l.Email, l.Purpose, created-int64(lim.AddressWindow/time.Second))
 		if err != nil {
 			return err
