@@ -278,6 +278,7 @@ type Browser struct {
 	t      testing.TB
 	Jar    http.CookieJar
 	Client *http.Client
+	UA     string // the User-Agent sent, when set
 }
 
 // NewBrowser returns a browser; localIP, when not empty, is the 127.0.0.x
@@ -306,6 +307,9 @@ type Page struct {
 
 func (b *Browser) do(req *http.Request) Page {
 	b.t.Helper()
+	if b.UA != "" {
+		req.Header.Set("User-Agent", b.UA)
+	}
 	resp, err := b.Client.Do(req)
 	if err != nil {
 		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)

@@ -28,6 +28,7 @@ type Sink struct {
 
 	mu    sync.Mutex
 	srv   *smtp.Server
+	l     net.Listener
 	mails []SinkMail
 	delay time.Duration
 }
@@ -70,7 +71,7 @@ func (s *Sink) serve(l net.Listener) {
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	srv.MaxMessageBytes = 1 << 20
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.l = srv, l
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(l) }()
 }
@@ -78,10 +79,13 @@ func (s *Sink) serve(l net.Listener) {
 // Down stops the sink: its port refuses connections.
 func (s *Sink) Down() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, l := s.srv, s.l
+	s.srv, s.l = nil, nil
 	s.mu.Unlock()
 	if srv != nil {
+		// The listener is closed here too: Serve may not have taken it
+		// yet, and the server closes only the listeners it serves.
+		_ = l.Close()
 		_ = srv.Close()
 	}
 }

@@ -89,6 +89,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&smtpPasswordFile, "smtp-password-file", "", "file with the password of --smtp-url's user")
 	fs.StringVar(&mailDir, "mail-dir", "", "write e-mail notifications as .eml files in this directory instead of sending them (--dev: DB.mail)")
 	fs.DurationVar(&mailInterval, "mail-interval", 2*time.Second, "how often the outbox is delivered")
+	mailRetry := fs.Duration("mail-retry", mail.FirstRetry, "the wait after a mail's first failed attempt; it doubles with each attempt, up to 30m")
 	newDeviceNotice := fs.Bool("notify-new-device", true, "with mail on, mail the user when a sign-in completes in a browser that never signed in to the account")
 	registerPolicyFlags(fs, "totp", &cfg.TOTPPolicy)
 	fs.IntVar(&cfg.TOTPPolicy.Budget, "totp-budget", cfg.TOTPPolicy.Budget, "TOTP and recovery-code failures allowed per --totp-budget-window, which no success refills; when spent, the second factor locks until an operator unlocks")
@@ -126,6 +127,9 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	// whole configuration again with them.
 	if err := flagErrors(cfg.Validate(), "Issuer", "Sealer"); err != nil {
 		return err
+	}
+	if *mailRetry <= 0 || *mailRetry > mail.MaxRetry {
+		return usageError{fmt.Sprintf("--mail-retry %s: must be positive and at most %s", *mailRetry, mail.MaxRetry)}
 	}
 	if mailInterval <= 0 {
 		return usageError{fmt.Sprintf("--mail-interval %s: must be positive", mailInterval)}
@@ -194,7 +198,7 @@ func (e *env) serve(ctx context.Context, args []string) error {
 	if transport != nil {
 		domain, _ := url.Parse(issuer)
 		sender := &mail.Sender{Store: st, Sealer: sealer, Transport: transport, From: from, Domain: domain.Hostname(),
-			Trail: auditTrail{st: st, log: log}, Log: log}
+			Trail: auditTrail{st: st, log: log}, Log: log, FirstRetry: *mailRetry}
 		go sender.Run(ctx, mailInterval)
 		if mailDir != "" {
 			log.Info("e-mail is written as .eml files, not sent", "dir", mailDir)

@@ -53,6 +53,9 @@ type Sender struct {
 	Log         *slog.Logger
 	Now         func() time.Time
 	GiveUpAfter time.Duration
+	// FirstRetry is the wait after a first failed attempt (zero:
+	// FirstRetry; serve's --mail-retry).
+	FirstRetry time.Duration
 }
 
 func (s *Sender) now() time.Time {
@@ -62,10 +65,13 @@ func (s *Sender) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Backoff is the wait after the attempts-th failed attempt: FirstRetry,
+// Backoff is the wait after the attempts-th failed attempt: first,
 // doubling, at most MaxRetry.
-func Backoff(attempts int) time.Duration {
-	d := FirstRetry
+func Backoff(attempts int, first time.Duration) time.Duration {
+	d := min(first, MaxRetry)
+	if d <= 0 {
+		d = FirstRetry
+	}
 	for i := 1; i < attempts && d < MaxRetry; i++ {
 		d *= 2
 	}
@@ -148,7 +154,7 @@ func (s *Sender) failed(ctx context.Context, m storage.Mail, cause error) {
 		}
 		return
 	}
-	if err := s.Store.MailRetryAt(ctx, m.ID, msg, now.Add(Backoff(m.Attempts))); err != nil {
+	if err := s.Store.MailRetryAt(ctx, m.ID, msg, now.Add(Backoff(m.Attempts, s.FirstRetry))); err != nil {
 		s.log().WarnContext(ctx, "mail retry", "mail", m.ID, "err", err)
 	}
 }
