@@ -105,6 +105,11 @@ type bench struct {
 	bin     string
 	dir     string
 	metrics *http.Client
+	// The main section's database, users and client secret, which the
+	// mail section uses again.
+	mainDB string
+	pool   *userPool
+	secret string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -134,6 +139,9 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.mailSection(ctx); err != nil {
 		return err
 	}
 	if err := b.lockedAccount(ctx); err != nil {

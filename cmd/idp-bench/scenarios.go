@@ -39,6 +39,7 @@ func (b *bench) mainServer(ctx context.Context) error {
 	}
 	b.rep.Users.Created, b.rep.Users.Seconds = n, time.Since(t).Seconds()
 	pool := &userPool{users: users}
+	b.mainDB, b.pool, b.secret = db, pool, secret
 	r, err := newRP(ctx, srv.issuer, clientID, secret, redirectURI)
 	if err != nil {
 		return err
