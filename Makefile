@@ -39,7 +39,7 @@ screenshots:
 	IDP_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestBrowser' ./e2e/
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./storage/sqlite/ ./storage/postgres/ ./op/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./storage/sqlite/ ./storage/postgres/ ./op/ ./op/mail/
 	$(GO) run ./cmd/idp-bench
 
 # Statement coverage of op/... and storage/... by the unit tests and the

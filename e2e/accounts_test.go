@@ -336,7 +336,7 @@ func TestAccountPageAttacks(t *testing.T) {
 	token := acAccountSignIn(t, s, b, u, u.Password, time.Now())
 
 	for _, path := range []string{"/account/verify", "/account/password", "/account/sessions/end", "/account/recovery-codes",
-		"/account/authenticator", "/account/authenticator/confirm"} {
+		"/account/authenticator", "/account/authenticator/confirm", "/account/email", "/account/email/link"} {
 		form := url.Values{"csrf": {token}, "which": {"all"}, "current": {u.Password}, "new": {"marble orchard three"},
 			"repeat": {"marble orchard three"}, "code": {u.Code(time.Now())}}
 		req, err := http.NewRequest(http.MethodPost, s.URL+path, strings.NewReader(form.Encode()))

@@ -72,9 +72,12 @@ func TestMailSMTPDown(t *testing.T) {
 		t.Fatalf("%d mails delivered while down", n)
 	}
 	sink.Up()
-	got := sink.Wait(2, 15*time.Second)
+	if got := sink.Wait(2, 15*time.Second); len(got) < 2 {
+		t.Fatalf("mails after the server came back: %d, want 2", len(got))
+	}
 	time.Sleep(1500 * time.Millisecond) // more delivery rounds and a retry period: still two
-	if got = sink.Mails(); len(got) != 2 {
+	got := sink.Mails()
+	if len(got) != 2 {
 		t.Fatalf("mails after the server came back: %d, want 2", len(got))
 	}
 	ids := map[string]bool{}

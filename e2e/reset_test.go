@@ -486,3 +486,66 @@ func TestResetEnumeration(t *testing.T) {
 	}
 	t.Logf("%d rounds: one page, one status; medians %v", samples, med)
 }
+
+// TestPasswordResetRace, through the real binary: one reset link posted
+// eight times at once, with the current code and with different recovery
+// codes, resets the password once; the others change nothing (410: the
+// link was used; 401: the code's step was spent; 429: the claims counted
+// before them reached the lock).
+func TestPasswordResetRace(t *testing.T) {
+	s, sink := rsMailServer(t, "--password-max-failures", "20")
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "tia", "correct horse battery")
+	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	codes := lgRecoveryCodes(t, s, u)
+	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
+		t.Fatal(p.Status)
+	}
+	link := rsLink(t, ntMail(t, sink, "tia@example.com", "reset your password", 1, nil), "/login/reset")
+	status := make([]int, 8)
+	passwords := make([]string, 8)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range status {
+		passwords[i] = fmt.Sprintf("marble orchard %d three", i)
+		v := url.Values{"new": {passwords[i]}, "repeat": {passwords[i]}}
+		if i%2 == 0 {
+			v.Set("code", u.Code(time.Now()))
+		} else {
+			v.Set("recovery_code", codes[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			status[i] = rsReset(NewBrowser(t, ""), s, link, v).Status
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := -1
+	for i, st := range status {
+		switch st {
+		case http.StatusOK:
+			if won >= 0 {
+				t.Fatalf("two resets with one link: %v", status)
+			}
+			won = i
+		case http.StatusGone, http.StatusUnauthorized, http.StatusTooManyRequests:
+			// Used meanwhile, a code already spent, or refused by the
+			// claims the others counted first (claim before check).
+		default:
+			t.Fatalf("statuses %v", status)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("no reset won: %v", status)
+	}
+	for i, pw := range passwords {
+		p := NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Password(u.Name, pw)
+		if (i == won) != (p.Status == http.StatusSeeOther) {
+			t.Errorf("password %d after the race (winner %d): %d", i, won, p.Status)
+		}
+	}
+	t.Logf("eight resets at once with one link: %v", status)
+}

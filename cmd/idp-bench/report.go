@@ -157,11 +157,11 @@ func (r *report) addLogin(res levelResult) *loginLevel {
 	return l
 }
 
-// mailLogin is addLogin's level for the mail section (not in Logins).
-func (r *report) mailLogin(res levelResult) *loginLevel {
+// levelOf is addLogin's level without adding it to Logins (the mail
+// section's).
+func (r *report) levelOf(res levelResult) *loginLevel {
 	l := r.addLogin(res)
 	r.Logins = r.Logins[:len(r.Logins)-1]
-	r.Mail.Logins = append(r.Mail.Logins, l)
 	return l
 }
 
@@ -338,19 +338,16 @@ func (r *report) print(w io.Writer) {
 	if len(r.Mail.Logins) > 0 {
 		p("")
 		p("Complete logins with notifications on and a slow mail server (%.0f s per mail; every login is from a new", r.Mail.DelayS)
-		p("browser, so each queues a notice): the same users and database as above")
-		p("  conc  logins  logins/s  (without mail)   p50 ms  (without)   p95 ms  (without)")
-		for _, l := range r.Mail.Logins {
-			var base *loginLevel
-			for _, b := range r.Logins {
-				if b.Concurrency == l.Concurrency {
-					base = b
-				}
+		p("browser, so each queues a notice), against the same levels just before with mail off, on the same database")
+		p("  conc  logins  logins/s  (mail off)   p50 ms  (mail off)   p95 ms  (mail off)  server CPU/login (mail off)  idle / other load (mail off)")
+		for i, l := range r.Mail.Logins {
+			base := &loginLevel{}
+			if i < len(r.Mail.Control) {
+				base = r.Mail.Control[i]
 			}
-			if base == nil {
-				base = &loginLevel{}
-			}
-			p("  %4d  %6d  %8.1f  (%8.1f)      %7.0f  (%7.0f)  %7.0f  (%7.0f)", l.Concurrency, l.Logins, l.PerS, base.PerS, l.P50Ms, base.P50Ms, l.P95Ms, base.P95Ms)
+			p("  %4d  %6d  %8.1f  (%8.1f)  %7.0f  (%8.0f)  %7.0f  (%8.0f)  %10.1f ms (%6.1f ms)  %4.2f / %4.2f (%4.2f / %4.2f) cores%s", l.Concurrency, l.Logins,
+				l.PerS, base.PerS, l.P50Ms, base.P50Ms, l.P95Ms, base.P95Ms, l.ServerCPUMsPerOp, base.ServerCPUMsPerOp,
+				l.IdleCores, l.OtherCores, base.IdleCores, base.OtherCores, truncNote(l.Truncated))
 		}
 		p("  notices queued %d, delivered by the end %d (the rest wait in the outbox: the sender is slow, the sign-ins are not)", r.Mail.Queued, r.Mail.Sent)
 	}

@@ -27,7 +27,8 @@ const (
 	// forgotFloor is the least time every answer of the forgot form
 	// takes, an account or none, a mail or none: the work for a real
 	// account (a few reads, sealing, one write) fits well inside it, so
-	// the timing tells nothing (OWASP ASVS 5.0 V6.3.8).
+	// the timing tells nothing (OWASP ASVS 5.0 6.3.8; docs/THREAT-MODEL.md
+	// R-M2).
 	forgotFloor = 300 * time.Millisecond
 	// maxIdentifier bounds the form's one field (RFC 5321 §4.5.3.1.3).
 	maxIdentifier = 254
@@ -113,6 +114,9 @@ func (h *Handler) requestReset(ctx context.Context, raw string) {
 		if ok, err := h.hasTOTP(ctx, u.ID); err != nil || !ok {
 			continue
 		}
+		// The link is built on the configured issuer, never on a request
+		// header (Host, X-Forwarded-Host): a forged header must not send
+		// a user's reset link to another site.
 		switch err := h.notify.SendLink(ctx, u, u.Email, storage.LinkResetPassword, strings.TrimSuffix(h.cfg.Issuer, "/")+ResetPath); {
 		case err == nil:
 			h.trail.Event(ctx, "password_reset_requested", u.ID, u.Username, "", "link mailed to "+mail.Mask(u.Email))
@@ -174,10 +178,11 @@ func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// resetStep sets the new password: only with the account's second factor,
-// claimed on the guard's TOTP counter before it is checked, as at a
-// sign-in (so the mailbox alone never takes the account, and wrong codes
-// here lock as wrong codes there). The link, the code and the password
+// resetStep sets the new password: only with the account's second factor
+// (OWASP ASVS 5.0 6.4.3: a reset never bypasses MFA; docs/THREAT-MODEL.md
+// R-M1), claimed on the guard's TOTP counter before it is checked, as at
+// a sign-in (so the mailbox alone never takes the account, and wrong
+// codes here lock as wrong codes there). The link, the code and the password
 // are taken in one transaction (storage.Store.ResetPassword), which ends
 // every session, device and token of the account and lifts its password
 // lock.
