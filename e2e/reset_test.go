@@ -341,8 +341,8 @@ func TestPasswordResetLinks(t *testing.T) {
 	// Disabled since.
 	link = request("bea")
 	CLI(t, s.DB, "", "user", "disable", "bea")
-	if p := rsReset(NewBrowser(t, ""), s, link, withCode(users["bea"])); p.Status != http.StatusForbidden {
-		t.Fatalf("a disabled account's link: %d, want 403", p.Status)
+	if p := rsReset(NewBrowser(t, ""), s, link, withCode(users["bea"])); p.Status != http.StatusGone || strings.Contains(p.Body, "disabled") {
+		t.Fatalf("a disabled account's link: %d, want 410 and no word of the account's state", p.Status)
 	}
 	// The operator set a password after the link was sent.
 	link = request("cid")

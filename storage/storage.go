@@ -840,8 +840,8 @@ type Store interface {
 	VerifyEmail(ctx context.Context, digest []byte, now time.Time) (User, error)
 	// ResetPassword uses a reset link, in one transaction: ErrNotFound
 	// unless r.Link is an unused, unexpired LinkResetPassword link of
-	// r.UserID issued after the password's last change; ErrWrongState for
-	// a disabled account. The second factor is taken: r.TOTPStep must be
+	// r.UserID, issued after the password's last change, to the address
+	// the account still has; ErrWrongState for a disabled account. The second factor is taken: r.TOTPStep must be
 	// after the last accepted step (ErrReplay; shared with sign-ins), or
 	// r.RecoveryCode an unused code of the user (ErrNoCode). Then, as
 	// SetPassword with nothing kept: the password is r.Hash, every

@@ -147,14 +147,14 @@ func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.
 		return nil, storage.User{}, invalid
 	}
 	u, err := h.store.UserByID(ctx, l.UserID)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && u.PasswordChangedAt.After(l.CreatedAt) {
-		return nil, storage.User{}, invalid
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, storage.User{}, pages.Internal("reset link's user", err)
 	}
-	if !u.DisabledAt.IsZero() {
-		return nil, storage.User{}, &pages.Error{Status: http.StatusForbidden, Msg: pages.MsgDisabled, What: "reset link of a disabled account"}
+	// A disabled account's link is as dead as any other, and says no
+	// more: the mailbox alone does not learn the account is disabled
+	// (docs/THREAT-MODEL.md R-W7).
+	if err != nil || u.PasswordChangedAt.After(l.CreatedAt) || !strings.EqualFold(u.Email, l.Email) || !u.DisabledAt.IsZero() {
+		return nil, storage.User{}, invalid
 	}
 	return digest, u, nil
 }

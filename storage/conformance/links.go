@@ -236,6 +236,13 @@ func testResetPassword(t *testing.T, s storage.Store) {
 	ok(t, err, "SetPassword")
 	at = at.Add(time.Minute)
 	isErr(t, reset("r3", 0, hash("rc1")), storage.ErrNotFound, "a link the password outlived")
+	// Sent to an address the account no longer has.
+	issue("r3b", "u1", at, 30*time.Minute)
+	moved := "u1-moved@example.com"
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{Email: &moved}), "UpdateUser")
+	isErr(t, reset("r3b", 0, hash("rc1")), storage.ErrNotFound, "a link to the old address")
+	back := "U1@example.com"
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{Email: &back}), "UpdateUser back")
 	// Expired.
 	issue("r4", "u1", at, time.Minute)
 	at = at.Add(time.Minute)

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -141,15 +142,17 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 	var e storage.Ended
 	err := s.write(ctx, func(tx *txn) error {
 		var disabled, changed int64
-		if err := tx.queryRow(`SELECT disabled_at, password_changed_at FROM users WHERE id = $1 FOR UPDATE`, r.UserID).Scan(&disabled, &changed); err != nil {
+		var email string
+		if err := tx.queryRow(`SELECT disabled_at, password_changed_at, email FROM users WHERE id = $1 FOR UPDATE`, r.UserID).Scan(&disabled, &changed, &email); err != nil {
 			return err // no user: ErrNotFound
 		}
 		l, err := liveLink(tx, r.Link, storage.LinkResetPassword, now)
 		if err != nil {
 			return err
 		}
-		if l.UserID != r.UserID || changed > unix(l.CreatedAt) {
-			// Another account's link, or one the password outlived.
+		if l.UserID != r.UserID || changed > unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
+			// Another account's link, one the password outlived, or one
+			// sent to an address the account no longer has.
 			return storage.ErrNotFound
 		}
 		if disabled != 0 {

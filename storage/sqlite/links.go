@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/totp-idp/idp/storage"
@@ -134,16 +135,18 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		if err != nil {
 			return err
 		}
-		row, err := tx.queryRow(`SELECT disabled_at, password_changed_at FROM users WHERE id = ?`, r.UserID)
+		row, err := tx.queryRow(`SELECT disabled_at, password_changed_at, email FROM users WHERE id = ?`, r.UserID)
 		if err != nil {
 			return err
 		}
 		var disabled, changed int64
-		if err := row.Scan(&disabled, &changed); err != nil {
+		var email string
+		if err := row.Scan(&disabled, &changed, &email); err != nil {
 			return err // no user: ErrNotFound
 		}
-		if l.UserID != r.UserID || changed > unix(l.CreatedAt) {
-			// Another account's link, or one the password outlived.
+		if l.UserID != r.UserID || changed > unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
+			// Another account's link, one the password outlived, or one
+			// sent to an address the account no longer has.
 			return storage.ErrNotFound
 		}
 		if disabled != 0 {
