@@ -7,7 +7,6 @@ import (
 
 	"github.com/totp-idp/idp/op/mail"
 	"github.com/totp-idp/idp/op/pages"
-	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/storage"
 )
 
@@ -21,15 +20,6 @@ const (
 	EmailLinkPath   = "/account/email/link"
 	VerifyEmailPath = "/account/email/verify"
 )
-
-// linkToken is the digest of a link's token as given in a form or query,
-// or nil when it cannot be one of ours (43 base64url characters).
-func linkToken(t string) []byte {
-	if len(t) != 43 || strings.Trim(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
-		return nil
-	}
-	return secret.Hash(t)
-}
 
 // sendVerification mails u a verification link to its address. Limited
 // to one per 5 minutes (storage.ErrLimited).
@@ -101,7 +91,7 @@ func (h *Handler) changeEmail(w http.ResponseWriter, r *http.Request) error {
 
 // verifyEmailPage shows the link's confirmation button (GET uses nothing).
 func (h *Handler) verifyEmailPage(w http.ResponseWriter, r *http.Request) error {
-	digest := linkToken(r.URL.Query().Get("t"))
+	digest := mail.LinkDigest(r.URL.Query().Get("t"))
 	if digest == nil {
 		return h.linkInvalid()
 	}
@@ -118,7 +108,7 @@ func (h *Handler) verifyEmailPage(w http.ResponseWriter, r *http.Request) error 
 
 // verifyEmail uses the link (storage.Store.VerifyEmail).
 func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) error {
-	digest := linkToken(r.PostFormValue("t"))
+	digest := mail.LinkDigest(r.PostFormValue("t"))
 	if digest == nil {
 		return h.linkInvalid()
 	}

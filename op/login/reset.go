@@ -13,7 +13,6 @@ import (
 	"github.com/totp-idp/idp/op/pages"
 	"github.com/totp-idp/idp/op/password"
 	"github.com/totp-idp/idp/op/seal"
-	"github.com/totp-idp/idp/op/secret"
 	"github.com/totp-idp/idp/op/totp"
 	"github.com/totp-idp/idp/storage"
 )
@@ -132,10 +131,10 @@ func (h *Handler) requestReset(ctx context.Context, raw string) {
 // for a link that is used, expired, altered or of a disabled account.
 func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.User, error) {
 	invalid := &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link used, expired or unknown", Back: ForgotPath}
-	if len(token) != 43 || strings.Trim(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+	digest := mail.LinkDigest(token)
+	if digest == nil {
 		return nil, storage.User{}, invalid
 	}
-	digest := secret.Hash(token)
 	l, err := h.store.LinkByDigest(ctx, digest)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, storage.User{}, invalid

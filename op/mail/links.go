@@ -2,6 +2,7 @@ package mail
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/totp-idp/idp/op/secret"
@@ -48,4 +49,14 @@ func (n *Notifier) SendLink(ctx context.Context, u storage.User, to, purpose, pa
 	}
 	l := storage.Link{Digest: secret.Hash(token), Purpose: purpose, UserID: u.ID, Email: to, CreatedAt: m.CreatedAt, ExpiresAt: m.CreatedAt.Add(life)}
 	return n.Store.IssueLink(ctx, l, m, LinkLimit)
+}
+
+// LinkDigest is the stored digest of a link's token as a page got it, or
+// nil when it cannot be one SendLink made (43 base64url characters): the
+// store is not asked about anything else.
+func LinkDigest(token string) []byte {
+	if len(token) != 43 || strings.Trim(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		return nil
+	}
+	return secret.Hash(token)
 }

@@ -91,3 +91,16 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkDigest: only a token of SendLink's shape reaches the store.
+func TestLinkDigest(t *testing.T) {
+	good := strings.Repeat("A", 42) + "_"
+	if LinkDigest(good) == nil {
+		t.Fatal("a well-formed token refused")
+	}
+	for _, bad := range []string{"", good[:42], good + "A", strings.Repeat("A", 42) + "=", strings.Repeat("A", 42) + "\n", strings.Repeat("é", 21) + "A"} {
+		if LinkDigest(bad) != nil {
+			t.Errorf("token %q accepted", bad)
+		}
+	}
+}
