@@ -155,3 +155,45 @@ func TestNotifications(t *testing.T) {
 		t.Errorf("%d mails to the new, unverified address", n)
 	}
 }
+
+// TestNotificationMustChange, through the real binary and the SMTP sink:
+// the password a user must choose at sign-in (the operator's
+// --must-change) and a recovery code spent on the account page have their
+// notices too, like every change of item 4.
+func TestNotificationMustChange(t *testing.T) {
+	s, sink := rsMailServer(t)
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "mia", "correct horse battery")
+	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	const temp, chosen = "velvet compass seven", "marble orchard three"
+	CLI(t, s.DB, temp+"\n", "user", "set-password", u.Name, "--password-stdin", "--must-change")
+	ntMail(t, sink, "mia@example.com", "your password was changed", 1, []string{temp}, "by your administrator")
+	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
+	acPasswordPage(t, f, u.Name, temp)
+	form := f.B.Get(f.TOTP(u.Code(time.Now())).Location)
+	for i := 0; form.Status == http.StatusSeeOther && i < 3; i++ {
+		form = f.B.Get(form.Location)
+	}
+	f.Form = Hidden(form.Body)
+	if p := f.B.Post(s.URL+"/login/new-password", url.Values{"id": {f.Form.Get("id")}, "csrf": {f.Form.Get("csrf")}, "new": {chosen}, "repeat": {chosen}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("the new password: %d", p.Status)
+	}
+	ntMail(t, sink, "mia@example.com", "your password was changed", 2, []string{temp, chosen}, "at sign-in, as your administrator required")
+
+	// A recovery code proves it is the user on the account page (the
+	// sign-in's TOTP step is spent): its notice says how many are left.
+	u.Password = chosen
+	codes := lgRecoveryCodes(t, s, u)
+	b := NewBrowser(t, "")
+	rp := NewRP(t, s, c)
+	lgLogin(t, s, c, rp, b, u, codes[0], "openid")
+	page := b.Get(s.URL + "/account")
+	for i := 0; page.Status/100 == 3 && i < 6; i++ {
+		page = b.Get(page.Location)
+	}
+	token := Hidden(page.Body).Get("csrf")
+	if p := b.Post(s.URL+"/account/verify", url.Values{"csrf": {token}, "recovery_code": {codes[1]}}); p.Status != http.StatusSeeOther && p.Status != http.StatusOK {
+		t.Fatalf("reauthenticate with a recovery code: %d", p.Status)
+	}
+	ntMail(t, sink, "mia@example.com", "a recovery code was used", 2, codes, "Recovery codes left: 8")
+}
