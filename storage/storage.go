@@ -863,8 +863,8 @@ type Store interface {
 	// a code an hour later, for reuse detection), remembered devices past
 	// their expiry, and password counters of accounts and unknown names
 	// alike once they are the same as none (LockPolicy.ForgetAt, as the
-	// policy that wrote them computed it), and outbox mails sent or given
-	// up more than MailRetention ago, and mailed links LinkRetention past
+	// policy that wrote them computed it), outbox mails sent, given up or
+	// still pending more than MailRetention ago, and mailed links LinkRetention past
 	// their expiry; it returns how many. Audit events are
 	// not its business (DeleteAuditBefore).
 	GC(ctx context.Context, now time.Time) (int64, error)

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,9 +219,9 @@ func testMailGC(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	now := t0
 	old := now.Add(-storage.MailRetention - time.Hour)
-	for _, id := range []string{"sent-old", "sent-new", "gave-up-old", "pending-old"} {
+	for _, id := range []string{"sent-old", "sent-new", "gave-up-old", "pending-old", "pending-new"} {
 		at := old
-		if id == "sent-new" {
+		if strings.HasSuffix(id, "-new") {
 			at = now.Add(-time.Hour)
 		}
 		ok(t, s.QueueMail(ctx, mail(id, at)), "QueueMail %s", id)
@@ -230,15 +231,15 @@ func testMailGC(t *testing.T, s storage.Store) {
 	ok(t, s.MailGaveUp(ctx, "gave-up-old", "550", old), "MailGaveUp old")
 	n, err := s.GC(ctx, now)
 	ok(t, err, "GC")
-	if n != 2 {
-		t.Errorf("GC deleted %d rows, want the 2 old finished mails", n)
+	if n != 3 {
+		t.Errorf("GC deleted %d rows, want the 2 old finished mails and the old pending one", n)
 	}
 	ms, _ := s.Mails(ctx, storage.MailFilter{})
 	left := map[string]bool{}
 	for _, m := range ms {
 		left[m.ID] = true
 	}
-	if len(ms) != 2 || !left["sent-new"] || !left["pending-old"] {
-		t.Fatalf("mails left after GC: %v, want sent-new and pending-old", left)
+	if len(ms) != 2 || !left["sent-new"] || !left["pending-new"] {
+		t.Fatalf("mails left after GC: %v, want sent-new and pending-new", left)
 	}
 }

@@ -260,6 +260,10 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		{"devices", "id_hash", `expires_at <= $1`, n},
 		{"outbox", "id", `sent_at <> 0 AND sent_at <= $1`, n - int64(storage.MailRetention/time.Second)},
 		{"outbox", "id", `failed_at <> 0 AND failed_at <= $1`, n - int64(storage.MailRetention/time.Second)},
+		// A mail still pending after MailRetention was never going to be
+		// sent: no sender ran (mail off while the operator's commands
+		// queued notices); a sender gives up after a day.
+		{"outbox", "id", `sent_at = 0 AND failed_at = 0 AND created_at <= $1`, n - int64(storage.MailRetention/time.Second)},
 		{"mail_links", "digest", `expires_at <= $1`, n - int64(storage.LinkRetention/time.Second)},
 	} {
 		q := fmt.Sprintf(`DELETE FROM %[1]s WHERE %[3]s AND (%[2]s) IN (SELECT %[2]s FROM %[1]s WHERE %[3]s LIMIT $2)`,

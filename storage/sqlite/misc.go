@@ -240,6 +240,10 @@ func (s *Store) GC(ctx context.Context, now time.Time) (int64, error) {
 		{`DELETE FROM devices WHERE expires_at <= ?`, n},
 		{`DELETE FROM outbox WHERE sent_at <> 0 AND sent_at <= ?`, n - int64(storage.MailRetention/time.Second)},
 		{`DELETE FROM outbox WHERE failed_at <> 0 AND failed_at <= ?`, n - int64(storage.MailRetention/time.Second)},
+		// A mail still pending after MailRetention was never going to be
+		// sent: no sender ran (mail off while the operator's commands
+		// queued notices); a sender gives up after a day.
+		{`DELETE FROM outbox WHERE sent_at = 0 AND failed_at = 0 AND created_at <= ?`, n - int64(storage.MailRetention/time.Second)},
 		{`DELETE FROM mail_links WHERE expires_at <= ?`, n - int64(storage.LinkRetention/time.Second)},
 	} {
 		c, err := s.exec(ctx, d.query, d.arg)
