@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,42 @@ func TestMailAfterWrongCode(t *testing.T) {
 	}
 	if events["second_factor_failed_after_password"] != 2 {
 		t.Fatalf("audit: %v, want the two after-password events (the mail's event)", events)
+	}
+}
+
+// TestDemoMail: what `make demo` runs (idp serve --dev) writes its mail
+// as .eml files beside the database and says where; the demo user's wrong
+// code after the right password leaves the notice there (issue 13's
+// acceptance), and the demo's sign-in page offers "Forgot your password?".
+func TestDemoMail(t *testing.T) {
+	s := StartServer(t, "--dev")
+	dir := s.DB + ".mail"
+	var pw string
+	deadline := time.Now().Add(5 * time.Second)
+	for pw == "" && time.Now().Before(deadline) {
+		if m := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(s.Stderr()); m != nil {
+			pw = m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pw == "" || !strings.Contains(s.Stderr(), "idp writes its e-mail as .eml files in "+dir) {
+		t.Fatalf("--dev output:\n%s", s.Stderr())
+	}
+	f := NewBrowser(t, "").StartFlow(s, Client{ID: "demo", RedirectURI: "http://127.0.0.1:9000/callback"}, AuthParams{})
+	login := f.B.Get(f.LoginURL)
+	if !strings.Contains(login.Body, `href="/login/forgot?id=`) {
+		t.Error("the demo's sign-in page does not offer the forgot form")
+	}
+	acPasswordPage(t, f, "demo", pw)
+	if p := f.TOTP("000000"); p.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong code: %d", p.Status)
+	}
+	files := mlEML(t, dir, 1, 10*time.Second)
+	if len(files) != 1 {
+		t.Fatalf(".eml files in %s: %d, want the notice", dir, len(files))
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil || !strings.Contains(string(raw), "demo@example.com") {
+		t.Fatalf("the notice: %v\n%s", err, raw)
 	}
 }
