@@ -72,10 +72,17 @@ func TestNotifications(t *testing.T) {
 	// The same browser again: a recovery-code notice, no new-browser one.
 	lgLogin(t, s, c, rp, b, u, codes[1], "openid")
 	ntMail(t, sink, addr, "a recovery code was used", 2, secrets, "Recovery codes left: 8")
+
 	time.Sleep(400 * time.Millisecond) // four delivery rounds
 	if n := len(sink.To(addr, "a sign-in from a new browser")); n != 1 {
 		t.Fatalf("new-browser notices after a second sign-in in the same browser: %d, want 1", n)
 	}
+	// Once the operator has revoked everything, that browser's cookie,
+	// still well signed, names no remembered device: new again (review H,
+	// F2).
+	CLI(t, s.DB, "", "user", "revoke-sessions", u.Name)
+	lgLogin(t, s, c, rp, b, u, codes[2], "openid")
+	ntMail(t, sink, addr, "a sign-in from a new browser", 2, secrets)
 
 	// Wrong codes after the password until the second step locks: one
 	// "wrong code" notice (once an hour) and one lock notice.
@@ -94,7 +101,7 @@ func TestNotifications(t *testing.T) {
 	// authenticator; each its notice.
 	ab := NewBrowser(t, "")
 	token := acAccountSignIn(t, s, ab, u, u.Password, time.Now())
-	ntMail(t, sink, addr, "a sign-in from a new browser", 2, secrets)
+	ntMail(t, sink, addr, "a sign-in from a new browser", 3, secrets)
 	next := "marble orchard three"
 	secrets = append(secrets, next)
 	if p := ab.Post(s.URL+"/account/password", url.Values{"csrf": {token}, "current": {u.Password}, "new": {next}, "repeat": {next}}); p.Status != http.StatusOK {
@@ -143,7 +150,7 @@ func TestNotifications(t *testing.T) {
 	for _, e := range atkAudit(t, s.DB, u.Name) {
 		events[e.Event]++
 	}
-	for ev, n := range map[string]int{"recovery_codes_regenerated": 1, "recovery_code_used": 2, "login_completed": 3, "second_factor_failed_after_password": 3,
+	for ev, n := range map[string]int{"recovery_codes_regenerated": 1, "recovery_code_used": 3, "login_completed": 4, "second_factor_failed_after_password": 3,
 		"lock_started": 1, "password_changed": 1, "recovery_codes_renewed": 1, "totp_replaced": 1, "password_set": 1, "totp_reset": 1,
 		"totp_enrolled": 1, "user_updated": 2} {
 		if events[ev] < n {

@@ -86,12 +86,23 @@ func (g *Guard) PresentedDevice(r *http.Request, userID string) []byte {
 // later password attempts use. A session ended meanwhile (the account
 // disabled, its password reset) leaves no device.
 //
-// known says the browser presented a device cookie this provider signed
-// for the account: it has completed a sign-in to it before (the "new
-// browser" notice is for the others).
+// known says the browser presented the cookie of a device the account
+// still remembers: it has completed a sign-in to it before and nothing
+// forgot it since (the "new browser" notice is for the others). A cookie
+// that is well signed but revoked (a password reset, an operator's
+// revoke-sessions, expiry) is new again (review H, F2).
 func (g *Guard) RememberDevice(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, sessionHash []byte, now time.Time) (known bool) {
 	value := secret.New(32)
-	replaces, known := g.presentedDevice(r, userID)
+	replaces, signed := g.presentedDevice(r, userID)
+	if signed {
+		live, err := g.store.Devices(ctx, userID, now)
+		if err != nil {
+			g.log.WarnContext(ctx, "remember device: list devices", "err", err)
+		}
+		for _, d := range live {
+			known = known || subtle.ConstantTimeCompare(d.IDHash, replaces) == 1
+		}
+	}
 	d := storage.Device{IDHash: secret.Hash(value), UserID: userID, CreatedAt: now, LastUsedAt: now,
 		ExpiresAt: now.Add(g.deviceLifetime), UserAgent: CleanUserAgent(r.UserAgent()), Session: sessionHash}
 	if err := g.store.RememberDevice(ctx, d, replaces, maxDevicesPerUser, now); errors.Is(err, storage.ErrNotFound) {

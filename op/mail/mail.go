@@ -53,7 +53,11 @@ var ErrBadAddress = errors.New("mail: not a single plain address")
 // name, no group, no second address, no space, control or format
 // character (header injection: a CR or LF in a stored address must never
 // add a header or a recipient), at most 254 bytes (RFC 5321 §4.5.3.1.3).
-// It is also the rule for the addresses operators store (admin.CheckEmail).
+// The local part is dot-atoms of ASCII without "%" and "!" (the old
+// relay routes), the domain a DNS name with a dot: no address literal
+// ([127.0.0.1]), no host of the local network ("a@b"), no Unicode
+// spelling of a domain (its xn-- form is the one; review H, F3). It is
+// also the rule for the addresses operators store (admin.CheckEmail).
 func Address(s string) (string, error) {
 	if s == "" || len(s) > 254 || !storage.Printable(s) || strings.ContainsFunc(s, unicode.IsSpace) {
 		return "", ErrBadAddress
@@ -62,7 +66,42 @@ func Address(s string) (string, error) {
 	if err != nil || a.Name != "" || a.Address != s {
 		return "", ErrBadAddress
 	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || !localPart(s[:at]) || !domainName(s[at+1:]) {
+		return "", ErrBadAddress
+	}
 	return a.Address, nil
+}
+
+// localPart: dot-separated runs of RFC 5322 atext in ASCII, less "%"
+// and "!", at most 64 bytes (RFC 5321 §4.5.3.1.1).
+func localPart(l string) bool {
+	if len(l) > 64 {
+		return false
+	}
+	for _, atom := range strings.Split(l, ".") {
+		if atom == "" || strings.Trim(atom, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#$&'*+/=?^_`{|}~-") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// domainName: two or more labels of ASCII letters, digits and inner
+// hyphens, each at most 63 bytes, the last not all digits (RFC 1035
+// §2.3.1, RFC 3696 §2).
+func domainName(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
+			strings.Trim(l, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return false
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // headerText is s as one header line's text: controls (CR, LF, NUL…)

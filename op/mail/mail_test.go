@@ -303,3 +303,23 @@ func TestSlowServerSendsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestAddress: one plain mailbox on a DNS name, nothing else (review H,
+// F1 and F3: "%!" in a domain, address literals, local hosts and Unicode
+// spellings of a domain were accepted).
+func TestAddress(t *testing.T) {
+	for _, ok := range []string{"ann@example.com", "ann.lee+tag@mail.example.co.uk", "a_b-c@xn--bcher-kva.example", "o'neil@example.org", "x@a-b.example"} {
+		if _, err := Address(ok); err != nil {
+			t.Errorf("Address(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "ann", "@example.com", "ann@", "ann@b", "ann@[127.0.0.1]", "ann@127.0.0.1", "x@a%!.example",
+		"user%host@relay.example", "a!b@example.com", `"a b"@example.com`, `"ann"@example.com`, "ann@bücher.example", "änn@example.com",
+		"ann..lee@example.com", ".ann@example.com", "ann@-x.example", "ann@x-.example", "ann@example..com", "Ann <ann@example.com>",
+		"ann@example.com, b@example.com", "ann@example.com\r\nBcc: x@example.net", "ann@exa mple.com", strings.Repeat("a", 65) + "@example.com",
+		"ann@" + strings.Repeat("a", 64) + ".example"} {
+		if _, err := Address(bad); err == nil {
+			t.Errorf("Address(%q) accepted", bad)
+		}
+	}
+}

@@ -108,12 +108,24 @@ func (n *Notifier) Make(ctx context.Context, u storage.User, to, kind string, ar
 		}
 		all = append(all, a)
 	}
-	text := n.Text("mail."+kind+".text", all...)
-	if strings.HasPrefix(text, "mail.") || strings.Contains(text, "%!") {
-		// A kind without its sentence, or the wrong arguments: never send
-		// a bare key or a format error to a user.
-		return storage.Mail{}, fmt.Errorf("mail: no catalogue text for %q", kind)
+	// The catalogue's sentence is checked with stand-ins of the same
+	// types: a kind without its sentence or given the wrong arguments is
+	// never sent (no bare key, no format error), while a "%!" that a user
+	// or a browser put in a value is just text (review H, F1: it dropped
+	// the notice).
+	probe := make([]any, len(all))
+	for i, a := range all {
+		switch a.(type) {
+		case string:
+			probe[i] = "x"
+		default:
+			probe[i] = a
+		}
 	}
+	if t := n.Text("mail."+kind+".text", probe...); strings.HasPrefix(t, "mail.") || strings.Contains(t, "%!") {
+		return storage.Mail{}, fmt.Errorf("mail: no catalogue text for %q with these arguments", kind)
+	}
+	text := n.Text("mail."+kind+".text", all...)
 	msg := Message{To: to, Subject: n.Text("mail."+kind+".subject", n.Product), Text: text}
 	msg.HTML = HTML(msg.Subject, text)
 	m, err := Outbox(ctx, n.Sealer, u.ID, kind, msg, now)

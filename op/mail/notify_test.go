@@ -104,3 +104,29 @@ func TestLinkDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestValuesWithPercent: a value that looks like a format error (a
+// browser's User-Agent, a name) is text in the notice, which is still
+// made (review H, F1: "%!" in a User-Agent silenced the new-browser
+// notice).
+func TestValuesWithPercent(t *testing.T) {
+	p, err := pages.New("Example IdP", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := seal.New(make([]byte, 32), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Notifier{Sealer: sealer, Text: p.Text, Product: "Example IdP"}
+	u := storage.User{ID: "u1", Username: "ann", Name: "Ann %!d(MISSING) %s", Email: "ann@example.com", EmailVerified: true}
+	m, err := n.Make(context.Background(), u, u.Email, NewDevice, "Mozilla/5.0 %!(EXTRA) %d", "192.0.2.1")
+	if err != nil {
+		t.Fatalf("a notice with %%! in its values: %v", err)
+	}
+	plain, _ := sealer.Open(AAD(m.ID), m.Body)
+	msg, _ := decode(plain)
+	if !strings.Contains(msg.Text, "Mozilla/5.0 %!(EXTRA) %d") || !strings.Contains(msg.Text, "Ann %!d(MISSING) %s") {
+		t.Fatalf("the values are not the notice's text: %s", msg.Text)
+	}
+}
