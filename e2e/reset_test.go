@@ -549,3 +549,32 @@ func TestPasswordResetRace(t *testing.T) {
 	}
 	t.Logf("eight resets at once with one link: %v", status)
 }
+
+// TestEmailChangeFlood, through the real binary and the SMTP sink: an
+// account changing its address again and again mails at most 5
+// verification links an hour; a change past that is refused and not
+// made (review H, F3: 25 changes sent 25 links, 2750 in 15 s).
+func TestEmailChangeFlood(t *testing.T) {
+	s, sink := rsMailServer(t)
+	u := AddUser(t, s.DB, "flo", "correct horse battery")
+	b := NewBrowser(t, "")
+	token := acAccountSignIn(t, s, b, u, u.Password, time.Now())
+	var got []int
+	for i := 0; i < 8; i++ {
+		got = append(got, b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {fmt.Sprintf("victim+%d@victim.example", i)}}).Status)
+	}
+	if fmt.Sprint(got) != "[200 200 200 200 200 429 429 429]" {
+		t.Fatalf("eight address changes: %v, want five, then 429", got)
+	}
+	if addr, _ := rsVerified(t, s.DB, u.Name); addr != "victim+4@victim.example" {
+		t.Fatalf("the address after the refused changes: %s", addr)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := sink.Wait(5, 10*time.Second); len(got) != 5 {
+		t.Fatalf("%d mails, want the 5 links", len(got))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(sink.Mails()); n != 5 {
+		t.Fatalf("%d mails after eight changes, want 5", n)
+	}
+}

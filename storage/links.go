@@ -27,10 +27,13 @@ type Link struct {
 
 // LinkLimit bounds how often links of a purpose are mailed: at most one
 // to a user at one address within PerUser (a new address gets its own at
-// once), and at most PerAddress to one address within AddressWindow,
-// whichever accounts share it (the outer limit).
+// once), at most UserMax to a user within UserWindow whatever the
+// addresses, and at most PerAddress to one address within AddressWindow,
+// whichever accounts share it (the outer limit). Zero: no such limit.
 type LinkLimit struct {
 	PerUser       time.Duration
+	UserMax       int
+	UserWindow    time.Duration
 	PerAddress    int
 	AddressWindow time.Duration
 }

@@ -70,21 +70,33 @@ func (h *Handler) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	if strings.EqualFold(next, u.Email) {
 		return h.again(w, r, sess, http.StatusBadRequest, "account.same_email", "")
 	}
+	old := u
+	if h.notify != nil {
+		// The new address's link first: a change it cannot have (the
+		// account's 5 links an hour are spent, or the address's 3) is not
+		// made, so changing the address cannot mail without end (review
+		// H, F3). A link written before the change is harmless if the
+		// change then fails: it verifies only the address the account
+		// has (storage.Store.VerifyEmail).
+		u.Email, u.EmailVerified = next, false
+		switch err := h.sendVerification(r, u); {
+		case errors.Is(err, storage.ErrLimited):
+			return h.again(w, r, sess, http.StatusTooManyRequests, "account.email_wait", "")
+		case err != nil:
+			return pages.Internal("account: verification link to the new address", err)
+		}
+	}
 	no := false
 	if err := h.store.UpdateUser(ctx, u.ID, storage.UserUpdate{Email: &next, EmailVerified: &no}); err != nil {
 		return pages.Internal("account: change address", err)
 	}
 	notice := ctx
-	if u.EmailVerified {
-		notice = h.notify.WithTo(ctx, u, u.Email, mail.EmailChanged, mail.Mask(next), mail.HowAccount)
+	if old.EmailVerified {
+		notice = h.notify.WithTo(ctx, old, old.Email, mail.EmailChanged, mail.Mask(next), mail.HowAccount)
 	}
 	h.trail.Event(notice, "email_changed", u.ID, u.Username, ClientID, "on the account page, to "+mail.Mask(next)+"; unverified")
 	if h.notify == nil {
 		return h.again(w, r, sess, http.StatusOK, "", "account.email_saved")
-	}
-	u.Email, u.EmailVerified = next, false
-	if err := h.sendVerification(r, u); err != nil && !errors.Is(err, storage.ErrLimited) {
-		h.log.WarnContext(ctx, "account: verification link to the new address", "err", err)
 	}
 	return h.again(w, r, sess, http.StatusOK, "", "account.email_saved_link")
 }

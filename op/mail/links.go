@@ -26,9 +26,11 @@ const (
 )
 
 // LinkLimit: one link of a purpose per account and address per 5
-// minutes, and at most 3 an hour to one address, whichever accounts share
+// minutes, 5 an hour per account whatever the addresses (review H, F3:
+// an account changing its address sent a link per change, thousands a
+// minute), and at most 3 an hour to one address, whichever accounts share
 // it (the outer limit: a flood of requests mails nobody more than this).
-var LinkLimit = storage.LinkLimit{PerUser: 5 * time.Minute, PerAddress: 3, AddressWindow: time.Hour}
+var LinkLimit = storage.LinkLimit{PerUser: 5 * time.Minute, UserMax: 5, UserWindow: time.Hour, PerAddress: 3, AddressWindow: time.Hour}
 
 // SendLink mails u at address to a new single-use link of purpose
 // (storage.LinkVerifyEmail, storage.LinkResetPassword) to page (the

@@ -9,7 +9,7 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-var linkLimit = storage.LinkLimit{PerUser: 5 * time.Minute, PerAddress: 2, AddressWindow: time.Hour}
+var linkLimit = storage.LinkLimit{PerUser: 5 * time.Minute, PerAddress: 2, AddressWindow: time.Hour, UserMax: 4, UserWindow: time.Hour}
 
 func link(name, purpose, user, email string, at time.Time, life time.Duration) storage.Link {
 	return storage.Link{Digest: hash(name), Purpose: purpose, UserID: user, Email: email, CreatedAt: at, ExpiresAt: at.Add(life)}
@@ -76,6 +76,16 @@ func testLinkIssue(t *testing.T, s storage.Store) {
 	if n := mailCount(t, s); n != 5 {
 		t.Fatalf("mails: %d, want 5 (l1, l2b, v1, l3, l5)", n)
 	}
+	// One user through many addresses: at most UserMax an hour (u1 has
+	// l1, l2b, l3 within the hour; one more, then no more).
+	at = t0.Add(30 * time.Minute)
+	ok(t, s.IssueLink(ctx, link("many-1", storage.LinkResetPassword, "u1", "u1+1@example.com", at, time.Minute), mail("m-many-1", at), linkLimit), "a fourth address of u1")
+	isErr(t, s.IssueLink(ctx, link("many-2", storage.LinkResetPassword, "u1", "u1+2@example.com", at, time.Minute), mail("m-many-2", at), linkLimit),
+		storage.ErrLimited, "a fifth link to u1 within the hour, at yet another address")
+	if n := mailCount(t, s); n != 6 {
+		t.Fatalf("mails: %d, want 6 (and many-1)", n)
+	}
+	at = t0.Add(61 * time.Minute)
 	isErr(t, s.IssueLink(ctx, link("l6", storage.LinkResetPassword, "nobody", "n@example.com", at, time.Minute), mail("m-l6", at), linkLimit),
 		storage.ErrNotFound, "a link for no user")
 	if err := s.IssueLink(ctx, storage.Link{Digest: hash("x"), Purpose: storage.LinkVerifyEmail, UserID: "u1"}, mail("m-x", at), linkLimit); err == nil {

@@ -41,14 +41,16 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 			return err
 		}
 		created := unix(l.CreatedAt)
-		var byUser, byAddress int
+		var byUserAddress, byUser, byAddress int
 		if err := tx.queryRow(`SELECT
 			(SELECT COUNT(*) FROM mail_links WHERE user_id = $1 AND purpose = $2 AND lower(email) = lower($4) AND created_at > $3),
+			(SELECT COUNT(*) FROM mail_links WHERE user_id = $1 AND purpose = $2 AND created_at > $6),
 			(SELECT COUNT(*) FROM mail_links WHERE lower(email) = lower($4) AND purpose = $2 AND created_at > $5)`,
-			l.UserID, l.Purpose, created-int64(lim.PerUser/time.Second), l.Email, created-int64(lim.AddressWindow/time.Second)).Scan(&byUser, &byAddress); err != nil {
+			l.UserID, l.Purpose, created-int64(lim.PerUser/time.Second), l.Email, created-int64(lim.AddressWindow/time.Second),
+			created-int64(lim.UserWindow/time.Second)).Scan(&byUserAddress, &byUser, &byAddress); err != nil {
 			return err
 		}
-		if lim.PerUser > 0 && byUser > 0 || lim.PerAddress > 0 && byAddress >= lim.PerAddress {
+		if lim.PerUser > 0 && byUserAddress > 0 || lim.UserMax > 0 && byUser >= lim.UserMax || lim.PerAddress > 0 && byAddress >= lim.PerAddress {
 			return storage.ErrLimited
 		}
 		// One live link of a purpose per user: the newest.

@@ -31,17 +31,19 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 		created := unix(l.CreatedAt)
 		row, err := tx.queryRow(`SELECT
 			(SELECT COUNT(*) FROM mail_links WHERE user_id = ? AND purpose = ? AND email = ? COLLATE NOCASE AND created_at > ?),
+			(SELECT COUNT(*) FROM mail_links WHERE user_id = ? AND purpose = ? AND created_at > ?),
 			(SELECT COUNT(*) FROM mail_links WHERE email = ? COLLATE NOCASE AND purpose = ? AND created_at > ?)`,
 			l.UserID, l.Purpose, l.Email, created-int64(lim.PerUser/time.Second),
+			l.UserID, l.Purpose, created-int64(lim.UserWindow/time.Second),
 			l.Email, l.Purpose, created-int64(lim.AddressWindow/time.Second))
 		if err != nil {
 			return err
 		}
-		var byUser, byAddress int
-		if err := row.Scan(&byUser, &byAddress); err != nil {
+		var byUserAddress, byUser, byAddress int
+		if err := row.Scan(&byUserAddress, &byUser, &byAddress); err != nil {
 			return err
 		}
-		if lim.PerUser > 0 && byUser > 0 || lim.PerAddress > 0 && byAddress >= lim.PerAddress {
+		if lim.PerUser > 0 && byUserAddress > 0 || lim.UserMax > 0 && byUser >= lim.UserMax || lim.PerAddress > 0 && byAddress >= lim.PerAddress {
 			return storage.ErrLimited
 		}
 		// One live link of a purpose per user: the newest.
