@@ -131,7 +131,17 @@ func TestVerifyEmail(t *testing.T) {
 	// A new address on the page (within the reauthentication window of
 	// the sign-in): unverified, its own link, a notice to the old one.
 	next := "vic.new@example.org"
-	if p := b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {next}}); p.Status != http.StatusOK {
+	// Not without the current password: the address is where a reset
+	// link goes (review G, F7).
+	for _, pw := range []string{"", "wrong password here"} {
+		if p := b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {next}, "current": {pw}}); p.Status != http.StatusUnauthorized {
+			t.Fatalf("an address change with current password %q: %d, want 401", pw, p.Status)
+		}
+	}
+	if addr, _ := rsVerified(t, s.DB, u.Name); addr != "vic@example.com" {
+		t.Fatalf("the address after refused changes: %s", addr)
+	}
+	if p := b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {next}, "current": {u.Password}}); p.Status != http.StatusOK {
 		t.Fatalf("change the address: %d", p.Status)
 	}
 	if addr, verified := rsVerified(t, s.DB, u.Name); addr != next || verified {
@@ -140,7 +150,7 @@ func TestVerifyEmail(t *testing.T) {
 	ntMail(t, sink, "vic@example.com", "e-mail address of your account was changed", 1, nil, "v…@example.org", "on your account page")
 	link2 := rsLink(t, ntMail(t, sink, next, "confirm your e-mail address", 1, nil), "/account/email/verify")
 	for _, bad := range []string{"vic.new@example.org\r\nBcc: evil@example.net", "a@example.com, evil@example.net", "Vic <v@example.com>"} {
-		if p := b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {bad}}); p.Status != http.StatusBadRequest {
+		if p := b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {bad}, "current": {u.Password}}); p.Status != http.StatusBadRequest {
 			t.Errorf("address %q: %d, want 400", bad, p.Status)
 		}
 	}
@@ -561,7 +571,7 @@ func TestEmailChangeFlood(t *testing.T) {
 	token := acAccountSignIn(t, s, b, u, u.Password, time.Now())
 	var got []int
 	for i := 0; i < 8; i++ {
-		got = append(got, b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {fmt.Sprintf("victim+%d@victim.example", i)}}).Status)
+		got = append(got, b.Post(s.URL+"/account/email", url.Values{"csrf": {token}, "email": {fmt.Sprintf("victim+%d@victim.example", i)}, "current": {u.Password}}).Status)
 	}
 	if fmt.Sprint(got) != "[200 200 200 200 200 429 429 429]" {
 		t.Fatalf("eight address changes: %v, want five, then 429", got)
@@ -576,5 +586,39 @@ func TestEmailChangeFlood(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(sink.Mails()); n != 5 {
 		t.Fatalf("%d mails after eight changes, want 5", n)
+	}
+}
+
+// TestPasswordResetLinkTries, through the real binary: one reset link
+// takes five codes, each counted before it is checked; the sixth, even
+// the right one, gets the "used, expired or not valid" page and changes
+// nothing (review H, F4: the mailbox alone drove the TOTP counter to its
+// hard lock with one link).
+func TestPasswordResetLinkTries(t *testing.T) {
+	s, sink := rsMailServer(t, "--totp-max-failures", "20", "--totp-hard-limit", "30")
+	c := AddClient(t, s.DB, "app")
+	u := AddUser(t, s.DB, "eve", "correct horse battery")
+	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
+		t.Fatal(p.Status)
+	}
+	link := rsLink(t, ntMail(t, sink, "eve@example.com", "reset your password", 1, nil), "/login/reset")
+	b := NewBrowser(t, "")
+	var got []int
+	for i := 0; i < 5; i++ {
+		got = append(got, rsReset(b, s, link, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "code": {"000000"}}).Status)
+	}
+	got = append(got, rsReset(b, s, link, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "code": {u.Code(time.Now())}}).Status)
+	if fmt.Sprint(got) != "[401 401 401 401 401 410]" {
+		t.Fatalf("five wrong codes and the right one with one link: %v", got)
+	}
+	if p := b.Get(link); p.Status != http.StatusGone {
+		t.Fatalf("the link's page after its tries: %d", p.Status)
+	}
+	if st := atkShow(t, s.DB, u.Name).F("totp"); st.Failures != 5 {
+		t.Fatalf("the TOTP counter: %+v, want the 5 wrong codes (a spent link claims nothing)", st)
+	}
+	if p := NewBrowser(t, "").StartFlow(s, c, AuthParams{}).Password(u.Name, "marble orchard three"); p.Status == http.StatusSeeOther {
+		t.Fatal("the password changed")
 	}
 }

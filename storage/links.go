@@ -23,6 +23,7 @@ type Link struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    time.Time // zero while unused; a newer link of the purpose, or a use, sets it
+	Tries     int       // second-factor tries counted with it (CountLinkTry)
 }
 
 // LinkLimit bounds how often links of a purpose are mailed: at most one

@@ -850,6 +850,11 @@ type Store interface {
 	// an attacker's guesses may have set), and every unused link of the
 	// user stops working.
 	ResetPassword(ctx context.Context, r PasswordReset, now time.Time) (Ended, error)
+	// CountLinkTry counts one second-factor try with the live reset link
+	// digest, before the code is checked: at most max (control of the
+	// mailbox gives max codes per link). ErrNotFound when the link is not
+	// live or its tries are spent.
+	CountLinkTry(ctx context.Context, digest []byte, max int, now time.Time) error
 
 	// Audit trail (append-only).
 	AppendAudit(ctx context.Context, e AuditEvent) error

@@ -54,9 +54,12 @@ func (h *Handler) emailLink(w http.ResponseWriter, r *http.Request) error {
 	return h.again(w, r, sess, http.StatusOK, "", "account.link_sent")
 }
 
-// changeEmail sets a new address, behind fresh reauthentication: it is
-// unverified until its link is used (email_verified tells the truth), the
-// link goes to it, and the old address, if verified, hears of the change.
+// changeEmail sets a new address, behind fresh reauthentication and the
+// current password (the address is where a reset link goes, so it is
+// changed like a factor: a stolen session, even within the window, is not
+// enough; review G, F7): it is unverified until its link is used
+// (email_verified tells the truth), the link goes to it, and the old
+// address, if verified, hears of the change.
 func (h *Handler) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	sess, u, done, err := h.change(w, r)
@@ -69,6 +72,9 @@ func (h *Handler) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	if strings.EqualFold(next, u.Email) {
 		return h.again(w, r, sess, http.StatusBadRequest, "account.same_email", "")
+	}
+	if done, err := h.currentPassword(w, r, sess, u, r.PostFormValue("current"), "email_change_password_failed"); done || err != nil {
+		return err
 	}
 	old := u
 	if h.notify != nil {

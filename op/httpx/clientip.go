@@ -36,7 +36,10 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		if err != nil {
 			return client
 		}
-		a = a.Unmap()
+		// A zone is free text to netip ("fe80::1%anything"): it names no
+		// client, and must not carry words into the logs, the audit trail
+		// or a notice (review G, I1).
+		a = a.Unmap().WithZone("")
 		client = a
 		if !isTrusted(a, trusted) {
 			return a
@@ -54,7 +57,7 @@ func remoteAddr(r *http.Request) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	return a.Unmap()
+	return a.Unmap().WithZone("")
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {

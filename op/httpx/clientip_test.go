@@ -27,6 +27,10 @@ func TestClientIP(t *testing.T) {
 		{"all trusted: leftmost seen", "10.1.1.1:80", []string{"10.3.3.3"}, trusted, "10.3.3.3"},
 		{"ipv6 peer", "[2001:db8::1]:443", []string{"1.2.3.4"}, trusted, "2001:db8::1"},
 		{"mapped ipv4 peer is trusted", "[::ffff:10.1.1.1]:80", []string{"203.0.113.9"}, trusted, "203.0.113.9"},
+		// A zone is free text: it is dropped, never logged or mailed
+		// (review G, I1).
+		{"a forwarded zone is dropped", "10.1.1.1:80", []string{"fe80::1%Call +1-555-0100 or open https://evil.example/help"}, trusted, "fe80::1"},
+		{"a peer's zone is dropped", "[fe80::2%eth0]:80", nil, trusted, "fe80::2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

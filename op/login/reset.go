@@ -31,6 +31,12 @@ const (
 	forgotFloor = 300 * time.Millisecond
 	// maxIdentifier bounds the form's one field (RFC 5321 §4.5.3.1.3).
 	maxIdentifier = 254
+	// maxLinkTries is how many second-factor codes one reset link takes
+	// (each counted before it is checked), the TOTP counter's free
+	// failures by default: the mailbox alone gets no more guesses than
+	// the link limits' worth (5 links an hour), on top of the counter's
+	// own locks (review H, F4).
+	maxLinkTries = 5
 	// maxMatches bounds the accounts one address can reach: one verified
 	// address is one account's (storage.Store.VerifyEmail), older data
 	// aside.
@@ -152,7 +158,10 @@ func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.
 	// A disabled account's link is as dead as any other, and says no
 	// more: the mailbox alone does not learn the account is disabled
 	// (docs/THREAT-MODEL.md R-W7).
-	if err != nil || u.PasswordChangedAt.After(l.CreatedAt) || !strings.EqualFold(u.Email, l.Email) || !u.DisabledAt.IsZero() {
+	// A password changed in the link's own second voids it too (review
+	// H, F5): the stores keep seconds.
+	changedSince := !u.PasswordChangedAt.IsZero() && u.PasswordChangedAt.Unix() >= l.CreatedAt.Unix()
+	if err != nil || changedSince || !strings.EqualFold(u.Email, l.Email) || !u.DisabledAt.IsZero() || l.Tries >= maxLinkTries {
 		return nil, storage.User{}, invalid
 	}
 	return digest, u, nil
@@ -222,6 +231,19 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return pages.Internal("reset: authenticator", err)
 	}
+	// The hashing slot before the claim, as at a sign-in's password
+	// step (docs/THREAT-MODEL.md rule 3): a queue of others' hashes must
+	// never turn the owner's right code into a counted failure (review G,
+	// F1: a flood of unknown names made it 503 after the claim).
+	slot, err := h.hasher.Reserve(ctx)
+	if errors.Is(err, password.ErrBusy) {
+		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, "")
+		return nil
+	}
+	if err != nil {
+		return pages.Internal("reset: hashing slot", err)
+	}
+	defer slot.Release()
 	claim, err := h.guard.Claim(ctx, u.ID, "", "", storage.FactorTOTP)
 	if err != nil {
 		return pages.Internal("reset: claim", err)
@@ -231,6 +253,14 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now()}
 	}
 	now := h.now()
+	if err := h.store.CountLinkTry(ctx, digest, maxLinkTries, now); errors.Is(err, storage.ErrNotFound) {
+		// Its tries are spent (or it was used meanwhile): the claim stays
+		// counted, the link gives nothing more.
+		h.guard.NotEvaluated(ctx, claim, "reset_not_evaluated", u.ID, "")
+		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: tries spent or used", Back: ForgotPath}
+	} else if err != nil {
+		return pages.Internal("reset: count the link's try", err)
+	}
 	reset := storage.PasswordReset{Link: digest, UserID: u.ID}
 	factor := "authenticator code"
 	if recovery != "" {
@@ -246,15 +276,17 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 			h.guard.ReauthFailed(ctx, claim, "reset_code_failed", u.ID, "")
 			return h.resetForm(token, u, http.StatusUnauthorized, pages.MsgWrongCode)
 		}
+		if step <= cred.LastStep {
+			// A code already used is no proof, and is answered as fast
+			// as a wrong one: no hash first (review H, F8). The store
+			// checks again in the reset's transaction.
+			h.guard.ReauthFailed(ctx, claim, "reset_code_replayed", u.ID, "")
+			return h.resetForm(token, u, http.StatusUnauthorized, pages.MsgWrongCode)
+		}
 		reset.TOTPStep = step
 	}
-	hash, err := h.hasher.Hash(ctx, next)
-	if errors.Is(err, password.ErrBusy) {
-		// The claim stays counted: a busy server is no free guess.
-		h.guard.NotEvaluated(ctx, claim, "reset_not_evaluated", u.ID, "")
-		h.pages.Error(w, http.StatusServiceUnavailable, pages.MsgBusy, "")
-		return nil
-	}
+	hash, err := slot.Hash(next)
+	slot.Release()
 	if err != nil {
 		return pages.Internal("hash the new password", err)
 	}
@@ -286,7 +318,7 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The notice goes to the verified address the link went to.
 	h.trail.Event(h.notify.With(ctx, u.ID, mail.PasswordChanged, mail.HowReset), "password_reset", u.ID, u.Username, "",
-		"through a reset link with the "+factor+"; ended "+endedSummary(ended)+"; password lock cleared")
+		"through a reset link with the "+factor+"; "+endedSummary(ended)+"; password lock cleared")
 	h.pages.Render(w, http.StatusOK, "reset", pages.Data{Title: "title.reset", Username: u.Username, Done: true})
 	return nil
 }

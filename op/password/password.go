@@ -159,6 +159,15 @@ func (s *Slot) Release() {
 	}
 }
 
+// Hash is Hasher.Hash on the reserved slot: it never waits.
+func (s *Slot) Hash(password string) (string, error) {
+	if len(password) > MaxBytes {
+		return "", ErrTooLong
+	}
+	s.h.computed.Add(1)
+	return s.h.hashUnbounded(Normalize(password))
+}
+
 // Verify is Hasher.Verify on the reserved slot: it never waits.
 func (s *Slot) Verify(encoded, password string) (bool, error) {
 	if len(password) > MaxBytes {

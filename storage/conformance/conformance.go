@@ -83,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Links/ResetPassword", testResetPassword},
 		{"Links/ResetConcurrent", testResetConcurrent},
 		{"Links/GC", testLinkGC},
+		{"Links/Tries", testLinkTries},
 		{"Lookups/NoSideEffects", testSideEffectFreeLookups},
 		{"AccessTokens", testAccessTokens},
 		{"RefreshTokens/Basic", testRefreshTokens},

@@ -246,6 +246,11 @@ func testResetPassword(t *testing.T, s storage.Store) {
 	ok(t, err, "SetPassword")
 	at = at.Add(time.Minute)
 	isErr(t, reset("r3", 0, hash("rc1")), storage.ErrNotFound, "a link the password outlived")
+	// A change in the link's own second voids it too.
+	issue("r3s", "u1", at, 30*time.Minute)
+	_, err = s.SetPassword(ctx, "u1", storage.PasswordChange{Hash: "$argon2id$same-second"}, at)
+	ok(t, err, "SetPassword in the link's second")
+	isErr(t, reset("r3s", 0, hash("rc1")), storage.ErrNotFound, "a link older than a change in its own second")
 	// Sent to an address the account no longer has.
 	issue("r3b", "u1", at, 30*time.Minute)
 	moved := "u1-moved@example.com"
@@ -300,4 +305,29 @@ func testLinkGC(t *testing.T, s storage.Store) {
 	isErr(t, err, storage.ErrNotFound, "a link past its retention")
 	_, err = s.LinkByDigest(ctx, hash("new"))
 	ok(t, err, "a live link after GC")
+}
+
+// testLinkTries: a reset link takes at most max counted tries, at once
+// too; a link with tries left still resets; none once they are spent, or
+// for a used or unknown link.
+func testLinkTries(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	addUser(t, s, "u1")
+	ok(t, s.PutTOTP(ctx, storage.TOTPCredential{UserID: "u1", Secret: []byte("sealed"), Confirmed: true, LastStep: 10, CreatedAt: t0}), "PutTOTP")
+	ok(t, s.IssueLink(ctx, link("r", storage.LinkResetPassword, "u1", "u1@example.com", t0, time.Hour), mail("m-r", t0), storage.LinkLimit{}), "IssueLink")
+	at := t0.Add(time.Minute)
+	errs := together(8, func(int) error { return s.CountLinkTry(ctx, hash("r"), 3, at) })
+	if got := tally(errs); got["nil"] != 3 || got["notfound"] != 5 {
+		t.Fatalf("eight tries at once with a 3-try link: %v, want 3 counted", got)
+	}
+	if l, _ := s.LinkByDigest(ctx, hash("r")); l.Tries != 3 || !l.UsedAt.IsZero() {
+		t.Fatalf("the link after its tries: %+v", l)
+	}
+	// The third try was counted and may still reset.
+	_, err := s.ResetPassword(ctx, storage.PasswordReset{Link: hash("r"), UserID: "u1", Hash: "$argon2id$r", TOTPStep: 11}, at)
+	ok(t, err, "ResetPassword with the last try")
+	isErr(t, s.CountLinkTry(ctx, hash("r"), 3, at), storage.ErrNotFound, "a try with a used link")
+	isErr(t, s.CountLinkTry(ctx, hash("nope"), 3, at), storage.ErrNotFound, "a try with an unknown link")
+	ok(t, s.IssueLink(ctx, link("v", storage.LinkVerifyEmail, "u1", "u1@example.com", at, time.Hour), mail("m-v", at), storage.LinkLimit{}), "IssueLink verify")
+	isErr(t, s.CountLinkTry(ctx, hash("v"), 3, at), storage.ErrNotFound, "a try with a verification link")
 }

@@ -11,12 +11,12 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-const linkCols = `digest, purpose, user_id, email, created_at, expires_at, used_at`
+const linkCols = `digest, purpose, user_id, email, created_at, expires_at, used_at, tries`
 
 func scanLink(sc scanner) (storage.Link, error) {
 	var l storage.Link
 	var created, expires, used int64
-	err := sc.Scan(&l.Digest, &l.Purpose, &l.UserID, &l.Email, &created, &expires, &used)
+	err := sc.Scan(&l.Digest, &l.Purpose, &l.UserID, &l.Email, &created, &expires, &used, &l.Tries)
 	l.CreatedAt, l.ExpiresAt, l.UsedAt = fromUnix(created), fromUnix(expires), fromUnix(used)
 	return l, err
 }
@@ -58,7 +58,7 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 			revokedAt(l.CreatedAt), l.UserID, l.Purpose); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`INSERT INTO mail_links (`+linkCols+`) VALUES ($1, $2, $3, $4, $5, $6, 0)`,
+		if _, err := tx.exec(`INSERT INTO mail_links (`+linkCols+`) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)`,
 			l.Digest, l.Purpose, l.UserID, l.Email, created, unix(l.ExpiresAt)); err != nil {
 			return err
 		}
@@ -152,9 +152,10 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		if err != nil {
 			return err
 		}
-		if l.UserID != r.UserID || changed > unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
-			// Another account's link, one the password outlived, or one
-			// sent to an address the account no longer has.
+		if l.UserID != r.UserID || changed >= unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
+			// Another account's link, one the password outlived (a change
+			// in the link's own second too: times are kept in seconds), or
+			// one sent to an address the account no longer has.
 			return storage.ErrNotFound
 		}
 		if disabled != 0 {
@@ -188,4 +189,19 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		return err
 	})
 	return e, mapErr("reset password", err)
+}
+
+// CountLinkTry counts a try with a reset link (storage.Store.CountLinkTry).
+func (s *Store) CountLinkTry(ctx context.Context, digest []byte, max int, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := liveLink(tx, digest, storage.LinkResetPassword, now); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE mail_links SET tries = tries + 1 WHERE digest = $1 AND tries < $2`, digest, max)
+		if err == nil && n == 0 {
+			return storage.ErrNotFound // its tries are spent
+		}
+		return err
+	})
+	return mapErr("count link try", err)
 }

@@ -10,12 +10,12 @@ import (
 	"github.com/totp-idp/idp/storage"
 )
 
-const linkCols = `digest, purpose, user_id, email, created_at, expires_at, used_at`
+const linkCols = `digest, purpose, user_id, email, created_at, expires_at, used_at, tries`
 
 func scanLink(sc scanner) (storage.Link, error) {
 	var l storage.Link
 	var created, expires, used int64
-	err := sc.Scan(&l.Digest, &l.Purpose, &l.UserID, &l.Email, &created, &expires, &used)
+	err := sc.Scan(&l.Digest, &l.Purpose, &l.UserID, &l.Email, &created, &expires, &used, &l.Tries)
 	l.CreatedAt, l.ExpiresAt, l.UsedAt = fromUnix(created), fromUnix(expires), fromUnix(used)
 	return l, err
 }
@@ -51,7 +51,7 @@ func (s *Store) IssueLink(ctx context.Context, l storage.Link, m storage.Mail, l
 			revokedAt(l.CreatedAt), l.UserID, l.Purpose); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`INSERT INTO mail_links (`+linkCols+`) VALUES (?, ?, ?, ?, ?, ?, 0)`,
+		if _, err := tx.exec(`INSERT INTO mail_links (`+linkCols+`) VALUES (?, ?, ?, ?, ?, ?, 0, 0)`,
 			l.Digest, l.Purpose, l.UserID, l.Email, created, unix(l.ExpiresAt)); err != nil {
 			return err
 		}
@@ -146,9 +146,10 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		if err := row.Scan(&disabled, &changed, &email); err != nil {
 			return err // no user: ErrNotFound
 		}
-		if l.UserID != r.UserID || changed > unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
-			// Another account's link, one the password outlived, or one
-			// sent to an address the account no longer has.
+		if l.UserID != r.UserID || changed >= unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
+			// Another account's link, one the password outlived (a change
+			// in the link's own second too: times are kept in seconds), or
+			// one sent to an address the account no longer has.
 			return storage.ErrNotFound
 		}
 		if disabled != 0 {
@@ -182,4 +183,19 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		return err
 	})
 	return e, mapErr("reset password", err)
+}
+
+// CountLinkTry counts a try with a reset link (storage.Store.CountLinkTry).
+func (s *Store) CountLinkTry(ctx context.Context, digest []byte, max int, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if _, err := liveLink(tx, digest, storage.LinkResetPassword, now); err != nil {
+			return err
+		}
+		n, err := tx.exec(`UPDATE mail_links SET tries = tries + 1 WHERE digest = ? AND tries < ?`, digest, max)
+		if err == nil && n == 0 {
+			return storage.ErrNotFound // its tries are spent
+		}
+		return err
+	})
+	return mapErr("count link try", err)
 }

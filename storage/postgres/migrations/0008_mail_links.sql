@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS mail_links (
     email      TEXT   NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
-    used_at    BIGINT NOT NULL DEFAULT 0
+    used_at    BIGINT NOT NULL DEFAULT 0,
+    -- tries: second-factor codes posted with a reset link, counted before
+    -- each is checked (storage.Store.CountLinkTry).
+    tries      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS mail_links_user ON mail_links (user_id, purpose, created_at);
 CREATE INDEX IF NOT EXISTS mail_links_email ON mail_links (lower(email), purpose, created_at);

@@ -9,7 +9,10 @@ CREATE TABLE mail_links (
     email      TEXT    NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    used_at    INTEGER NOT NULL DEFAULT 0
+    used_at    INTEGER NOT NULL DEFAULT 0,
+    -- tries: second-factor codes posted with a reset link, counted before
+    -- each is checked (storage.Store.CountLinkTry).
+    tries      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX mail_links_user ON mail_links (user_id, purpose, created_at);
 CREATE INDEX mail_links_email ON mail_links (email COLLATE NOCASE, purpose, created_at);
