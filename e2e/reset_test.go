@@ -460,31 +460,49 @@ func TestResetEnumeration(t *testing.T) {
 	ids := []string{"kay", "lou@example.com", "mo", "ned", "nobody", "nobody@example.com"}
 	b := NewBrowser(t, "")
 	var page string
-	times := map[string][]time.Duration{}
 	rsForgot(b, s, "warm-up")
-	for i := 0; i < samples; i++ {
-		for j := range ids {
-			id := ids[(i+j)%len(ids)] // the order rotates
-			p, d := rsForgot(b, s, id)
-			if p.Status != http.StatusOK {
-				t.Fatalf("%s: %d", id, p.Status)
+	// round measures every identifier samples times, the order rotating,
+	// and returns the medians and their spread. Random load on 2 shared
+	// cores can push one round past 10 %; up to three are measured and
+	// one within 10 % passes, as in TestAttackEnumeration: a systematic
+	// difference shows in every round.
+	round := func() (map[string]time.Duration, float64) {
+		times := map[string][]time.Duration{}
+		for i := 0; i < samples; i++ {
+			for j := range ids {
+				id := ids[(i+j)%len(ids)]
+				p, d := rsForgot(b, s, id)
+				if p.Status != http.StatusOK {
+					t.Fatalf("%s: %d", id, p.Status)
+				}
+				if page == "" {
+					page = p.Body
+				} else if p.Body != page {
+					t.Fatalf("the answer for %s differs:\n%s\n---\n%s", id, p.Body, page)
+				}
+				times[id] = append(times[id], d)
 			}
-			if page == "" {
-				page = p.Body
-			} else if p.Body != page {
-				t.Fatalf("the answer for %s differs:\n%s\n---\n%s", id, p.Body, page)
-			}
-			times[id] = append(times[id], d)
+		}
+		med := map[string]time.Duration{}
+		lo, hi := time.Hour, time.Duration(0)
+		for id, ds := range times {
+			med[id] = atkMedian(ds)
+			lo, hi = min(lo, med[id]), max(hi, med[id])
+		}
+		return med, float64(hi-lo) / float64(lo)
+	}
+	var rounds []string
+	var rel float64
+	for r := 0; r < 3; r++ {
+		var med map[string]time.Duration
+		med, rel = round()
+		rounds = append(rounds, fmt.Sprintf("%v (%.1f%%)", med, 100*rel))
+		if rel <= 0.10 {
+			break
 		}
 	}
-	med := map[string]time.Duration{}
-	lo, hi := time.Hour, time.Duration(0)
-	for id, ds := range times {
-		med[id] = atkMedian(ds)
-		lo, hi = min(lo, med[id]), max(hi, med[id])
-	}
-	if rel := float64(hi-lo) / float64(lo); rel > 0.10 || math.IsNaN(rel) {
-		t.Errorf("forgot form medians differ by %.1f%% (%v)", 100*rel, med)
+	if rel > 0.10 || math.IsNaN(rel) {
+		t.Errorf("forgot form medians differ by more than 10%% in every round: %v", rounds)
 	}
 	time.Sleep(500 * time.Millisecond)
 	got := map[string]int{}
@@ -494,7 +512,7 @@ func TestResetEnumeration(t *testing.T) {
 	if len(got) != 2 || got["kay@example.com"] != 1 || got["lou@example.com"] != 1 {
 		t.Fatalf("mails sent: %v, want one each to kay and lou (the limit keeps later ones)", got)
 	}
-	t.Logf("%d rounds: one page, one status; medians %v", samples, med)
+	t.Logf("%d samples per identifier and round: one page, one status; medians %v", samples, rounds)
 }
 
 // TestPasswordResetRace, through the real binary: one reset link posted
