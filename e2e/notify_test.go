@@ -194,6 +194,9 @@ func TestNotificationMustChange(t *testing.T) {
 	b := NewBrowser(t, "")
 	rp := NewRP(t, s, c)
 	lgLogin(t, s, c, rp, b, u, codes[0], "openid")
+	// The sink keeps delivery order, and a batch is in id order: wait for
+	// this notice before the next one is made.
+	ntMail(t, sink, "mia@example.com", "a recovery code was used", 1, codes, "Recovery codes left: 9")
 	page := b.Get(s.URL + "/account")
 	for i := 0; page.Status/100 == 3 && i < 6; i++ {
 		page = b.Get(page.Location)

@@ -640,3 +640,28 @@ func TestPasswordResetLinkTries(t *testing.T) {
 		t.Fatal("the password changed")
 	}
 }
+
+// TestPasswordResetLockedLink, through the real binary: while the
+// account's second step is locked, posts with one reset link are refused
+// and spend the link's tries too, so a link writes at most five rows to
+// the audit trail, locked or not (review G, I4).
+func TestPasswordResetLockedLink(t *testing.T) {
+	s, sink := rsMailServer(t, "--totp-max-failures", "2", "--totp-lock", "1h", "--totp-lock-max", "1h")
+	u := AddUser(t, s.DB, "lee", "correct horse battery")
+	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
+		t.Fatal(p.Status)
+	}
+	link := rsLink(t, ntMail(t, sink, "lee@example.com", "reset your password", 1, nil), "/login/reset")
+	b := NewBrowser(t, "")
+	var got []int
+	for i := 0; i < 8; i++ {
+		got = append(got, rsReset(b, s, link, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "code": {"000000"}}).Status)
+	}
+	if fmt.Sprint(got) != "[401 401 429 429 429 410 410 410]" {
+		t.Fatalf("eight posts with one link, locked after two: %v", got)
+	}
+	if n := atkCount(atkAudit(t, s.DB, u.Name), "locked_refused"); n > 3 {
+		t.Fatalf("%d locked_refused rows from one link, want at most its 3 tries left", n)
+	}
+}

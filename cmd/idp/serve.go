@@ -440,7 +440,7 @@ func mailTransport(smtpURL, from, passwordFile, dir string) (mail.Transport, str
 	case smtpURL != "" && dir != "":
 		return nil, "", usageError{"--smtp-url and --mail-dir: give one"}
 	case smtpURL != "":
-		if _, err := mail.Address(from); err != nil {
+		if _, err := mail.FromAddress(from); err != nil {
 			return nil, "", usageError{"--smtp-url needs --smtp-from, one plain address"}
 		}
 		password := ""
@@ -463,7 +463,7 @@ func mailTransport(smtpURL, from, passwordFile, dir string) (mail.Transport, str
 		if from == "" {
 			from = "idp@localhost"
 		}
-		if _, err := mail.Address(from); err != nil {
+		if _, err := mail.FromAddress(from); err != nil {
 			return nil, "", usageError{"--smtp-from: one plain address"}
 		}
 		return mail.Dir{Path: dir}, from, nil

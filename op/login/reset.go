@@ -244,6 +244,16 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 		return pages.Internal("reset: hashing slot", err)
 	}
 	defer slot.Release()
+	now := h.now()
+	// The link's try first, then the account's claim: a post refused
+	// while the account is locked spends a try too, so one link writes
+	// at most maxLinkTries rows to the audit trail, locked or not (review
+	// G, I4).
+	if err := h.store.CountLinkTry(ctx, digest, maxLinkTries, now); errors.Is(err, storage.ErrNotFound) {
+		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: tries spent or used", Back: ForgotPath}
+	} else if err != nil {
+		return pages.Internal("reset: count the link's try", err)
+	}
 	claim, err := h.guard.Claim(ctx, u.ID, "", "", storage.FactorTOTP)
 	if err != nil {
 		return pages.Internal("reset: claim", err)
@@ -251,15 +261,6 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	if !claim.Allowed {
 		h.metrics.Attempt("reset", "locked")
 		return &pages.Locked{Retry: claim.RetryAfter, Hard: claim.HardLocked, Now: h.now()}
-	}
-	now := h.now()
-	if err := h.store.CountLinkTry(ctx, digest, maxLinkTries, now); errors.Is(err, storage.ErrNotFound) {
-		// Its tries are spent (or it was used meanwhile): the claim stays
-		// counted, the link gives nothing more.
-		h.guard.NotEvaluated(ctx, claim, "reset_not_evaluated", u.ID, "")
-		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: tries spent or used", Back: ForgotPath}
-	} else if err != nil {
-		return pages.Internal("reset: count the link's try", err)
 	}
 	reset := storage.PasswordReset{Link: digest, UserID: u.ID}
 	factor := "authenticator code"

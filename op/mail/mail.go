@@ -59,15 +59,27 @@ var ErrBadAddress = errors.New("mail: not a single plain address")
 // spelling of a domain (its xn-- form is the one; review H, F3). It is
 // also the rule for the addresses operators store (admin.CheckEmail).
 func Address(s string) (string, error) {
+	if _, err := FromAddress(s); err != nil {
+		return "", err
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || !localPart(s[:at]) || !domainName(s[at+1:]) {
+		return "", ErrBadAddress
+	}
+	return s, nil
+}
+
+// FromAddress checks the operator's From address (--smtp-from): exactly one
+// plain mailbox, no display name, no second address, no space, control or
+// format character. It is not a recipient's stricter rule (Address): a
+// From of the operator's own host ("idp@localhost", the --mail-dir
+// default) is theirs to choose.
+func FromAddress(s string) (string, error) {
 	if s == "" || len(s) > 254 || !storage.Printable(s) || strings.ContainsFunc(s, unicode.IsSpace) {
 		return "", ErrBadAddress
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Name != "" || a.Address != s {
-		return "", ErrBadAddress
-	}
-	at := strings.LastIndexByte(s, '@')
-	if at < 1 || !localPart(s[:at]) || !domainName(s[at+1:]) {
 		return "", ErrBadAddress
 	}
 	return a.Address, nil
