@@ -665,3 +665,39 @@ func TestPasswordResetLockedLink(t *testing.T) {
 		t.Fatalf("%d locked_refused rows from one link, want at most its 3 tries left", n)
 	}
 }
+
+// TestPasswordResetLinkVoided, through the real binary: a reset link dies
+// when its address stops being verified, even if it is verified again,
+// and when the operator removes the authenticator; both then look like
+// any dead link (review I, F1 and F3: the first still reset the password,
+// and nobody was told; the second answered 409 "no authenticator").
+func TestPasswordResetLinkVoided(t *testing.T) {
+	s, sink := rsMailServer(t)
+	for _, n := range []string{"uma", "val"} {
+		AddUser(t, s.DB, n, "correct horse battery")
+		CLI(t, s.DB, "", "user", "update", n, "--email-verified=true")
+	}
+	link := func(who string) string {
+		t.Helper()
+		if p, _ := rsForgot(NewBrowser(t, ""), s, who); p.Status != http.StatusOK {
+			t.Fatal(p.Status)
+		}
+		return rsLink(t, ntMail(t, sink, who+"@example.com", "reset your password", 1, nil), "/login/reset")
+	}
+	uma := link("uma")
+	CLI(t, s.DB, "", "user", "update", "uma", "--email-verified=false")
+	if p := NewBrowser(t, "").Get(uma); p.Status != http.StatusGone {
+		t.Fatalf("a link to an address no longer verified: %d, want 410", p.Status)
+	}
+	CLI(t, s.DB, "", "user", "update", "uma", "--email-verified=true")
+	if p := rsReset(NewBrowser(t, ""), s, uma, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "recovery_code": {"aaaaa-bbbbb-ccccc-ddddd-eeeee"}}); p.Status != http.StatusGone {
+		t.Fatalf("the link after the address was verified again: %d, want 410", p.Status)
+	}
+	val := link("val")
+	CLI(t, s.DB, "", "user", "reset-totp", "val")
+	for _, p := range []Page{NewBrowser(t, "").Get(val), rsReset(NewBrowser(t, ""), s, val, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "code": {"123456"}})} {
+		if p.Status != http.StatusGone || !strings.Contains(p.Body, "used, expired or not valid") {
+			t.Fatalf("a link of an account without an authenticator: %d, want the dead link's 410", p.Status)
+		}
+	}
+}

@@ -161,7 +161,15 @@ func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.
 	// A password changed in the link's own second voids it too (review
 	// H, F5): the stores keep seconds.
 	changedSince := !u.PasswordChangedAt.IsZero() && u.PasswordChangedAt.Unix() >= l.CreatedAt.Unix()
-	if err != nil || changedSince || !strings.EqualFold(u.Email, l.Email) || !u.DisabledAt.IsZero() || l.Tries >= maxLinkTries {
+	if err != nil || changedSince || !strings.EqualFold(u.Email, l.Email) || !u.EmailVerified || !u.DisabledAt.IsZero() || l.Tries >= maxLinkTries {
+		return nil, storage.User{}, invalid
+	}
+	// An account without a confirmed authenticator (the operator removed
+	// it since) could not use the link: it is dead like the others, and
+	// says nothing of the account's state (review I, F3).
+	if ok, err := h.hasTOTP(ctx, u.ID); err != nil {
+		return nil, storage.User{}, pages.Internal("reset link's authenticator", err)
+	} else if !ok {
 		return nil, storage.User{}, invalid
 	}
 	return digest, u, nil
@@ -226,7 +234,8 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	}
 	cred, err := h.store.TOTPByUser(ctx, u.ID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
-		return &pages.Error{Status: http.StatusConflict, Msg: "reset.no_factor", What: "reset without a second factor"}
+		// Removed between resetLink and here: the same dead link.
+		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: no authenticator", Back: ForgotPath}
 	}
 	if err != nil {
 		return pages.Internal("reset: authenticator", err)

@@ -100,8 +100,10 @@ func localPart(l string) bool {
 }
 
 // domainName: two or more labels of ASCII letters, digits and inner
-// hyphens, each at most 63 bytes, the last not all digits (RFC 1035
-// §2.3.1, RFC 3696 §2).
+// hyphens, each at most 63 bytes, the last (the top-level domain)
+// beginning with a letter (RFC 1035 §2.3.1, RFC 3696 §2), so that no
+// spelling of an IPv4 address passes: inet_aton reads 0x7f.0x1 and
+// 127.0.0.0x1 as 127.0.0.1 (review I, F2).
 func domainName(d string) bool {
 	labels := strings.Split(d, ".")
 	if len(d) > 253 || len(labels) < 2 {
@@ -113,7 +115,8 @@ func domainName(d string) bool {
 			return false
 		}
 	}
-	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+	c := labels[len(labels)-1][0] | 0x20
+	return c >= 'a' && c <= 'z'
 }
 
 // headerText is s as one header line's text: controls (CR, LF, NUL…)

@@ -317,7 +317,8 @@ func TestAddress(t *testing.T) {
 		"user%host@relay.example", "a!b@example.com", `"a b"@example.com`, `"ann"@example.com`, "ann@bücher.example", "änn@example.com",
 		"ann..lee@example.com", ".ann@example.com", "ann@-x.example", "ann@x-.example", "ann@example..com", "Ann <ann@example.com>",
 		"ann@example.com, b@example.com", "ann@example.com\r\nBcc: x@example.net", "ann@exa mple.com", strings.Repeat("a", 65) + "@example.com",
-		"ann@" + strings.Repeat("a", 64) + ".example"} {
+		"ann@" + strings.Repeat("a", 64) + ".example", "root@127.0.0.0x1", "root@0x7f.0x1", "root@0177.0.0.0x1", "root@10.0.0.0x1",
+		"root@0x7f.0xa", "a@example.1com"} {
 		if _, err := Address(bad); err == nil {
 			t.Errorf("Address(%q) accepted", bad)
 		}

@@ -258,6 +258,23 @@ func testResetPassword(t *testing.T, s storage.Store) {
 	isErr(t, reset("r3b", 0, hash("rc1")), storage.ErrNotFound, "a link to the old address")
 	back := "U1@example.com"
 	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{Email: &back}), "UpdateUser back")
+	isErr(t, reset("r3b", 0, hash("rc1")), storage.ErrNotFound, "a link to an address changed away and back")
+	// The address no longer verified (the operator's --email-verified=false),
+	// and a link issued before it was verified again.
+	issue("r3c", "u1", at, 30*time.Minute)
+	no, yes := false, true
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{EmailVerified: &no}), "UpdateUser unverified")
+	isErr(t, reset("r3c", 0, hash("rc1")), storage.ErrNotFound, "a link to an address no longer verified")
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{EmailVerified: &yes}), "UpdateUser verified again")
+	isErr(t, reset("r3c", 0, hash("rc1")), storage.ErrNotFound, "a link from before the address was verified again")
+	if l, _ := s.LinkByDigest(ctx, hash("r3c")); l.UsedAt.IsZero() {
+		t.Fatal("an address change left its reset link unused")
+	}
+	// A link to an unverified address (one issued by hand) is refused at use.
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{EmailVerified: &no}), "UpdateUser unverified again")
+	issue("r3d", "u1", at, 30*time.Minute)
+	isErr(t, reset("r3d", 0, hash("rc1")), storage.ErrNotFound, "a link to an unverified address")
+	ok(t, s.UpdateUser(ctx, "u1", storage.UserUpdate{EmailVerified: &yes}), "UpdateUser verified")
 	// Expired.
 	issue("r4", "u1", at, time.Minute)
 	at = at.Add(time.Minute)

@@ -104,15 +104,24 @@ func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool, n
 
 // UpdateUser changes the profile fields set in up.
 func (s *Store) UpdateUser(ctx context.Context, userID string, up storage.UserUpdate) error {
-	n, err := s.exec(ctx, `UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email),
-		email_verified = COALESCE($3, email_verified) WHERE id = $4`, up.Name, up.Email, up.EmailVerified, userID)
-	if err != nil {
-		return mapErr("update user", err)
-	}
-	if n == 0 {
-		return mapErr("update user", storage.ErrNotFound)
-	}
-	return nil
+	err := s.write(ctx, func(tx *txn) error {
+		n, err := tx.exec(`UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email),
+			email_verified = COALESCE($3, email_verified) WHERE id = $4`, up.Name, up.Email, up.EmailVerified, userID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		if up.Email != nil || up.EmailVerified != nil {
+			// A reset link went to the address as it was: any change of
+			// it, or of its verification, voids the link, even a change
+			// back (review I, F1). used_at 1: voided, at no use.
+			_, err = tx.exec(`UPDATE mail_links SET used_at = 1 WHERE user_id = $1 AND purpose = $2 AND used_at = 0`, userID, storage.LinkResetPassword)
+		}
+		return err
+	})
+	return mapErr("update user", err)
 }
 
 // Sessions lists the user's live SSO sessions, most recently seen first.

@@ -112,7 +112,13 @@ func (s *Store) UpdateUser(ctx context.Context, userID string, up storage.UserUp
 		if n == 0 {
 			return storage.ErrNotFound
 		}
-		return nil
+		if up.Email != nil || up.EmailVerified != nil {
+			// A reset link went to the address as it was: any change of
+			// it, or of its verification, voids the link, even a change
+			// back (review I, F1). used_at 1: voided, at no use.
+			_, err = tx.exec(`UPDATE mail_links SET used_at = 1 WHERE user_id = ? AND purpose = ? AND used_at = 0`, userID, storage.LinkResetPassword)
+		}
+		return err
 	})
 	return mapErr("update user", err)
 }

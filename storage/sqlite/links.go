@@ -137,19 +137,20 @@ func (s *Store) ResetPassword(ctx context.Context, r storage.PasswordReset, now 
 		if err != nil {
 			return err
 		}
-		row, err := tx.queryRow(`SELECT disabled_at, password_changed_at, email FROM users WHERE id = ?`, r.UserID)
+		row, err := tx.queryRow(`SELECT disabled_at, password_changed_at, email, email_verified FROM users WHERE id = ?`, r.UserID)
 		if err != nil {
 			return err
 		}
 		var disabled, changed int64
 		var email string
-		if err := row.Scan(&disabled, &changed, &email); err != nil {
+		var verified bool
+		if err := row.Scan(&disabled, &changed, &email, &verified); err != nil {
 			return err // no user: ErrNotFound
 		}
-		if l.UserID != r.UserID || changed >= unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) {
+		if l.UserID != r.UserID || changed >= unix(l.CreatedAt) || !strings.EqualFold(email, l.Email) || !verified {
 			// Another account's link, one the password outlived (a change
 			// in the link's own second too: times are kept in seconds), or
-			// one sent to an address the account no longer has.
+			// one sent to an address the account no longer has verified.
 			return storage.ErrNotFound
 		}
 		if disabled != 0 {
