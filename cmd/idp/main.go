@@ -26,6 +26,8 @@ Usage:
   idp user add USERNAME [--email E] [--name N] [--password-stdin] [--enroll-at-login] [--json]
   idp user list | show USERNAME | unlock USERNAME | reset-totp USERNAME | recovery-codes USERNAME | delete USERNAME
   idp user revoke-sessions USERNAME [--client ID]
+  idp user update USERNAME [--email E] [--name N] [--email-verified] [--issuer URL] | set-password USERNAME [--must-change]
+  idp user disable | enable | sessions USERNAME
   idp client add CLIENT_ID --redirect-uri URI [--redirect-uri URI …] [--post-logout-redirect-uri URI …]
                  [--name N] [--public] [--pkce=required|optional] [--json]
   idp client list | delete CLIENT_ID
