@@ -208,8 +208,8 @@ func rsReset(b *Browser, s *Server, link string, fields url.Values) Page {
 // password page links "Forgot your password?"; the form mails a reset
 // link (256 bits) to the verified address; the link page wants the second
 // factor: without one nothing changes, wrong codes count and lock on the
-// sign-in's counter (the right code at a sign-in then waits too), an
-// altered link is refused; with a fresh code and a new password the
+// account's TOTP counter, the one a sign-in's code step claims (the right
+// code then waits too: 429), an altered link is refused; with a fresh code and a new password the
 // password is reset, every session and refresh token of the account ends,
 // the password lock is lifted, the "your password was changed" notice
 // arrives, and the link is spent.
