@@ -327,16 +327,16 @@ func (e *env) user(ctx context.Context, args []string) (err error) {
 		if up == (storage.UserUpdate{}) {
 			return usageError{"idp user update: give at least one of --email, --name, --email-verified"}
 		}
-		u, err := adm.UpdateUser(ctx, pos[0], up)
+		u, linkSent, err := adm.UpdateUser(ctx, pos[0], up)
 		if err != nil {
 			return notFound("user", pos[0], err)
 		}
 		if asJSON {
 			return e.changed(adm, map[string]any{"username": u.Username, "name": u.Name, "email": u.Email,
-				"email_verified": u.EmailVerified, "verification_link_sent": adm.LinkSent})
+				"email_verified": u.EmailVerified, "verification_link_sent": linkSent})
 		}
 		fmt.Fprintf(e.stdout, "Updated %s: name %s, e-mail %s (verified: %t).\n", printable(u.Username), printable(u.Name), printable(u.Email), u.EmailVerified)
-		if adm.LinkSent {
+		if linkSent {
 			fmt.Fprintln(e.stdout, "A verification link was queued for the new address.")
 		} else if set["email"] && u.Email != "" && !u.EmailVerified {
 			fmt.Fprintln(e.stdout, "No verification link was sent (give --issuer, or the user asks for one on the account page).")

@@ -45,9 +45,6 @@ type Admin struct {
 	// account page).
 	Issuer string
 
-	// LinkSent: UpdateUser mailed a verification link.
-	LinkSent bool
-
 	mu        sync.Mutex
 	unaudited error // the audit rows that could not be written (Unaudited)
 }

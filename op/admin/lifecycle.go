@@ -66,15 +66,16 @@ func (a *Admin) SetDisabled(ctx context.Context, name string, disabled bool) (st
 	return u, ended, nil
 }
 
-// UpdateUser changes the profile fields set in up.
-func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpdate) (storage.User, error) {
-	u, err := a.UserByName(ctx, name)
+// UpdateUser changes the profile fields set in up; linkSent says a new,
+// unverified address was mailed its verification link.
+func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpdate) (u storage.User, linkSent bool, err error) {
+	u, err = a.UserByName(ctx, name)
 	if err != nil {
-		return u, err
+		return u, false, err
 	}
 	if up.Email != nil {
 		if err := CheckEmail(*up.Email); err != nil {
-			return u, err
+			return u, false, err
 		}
 		if *up.Email != u.Email && up.EmailVerified == nil {
 			// A new address is not verified because the old one was
@@ -85,7 +86,7 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 	}
 	if up.Name != nil {
 		if err := checkName(*up.Name); err != nil {
-			return u, err
+			return u, false, err
 		}
 	}
 	if up.EmailVerified != nil && *up.EmailVerified {
@@ -94,11 +95,11 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 			addr = *up.Email
 		}
 		if err := a.verifiedElsewhere(ctx, u.ID, addr); err != nil {
-			return u, err
+			return u, false, err
 		}
 	}
 	if err := a.Store.UpdateUser(ctx, u.ID, up); err != nil {
-		return u, err
+		return u, false, err
 	}
 	var changed []string
 	if up.Name != nil {
@@ -118,20 +119,20 @@ func (a *Admin) UpdateUser(ctx context.Context, name string, up storage.UserUpda
 	a.audit(ctx, "user_updated", u.ID, u.Username, "", strings.Join(changed, ", "))
 	now, err := a.Store.UserByID(ctx, u.ID)
 	if err != nil {
-		return now, err
+		return now, false, err
 	}
 	if up.Email != nil && *up.Email != u.Email && now.Email != "" && !now.EmailVerified && a.Notify != nil && a.Issuer != "" {
 		// The new address gets its verification link (issue 13, item 3).
 		switch err := a.Notify.SendLink(ctx, now, now.Email, storage.LinkVerifyEmail, strings.TrimSuffix(a.Issuer, "/")+account.VerifyEmailPath); {
 		case err == nil:
 			a.audit(ctx, "email_verification_sent", u.ID, u.Username, "", "to "+mail.Mask(now.Email)+", by operator")
-			a.LinkSent = true
+			linkSent = true
 		case errors.Is(err, storage.ErrLimited):
 		default:
-			return now, fmt.Errorf("the address is changed, but its verification link was not sent: %w", err)
+			return now, false, fmt.Errorf("the address is changed, but its verification link was not sent: %w", err)
 		}
 	}
-	return now, nil
+	return now, linkSent, nil
 }
 
 // ErrVerifiedElsewhere: another account has the address verified; one

@@ -133,47 +133,52 @@ func (h *Handler) requestReset(ctx context.Context, raw string) {
 	}
 }
 
-// resetLink is the live reset link of token and its user, or the answer
-// for a link that is used, expired, altered or of a disabled account.
-func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.User, error) {
-	invalid := &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link used, expired or unknown", Back: ForgotPath}
+// resetLink is the live reset link of token, its user and the user's
+// authenticator, or the answer for a dead link: used, expired, altered,
+// its tries spent, older than the password (to the second: the stores
+// keep seconds; review H, F5), sent to an address the account no longer
+// has verified, of a disabled account or of one without a confirmed
+// authenticator. All get the same page: the mailbox alone learns nothing
+// of the account's state (docs/THREAT-MODEL.md R-W7; reviews H-F6, I-F3).
+func (h *Handler) resetLink(ctx context.Context, token string) ([]byte, storage.User, storage.TOTPCredential, error) {
+	var none storage.TOTPCredential
 	digest := mail.LinkDigest(token)
 	if digest == nil {
-		return nil, storage.User{}, invalid
+		return nil, storage.User{}, none, errDeadLink
 	}
 	l, err := h.store.LinkByDigest(ctx, digest)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, storage.User{}, invalid
+		return nil, storage.User{}, none, errDeadLink
 	}
 	if err != nil {
-		return nil, storage.User{}, pages.Internal("reset link", err)
+		return nil, storage.User{}, none, pages.Internal("reset link", err)
 	}
-	if l.Purpose != storage.LinkResetPassword || !l.UsedAt.IsZero() || !h.now().Before(l.ExpiresAt) {
-		return nil, storage.User{}, invalid
+	if l.Purpose != storage.LinkResetPassword || !l.UsedAt.IsZero() || !h.now().Before(l.ExpiresAt) || l.Tries >= maxLinkTries {
+		return nil, storage.User{}, none, errDeadLink
 	}
 	u, err := h.store.UserByID(ctx, l.UserID)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return nil, storage.User{}, pages.Internal("reset link's user", err)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, storage.User{}, none, errDeadLink
 	}
-	// A disabled account's link is as dead as any other, and says no
-	// more: the mailbox alone does not learn the account is disabled
-	// (docs/THREAT-MODEL.md R-W7).
-	// A password changed in the link's own second voids it too (review
-	// H, F5): the stores keep seconds.
+	if err != nil {
+		return nil, storage.User{}, none, pages.Internal("reset link's user", err)
+	}
 	changedSince := !u.PasswordChangedAt.IsZero() && u.PasswordChangedAt.Unix() >= l.CreatedAt.Unix()
-	if err != nil || changedSince || !strings.EqualFold(u.Email, l.Email) || !u.EmailVerified || !u.DisabledAt.IsZero() || l.Tries >= maxLinkTries {
-		return nil, storage.User{}, invalid
+	if changedSince || !strings.EqualFold(u.Email, l.Email) || !u.EmailVerified || !u.DisabledAt.IsZero() {
+		return nil, storage.User{}, none, errDeadLink
 	}
-	// An account without a confirmed authenticator (the operator removed
-	// it since) could not use the link: it is dead like the others, and
-	// says nothing of the account's state (review I, F3).
-	if ok, err := h.hasTOTP(ctx, u.ID); err != nil {
-		return nil, storage.User{}, pages.Internal("reset link's authenticator", err)
-	} else if !ok {
-		return nil, storage.User{}, invalid
+	cred, err := h.store.TOTPByUser(ctx, u.ID)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
+		return nil, storage.User{}, none, errDeadLink
 	}
-	return digest, u, nil
+	if err != nil {
+		return nil, storage.User{}, none, pages.Internal("reset link's authenticator", err)
+	}
+	return digest, u, cred, nil
 }
+
+// errDeadLink is every dead reset link's answer.
+var errDeadLink = &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link used, expired or unknown", Back: ForgotPath}
 
 func (h *Handler) resetForm(token string, u storage.User, status int, msg string) *pages.Form {
 	minLen := h.cfg.Passwords.MinLength
@@ -186,7 +191,7 @@ func (h *Handler) resetForm(token string, u storage.User, status int, msg string
 // resetPage shows the link's form (GET changes nothing).
 func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) error {
 	token := r.URL.Query().Get("t")
-	_, u, err := h.resetLink(r.Context(), token)
+	_, u, _, err := h.resetLink(r.Context(), token)
 	if err != nil {
 		return err
 	}
@@ -208,7 +213,7 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	r = r.WithContext(context.WithoutCancel(r.Context()))
 	ctx := r.Context()
 	token := r.PostFormValue("t")
-	digest, u, err := h.resetLink(ctx, token)
+	digest, u, cred, err := h.resetLink(ctx, token)
 	if err != nil {
 		return err
 	}
@@ -232,14 +237,6 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	} else if code, ok = totp.Normalize(rawCode); !ok {
 		return h.resetForm(token, u, http.StatusBadRequest, pages.MsgBadCode)
 	}
-	cred, err := h.store.TOTPByUser(ctx, u.ID)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !cred.Confirmed {
-		// Removed between resetLink and here: the same dead link.
-		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: no authenticator", Back: ForgotPath}
-	}
-	if err != nil {
-		return pages.Internal("reset: authenticator", err)
-	}
 	// The hashing slot before the claim, as at a sign-in's password
 	// step (docs/THREAT-MODEL.md rule 3): a queue of others' hashes must
 	// never turn the owner's right code into a counted failure (review G,
@@ -259,7 +256,7 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 	// at most maxLinkTries rows to the audit trail, locked or not (review
 	// G, I4).
 	if err := h.store.CountLinkTry(ctx, digest, maxLinkTries, now); errors.Is(err, storage.ErrNotFound) {
-		return &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link: tries spent or used", Back: ForgotPath}
+		return errDeadLink // its tries spent, or used, meanwhile
 	} else if err != nil {
 		return pages.Internal("reset: count the link's try", err)
 	}
@@ -311,13 +308,10 @@ func (h *Handler) resetStep(w http.ResponseWriter, r *http.Request) error {
 		h.guard.ReauthFailed(ctx, claim, "reset_recovery_failed", u.ID, "")
 		return h.resetForm(token, u, http.StatusUnauthorized, pages.MsgWrongRecovery)
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrWrongState):
-		// The link was used, or the account changed, meanwhile.
+		// The link was used, or the account changed, meanwhile: the
+		// link is dead either way.
 		h.guard.NotEvaluated(ctx, claim, "reset_not_evaluated", u.ID, "")
-		_, _, err := h.resetLink(ctx, token)
-		if err == nil {
-			err = &pages.Error{Status: http.StatusGone, Msg: "reset.invalid", What: "reset link used meanwhile", Back: ForgotPath}
-		}
-		return err
+		return errDeadLink
 	case err != nil:
 		return pages.Internal("reset password", err)
 	}
