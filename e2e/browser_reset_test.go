@@ -16,8 +16,7 @@ func TestBrowserPasswordReset(t *testing.T) {
 	brRequireChromium(t)
 	s, sink := rsMailServer(t)
 	c := AddClient(t, s.DB, "app")
-	u := AddUser(t, s.DB, "rosa", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "rosa", "correct horse battery", "--email-verified")
 	codes := lgRecoveryCodes(t, s, u)
 	authURL, _ := AuthorizeURL(s, c, AuthParams{})
 

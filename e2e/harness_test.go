@@ -236,10 +236,11 @@ func (u User) Code(at time.Time) string {
 	return c
 }
 
-// AddUser creates a user through the CLI.
-func AddUser(t testing.TB, db, name, password string) User {
+// AddUser creates a user through the CLI (name@example.com, unverified
+// unless extra says "--email-verified"); extra are more `user add` flags.
+func AddUser(t testing.TB, db, name, password string, extra ...string) User {
 	t.Helper()
-	out := CLI(t, db, password+"\n", "user", "add", name, "--password-stdin", "--json", "--email", name+"@example.com", "--name", "User "+name)
+	out := CLI(t, db, password+"\n", append([]string{"user", "add", name, "--password-stdin", "--json", "--email", name + "@example.com", "--name", "User " + name}, extra...)...)
 	var raw map[string]string
 	if err := json.Unmarshal([]byte(out), &raw); err != nil {
 		t.Fatalf("user add output %q: %v", out, err)

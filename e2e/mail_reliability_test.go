@@ -48,8 +48,7 @@ func TestMailSMTPDown(t *testing.T) {
 	s := StartServer(t, "--smtp-url", sink.URL(), "--smtp-from", "idp@example.com", "--mail-interval", "100ms", "--mail-retry", "1s")
 	c := AddClient(t, s.DB, "app")
 	rp := NewRP(t, s, c)
-	u := AddUser(t, s.DB, "sol", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "sol", "correct horse battery", "--email-verified")
 
 	mrWrongCode(t, s, c, u)
 	f := NewBrowser(t, "").StartFlow(s, c, AuthParams{})
@@ -102,8 +101,7 @@ func TestMailKilledBeforeSend(t *testing.T) {
 	// after the start waits.
 	s := StartServer(t, "--smtp-url", sink.URL(), "--smtp-from", "idp@example.com", "--mail-interval", "1h")
 	c := AddClient(t, s.DB, "app")
-	u := AddUser(t, s.DB, "kit", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "kit", "correct horse battery", "--email-verified")
 	mrWrongCode(t, s, c, u)
 	s.Kill()
 	if q := mrQueue(t, s.DB); len(q) != 1 || q[0]["kind"] != "second_factor_failed" || q[0]["attempts"] != float64(0) {

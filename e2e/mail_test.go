@@ -35,8 +35,7 @@ func TestMailAfterWrongCode(t *testing.T) {
 	dir := t.TempDir()
 	s := StartServer(t, "--mail-dir", dir, "--mail-interval", "100ms")
 	c := AddClient(t, s.DB, "app")
-	u := AddUser(t, s.DB, "wren", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "wren", "correct horse battery", "--email-verified")
 	quiet := AddUser(t, s.DB, "quill", "correct horse battery") // address not verified
 
 	for _, who := range []User{u, quiet} {

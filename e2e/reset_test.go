@@ -198,6 +198,16 @@ func rsForgot(b *Browser, s *Server, identifier string) (Page, time.Duration) {
 	return p, time.Since(start)
 }
 
+// rsResetLink asks the forgot form for a reset link by identifier and
+// returns the one link mailed to name@example.com.
+func rsResetLink(t *testing.T, s *Server, sink *Sink, identifier, name string) string {
+	t.Helper()
+	if p, _ := rsForgot(NewBrowser(t, ""), s, identifier); p.Status != http.StatusOK {
+		t.Fatalf("forgot %s: %d", identifier, p.Status)
+	}
+	return rsLink(t, ntMail(t, sink, name+"@example.com", "reset your password", 1, nil), "/login/reset")
+}
+
 // rsReset posts the reset form.
 func rsReset(b *Browser, s *Server, link string, fields url.Values) Page {
 	fields.Set("t", strings.SplitN(link, "?t=", 2)[1])
@@ -218,8 +228,7 @@ func TestPasswordReset(t *testing.T) {
 		"--password-max-failures", "2", "--password-lock", "1h", "--password-lock-max", "1h")
 	c := AddClient(t, s.DB, "app")
 	rp := NewRP(t, s, c)
-	u := AddUser(t, s.DB, "rae", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "rae", "correct horse battery", "--email-verified")
 	addr := "rae@example.com"
 
 	// A browser signed in before, with an offline refresh token.
@@ -323,17 +332,10 @@ func TestPasswordResetLinks(t *testing.T) {
 	c := AddClient(t, s.DB, "app")
 	users := map[string]User{}
 	for _, n := range []string{"ada", "bea", "cid", "dot"} {
-		u := AddUser(t, s.DB, n, "correct horse battery")
-		CLI(t, s.DB, "", "user", "update", n, "--email-verified=true")
+		u := AddUser(t, s.DB, n, "correct horse battery", "--email-verified")
 		users[n] = u
 	}
-	request := func(who string) string {
-		t.Helper()
-		if p, _ := rsForgot(NewBrowser(t, ""), s, who+"@example.com"); p.Status != http.StatusOK {
-			t.Fatalf("forgot %s: %d", who, p.Status)
-		}
-		return rsLink(t, ntMail(t, sink, who+"@example.com", "reset your password", 1, nil), "/login/reset")
-	}
+	request := func(who string) string { return rsResetLink(t, s, sink, who+"@example.com", who) }
 	next := url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}}
 	withCode := func(u User) url.Values {
 		v := url.Values{"code": {u.Code(time.Now())}}
@@ -450,12 +452,10 @@ func TestResetEnumeration(t *testing.T) {
 	const samples = 8
 	s, sink := rsMailServer(t)
 	for _, n := range []string{"kay", "lou"} {
-		AddUser(t, s.DB, n, "correct horse battery")
-		CLI(t, s.DB, "", "user", "update", n, "--email-verified=true")
+		AddUser(t, s.DB, n, "correct horse battery", "--email-verified")
 	}
 	AddUser(t, s.DB, "mo", "correct horse battery") // unverified
-	AddUser(t, s.DB, "ned", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", "ned", "--email-verified=true")
+	AddUser(t, s.DB, "ned", "correct horse battery", "--email-verified")
 	CLI(t, s.DB, "", "user", "disable", "ned")
 	ids := []string{"kay", "lou@example.com", "mo", "ned", "nobody", "nobody@example.com"}
 	b := NewBrowser(t, "")
@@ -523,13 +523,9 @@ func TestResetEnumeration(t *testing.T) {
 func TestPasswordResetRace(t *testing.T) {
 	s, sink := rsMailServer(t, "--password-max-failures", "20")
 	c := AddClient(t, s.DB, "app")
-	u := AddUser(t, s.DB, "tia", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
+	u := AddUser(t, s.DB, "tia", "correct horse battery", "--email-verified")
 	codes := lgRecoveryCodes(t, s, u)
-	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
-		t.Fatal(p.Status)
-	}
-	link := rsLink(t, ntMail(t, sink, "tia@example.com", "reset your password", 1, nil), "/login/reset")
+	link := rsResetLink(t, s, sink, u.Name, u.Name)
 	status := make([]int, 8)
 	passwords := make([]string, 8)
 	var wg sync.WaitGroup
@@ -615,12 +611,8 @@ func TestEmailChangeFlood(t *testing.T) {
 func TestPasswordResetLinkTries(t *testing.T) {
 	s, sink := rsMailServer(t, "--totp-max-failures", "20", "--totp-hard-limit", "30")
 	c := AddClient(t, s.DB, "app")
-	u := AddUser(t, s.DB, "eve", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
-	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
-		t.Fatal(p.Status)
-	}
-	link := rsLink(t, ntMail(t, sink, "eve@example.com", "reset your password", 1, nil), "/login/reset")
+	u := AddUser(t, s.DB, "eve", "correct horse battery", "--email-verified")
+	link := rsResetLink(t, s, sink, u.Name, u.Name)
 	b := NewBrowser(t, "")
 	var got []int
 	for i := 0; i < 5; i++ {
@@ -647,12 +639,8 @@ func TestPasswordResetLinkTries(t *testing.T) {
 // the audit trail, locked or not (review G, I4).
 func TestPasswordResetLockedLink(t *testing.T) {
 	s, sink := rsMailServer(t, "--totp-max-failures", "2", "--totp-lock", "1h", "--totp-lock-max", "1h")
-	u := AddUser(t, s.DB, "lee", "correct horse battery")
-	CLI(t, s.DB, "", "user", "update", u.Name, "--email-verified=true")
-	if p, _ := rsForgot(NewBrowser(t, ""), s, u.Name); p.Status != http.StatusOK {
-		t.Fatal(p.Status)
-	}
-	link := rsLink(t, ntMail(t, sink, "lee@example.com", "reset your password", 1, nil), "/login/reset")
+	u := AddUser(t, s.DB, "lee", "correct horse battery", "--email-verified")
+	link := rsResetLink(t, s, sink, u.Name, u.Name)
 	b := NewBrowser(t, "")
 	var got []int
 	for i := 0; i < 8; i++ {
@@ -674,17 +662,9 @@ func TestPasswordResetLockedLink(t *testing.T) {
 func TestPasswordResetLinkVoided(t *testing.T) {
 	s, sink := rsMailServer(t)
 	for _, n := range []string{"uma", "val"} {
-		AddUser(t, s.DB, n, "correct horse battery")
-		CLI(t, s.DB, "", "user", "update", n, "--email-verified=true")
+		AddUser(t, s.DB, n, "correct horse battery", "--email-verified")
 	}
-	link := func(who string) string {
-		t.Helper()
-		if p, _ := rsForgot(NewBrowser(t, ""), s, who); p.Status != http.StatusOK {
-			t.Fatal(p.Status)
-		}
-		return rsLink(t, ntMail(t, sink, who+"@example.com", "reset your password", 1, nil), "/login/reset")
-	}
-	uma := link("uma")
+	uma := rsResetLink(t, s, sink, "uma", "uma")
 	CLI(t, s.DB, "", "user", "update", "uma", "--email-verified=false")
 	if p := NewBrowser(t, "").Get(uma); p.Status != http.StatusGone {
 		t.Fatalf("a link to an address no longer verified: %d, want 410", p.Status)
@@ -693,7 +673,7 @@ func TestPasswordResetLinkVoided(t *testing.T) {
 	if p := rsReset(NewBrowser(t, ""), s, uma, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "recovery_code": {"aaaaa-bbbbb-ccccc-ddddd-eeeee"}}); p.Status != http.StatusGone {
 		t.Fatalf("the link after the address was verified again: %d, want 410", p.Status)
 	}
-	val := link("val")
+	val := rsResetLink(t, s, sink, "val", "val")
 	CLI(t, s.DB, "", "user", "reset-totp", "val")
 	for _, p := range []Page{NewBrowser(t, "").Get(val), rsReset(NewBrowser(t, ""), s, val, url.Values{"new": {"marble orchard three"}, "repeat": {"marble orchard three"}, "code": {"123456"}})} {
 		if p.Status != http.StatusGone || !strings.Contains(p.Body, "used, expired or not valid") {
